@@ -1,0 +1,3 @@
+from rootfs_forge.cli import main
+
+raise SystemExit(main())

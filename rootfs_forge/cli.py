@@ -1,0 +1,80 @@
+"""Command-line entry point: parse arguments, dispatch, print, map errors to exit codes.
+
+Each subcommand lives in ``rootfs_forge.commands.<name>`` and exposes ``register(subparsers)``, which adds its
+parser and sets ``func``; ``func(args) -> int`` returns the exit code. Only the module of the command being run
+is imported, so ``forge run`` starts fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+# command name -> module under rootfs_forge.commands (several names may share a module)
+COMMANDS: dict[str, str] = {
+    "update": "archive_cmds",
+    "show": "archive_cmds",
+    "search": "archive_cmds",
+    "resolve": "resolve_cmds",
+    "why": "resolve_cmds",
+    "lock": "resolve_cmds",
+    "compose": "compose",
+    "push": "push",
+    "run": "run",
+    "ps": "run",
+    "rm": "run",
+    "commit": "run",
+    "audit": "audit",
+    "sbom": "audit",
+    "diff": "audit",
+    "cache": "cache",
+}
+
+
+def _build_parser(only: str | None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="forge",
+        description="Compose minimal Debian root filesystems and reproducible OCI images.",
+    )
+    parser.add_argument("--version", action="version", version=_version())
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    modules = [COMMANDS[only]] if only in COMMANDS else sorted(set(COMMANDS.values()))
+    for mod in modules:
+        importlib.import_module(f"rootfs_forge.commands.{mod}").register(sub)
+    return parser
+
+
+def _version() -> str:
+    from rootfs_forge import __version__
+
+    return f"forge {__version__}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    first = next((a for a in argv if not a.startswith("-")), None)
+    parser = _build_parser(first if first in COMMANDS else None)
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    from rootfs_forge.errors import ForgeError
+
+    try:
+        return int(args.func(args) or 0)
+    except ForgeError as exc:
+        print(f"forge: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("forge: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # output piped into `head` and friends: not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
