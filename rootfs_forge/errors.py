@@ -41,8 +41,8 @@ class ArchiveError(ForgeError):
     exit_code = 3
 
 
-class IndexError_(ForgeError):  # noqa: N801 - avoid shadowing the builtin IndexError
-    """A Packages index that does not parse."""
+class IndexError_(ForgeError):
+    """A Packages index that does not parse. (Named so as not to shadow the builtin IndexError.)"""
 
     exit_code = 3
 

@@ -1,0 +1,66 @@
+"""Argument helpers shared by the commands: cache and network options, recipe loading, printing."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from rootfs_forge.context import Context, host_architecture
+from rootfs_forge.recipe import Recipe, load_recipe
+from rootfs_forge.sources import SourceEntry, resolve_sources
+
+
+def add_cache_args(p: argparse.ArgumentParser, offline: bool = True) -> None:
+    p.add_argument("--cache-dir", metavar="DIR",
+                   help="download cache (default: $FORGE_CACHE, else cache/ at the project root)")
+    if offline:
+        p.add_argument("--offline", action="store_true",
+                       help="use the indexes of the last update; never touch the network")
+
+
+def add_json_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="machine-readable output (canonical JSON)")
+
+
+def warn(msg: str) -> None:
+    print(f"forge: {msg}", file=sys.stderr)
+
+
+def make_context(args: argparse.Namespace) -> Context:
+    return Context.create(getattr(args, "cache_dir", None), offline=getattr(args, "offline", False), warn=warn)
+
+
+def recipe_or_none(path: str | None, ctx: Context | None = None) -> Recipe | None:
+    if not path:
+        return None
+    return load_recipe(Path(path), ctx.host_arch if ctx else host_architecture())
+
+
+def sources_and_archs(recipe: Recipe | None, ctx: Context, arch: str | None = None) -> tuple[list[SourceEntry],
+                                                                                              list[str]]:
+    entries = resolve_sources(recipe.sources if recipe else ())
+    archs = list(recipe.architectures) if recipe else [arch or ctx.host_arch]
+    return entries, archs
+
+
+def print_json(doc: Any) -> None:
+    print(json.dumps(doc, sort_keys=True, separators=(",", ":")))
+
+
+def table(rows: list[list[str]], headers: list[str]) -> str:
+    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows, strict=False)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=False)).rstrip()]
+    for r in rows:
+        lines.append("  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=False)).rstrip())
+    return "\n".join(lines)
+
+
+def human_size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"

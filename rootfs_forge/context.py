@@ -1,0 +1,110 @@
+"""The explicit inputs of a run: host architecture, clock, epoch, cache, transport, and the verified index.
+
+Commands build one ``Context`` and pass it down; nothing below reads the environment or the clock itself.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import subprocess
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from rootfs_forge.archive import IndexFile, update_sources
+from rootfs_forge.cache import Cache, default_cache_dir
+from rootfs_forge.errors import ArchiveError, ForgeError
+from rootfs_forge.index import PackageIndex
+from rootfs_forge.sources import SourceEntry
+from rootfs_forge.transport import Transport
+
+
+def host_architecture() -> str:
+    try:
+        out = subprocess.run(["dpkg", "--print-architecture"], capture_output=True, text=True, check=True)
+        return out.stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        import platform
+
+        return {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "armhf", "i686": "i386", "ppc64le": "ppc64el",
+                "s390x": "s390x", "riscv64": "riscv64"}.get(platform.machine(), platform.machine())
+
+
+def source_date_epoch(environ: dict[str, str] | None = None) -> int | None:
+    value = (environ if environ is not None else os.environ).get("SOURCE_DATE_EPOCH")
+    if value is None or value == "":
+        return None
+    try:
+        epoch = int(value)
+    except ValueError:
+        raise ForgeError("use", "SOURCE_DATE_EPOCH", f"{value!r} is not a whole number of seconds") from None
+    if epoch < 0:
+        raise ForgeError("use", "SOURCE_DATE_EPOCH", "must not be negative")
+    return epoch
+
+
+@dataclass
+class Context:
+    cache: Cache
+    transport: Transport = field(default_factory=Transport)
+    now: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+    epoch: int | None = None
+    host_arch: str = field(default_factory=host_architecture)
+    offline: bool = False
+    warn: Callable[[str], None] | None = None
+
+    @classmethod
+    def create(cls, cache_dir: str | None = None, *, offline: bool = False,
+               warn: Callable[[str], None] | None = None) -> Context:
+        return cls(Cache(default_cache_dir(cache_dir)), epoch=source_date_epoch(), offline=offline, warn=warn)
+
+    def index_files(self, entries: Sequence[SourceEntry], architectures: Sequence[str]) -> list[IndexFile]:
+        """Verified index files: fetched now, or (offline) the set the last update verified."""
+        state = self.cache.state_path(_state_key(entries, architectures))
+        if self.offline:
+            if not state.is_file():
+                raise ArchiveError("load", "package index", "offline and no earlier 'forge update' of these sources")
+            files = [_file_from_json(d) for d in json.loads(state.read_text())]
+            missing = [f.label for f in files if not self.cache.has(f.sha256)]
+            if missing:
+                raise ArchiveError("load", missing[0], "offline and it is not in the cache")
+            return files
+        files = update_sources(entries, architectures, self.cache, self.transport, self.now, self.warn)
+        doc = [_file_to_json(f) for f in files]
+        self.cache.write_atomic(state, json.dumps(doc, sort_keys=True, separators=(",", ":")).encode())
+        return files
+
+    def open_index(self, entries: Sequence[SourceEntry], architectures: Sequence[str]) -> PackageIndex:
+        return PackageIndex.open(self.index_files(entries, architectures), self.cache)
+
+
+def _state_key(entries: Sequence[SourceEntry], architectures: Sequence[str]) -> str:
+    doc = {"entries": [asdict(e) for e in entries], "architectures": sorted(architectures)}
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def _file_to_json(f: IndexFile) -> dict[str, object]:
+    return {"entry": asdict(f.entry), "component": f.component, "architecture": f.architecture,
+            "sha256": f.sha256, "compression": f.compression, "codename": f.codename}
+
+
+def _file_from_json(d: dict[str, object]) -> IndexFile:
+    e = dict(d["entry"])  # type: ignore[call-overload]
+    for k in ("components", "architectures", "mirrors"):
+        e[k] = tuple(e[k])
+    return IndexFile(SourceEntry(**e), str(d["component"]), str(d["architecture"]), str(d["sha256"]),
+                     str(d["compression"]), str(d["codename"]))
+
+
+def image_epoch(ctx_epoch: int | None, packages_dates: Sequence[int]) -> int:
+    """``SOURCE_DATE_EPOCH`` when set, else the newest package date, never the wall clock."""
+    if ctx_epoch is not None:
+        return ctx_epoch
+    return max(packages_dates, default=0)
+
+
+def as_path(p: str | os.PathLike[str]) -> Path:
+    return Path(p)

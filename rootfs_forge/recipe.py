@@ -1,0 +1,458 @@
+"""TOML recipe → frozen ``Recipe``. Every problem is collected and reported at once, naming file and key.
+
+Unknown keys are errors: a typo such as ``pakages`` must not silently produce an empty image.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rootfs_forge.errors import RecipeError
+
+# Debian policy §5.6.1 package names, optional :arch qualifier, optional =version
+PKG_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+(:[a-z0-9-]+)?(=[A-Za-z0-9.+~:-]+)?$")
+ARCH_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+KNOWN_ARCHES = frozenset({
+    "amd64", "arm64", "armel", "armhf", "i386", "mips64el", "mipsel", "ppc64el", "s390x", "riscv64", "loong64",
+    "alpha", "hppa", "ia64", "m68k", "powerpc", "ppc64", "sh4", "sparc64", "x32", "all",
+})
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._/-]*$")
+TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+PROFILES = ("minimal", "full")
+FORMATS = ("oci", "oci-archive", "docker-archive", "rootfs", "tar")
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    url: str
+    suites: tuple[str, ...]
+    components: tuple[str, ...] = ("main",)
+    keyring: str | None = None
+    architectures: tuple[str, ...] = ()
+    mirrors: tuple[str, ...] = ()
+    priority: int = 500
+    allow_insecure: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    name: str
+    uid: int
+    gid: int
+    home: str
+    shell: str = "/usr/sbin/nologin"
+
+
+@dataclass(frozen=True, slots=True)
+class LayerGroup:
+    name: str
+    packages: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class LocalFile:
+    src: str  # resolved absolute path
+    dest: str
+    mode: int = 0o644
+    uid: int = 0
+    gid: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ImageConfigSpec:
+    entrypoint: tuple[str, ...] = ()
+    cmd: tuple[str, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
+    working_dir: str = ""
+    user: str = ""
+    labels: tuple[tuple[str, str], ...] = ()
+    exposed_ports: tuple[str, ...] = ()
+    stop_signal: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Recipe:
+    path: Path
+    name: str
+    tag: str
+    architectures: tuple[str, ...]
+    packages: tuple[str, ...]
+    sources: tuple[Source, ...] = ()
+    recommends: bool = False
+    essential: bool = False
+    prefer: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    strategy: str = "apt"
+    merged_usr: bool = True
+    profile: str = "minimal"
+    path_exclude: tuple[str, ...] = ()
+    path_include: tuple[str, ...] = ()
+    locales: tuple[str, ...] = ()
+    slices: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    conflicts_prefer: tuple[tuple[str, str], ...] = ()  # path glob -> winning package
+    allow_devices: bool = False
+    accounts: tuple[Account, ...] = ()
+    sh: str = ""  # "", "dash" or "bash"
+    alternatives: tuple[tuple[str, str], ...] = ()
+    timezone: str = "UTC"
+    hostname: str = ""
+    busybox_links: bool = False
+    config: ImageConfigSpec = field(default_factory=ImageConfigSpec)
+    layers: tuple[LayerGroup, ...] = ()
+    layering: str = "single"  # single | groups | origin
+    layer_budget: int = 1
+    compression: str = "gzip"
+    files: tuple[LocalFile, ...] = ()
+    slim_keep: tuple[str, ...] = ()
+    slim_data: tuple[str, ...] = ()
+    slim: bool = False
+
+    @property
+    def architecture(self) -> str:
+        return self.architectures[0]
+
+    def resolution_digest(self) -> str:
+        """SHA256 of everything that influences the resolution; a lock records it to detect staleness."""
+        doc = {
+            "architectures": list(self.architectures),
+            "packages": list(self.packages),
+            "sources": [
+                {"url": s.url, "suites": list(s.suites), "components": list(s.components),
+                 "architectures": list(s.architectures), "priority": s.priority}
+                for s in self.sources
+            ],
+            "recommends": self.recommends,
+            "essential": self.essential,
+            "prefer": list(self.prefer),
+            "exclude": list(self.exclude),
+            "strategy": self.strategy,
+            "merged_usr": self.merged_usr,
+        }
+        text = json.dumps(doc, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------- validation
+
+
+class _Checker:
+    """Collects problems while reading a parsed TOML document."""
+
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+
+    def fail(self, key: str, msg: str) -> None:
+        self.problems.append(f"{key}: {msg}")
+
+    def table(self, doc: Mapping[str, Any], key: str, allowed: set[str]) -> Mapping[str, Any]:
+        value = doc.get(key.rsplit(".", 1)[-1], {}) if "." not in key else doc
+        if not isinstance(value, Mapping):
+            self.fail(key, f"expected a table, got {_tname(value)}")
+            return {}
+        for unknown in sorted(set(value) - allowed):
+            self.fail(f"{key}.{unknown}" if key else unknown, "unknown key")
+        return value
+
+    def unknown(self, prefix: str, value: Mapping[str, Any], allowed: set[str]) -> None:
+        for unknown in sorted(set(value) - allowed):
+            self.fail(f"{prefix}{unknown}", "unknown key")
+
+    def get(self, tbl: Mapping[str, Any], prefix: str, key: str, typ: type | tuple[type, ...], default: Any) -> Any:
+        if key not in tbl:
+            return default
+        value = tbl[key]
+        # bool is an int in Python; a TOML boolean is never an acceptable integer
+        if (isinstance(value, bool) and typ is int) or not isinstance(value, typ):
+            self.fail(f"{prefix}{key}", f"expected {_tname_of(typ)}, got {_tname(value)}")
+            return default
+        return value
+
+    def strings(self, tbl: Mapping[str, Any], prefix: str, key: str,
+                pattern: re.Pattern[str] | None = None, what: str = "value") -> tuple[str, ...]:
+        value = self.get(tbl, prefix, key, list, [])
+        out: list[str] = []
+        for i, item in enumerate(value):
+            if not isinstance(item, str):
+                self.fail(f"{prefix}{key}[{i}]", f"expected a string, got {_tname(item)}")
+            elif pattern is not None and not pattern.match(item):
+                self.fail(f"{prefix}{key}[{i}]", f"not a valid {what}: {item!r}")
+            else:
+                out.append(item)
+        return tuple(out)
+
+    def choice(self, tbl: Mapping[str, Any], prefix: str, key: str, options: tuple[str, ...], default: str) -> str:
+        value = self.get(tbl, prefix, key, str, default)
+        if value not in options:
+            self.fail(f"{prefix}{key}", f"must be one of {', '.join(options)}, got {value!r}")
+            return default
+        return str(value)
+
+    def string_map(self, tbl: Mapping[str, Any], prefix: str, key: str) -> tuple[tuple[str, str], ...]:
+        value = self.get(tbl, prefix, key, dict, {})
+        out = []
+        for k in sorted(value):
+            if not isinstance(value[k], str):
+                self.fail(f"{prefix}{key}.{k}", f"expected a string, got {_tname(value[k])}")
+            else:
+                out.append((k, value[k]))
+        return tuple(out)
+
+
+def _tname(value: Any) -> str:
+    return {
+        bool: "boolean", int: "integer", float: "float", str: "string", list: "array", dict: "table",
+    }.get(type(value), type(value).__name__)
+
+
+def _tname_of(typ: type | tuple[type, ...]) -> str:
+    if isinstance(typ, tuple):
+        return " or ".join(_tname_of(t) for t in typ)
+    return {bool: "a boolean", int: "an integer", str: "a string", list: "an array", dict: "a table"}.get(
+        typ, typ.__name__
+    )
+
+
+TOP_KEYS = {
+    "image", "packages", "source", "recommends", "essential", "prefer", "exclude", "strategy", "merged_usr",
+    "paths", "slice", "conflicts", "allow_devices", "account", "effects", "config", "layer", "file", "slim",
+}
+IMAGE_KEYS = {"name", "tag", "architecture", "architectures", "layering", "layer_budget", "compression"}
+SOURCE_KEYS = {"url", "suites", "components", "keyring", "architectures", "mirrors", "priority", "allow_insecure"}
+PATHS_KEYS = {"profile", "exclude", "include", "locales"}
+EFFECT_KEYS = {"sh", "alternatives", "timezone", "hostname", "busybox_links"}
+CONFIG_KEYS = {"entrypoint", "cmd", "env", "working_dir", "user", "labels", "exposed_ports", "stop_signal"}
+ACCOUNT_KEYS = {"name", "uid", "gid", "home", "shell"}
+FILE_KEYS = {"src", "dest", "mode", "owner"}
+SLIM_KEYS = {"keep", "data", "enabled"}
+
+
+def parse_recipe(text: str, path: Path, host_arch: str) -> Recipe:
+    """Validate a recipe's text. Raises RecipeError listing every problem found."""
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise RecipeError(str(path), [f"invalid TOML: {exc}"]) from None
+    c = _Checker()
+    c.unknown("", doc, TOP_KEYS)
+    image = c.get(doc, "", "image", dict, {})
+    c.unknown("image.", image, IMAGE_KEYS)
+    name = c.get(image, "image.", "name", str, path.stem)
+    if not NAME_RE.match(name):
+        c.fail("image.name", f"not a valid image name: {name!r} (lower case letters, digits, . _ - /)")
+    tag = c.get(image, "image.", "tag", str, "latest")
+    if not TAG_RE.match(tag):
+        c.fail("image.tag", f"not a valid tag: {tag!r}")
+    archs: tuple[str, ...]
+    if "architecture" in image and "architectures" in image:
+        c.fail("image.architectures", "give either architecture or architectures, not both")
+    if "architectures" in image:
+        archs = c.strings(image, "image.", "architectures", ARCH_RE, "architecture")
+        if not archs and isinstance(image["architectures"], list):
+            c.fail("image.architectures", "must name at least one architecture")
+    else:
+        archs = (c.get(image, "image.", "architecture", str, host_arch),)
+    for i, arch in enumerate(archs):
+        if arch not in KNOWN_ARCHES or arch == "all":
+            key = f"image.architectures[{i}]" if "architectures" in image else "image.architecture"
+            c.fail(key, f"unknown Debian architecture {arch!r}")
+    if len(set(archs)) != len(archs):
+        c.fail("image.architectures", "lists an architecture twice")
+    layering = c.choice(image, "image.", "layering", ("single", "groups", "origin"), "single")
+    budget = c.get(image, "image.", "layer_budget", int, 1)
+    if budget < 1 or budget > 127:
+        c.fail("image.layer_budget", f"must be between 1 and 127, got {budget}")
+    compression = c.choice(image, "image.", "compression", ("gzip", "zstd", "none"), "gzip")
+
+    if "packages" not in doc:
+        c.fail("packages", "missing: list the packages to install")
+    packages = c.strings(doc, "", "packages", PKG_RE, "package (name, name=version or name:arch)")
+    if "packages" in doc and isinstance(doc["packages"], list) and not doc["packages"]:
+        c.fail("packages", "is empty: list at least one package")
+
+    sources = []
+    for i, s in enumerate(c.get(doc, "", "source", list, [])):
+        pre = f"source[{i}]."
+        if not isinstance(s, dict):
+            c.fail(f"source[{i}]", f"expected a table, got {_tname(s)}")
+            continue
+        c.unknown(pre, s, SOURCE_KEYS)
+        url = c.get(s, pre, "url", str, "")
+        if not url:
+            c.fail(pre + "url", "missing")
+        elif not re.match(r"^(https?|file)://", url):
+            c.fail(pre + "url", f"must be an http://, https:// or file:// URL, got {url!r}")
+        suites = c.strings(s, pre, "suites")
+        if not suites:
+            c.fail(pre + "suites", "missing: name at least one suite")
+        comps = c.strings(s, pre, "components") or ("main",)
+        keyring = c.get(s, pre, "keyring", str, None)
+        s_archs = c.strings(s, pre, "architectures", ARCH_RE, "architecture")
+        mirrors = c.strings(s, pre, "mirrors")
+        for j, m in enumerate(mirrors):
+            if not re.match(r"^(https?|file)://", m):
+                c.fail(f"{pre}mirrors[{j}]", f"must be an http://, https:// or file:// URL, got {m!r}")
+        priority = c.get(s, pre, "priority", int, 500)
+        insecure = c.get(s, pre, "allow_insecure", bool, False)
+        sources.append(Source(url, suites, comps, keyring, s_archs, mirrors, priority, insecure))
+
+    recommends = c.get(doc, "", "recommends", bool, False)
+    essential = c.get(doc, "", "essential", bool, False)
+    prefer = c.strings(doc, "", "prefer", PKG_RE, "package name")
+    exclude = c.strings(doc, "", "exclude", PKG_RE, "package name")
+    strategy = c.choice(doc, "", "strategy", ("apt", "smallest"), "apt")
+    merged_usr = c.get(doc, "", "merged_usr", bool, True)
+    allow_devices = c.get(doc, "", "allow_devices", bool, False)
+
+    paths = c.get(doc, "", "paths", dict, {})
+    c.unknown("paths.", paths, PATHS_KEYS)
+    profile = c.choice(paths, "paths.", "profile", PROFILES, "minimal")
+    p_exclude = c.strings(paths, "paths.", "exclude")
+    p_include = c.strings(paths, "paths.", "include")
+    locales = c.strings(paths, "paths.", "locales")
+
+    slices = []
+    for pkg, spec in sorted(c.get(doc, "", "slice", dict, {}).items()):
+        if not isinstance(spec, dict):
+            c.fail(f"slice.{pkg}", f"expected a table, got {_tname(spec)}")
+            continue
+        c.unknown(f"slice.{pkg}.", spec, {"include"})
+        slices.append((pkg, c.strings(spec, f"slice.{pkg}.", "include")))
+    conflicts_prefer = c.string_map(doc, "", "conflicts")
+
+    accounts = []
+    for i, a in enumerate(c.get(doc, "", "account", list, [])):
+        pre = f"account[{i}]."
+        if not isinstance(a, dict):
+            c.fail(f"account[{i}]", f"expected a table, got {_tname(a)}")
+            continue
+        c.unknown(pre, a, ACCOUNT_KEYS)
+        aname = c.get(a, pre, "name", str, "")
+        if not re.match(r"^[a-z_][a-z0-9_-]{0,31}$", aname):
+            c.fail(pre + "name", f"not a valid user name: {aname!r}")
+        uid = c.get(a, pre, "uid", int, 0)
+        gid = c.get(a, pre, "gid", int, uid)
+        for k, v in (("uid", uid), ("gid", gid)):
+            if not 0 <= v < 2**31:
+                c.fail(pre + k, f"out of range: {v}")
+        home = c.get(a, pre, "home", str, f"/home/{aname}")
+        shell = c.get(a, pre, "shell", str, "/usr/sbin/nologin")
+        accounts.append(Account(aname, uid, gid, home, shell))
+
+    effects = c.get(doc, "", "effects", dict, {})
+    c.unknown("effects.", effects, EFFECT_KEYS)
+    sh = c.choice(effects, "effects.", "sh", ("", "dash", "bash"), "")
+    alternatives = c.string_map(effects, "effects.", "alternatives")
+    timezone = c.get(effects, "effects.", "timezone", str, "UTC")
+    hostname = c.get(effects, "effects.", "hostname", str, "")
+    busybox_links = c.get(effects, "effects.", "busybox_links", bool, False)
+
+    cfg = c.get(doc, "", "config", dict, {})
+    c.unknown("config.", cfg, CONFIG_KEYS)
+
+    def argv(key: str) -> tuple[str, ...]:
+        if isinstance(cfg.get(key), str):
+            return (cfg[key],)
+        return c.strings(cfg, "config.", key)
+
+    env = c.string_map(cfg, "config.", "env")
+    config = ImageConfigSpec(
+        entrypoint=argv("entrypoint"),
+        cmd=argv("cmd"),
+        env=env,
+        working_dir=c.get(cfg, "config.", "working_dir", str, ""),
+        user=c.get(cfg, "config.", "user", str, ""),
+        labels=c.string_map(cfg, "config.", "labels"),
+        exposed_ports=c.strings(cfg, "config.", "exposed_ports", re.compile(r"^\d{1,5}(/(tcp|udp|sctp))?$"),
+                                "port (e.g. 8080/tcp)"),
+        stop_signal=c.get(cfg, "config.", "stop_signal", str, ""),
+    )
+
+    layers = []
+    for i, layer in enumerate(c.get(doc, "", "layer", list, [])):
+        pre = f"layer[{i}]."
+        if not isinstance(layer, dict):
+            c.fail(f"layer[{i}]", f"expected a table, got {_tname(layer)}")
+            continue
+        c.unknown(pre, layer, {"name", "packages"})
+        lname = c.get(layer, pre, "name", str, f"layer{i}")
+        layers.append(LayerGroup(lname, c.strings(layer, pre, "packages", PKG_RE, "package name")))
+    if layers and layering == "single" and "layering" not in image:
+        layering = "groups"
+
+    files = []
+    for i, f in enumerate(c.get(doc, "", "file", list, [])):
+        pre = f"file[{i}]."
+        if not isinstance(f, dict):
+            c.fail(f"file[{i}]", f"expected a table, got {_tname(f)}")
+            continue
+        c.unknown(pre, f, FILE_KEYS)
+        src = c.get(f, pre, "src", str, "")
+        dest = c.get(f, pre, "dest", str, "")
+        if not src:
+            c.fail(pre + "src", "missing")
+        if not dest.startswith("/"):
+            c.fail(pre + "dest", f"must be an absolute path inside the image, got {dest!r}")
+        elif ".." in dest.split("/"):
+            c.fail(pre + "dest", f"must not contain '..', got {dest!r}")
+        mode_v = c.get(f, pre, "mode", (str, int), "0644")
+        mode = _parse_mode(mode_v)
+        if mode is None:
+            c.fail(pre + "mode", f"not an octal file mode: {mode_v!r}")
+            mode = 0o644
+        owner = c.get(f, pre, "owner", str, "0:0")
+        owner_m = re.match(r"^(\d+)(?::(\d+))?$", owner)
+        if not owner_m:
+            c.fail(pre + "owner", f"must be numeric uid[:gid], got {owner!r}")
+            uid = gid = 0
+        else:
+            uid = int(owner_m.group(1))
+            gid = int(owner_m.group(2) or uid)
+        src_path = (path.parent / src).resolve() if src else path.parent
+        if src and not src_path.is_file():
+            c.fail(pre + "src", f"no such file: {src}")
+        files.append(LocalFile(str(src_path), dest, mode, uid, gid))
+
+    slim_tbl = c.get(doc, "", "slim", dict, {})
+    c.unknown("slim.", slim_tbl, SLIM_KEYS)
+    slim_keep = c.strings(slim_tbl, "slim.", "keep")
+    slim_data = c.strings(slim_tbl, "slim.", "data")
+    slim = bool(slim_tbl) and c.get(slim_tbl, "slim.", "enabled", bool, True)
+
+    if c.problems:
+        raise RecipeError(str(path), c.problems)
+    return Recipe(
+        path=path, name=name, tag=tag, architectures=archs, packages=packages, sources=tuple(sources),
+        recommends=recommends, essential=essential, prefer=prefer, exclude=exclude, strategy=strategy,
+        merged_usr=merged_usr, profile=profile, path_exclude=p_exclude, path_include=p_include, locales=locales,
+        slices=tuple(slices), conflicts_prefer=conflicts_prefer, allow_devices=allow_devices,
+        accounts=tuple(accounts), sh=sh, alternatives=alternatives, timezone=timezone, hostname=hostname,
+        busybox_links=busybox_links, config=config, layers=tuple(layers), layering=layering,
+        layer_budget=budget, compression=compression, files=tuple(files), slim_keep=slim_keep,
+        slim_data=slim_data, slim=slim,
+    )
+
+
+def _parse_mode(value: str | int) -> int | None:
+    if isinstance(value, int):
+        return value if 0 <= value <= 0o7777 else None
+    if re.match(r"^0?[0-7]{3,4}$", value):
+        return int(value, 8)
+    return None
+
+
+def load_recipe(path: Path, host_arch: str, reader: Callable[[Path], str] | None = None) -> Recipe:
+    """Read and validate the recipe at ``path``."""
+    try:
+        text = reader(path) if reader else path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RecipeError(str(path), ["no such file"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RecipeError(str(path), [str(exc)]) from None
+    return parse_recipe(text, path, host_arch)
