@@ -230,7 +230,7 @@ def serve(directory: Path) -> Iterator[RepoServer]:
 
     httpd = _Server(("127.0.0.1", 0), handler)  # type: ignore[arg-type]
     httpd.requests = []
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
         yield RepoServer(directory, httpd, thread)

@@ -1,0 +1,127 @@
+"""Download the chosen .debs into the cache: in parallel, verified against the index, with progress.
+
+A warm cache means no network at all: a package whose SHA256 is already in ``blobs/`` is never requested.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from rootfs_forge.cache import Cache
+from rootfs_forge.errors import FetchError
+from rootfs_forge.model import Package
+from rootfs_forge.transport import NotFound, Transport
+
+
+@dataclass(frozen=True, slots=True)
+class FetchedDeb:
+    package: Package
+    path: Path
+    downloaded: bool  # False when it came from the cache
+
+
+class Progress:
+    """Receives byte and package counts; the CLI passes a tqdm-backed one, tests a silent one."""
+
+    def start(self, total_bytes: int, total_packages: int) -> None: ...
+
+    def advance(self, nbytes: int) -> None: ...
+
+    def done_one(self, name: str) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def fetch_debs(packages: Sequence[Package], cache: Cache, transport: Transport, *, jobs: int = 8,
+               mirrors: Mapping[str, Sequence[str]] | None = None,
+               progress: Progress | None = None) -> list[FetchedDeb]:
+    """Fetch every package not already cached; return them in the order given.
+
+    ``mirrors`` maps a package's ``base_url`` to alternative archive roots tried in turn when it fails.
+    """
+    progress = progress or Progress()
+    todo = [p for p in packages if not cache.has(p.sha256)]
+    progress.start(sum(p.size for p in todo), len(todo))
+    lock = threading.Lock()
+
+    def advance(n: int) -> None:
+        with lock:
+            progress.advance(n)
+
+    def one(pkg: Package) -> None:
+        bases = [pkg.base_url, *(mirrors or {}).get(pkg.base_url, ())]
+        reasons: list[str] = []
+        what = f"{pkg.name} {pkg.version} ({pkg.filename.rsplit('/', 1)[-1]})"
+        for base in bases:
+            url = base.rstrip("/") + "/" + pkg.filename
+            with cache.lock(pkg.sha256):
+                if cache.has(pkg.sha256):
+                    break
+                try:
+                    with cache.writer(pkg.sha256, pkg.size, what) as sink:
+                        transport.download(url, sink, what=what, progress=advance)
+                    break
+                except NotFound as exc:
+                    reasons.append(exc.reason)
+                except FetchError as exc:
+                    reasons.append(exc.reason)
+        else:
+            raise FetchError("fetch", what, "; ".join(dict.fromkeys(reasons)))
+        with lock:
+            progress.done_one(pkg.name)
+
+    try:
+        if todo:
+            with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(todo))), thread_name_prefix="fetch") as pool:
+                futures = [pool.submit(one, p) for p in todo]
+                errors = []
+                for f in futures:
+                    exc = f.exception()
+                    if exc is not None:
+                        errors.append(exc)
+                if errors:
+                    first = errors[0]
+                    if isinstance(first, FetchError) and len(errors) > 1:
+                        raise FetchError(first.verb, first.obj, f"{first.reason} (and {len(errors) - 1} more "
+                                                                "packages failed)")
+                    raise first
+    finally:
+        progress.close()
+    return [FetchedDeb(p, cache.blob_path(p.sha256), p in todo) for p in packages]
+
+
+class TqdmProgress(Progress):
+    """Overall bytes and packages on one bar; silent when not a terminal or when quiet."""
+
+    def __init__(self, enabled: bool, describe: Callable[[int], str] | None = None) -> None:
+        self.enabled = enabled
+        self._bar = None
+        self._done = 0
+        self._total = 0
+
+    def start(self, total_bytes: int, total_packages: int) -> None:
+        if not self.enabled or not total_packages:
+            return
+        from tqdm import tqdm
+
+        self._total = total_packages
+        self._bar = tqdm(total=total_bytes, unit="B", unit_scale=True, unit_divisor=1024, leave=False,
+                         desc=f"fetch 0/{total_packages}", dynamic_ncols=True)
+
+    def advance(self, nbytes: int) -> None:
+        if self._bar is not None:
+            self._bar.update(nbytes)
+
+    def done_one(self, name: str) -> None:
+        self._done += 1
+        if self._bar is not None:
+            self._bar.set_description(f"fetch {self._done}/{self._total}", refresh=False)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
