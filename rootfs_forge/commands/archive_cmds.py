@@ -51,12 +51,12 @@ def _index(args: argparse.Namespace) -> Any:
     ctx = make_context(args)
     recipe = recipe_or_none(args.recipe, ctx)
     entries, archs = sources_and_archs(recipe, ctx, args.arch)
-    return ctx, archs, ctx.open_index(entries, archs)
+    return archs, ctx.open_index(entries, archs)
 
 
 def cmd_update(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
-    ctx, archs, index = _index(args)
+    _, index = _index(args)
     files = index.files
     count = index.count()
     elapsed = time.perf_counter() - t0
@@ -80,7 +80,7 @@ def _candidate(index: Any, name: str, archs: list[str]) -> Any:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    ctx, archs, index = _index(args)
+    archs, index = _index(args)
     best, cands = _candidate(index, args.package, archs)
     fields = {
         "Package": best.name, "Version": best.version, "Architecture": best.architecture,
@@ -108,7 +108,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         pattern = re.compile(args.regex, re.IGNORECASE)
     except re.error as exc:
         raise ForgeError("search", f"for {args.regex!r}", f"not a regular expression: {exc}") from None
-    ctx, archs, index = _index(args)
+    archs, index = _index(args)
     best: dict[str, Any] = {}
     for p in index.search(pattern):
         if p.architecture in (*archs, "all") and (p.name not in best or Version(p.version) >

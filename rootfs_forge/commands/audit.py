@@ -1,0 +1,210 @@
+"""``forge audit``, ``forge sbom`` and ``forge diff``: thin wiring of :mod:`rootfs_forge.audit`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import sys
+import tempfile
+from typing import Any
+
+FAIL_CONDITIONS = ("missing-libs", "unowned-files")
+_MACHINE_TO_DEB = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "armhf", "i686": "i386", "ppc64le": "ppc64el",
+                   "s390x": "s390x", "riscv64": "riscv64"}
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("audit", help="inventory, sizes, ELF closure and why-chains of an image or rootfs",
+                       description="Audit TARGET: a rootfs directory, a rootfs tarball, an OCI image layout "
+                                   "or oci-archive (PATH[:TAG]).")
+    p.add_argument("target", metavar="TARGET")
+    p.add_argument("--json", action="store_true", help="print the full report as canonical JSON")
+    p.add_argument("--fail-on", default="", metavar="LIST",
+                   help=f"exit 1 when any of these holds (comma-separated): {', '.join(FAIL_CONDITIONS)}")
+    p.add_argument("--top", type=int, default=10, metavar="N", help="how many largest packages/files to list")
+    p.add_argument("--why", metavar="PKG", help="explain why PKG is in the target")
+    p.add_argument("--arch", default="", help="architecture to pick from a multi-platform image")
+    p.set_defaults(func=cmd_audit)
+
+    s = sub.add_parser("sbom", help="write an SPDX 2.3 or CycloneDX 1.5 SBOM of an image or rootfs")
+    s.add_argument("target", metavar="TARGET")
+    s.add_argument("--format", choices=("spdx", "cyclonedx"), default="spdx")
+    s.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of standard output")
+    s.add_argument("--arch", default="", help="architecture to pick from a multi-platform image")
+    s.set_defaults(func=cmd_sbom)
+
+    d = sub.add_parser("diff", help="packages, files and layers that differ between two images, trees or locks")
+    d.add_argument("a", metavar="A")
+    d.add_argument("b", metavar="B")
+    d.add_argument("--json", action="store_true", help="print canonical JSON")
+    d.add_argument("--arch", default="", help="architecture to pick from a multi-platform image")
+    d.set_defaults(func=cmd_diff)
+
+
+def _quiet_libraries() -> None:
+    # python-debian logs a warning for every copyright file whose Format URL is spelled http://
+    logging.getLogger("debian.copyright").setLevel(logging.ERROR)
+
+
+def _canonical(data: object) -> str:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"))
+
+
+def _arch(args: argparse.Namespace) -> str:
+    return str(args.arch or _MACHINE_TO_DEB.get(platform.machine(), platform.machine()))
+
+
+def _human(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+def _table(rows: list[list[str]], right: set[int] | None = None) -> list[str]:
+    if not rows:
+        return []
+    right = right or set()
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return ["  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
+            .rstrip() for r in rows]
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from rootfs_forge.audit.report import audit_target
+    from rootfs_forge.audit.target import open_target
+    from rootfs_forge.errors import AuditError
+
+    conditions = [c.strip() for c in args.fail_on.split(",") if c.strip()]
+    unknown = sorted(set(conditions) - set(FAIL_CONDITIONS))
+    if unknown:
+        raise AuditError("use", f"--fail-on {','.join(unknown)}",
+                         f"unknown condition (known: {', '.join(FAIL_CONDITIONS)})")
+    if args.top < 0:
+        raise AuditError("use", f"--top {args.top}", "must be zero or more")
+    report = audit_target(open_target(args.target, arch=_arch(args)), top=args.top, why=args.why)
+    if args.json:
+        print(_canonical(report.as_dict()))
+    else:
+        print("\n".join(_audit_lines(report, args.top)))
+    failures = []
+    if "missing-libs" in conditions and report.closure.missing:
+        first = report.closure.missing[0]
+        failures.append(f"{len(report.closure.missing)} missing librar"
+                        f"{'y' if len(report.closure.missing) == 1 else 'ies'} "
+                        f"({first.name} needed by {first.needed_by[0]})")
+    if "unowned-files" in conditions and report.inventory.unowned:
+        failures.append(f"{len(report.inventory.unowned)} unowned file(s) (first: {report.inventory.unowned[0]})")
+    if failures:
+        print(f"forge: audit of {args.target} failed: {'; '.join(failures)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _audit_lines(report: Any, top: int) -> list[str]:
+    target = report.target
+    os_name = " ".join(report.os_release.get(k, "") for k in ("ID", "VERSION_ID")).strip() or "unknown OS"
+    sizes = report.sizes
+    lines = [f"{target.spec}: {target.kind}{' ' + target.ref if target.ref else ''}, {os_name}, "
+             f"{len(report.inventory.packages)} packages, {sizes.total_files} files, {_human(sizes.total_bytes)}"]
+    if target.layers:
+        lines.append(f"layers: {len(target.layers)}")
+    rows = [["PACKAGE", "VERSION", "ARCH", "SIZE", "FILES KEPT/SHIPPED"]]
+    rows += [[u.name, u.version, u.architecture, _human(u.bytes), f"{u.files_kept}/{u.files_shipped}"]
+             for u in report.inventory.packages]
+    lines += ["", *_table(rows, {3})]
+    if sizes.largest_packages:
+        lines += ["", f"largest packages (top {top}):"]
+        lines += ["  " + r for r in _table([[k, _human(b)] for k, b in sizes.largest_packages], {1})]
+    if sizes.largest_files:
+        lines += ["", f"largest files (top {top}):"]
+        lines += ["  " + r for r in _table([[p, _human(b)] for p, b in sizes.largest_files], {1})]
+    if sizes.saved_bytes is not None:
+        lines += ["", f"path filters saved {sizes.saved_files} files, {_human(sizes.saved_bytes)}"]
+        lines += ["  " + r for r in _table([[k, f"{f} files", _human(b)] for k, f, b in sizes.saved_by_package],
+                                           {1, 2})]
+    unowned = report.inventory.unowned
+    lines += ["", f"files owned by no package: {len(unowned)}"]
+    lines += [f"  {p}" for p in unowned[:top]] + ([f"  … {len(unowned) - top} more"] if len(unowned) > top else [])
+    closure = report.closure
+    lines += ["", f"ELF objects checked: {len(closure.checked)}; missing: {len(closure.missing)}"]
+    for m in closure.missing:
+        lines.append(f"  MISSING {m.kind} {m.name}, needed by: {', '.join(m.needed_by)}")
+    unused = closure.unused_libraries
+    if unused:
+        lines.append(f"shared libraries nothing links to (possibly dlopen()ed): {len(unused)}")
+        lines += [f"  {p}" for p in unused[:top]] + ([f"  … {len(unused) - top} more"] if len(unused) > top else [])
+    if report.why is not None:
+        lines += ["", f"why {report.why_package}:"]
+        if not report.why:
+            lines.append("  no chain found")
+        for chain in report.why:
+            parts = [chain[0].package] if chain else []
+            parts += [f"← {link.parent} [{link.relation}]" if link.parent else f"({link.relation})" for link in chain]
+            lines.append("  " + " ".join(parts))
+    return lines
+
+
+def cmd_sbom(args: argparse.Namespace) -> int:
+    from rootfs_forge.audit.report import sbom_input
+    from rootfs_forge.audit.sbom import cyclonedx_document, spdx_document
+    from rootfs_forge.audit.target import open_target, split_spec
+    from rootfs_forge.errors import AuditError
+
+    _quiet_libraries()
+    epoch_text = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
+    if epoch_text and not epoch_text.isdigit():
+        raise AuditError("use", f"SOURCE_DATE_EPOCH={epoch_text}", "not a number of seconds")
+    target = open_target(args.target, arch=_arch(args))
+    path, tag = split_spec(args.target)
+    name = os.path.basename(os.path.normpath(path)) + (f":{tag}" if tag else "")
+    inp = sbom_input(target, name=name, source_date_epoch=int(epoch_text) if epoch_text else None)
+    doc = spdx_document(inp) if args.format == "spdx" else cyclonedx_document(inp)
+    text = _canonical(doc) + "\n"
+    if not args.output:
+        sys.stdout.write(text)
+        return 0
+    out_dir = os.path.dirname(os.path.abspath(args.output))
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".forge-sbom-", dir=out_dir)
+    except OSError as exc:
+        raise AuditError("write", args.output, exc.strerror or str(exc)) from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, args.output)
+    except OSError as exc:
+        os.unlink(tmp)
+        raise AuditError("write", args.output, exc.strerror or str(exc)) from None
+    return 0
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    from rootfs_forge.audit.diff import diff_sides, open_side
+
+    arch = _arch(args)
+    report = diff_sides(open_side(args.a, arch=arch), open_side(args.b, arch=arch))
+    if args.json:
+        print(_canonical(report.as_dict()))
+        return 0
+    lines = [f"packages: +{len(report.added)} -{len(report.removed)} ~{len(report.changed)}"]
+    lines += [f"  + {k} {v}" for k, v in report.added]
+    lines += [f"  - {k} {v}" for k, v in report.removed]
+    lines += [f"  ~ {k} {a} -> {b}" for k, a, b in report.changed]
+    if report.compared_files:
+        lines += ["", f"files: +{len(report.files_added)} -{len(report.files_removed)} ~{len(report.files_changed)}"
+                      f", bytes {'+' if report.bytes_delta >= 0 else '-'}{_human(abs(report.bytes_delta))}"]
+        lines += [f"  + {p} ({_human(n)})" for p, n in report.files_added]
+        lines += [f"  - {p} ({_human(n)})" for p, n in report.files_removed]
+        lines += [f"  ~ {p} ({_human(a)} -> {_human(b)})" for p, a, b in report.files_changed]
+    if report.shared_layers is not None:
+        lines += ["", f"layers shared: {len(report.shared_layers)} of {len(report.a.layers)} / {len(report.b.layers)}"]
+        lines += [f"  = {d}" for d in report.shared_layers]
+    print("\n".join(lines))
+    return 0

@@ -1,0 +1,110 @@
+"""forge resolve / why / lock: what a recipe installs, why, and pinning it."""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from rootfs_forge.commands.common import add_cache_args, add_json_arg, human_size, make_context, print_json, table
+from rootfs_forge.errors import ForgeError
+from rootfs_forge.explain import resolution_table, why_chains
+from rootfs_forge.lock import dump_lock, lock_path
+from rootfs_forge.plan import plan, resolve_recipe
+from rootfs_forge.recipe import load_recipe
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("resolve", help="show the packages a recipe installs and why")
+    p.add_argument("recipe")
+    p.add_argument("--no-lock", action="store_true", help="resolve afresh even when a current lock exists")
+    p.add_argument("-v", "--verbose", action="store_true", help="print every choice the resolver makes")
+    add_cache_args(p)
+    add_json_arg(p)
+    p.set_defaults(func=cmd_resolve)
+
+    p = sub.add_parser("why", help="every chain from a requested package to PKG")
+    p.add_argument("package")
+    p.add_argument("recipe")
+    add_cache_args(p)
+    add_json_arg(p)
+    p.set_defaults(func=cmd_why)
+
+    p = sub.add_parser("lock", help="resolve a recipe and write RECIPE.lock next to it")
+    p.add_argument("recipe")
+    add_cache_args(p)
+    p.set_defaults(func=cmd_lock)
+
+
+def _reporter(args: argparse.Namespace) -> Any:
+    if getattr(args, "verbose", False):
+        return lambda event: print(f"  resolver: {event}", file=sys.stderr)
+    return None
+
+
+def cmd_resolve(args: argparse.Namespace) -> int:
+    ctx = make_context(args)
+    recipe = load_recipe(Path(args.recipe), ctx.host_arch)
+    result = plan(recipe, ctx, use_lock=not args.no_lock, reporter=_reporter(args))
+    if args.json:
+        print_json({arch: {"packages": resolution_table(res), "order": list(res.order), "notes": list(res.notes),
+                           "from_lock": result.from_lock}
+                    for arch, res in result.resolutions.items()})
+        return 0
+    for arch, res in result.resolutions.items():
+        rows = resolution_table(res)
+        print(f"# {recipe.name}:{recipe.tag} {arch}: {len(rows)} packages, "
+              f"{human_size(sum(int(r['size']) for r in rows))} to download, "
+              f"{human_size(1024 * sum(int(r['installed_size']) for r in rows))} installed"
+              f"{' (from lock)' if result.from_lock else ''}")
+        print(table([[str(r["package"]), str(r["version"]), str(r["arch"]), human_size(int(r["size"])),
+                      str(r["reason"])] for r in rows], ["PACKAGE", "VERSION", "ARCH", "SIZE", "REASON"]))
+        for note in res.notes:
+            print(f"note: {note}")
+    return 0
+
+
+def cmd_why(args: argparse.Namespace) -> int:
+    ctx = make_context(args)
+    recipe = load_recipe(Path(args.recipe), ctx.host_arch)
+    result = plan(recipe, ctx)
+    out: dict[str, list[list[str]]] = {}
+    for arch, res in result.resolutions.items():
+        out[arch] = why_chains(res, args.package)
+    if not any(out.values()):
+        raise ForgeError("explain", f"package {args.package}", f"{recipe.path} does not install it")
+    if args.json:
+        print_json(out)
+        return 0
+    for arch, chains in out.items():
+        res = result.resolutions[arch]
+        for chain in chains:
+            parts = [chain[0]]
+            for parent, child in itertools.pairwise(chain):
+                rel = next((r.relation for r in res.why.get(child, ()) if r.parent == parent), "")
+                parts.append(f"--[{rel}]--> {child}")
+            print(f"{arch}: " + " ".join(parts))
+    return 0
+
+
+def cmd_lock(args: argparse.Namespace) -> int:
+    ctx = make_context(args)
+    recipe = load_recipe(Path(args.recipe), ctx.host_arch)
+    result = resolve_recipe(recipe, ctx)
+    data = dump_lock(recipe, result.resolutions)
+    dest = lock_path(recipe.path)
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    total = sum(len(r.packages) for r in result.resolutions.values())
+    print(f"wrote {dest}: {total} packages for {', '.join(recipe.architectures)}")
+    return 0

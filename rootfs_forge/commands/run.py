@@ -1,0 +1,136 @@
+"""``forge run``, ``forge ps``, ``forge rm``, ``forge commit``: thin wiring over ``rootfs_forge.run``.
+
+Imports of the launcher happen inside the handlers so that ``forge run`` pays only for what it uses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="run a command in a container made from an image or a rootfs directory",
+                       description="Run CMD in new namespaces on an OCI image (DIR[:TAG] or oci-archive tar) "
+                                   "or a rootfs directory, with overlayfs, pivot_root and cgroup limits.")
+    p.add_argument("target", metavar="IMAGE|ROOTFS")
+    p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="CMD", help="command and arguments ([--] CMD ARGS...)")
+    p.add_argument("-e", "--env", action="append", default=[], metavar="K=V", help="set an environment variable")
+    p.add_argument("-w", "--workdir", help="working directory inside the container")
+    p.add_argument("-u", "--user", help="NAME[:GROUP] from the image's /etc/passwd, or UID[:GID]")
+    p.add_argument("--hostname", help="hostname inside the container")
+    p.add_argument("-v", "--volume", action="append", default=[], metavar="HOST:CTR[:ro]", help="bind mount")
+    p.add_argument("--network", default="none", choices=("none", "host"),
+                   help="none: a new network namespace with only lo (default); host: the host's network")
+    p.add_argument("-m", "--memory", help="memory limit, e.g. 64m (exceeding it kills the container)")
+    p.add_argument("--pids", help="maximum number of processes")
+    p.add_argument("--cpus", help="CPU quota, e.g. 0.5")
+    p.add_argument("--name", help="keep the container's writable layer under this name (see ps, rm, commit)")
+    p.add_argument("--rm", action="store_true", help="with --name: remove the container after it exits")
+    p.add_argument("-i", "--interactive", action="store_true", help="keep stdin connected")
+    p.add_argument("-t", "--tty", action="store_true", help="the command uses the caller's terminal")
+    p.add_argument("--read-only", action="store_true", help="mount the container's root read-only")
+    p.add_argument("--cache-dir", help="layer unpack cache (default $FORGE_CACHE or <project>/cache)")
+    p.add_argument("--state-dir", help="named containers (default /var/lib/forge/containers as root)")
+    p.add_argument("--storage", default="auto", choices=("auto", "overlay", "copy"),
+                   help="overlay (default when available) or copy the layers into a tmpfs at start")
+    p.set_defaults(func=_run)
+
+    ps = sub.add_parser("ps", help="list kept (named) containers")
+    ps.add_argument("--state-dir", help="named containers dir")
+    ps.set_defaults(func=_ps)
+
+    rm = sub.add_parser("rm", help="remove kept containers")
+    rm.add_argument("names", nargs="+", metavar="NAME")
+    rm.add_argument("--state-dir", help="named containers dir")
+    rm.set_defaults(func=_rm)
+
+    cm = sub.add_parser("commit", help="turn a kept container's changes into a new image layer")
+    cm.add_argument("name", metavar="NAME")
+    cm.add_argument("dest", metavar="IMAGE_DIR:TAG")
+    cm.add_argument("--state-dir", help="named containers dir")
+    cm.set_defaults(func=_commit)
+
+
+def _warn(message: str) -> None:
+    print(f"forge: warning: {message}", file=sys.stderr)
+
+
+def _run(args: argparse.Namespace) -> int:
+    import time
+
+    from rootfs_forge.run.launcher import RunOptions, run
+    from rootfs_forge.run.spec import parse_limits, parse_volume
+
+    cmd = list(args.cmd)
+    if cmd and cmd[0] == "--":
+        cmd = cmd[1:]
+    if args.name:
+        from rootfs_forge.run.state import check_name
+
+        check_name(args.name)
+    opts = RunOptions(
+        args.target, cmd, now=time.time(), env=args.env, workdir=args.workdir, user=args.user,
+        hostname=args.hostname, volumes=tuple(parse_volume(v) for v in args.volume), network=args.network,
+        limits=parse_limits(args.memory, args.pids, args.cpus), name=args.name, remove=args.rm,
+        interactive=args.interactive, tty=args.tty, read_only=args.read_only, cache_dir=args.cache_dir,
+        state_dir=args.state_dir, storage=args.storage,
+    )
+    sys.stdout.flush()
+    result = run(opts, _warn)
+    if result.oom_killed:
+        print(f"forge: container killed: memory limit {opts.limits.memory_label} exceeded", file=sys.stderr)
+    elif result.pids_refused:
+        print(f"forge: pids limit {opts.limits.pids} reached: {result.pids_refused} fork(s) refused",
+              file=sys.stderr)
+    return result.exit_code
+
+
+def _state_dir(args: argparse.Namespace) -> str:
+    from rootfs_forge.run.paths import default_state_dir
+
+    return str(args.state_dir or default_state_dir())
+
+
+def _ps(args: argparse.Namespace) -> int:
+    import time
+
+    from rootfs_forge.run import state
+
+    rows = [("NAME", "IMAGE", "CREATED", "SIZE")]
+    for name, meta, size in state.listing(_state_dir(args)):
+        created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(meta.get("created", 0))))
+        rows.append((name, str(meta.get("image") or meta.get("rootfs") or "?"), created, _human(size)))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    return 0
+
+
+def _human(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f}{unit}" if unit == "B" else f"{size:.1f}{unit}"
+        size /= 1024
+    return f"{n}B"
+
+
+def _rm(args: argparse.Namespace) -> int:
+    from rootfs_forge.run import state
+
+    d = _state_dir(args)
+    for name in args.names:
+        state.remove(d, name)
+        print(name)
+    return 0
+
+
+def _commit(args: argparse.Namespace) -> int:
+    from rootfs_forge.run.commit import commit_container
+
+    epoch = int(os.environ.get("SOURCE_DATE_EPOCH", "0") or 0)
+    digest = commit_container(_state_dir(args), args.name, args.dest, epoch=epoch)
+    print(digest)
+    return 0

@@ -1,0 +1,273 @@
+"""Compose: resolutions + fetched .debs → a rootfs tree per architecture → rootfs dir, tarball or OCI image.
+
+Orchestration only: each step is another module's job (rootfs.TreeWriter writes, effects emulate maintainer
+scripts, dpkgdb records what is installed, layer/oci serialise). Every output is built under a temporary
+name next to its destination and renamed at the end, so a failure — or a kill — never leaves a half-written
+result where the user asked for one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import libarchive
+
+from rootfs_forge.debfile import DebControl, read_control
+from rootfs_forge.dpkgdb import InstalledPackage, write_dpkg_db
+from rootfs_forge.effects import EffectsRun, apply_effects
+from rootfs_forge.effects.base import EffectContext, EffectOptions, HostTools, PackageInfo
+from rootfs_forge.errors import ForgeError, RootfsError
+from rootfs_forge.filters import PathFilter
+from rootfs_forge.model import Package, Resolution
+from rootfs_forge.recipe import Recipe
+from rootfs_forge.relations import RelationSyntaxError, parse_field
+from rootfs_forge.rootfs import PackageFiles, TreeWriter
+
+FORGE_MANIFEST = "/var/lib/forge/manifest.json"
+BOMB_MARGIN = 4  # a package may unpack to at most 4x its declared Installed-Size (+16 MiB)
+
+
+@dataclass
+class Tree:
+    """One composed architecture: the tree on disk and everything known about how it was made."""
+
+    root: Path
+    arch: str
+    resolution: Resolution
+    epoch: int
+    writer: TreeWriter
+    files: dict[str, PackageFiles]
+    controls: dict[str, DebControl]
+    effects: EffectsRun
+    db_notes: tuple[str, ...] = ()
+    local_files: list[dict[str, object]] = field(default_factory=list)
+    changed_paths: set[str] = field(default_factory=set)  # written by effects / dpkg db / local files
+
+    def dropped(self) -> tuple[int, int]:
+        return (sum(f.files_dropped for f in self.files.values()),
+                sum(f.bytes_dropped for f in self.files.values()))
+
+    def kept(self) -> int:
+        return sum(f.bytes_kept for f in self.files.values())
+
+    def package_paths(self, name: str) -> set[str]:
+        """Tree paths (merged /usr applied) of the members ``name`` kept."""
+        out = set()
+        for p in self.files[name].paths:
+            if p in ("/.", "/"):
+                continue
+            parent, base = os.path.split(p)
+            out.add(os.path.join(self.writer.resolve(parent or "/"), base))
+        return out
+
+
+def deb_build_time(path: Path) -> int:
+    """The build time dpkg-deb records in the ar header of a .deb (0 if absent)."""
+    with libarchive.file_reader(str(path), format_name="ar") as archive:
+        for entry in archive:
+            return int(entry.mtime or 0)
+    return 0
+
+
+def _replaces_names(control: DebControl) -> list[str]:
+    value = control.fields.get("Replaces", "")
+    if not value:
+        return []
+    try:
+        return sorted({atom.name for group in parse_field(value) for atom in group})
+    except RelationSyntaxError as exc:
+        raise RootfsError("read", f"Replaces of {control.name}", str(exc)) from None
+
+
+def build_tree(root: Path, recipe: Recipe, arch: str, resolution: Resolution, debs: Mapping[str, Path],
+               epoch: int | None, *, host: HostTools | None = None,
+               log: Callable[[str], None] | None = None) -> Tree:
+    """Unpack ``resolution`` into the empty directory ``root``, apply effects, write the dpkg database."""
+    host = host or HostTools.detect()
+    by_key = {p.key: p for p in resolution.packages}
+    order = [k for k in resolution.order if k in by_key] + sorted(set(by_key) - set(resolution.order))
+    if epoch is None:
+        epoch = max((deb_build_time(debs[k]) for k in order), default=0)
+    writer = TreeWriter(root, merged_usr=recipe.merged_usr, arch_multiarch=arch, allow_devices=recipe.allow_devices,
+                        epoch=epoch, conflict_policy=dict(recipe.conflicts_prefer))
+    path_filter = PathFilter(recipe.profile, exclude=recipe.path_exclude, include=recipe.path_include,
+                             keep_locales=recipe.locales, slices=dict(recipe.slices))
+    controls: dict[str, DebControl] = {}
+    files: dict[str, PackageFiles] = {}
+    for key in order:
+        pkg: Package = by_key[key]
+        control = read_control(debs[key])
+        controls[pkg.name] = control
+        declared = max(control.installed_size, pkg.installed_size)
+        files[pkg.name] = writer.add_package(
+            pkg.name, debs[key], replaces=_replaces_names(control), path_filter=path_filter,
+            max_bytes=declared * 1024 * BOMB_MARGIN + (16 << 20), multi_arch_same=control.multi_arch == "same",
+        )
+    # a later package may have taken over paths of an earlier one (Replaces): refresh every file list
+    files = {name: writer.package_files(name) for name in files}
+    tree = Tree(root, arch, resolution, epoch, writer, files, controls, effects=EffectsRun((), ()))
+    _add_local_files(tree, recipe)
+    options = EffectOptions.from_recipe(recipe, suite=_suite_of(resolution))
+    infos = {name: PackageInfo(name, control.fields, control.scripts, files[name].paths)
+             for name, control in controls.items()}
+    writer.finish()
+    set_owners = os.geteuid() == 0
+    tree.effects = apply_effects(EffectContext(root, infos, arch, host, epoch, options, set_owners))
+    tree.changed_paths |= {c.path for c in tree.effects.changed}
+    installed = [
+        InstalledPackage(
+            control=control.fields, files=files[name].paths, md5sums=files[name].md5sums,
+            conffiles=tuple((c, files[name].md5sums.get(c, "")) for c in control.conffiles),
+        )
+        for name, control in sorted(controls.items())
+    ]
+    foreign = sorted({p.architecture for p in resolution.packages} - {arch, "all"})
+    db = write_dpkg_db(root, installed, arch, foreign, epoch=epoch, set_owners=set_owners)
+    tree.db_notes = db.notes
+    tree.changed_paths |= {c.path for c in db.changed}
+    _write_manifest(tree, recipe)
+    return tree
+
+
+def _suite_of(res: Resolution) -> str:
+    suites = sorted({p.suite for p in res.packages if p.suite})
+    return suites[0] if suites else ""
+
+
+def _add_local_files(tree: Tree, recipe: Recipe) -> None:
+    for f in recipe.files:
+        try:
+            data = Path(f.src).read_bytes()
+        except OSError as exc:
+            raise RootfsError("add", f"local file {f.src}", exc.strerror or str(exc)) from None
+        tree.writer.add_file(f.dest, data, mode=f.mode, uid=f.uid, gid=f.gid)
+        tree.changed_paths.add(f.dest)
+        tree.local_files.append({"path": f.dest, "sha256": hashlib.sha256(data).hexdigest(), "size": len(data),
+                                 "mode": f"{f.mode:04o}", "owner": f"{f.uid}:{f.gid}",
+                                 "src": os.path.basename(f.src)})
+
+
+def manifest_doc(tree: Tree, recipe: Recipe) -> dict[str, object]:
+    res = tree.resolution
+    return {
+        "schema": 1,
+        "image": {"name": recipe.name, "tag": recipe.tag, "architecture": tree.arch},
+        "requested": list(res.requested),
+        "packages": {
+            p.name: {
+                "version": p.version, "architecture": p.architecture, "sha256": p.sha256,
+                "dropped_files": tree.files[p.name].files_dropped, "dropped_bytes": tree.files[p.name].bytes_dropped,
+                "kept_bytes": tree.files[p.name].bytes_kept,
+            }
+            for p in res.packages
+        },
+        "why": {k: [{"parent": r.parent, "relation": r.relation} for r in v] for k, v in sorted(res.why.items())},
+        "files": sorted(tree.local_files, key=lambda d: str(d["path"])),
+        "scripts": tree.effects.report(),
+        "effects": tree.effects.effects_report(),
+    }
+
+
+def _write_manifest(tree: Tree, recipe: Recipe) -> None:
+    doc = manifest_doc(tree, recipe)
+    tree.writer.add_file(FORGE_MANIFEST, canonical_json(doc) + b"\n", mode=0o644)
+    tree.changed_paths.add(FORGE_MANIFEST)
+
+
+def canonical_json(doc: object) -> bytes:
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+# ------------------------------------------------------------------------------------- atomic outputs
+
+
+@contextlib.contextmanager
+def staged_output(dest: Path, *, directory: bool) -> Iterator[Path]:
+    """Yield a temp path next to ``dest``; on success rename it to ``dest``, on failure remove it.
+
+    An existing ``dest`` is replaced only after the new one is complete.
+    """
+    dest = dest.absolute()
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    _clean_stale_temps(dest)
+    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.forge-{os.getpid()}-"))
+    target = tmp if directory else tmp / dest.name
+    try:
+        yield target
+        if dest.is_dir() and not dest.is_symlink():
+            old = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.forge-{os.getpid()}-old-"))
+            os.rename(dest, old / "x")
+            os.rename(target, dest)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(target, dest)
+    except BaseException:
+        _rmtree(tmp)
+        raise
+    if not directory:
+        _rmtree(tmp)
+
+
+def _rmtree(path: Path) -> None:
+    if path.exists():
+        # a rootfs contains read-only directories (e.g. /proc 0555); make them writable before removal
+        for dirpath, dirnames, _ in os.walk(path):
+            for d in dirnames:
+                with contextlib.suppress(OSError):
+                    p = os.path.join(dirpath, d)
+                    if not os.path.islink(p):
+                        os.chmod(p, 0o755)
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _clean_stale_temps(dest: Path) -> None:
+    """Remove temp siblings left by forge processes that were killed."""
+    for p in dest.parent.glob(f".{dest.name}.forge-*"):
+        pid = p.name.rsplit(".forge-", 1)[-1].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            _rmtree(p)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def owners_of(tree: Tree) -> dict[str, tuple[int, int, int]]:
+    """Intended (uid, gid, mode) of every tree path, for layer tars written by an unprivileged build."""
+    out = {}
+    for path, e in tree.writer.entries().items():
+        if path != "/":
+            out[path.lstrip("/")] = (e.uid, e.gid, e.mode)
+    for c in tree.effects.changed:
+        out[c.path.lstrip("/")] = (c.uid, c.gid, c.mode)
+    return out
+
+
+def check_user(tree: Tree, user: str) -> None:
+    """An image's configured user must exist in its /etc/passwd (a numeric uid[:gid] is taken as is)."""
+    if not user or user.split(":")[0].isdigit():
+        return
+    name = user.split(":")[0]
+    data = tree.writer.read_file("/etc/passwd") or b""
+    names = {line.split(":", 1)[0] for line in data.decode("utf-8", "replace").splitlines() if line}
+    if name not in names:
+        raise ForgeError("configure", f"user {name!r}", "no such user in the image's /etc/passwd (add an "
+                                                        "[[account]] or the package that creates it)")
+
+
+def sequence_or_empty(x: Sequence[str] | None) -> list[str]:
+    return list(x or [])
