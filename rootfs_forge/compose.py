@@ -24,6 +24,7 @@ from rootfs_forge.debfile import DebControl, read_control
 from rootfs_forge.dpkgdb import InstalledPackage, write_dpkg_db
 from rootfs_forge.effects import EffectsRun, apply_effects
 from rootfs_forge.effects.base import EffectContext, EffectOptions, HostTools, PackageInfo
+from rootfs_forge.effects.tree import RootDir
 from rootfs_forge.errors import ForgeError, RootfsError
 from rootfs_forge.filters import PathFilter
 from rootfs_forge.model import Package, Resolution
@@ -177,8 +178,14 @@ def manifest_doc(tree: Tree, recipe: Recipe) -> dict[str, object]:
 
 
 def _write_manifest(tree: Tree, recipe: Recipe) -> None:
+    """``/var/lib/forge/manifest.json``: what forge knows that dpkg does not (why-graph, filters, local files).
+
+    Written after the effects, through the same in-root writer they and the dpkg database use.
+    """
     doc = manifest_doc(tree, recipe)
-    tree.writer.add_file(FORGE_MANIFEST, canonical_json(doc) + b"\n", mode=0o644)
+    rd = RootDir(tree.root, epoch=tree.epoch, set_owners=os.geteuid() == 0)
+    rd.mkdir(os.path.dirname(FORGE_MANIFEST), 0o755)
+    rd.write_file(FORGE_MANIFEST, canonical_json(doc) + b"\n")
     tree.changed_paths.add(FORGE_MANIFEST)
 
 

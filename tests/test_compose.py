@@ -1,0 +1,156 @@
+"""forge compose end to end against the signed test repository served on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import source_block
+from tests.support.debs import DebSpec, Dir, Reg
+from tests.support.repo import Repo, RepoServer, Signer, build_repo, serve
+
+
+def forge(*args: str, cache: Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "SOURCE_DATE_EPOCH": "1700000000"}
+    return subprocess.run([sys.executable, "-m", "rootfs_forge", *args, "--cache-dir", str(cache)],
+                          capture_output=True, text=True, env=env, cwd=cwd)
+
+
+def recipe(tmp: Path, server: RepoServer, signer: Signer, body: str, name: str = "r.toml") -> Path:
+    path = tmp / name
+    path.write_text(body + "\n" + source_block(server, signer))
+    return path
+
+
+def dpkg_query(root: Path) -> list[str]:
+    out = subprocess.run(["dpkg-query", f"--admindir={root}/var/lib/dpkg", "-W", "-f",
+                          "${Package} ${Version} ${db:Status-Abbrev}\n"], capture_output=True, text=True, check=True)
+    return sorted(out.stdout.splitlines())
+
+
+def test_compose_rootfs_installs_closure_filters_and_effects(tmp_path: Path, repo_server: RepoServer,
+                                                              signer: Signer, cache_dir: Path) -> None:
+    r = recipe(tmp_path, repo_server, signer, 'packages = ["hello"]\n')
+    out = tmp_path / "root"
+    proc = forge("compose", str(r), "--format", "rootfs", "-o", str(out), cache=cache_dir)
+    assert proc.returncode == 0, proc.stderr
+    assert (out / "usr/bin/hello").read_text() == "#!/bin/sh\necho hello\n"
+    assert os.readlink(out / "usr/bin/hi") == "/usr/bin/hello"
+    assert os.readlink(out / "bin") == "usr/bin"  # merged /usr
+    # the minimal profile drops docs but keeps copyright files
+    assert (out / "usr/share/doc/libc6/copyright").is_file()
+    assert not (out / "usr/share/doc/libc6/changelog.gz").exists()
+    # mawk's postinst update-alternatives call, emulated
+    assert os.readlink(out / "usr/bin/awk") == "/etc/alternatives/awk"
+    assert os.readlink(out / "etc/alternatives/awk") == "/usr/bin/mawk"
+    assert dpkg_query(out) == ["hello 2.10-3 ii ", "libc6 2.36-9 ii ", "mawk 1.3.4 ii "]
+    verify = subprocess.run(["dpkg", f"--root={out}", "--verify"], capture_output=True, text=True)
+    assert verify.returncode == 0 and verify.stdout == ""
+    manifest = json.loads((out / "var/lib/forge/manifest.json").read_text())
+    assert manifest["requested"] == ["hello:amd64"] or manifest["requested"] == ["hello"]
+    assert manifest["packages"]["libc6"]["dropped_files"] == 1
+    assert "mawk/postinst" in proc.stdout or "maintainer scripts not run" in proc.stdout
+
+
+def test_compose_tar_is_a_plain_rootfs_tarball(tmp_path: Path, repo_server: RepoServer, signer: Signer,
+                                                cache_dir: Path) -> None:
+    r = recipe(tmp_path, repo_server, signer, 'packages = ["hello"]\n')
+    out = tmp_path / "root.tar"
+    proc = forge("compose", str(r), "--format", "tar", "-o", str(out), cache=cache_dir)
+    assert proc.returncode == 0, proc.stderr
+    with tarfile.open(out) as tar:
+        names = tar.getnames()
+        info = tar.getmember("usr/bin/hello")
+    assert "usr/bin/hello" in names and "var/lib/dpkg/status" in names
+    assert (info.uid, info.gid, info.uname, info.mode, info.mtime) == (0, 0, "", 0o755, 1700000000)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_warm_cache_composes_without_fetching_debs(tmp_path: Path, repo_server: RepoServer, signer: Signer,
+                                                   cache_dir: Path) -> None:
+    r = recipe(tmp_path, repo_server, signer, 'packages = ["hello"]\n')
+    assert forge("compose", str(r), "--format", "rootfs", "-o", str(tmp_path / "a"), cache=cache_dir).returncode == 0
+    assert sum(q.endswith(".deb") for q in repo_server.requests) == 3
+    repo_server.requests.clear()
+    assert forge("compose", str(r), "--format", "rootfs", "-o", str(tmp_path / "b"), cache=cache_dir).returncode == 0
+    assert not any(q.endswith(".deb") for q in repo_server.requests)
+
+
+def test_unknown_package_fails_cleanly(tmp_path: Path, repo_server: RepoServer, signer: Signer,
+                                       cache_dir: Path) -> None:
+    r = recipe(tmp_path, repo_server, signer, 'packages = ["no-such-thing"]\n')
+    out = tmp_path / "root"
+    proc = forge("compose", str(r), "--format", "rootfs", "-o", str(out), cache=cache_dir)
+    assert proc.returncode != 0
+    assert proc.stderr.startswith("forge: cannot install ") and "no-such-thing" in proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1
+    assert not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "r.toml"]
+
+
+def test_unsatisfiable_version_names_the_chain(tmp_path: Path, repo_server: RepoServer, signer: Signer,
+                                               cache_dir: Path) -> None:
+    r = recipe(tmp_path, repo_server, signer, 'packages = ["needs-new-libc"]\n')
+    proc = forge("compose", str(r), "--format", "rootfs", "-o", str(tmp_path / "x"), cache=cache_dir)
+    assert proc.returncode != 0
+    assert "needs-new-libc" in proc.stderr and "libc6 (>= 2.40)" in proc.stderr and "2.36-9" in proc.stderr
+
+
+def test_lock_then_locked_compose_and_stale_lock(tmp_path: Path, repo_server: RepoServer, signer: Signer,
+                                                 cache_dir: Path) -> None:
+    r = recipe(tmp_path, repo_server, signer, 'packages = ["hello"]\n')
+    proc = forge("lock", str(r), cache=cache_dir)
+    assert proc.returncode == 0, proc.stderr
+    lock = (tmp_path / "r.lock").read_text()
+    assert 'name = "hello"' in lock and 'version = "2.10-3"' in lock
+    assert "127.0.0.1" not in lock  # locks name suites and archive paths, never a mirror host
+    assert forge("compose", str(r), "--locked", "--format", "rootfs", "-o", str(tmp_path / "a"),
+                 cache=cache_dir).returncode == 0
+    r.write_text(r.read_text().replace('"hello"', '"hello", "gawk"'))
+    proc = forge("compose", str(r), "--locked", "--format", "rootfs", "-o", str(tmp_path / "b"), cache=cache_dir)
+    assert proc.returncode != 0 and "the lock is stale" in proc.stderr
+    assert not (tmp_path / "b").exists()
+
+
+def test_locked_compose_with_warm_cache_needs_no_network(tmp_path: Path, signer: Signer, cache_dir: Path) -> None:
+    from tests.conftest import base_specs
+
+    repo: Repo = build_repo(tmp_path / "repo", base_specs(), signer=signer)
+    with serve(repo.root) as server:
+        r = recipe(tmp_path, server, signer, 'packages = ["hello"]\n')
+        assert forge("lock", str(r), cache=cache_dir).returncode == 0
+        assert forge("compose", str(r), "--format", "rootfs", "-o", str(tmp_path / "a"), cache=cache_dir).returncode == 0
+    # the server is gone now
+    proc = forge("compose", str(r), "--locked", "--format", "rootfs", "-o", str(tmp_path / "b"), cache=cache_dir)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_hostile_deb_leaves_no_output(tmp_path: Path, signer: Signer, cache_dir: Path) -> None:
+    from tests.conftest import base_specs
+
+    evil = DebSpec("evil", "1", "amd64", members=[Dir("etc"), Reg("../../../../tmp/forge-escape-proof", "x")])
+    repo = build_repo(tmp_path / "repo", [*base_specs(), evil], signer=signer)
+    with serve(repo.root) as server:
+        r = recipe(tmp_path, server, signer, 'packages = ["evil"]\n')
+        out = tmp_path / "root"
+        proc = forge("compose", str(r), "--format", "rootfs", "-o", str(out), cache=cache_dir)
+    assert proc.returncode != 0, proc.stdout
+    assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1
+    assert not out.exists() and not Path("/tmp/forge-escape-proof").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "r.toml", "repo"]
+
+
+@pytest.mark.parametrize("bad", ['packages = ["hello"]\n[image]\narchitecture = "amd65"\n',
+                                 'packages = ["hello"]\nfoo = 1\n'])
+def test_broken_recipe_is_one_line(tmp_path: Path, bad: str, cache_dir: Path) -> None:
+    r = tmp_path / "bad.toml"
+    r.write_text(bad)
+    proc = forge("compose", str(r), "--format", "rootfs", "-o", str(tmp_path / "x"), cache=cache_dir)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith(f"forge: cannot read recipe {r}: ") and proc.stderr.count("\n") == 1
