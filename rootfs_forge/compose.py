@@ -206,6 +206,7 @@ def staged_output(dest: Path, *, directory: bool) -> Iterator[Path]:
     dest.parent.mkdir(parents=True, exist_ok=True)
     _clean_stale_temps(dest)
     tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.forge-{os.getpid()}-"))
+    tmp.chmod(0o755)
     target = tmp if directory else tmp / dest.name
     try:
         yield target

@@ -95,7 +95,6 @@ def _write_output(trees: list[Tree], recipe: Any, dest: Path, fmt: str, multi: b
 
         with staged_output(dest, directory=True) as out:
             if multi:
-                out.mkdir()
                 for t in trees:
                     os.rename(t.root, out / t.arch)
             else:
