@@ -74,6 +74,9 @@ def write_tree_layers(tree: Tree, recipe: Recipe, layout: Path) -> tuple[list[La
     groups = [(g.name, list(g.packages)) for g in recipe.layers]
     budget = max(recipe.layer_budget, len(groups) + 1) if recipe.layering == "groups" else recipe.layer_budget
     plans = plan_layers(groups, sizes, recipe.layering, budget)  # type: ignore[arg-type]
+    if len(plans) > 1 and plans[-1].name != "rest":
+        # generated files (effects, dpkg database) always go on top, in a layer of their own
+        plans.append(LayerPlan("rest", ()))
     owners = None if os.geteuid() == 0 else owners_of(tree)
     blobs: list[LayerBlob] = []
     history: list[str] = []

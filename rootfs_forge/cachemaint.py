@@ -1,0 +1,104 @@
+"""Cache maintenance: verify (re-hash, drop mismatches), prune (unreferenced or old entries), du."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+import tomllib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from rootfs_forge.cache import Cache
+
+
+@dataclass(frozen=True)
+class Usage:
+    blobs: int
+    blob_bytes: int
+    index_bytes: int
+    other_bytes: int
+
+    @property
+    def total(self) -> int:
+        return self.blob_bytes + self.index_bytes + self.other_bytes
+
+
+def _size_of(path: Path) -> int:
+    total = 0
+    for dirpath, _, files in os.walk(path):
+        for f in files:
+            with contextlib.suppress(FileNotFoundError):
+                total += os.lstat(os.path.join(dirpath, f)).st_size
+    return total
+
+
+def usage(cache: Cache) -> Usage:
+    blobs = list((cache.root / "blobs" / "sha256").iterdir())
+    blob_bytes = sum(p.stat().st_size for p in blobs if p.is_file())
+    index_bytes = _size_of(cache.root / "index")
+    other = _size_of(cache.root) - blob_bytes - index_bytes
+    return Usage(len(blobs), blob_bytes, index_bytes, other)
+
+
+def verify(cache: Cache) -> tuple[int, list[str]]:
+    """Re-hash every blob; remove (and return) those whose content does not match their name."""
+    bad = []
+    checked = 0
+    for p in sorted((cache.root / "blobs" / "sha256").iterdir()):
+        checked += 1
+        if not p.is_file() or p.is_symlink() or not cache.verify_blob(p.name):
+            bad.append(p.name)
+            p.unlink(missing_ok=True)
+            for idx in cache.root.glob(f"index/{p.name}.idx*"):
+                idx.unlink(missing_ok=True)
+    # temp files of killed processes are never valid entries; a day-old one belongs to no live download
+    cutoff = time.time() - 86400
+    for t in (cache.root / "tmp").iterdir():
+        with contextlib.suppress(FileNotFoundError):
+            if not t.name.endswith(".lock") and t.lstat().st_mtime < cutoff:
+                t.unlink()
+    return checked, bad
+
+
+def referenced_digests(cache: Cache, locks: Iterable[Path]) -> set[str]:
+    """Digests a lock file or the last verified index sets still need."""
+    keep: set[str] = set()
+    for lock in locks:
+        try:
+            doc = tomllib.loads(lock.read_text())
+        except (OSError, tomllib.TOMLDecodeError):
+            continue
+        for img in doc.get("image", []):
+            keep |= {p.get("sha256", "") for p in img.get("package", [])}
+    import json
+
+    for state in (cache.root / "state").glob("*.json"):
+        try:
+            keep |= {f["sha256"] for f in json.loads(state.read_text())}
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return keep
+
+
+def prune(cache: Cache, locks: Iterable[Path], older_than_days: float | None,
+          now: float | None = None) -> tuple[int, int]:
+    """Drop blobs no lock or index state references (or, with ``older_than_days``, not used for that long).
+
+    Returns (entries removed, bytes freed).
+    """
+    now = time.time() if now is None else now
+    keep = referenced_digests(cache, locks)
+    removed = freed = 0
+    for p in sorted((cache.root / "blobs" / "sha256").iterdir()):
+        st = p.stat()
+        old = older_than_days is not None and now - max(st.st_atime, st.st_mtime) > older_than_days * 86400
+        if p.name not in keep or old:
+            removed += 1
+            freed += st.st_size
+            p.unlink()
+            for idx in cache.root.glob(f"index/{p.name}.idx*"):
+                freed += idx.stat().st_size
+                idx.unlink()
+    return removed, freed

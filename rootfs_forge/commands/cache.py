@@ -1,0 +1,64 @@
+"""forge cache verify / prune / du."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from rootfs_forge.cache import Cache, default_cache_dir
+from rootfs_forge.cachemaint import prune, usage, verify
+from rootfs_forge.commands.common import add_json_arg, human_size, print_json
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("cache", help="inspect and maintain the download cache")
+    csub = p.add_subparsers(dest="cache_command", metavar="ACTION", required=True)
+    v = csub.add_parser("verify", help="re-hash every entry and drop those that do not match")
+    v.set_defaults(func=cmd_verify)
+    pr = csub.add_parser("prune", help="drop entries no lock or index references, or unused for N days")
+    pr.add_argument("--lock", action="append", default=[], metavar="LOCK",
+                    help="keep what this lock file needs (repeatable; default: recipes/*.lock)")
+    pr.add_argument("--older-than", type=float, metavar="DAYS", help="also drop entries unused for DAYS days")
+    pr.set_defaults(func=cmd_prune)
+    du = csub.add_parser("du", help="how much the cache holds")
+    du.set_defaults(func=cmd_du)
+    for sp in (v, pr, du):
+        sp.add_argument("--cache-dir", metavar="DIR")
+        add_json_arg(sp)
+
+
+def _cache(args: argparse.Namespace) -> Cache:
+    return Cache(default_cache_dir(args.cache_dir))
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    checked, bad = verify(_cache(args))
+    if args.json:
+        print_json({"checked": checked, "removed": bad})
+    else:
+        for b in bad:
+            print(f"removed corrupt entry sha256:{b}")
+        print(f"verified {checked} entries, {len(bad)} removed")
+    return 0
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    locks = [Path(p) for p in args.lock] or sorted(Path("recipes").glob("*.lock"))
+    removed, freed = prune(_cache(args), locks, args.older_than)
+    if args.json:
+        print_json({"removed": removed, "freed_bytes": freed})
+    else:
+        print(f"removed {removed} entries, freed {human_size(freed)}")
+    return 0
+
+
+def cmd_du(args: argparse.Namespace) -> int:
+    u = usage(_cache(args))
+    if args.json:
+        print_json({"blobs": u.blobs, "blob_bytes": u.blob_bytes, "index_bytes": u.index_bytes,
+                    "other_bytes": u.other_bytes, "total_bytes": u.total})
+    else:
+        print(f"{u.blobs} entries, {human_size(u.blob_bytes)} downloads, {human_size(u.index_bytes)} indexes, "
+              f"{human_size(u.total)} in all")
+    return 0
