@@ -131,10 +131,14 @@ def _origin(url: str) -> str:
 def _describe(exc: Any) -> str:
     if isinstance(exc, _Transient):
         return str(exc)
+    if isinstance(exc, requests.exceptions.ChunkedEncodingError):
+        return "connection broken mid-transfer"
     if isinstance(exc, requests.Timeout):
         return "timed out"
     if isinstance(exc, requests.ConnectionError):
         text = str(exc)
+        if "timed out" in text:
+            return "timed out"
         if "Connection refused" in text:
             return "connection refused"
         if "Name or service not known" in text or "Temporary failure in name resolution" in text:
