@@ -126,7 +126,8 @@ def build_tree(root: Path, recipe: Recipe, arch: str, resolution: Resolution, de
     installed = [
         InstalledPackage(
             control=control.fields, files=files[name].paths, md5sums=files[name].md5sums,
-            conffiles=tuple((c, files[name].md5sums.get(c, "")) for c in control.conffiles),
+            # a conffile the filters dropped is not installed, so it is no conffile of this image
+            conffiles=tuple((c, files[name].md5sums[c]) for c in control.conffiles if c in files[name].md5sums),
         )
         for name, control in sorted(controls.items())
     ]
