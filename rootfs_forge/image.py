@@ -113,7 +113,8 @@ def write_images(trees: Sequence[Tree], recipe: Recipe, dest: Path, fmt: str) ->
         with staged_output(dest, directory=True) as layout:
             digest, per_arch = build(layout)
     else:
-        with tempfile.TemporaryDirectory(prefix=".forge-layout-", dir=dest.absolute().parent) as scratch:
+        with tempfile.TemporaryDirectory(prefix=f".{dest.name}.forge-{os.getpid()}-layout-",
+                                         dir=dest.absolute().parent) as scratch:
             layout = Path(scratch) / "layout"
             layout.mkdir()
             digest, per_arch = build(layout)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -53,7 +54,9 @@ def cmd_compose(args: argparse.Namespace) -> int:
     report: dict[str, Any] = {"recipe": str(recipe.path), "output": str(dest), "format": args.format,
                               "from_lock": result.from_lock, "architectures": {}}
     multi = len(recipe.architectures) > 1
-    with tempfile.TemporaryDirectory(prefix=".forge-work-", dir=_work_parent(dest)) as work:
+    # named like staged outputs (".<dest>.forge-<pid>-…") so that a later run cleans it up if this one is killed
+    with tempfile.TemporaryDirectory(prefix=f".{dest.name}.forge-{os.getpid()}-work-",
+                                     dir=_work_parent(dest)) as work:
         for arch in recipe.architectures:
             res = result.resolutions[arch]
             fetched = fetch_debs(list(res.packages), ctx.cache, ctx.transport, jobs=args.jobs, mirrors=mirrors,
@@ -91,8 +94,6 @@ def _work_parent(dest: Path) -> str:
 
 def _write_output(trees: list[Tree], recipe: Any, dest: Path, fmt: str, multi: bool) -> dict[str, Any]:
     if fmt == "rootfs":
-        import os
-
         with staged_output(dest, directory=True) as out:
             if multi:
                 for t in trees:
@@ -119,8 +120,6 @@ def _write_output(trees: list[Tree], recipe: Any, dest: Path, fmt: str, multi: b
 
 
 def _owners_if_unprivileged(tree: Tree) -> dict[str, tuple[int, int, int]] | None:
-    import os
-
     from rootfs_forge.compose import owners_of
 
     return None if os.geteuid() == 0 else owners_of(tree)

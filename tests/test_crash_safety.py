@@ -1,0 +1,88 @@
+"""SIGKILL at random points of forge compose, and four composes sharing one cache at once."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import source_block
+from tests.support.repo import RepoServer, Signer
+
+pytestmark = [pytest.mark.slow]
+
+ENV = {**os.environ, "SOURCE_DATE_EPOCH": "1700000000"}
+
+
+def forge_cmd(*args: str, cache: Path) -> list[str]:
+    return [sys.executable, "-m", "rootfs_forge", *args, "--cache-dir", str(cache)]
+
+
+def digest(layout: Path) -> str:
+    return str(json.loads((layout / "index.json").read_text())["manifests"][0]["digest"])
+
+
+def write(tmp: Path, server: RepoServer, signer: Signer, packages: list[str], name: str) -> Path:
+    p = tmp / f"{name}.toml"
+    p.write_text(f"packages = {json.dumps(packages)}\n" + source_block(server, signer))
+    return p
+
+
+def test_sigkill_at_random_points_leaves_absent_or_complete_output(tmp_path: Path, repo_server: RepoServer,
+                                                                   signer: Signer) -> None:
+    recipe = write(tmp_path, repo_server, signer, ["hello", "gawk", "data-all"], "r")
+    cache = tmp_path / "cache"
+    ref = tmp_path / "ref"
+    subprocess.run(forge_cmd("compose", str(recipe), "-o", str(ref), "-q", cache=tmp_path / "refcache"),
+                   check=True, env=ENV, capture_output=True)
+    expected = digest(ref)
+    t0 = time.perf_counter()
+    subprocess.run(forge_cmd("compose", str(recipe), "-o", str(tmp_path / "timing"), "-q", cache=tmp_path / "c2"),
+                   check=True, env=ENV, capture_output=True)
+    full = time.perf_counter() - t0
+    rng = random.Random(20261129)
+    for trial in range(20):
+        out = tmp_path / "out"
+        proc = subprocess.Popen(forge_cmd("compose", str(recipe), "-o", str(out), "-q", cache=cache), env=ENV,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.0, full))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        if out.exists():  # the rename happened: it must be the complete image
+            assert digest(out) == expected, f"trial {trial}: partial output"
+        verify = subprocess.run(forge_cmd("cache", "verify", "--json", cache=cache), capture_output=True, text=True,
+                                env=ENV)
+        assert verify.returncode == 0 and json.loads(verify.stdout)["removed"] == [], f"trial {trial}"
+    final = subprocess.run(forge_cmd("compose", str(recipe), "-o", str(tmp_path / "out"), "-q", cache=cache),
+                           env=ENV, capture_output=True, text=True)
+    assert final.returncode == 0, final.stderr
+    assert digest(tmp_path / "out") == expected
+    # temp siblings of killed runs are cleaned by the next run into the same place
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_four_concurrent_composes_share_one_cache(tmp_path: Path, repo_server: RepoServer, signer: Signer) -> None:
+    sets = [["hello"], ["gawk"], ["mawk", "data-all"], ["hello", "data-all"]]
+    recipes = [write(tmp_path, repo_server, signer, s, f"r{i}") for i, s in enumerate(sets)]
+    serial = {}
+    for r in recipes:
+        subprocess.run(forge_cmd("compose", str(r), "-o", str(tmp_path / f"serial-{r.stem}"), "-q",
+                                 cache=tmp_path / f"cache-{r.stem}"), check=True, env=ENV, capture_output=True)
+        serial[r.stem] = digest(tmp_path / f"serial-{r.stem}")
+    shared = tmp_path / "shared-cache"
+    procs = [subprocess.Popen(forge_cmd("compose", str(r), "-o", str(tmp_path / f"par-{r.stem}"), "-q",
+                                        cache=shared), env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for r in recipes]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+    assert {r.stem: digest(tmp_path / f"par-{r.stem}") for r in recipes} == serial
+    verify = subprocess.run(forge_cmd("cache", "verify", "--json", cache=shared), capture_output=True, text=True)
+    assert json.loads(verify.stdout)["removed"] == []
