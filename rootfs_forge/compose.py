@@ -14,7 +14,8 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -89,31 +90,24 @@ def _replaces_names(control: DebControl) -> list[str]:
 
 
 def build_tree(root: Path, recipe: Recipe, arch: str, resolution: Resolution, debs: Mapping[str, Path],
-               epoch: int | None, *, host: HostTools | None = None,
-               log: Callable[[str], None] | None = None) -> Tree:
+               epoch: int | None, *, host: HostTools | None = None, threads: int = 2) -> Tree:
     """Unpack ``resolution`` into the empty directory ``root``, apply effects, write the dpkg database."""
     host = host or HostTools.detect()
     by_key = {p.key: p for p in resolution.packages}
     order = [k for k in resolution.order if k in by_key] + sorted(set(by_key) - set(resolution.order))
     if epoch is None:
         epoch = max((deb_build_time(debs[k]) for k in order), default=0)
-    writer = TreeWriter(root, merged_usr=recipe.merged_usr, arch_multiarch=arch, allow_devices=recipe.allow_devices,
-                        epoch=epoch, conflict_policy=dict(recipe.conflicts_prefer))
     path_filter = PathFilter(recipe.profile, exclude=recipe.path_exclude, include=recipe.path_include,
                              keep_locales=recipe.locales, slices=dict(recipe.slices))
-    controls: dict[str, DebControl] = {}
-    files: dict[str, PackageFiles] = {}
-    for key in order:
-        pkg: Package = by_key[key]
-        control = read_control(debs[key])
-        controls[pkg.name] = control
-        declared = max(control.installed_size, pkg.installed_size)
-        files[pkg.name] = writer.add_package(
-            pkg.name, debs[key], replaces=_replaces_names(control), path_filter=path_filter,
-            max_bytes=declared * 1024 * BOMB_MARGIN + (16 << 20), multi_arch_same=control.multi_arch == "same",
-        )
-    # a later package may have taken over paths of an earlier one (Replaces): refresh every file list
-    files = {name: writer.package_files(name) for name in files}
+    try:
+        writer, controls, files = _unpack_all(root, recipe, arch, epoch, order, by_key, debs, path_filter, threads)
+    except RootfsError:
+        if threads == 1:
+            raise
+        # TreeWriter settles ownership by relationship, not arrival; the one case it cannot settle out of order
+        # (three packages chained through Replaces) is retried in install order before it counts as a conflict.
+        _clear(root)
+        writer, controls, files = _unpack_all(root, recipe, arch, epoch, order, by_key, debs, path_filter, 1)
     tree = Tree(root, arch, resolution, epoch, writer, files, controls, effects=EffectsRun((), ()))
     _add_local_files(tree, recipe)
     options = EffectOptions.from_recipe(recipe, suite=_suite_of(resolution))
@@ -137,6 +131,42 @@ def build_tree(root: Path, recipe: Recipe, arch: str, resolution: Resolution, de
     tree.changed_paths |= {c.path for c in db.changed}
     _write_manifest(tree, recipe)
     return tree
+
+
+def _unpack_all(root: Path, recipe: Recipe, arch: str, epoch: int, order: Sequence[str],
+                by_key: Mapping[str, Package], debs: Mapping[str, Path], path_filter: PathFilter,
+                threads: int) -> tuple[TreeWriter, dict[str, DebControl], dict[str, PackageFiles]]:
+    """Unpack every package; decompression runs in ``threads`` threads (libarchive releases the GIL)."""
+    writer = TreeWriter(root, merged_usr=recipe.merged_usr, arch_multiarch=arch, allow_devices=recipe.allow_devices,
+                        epoch=epoch, conflict_policy=dict(recipe.conflicts_prefer))
+
+    def unpack(job: tuple[int, str]) -> tuple[str, DebControl, PackageFiles]:
+        rank, key = job
+        pkg = by_key[key]
+        control = read_control(debs[key])
+        declared = max(control.installed_size, pkg.installed_size)
+        files = writer.add_package(
+            pkg.name, debs[key], replaces=_replaces_names(control), path_filter=path_filter,
+            max_bytes=declared * 1024 * BOMB_MARGIN + (16 << 20), multi_arch_same=control.multi_arch == "same",
+            rank=rank,
+        )
+        return pkg.name, control, files
+
+    jobs = list(enumerate(order))
+    if threads > 1:
+        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="unpack") as pool:
+            results = list(pool.map(unpack, jobs))
+    else:
+        results = [unpack(j) for j in jobs]
+    controls = {name: control for name, control, _ in results}
+    # a later package may have taken over paths of an earlier one (Replaces): take every list as it ends up
+    files = {name: writer.package_files(name) for name, _, _ in results}
+    return writer, controls, files
+
+
+def _clear(root: Path) -> None:
+    _rmtree(root)
+    root.mkdir()
 
 
 def _suite_of(res: Resolution) -> str:

@@ -1,0 +1,765 @@
+"""The only writer of the root filesystem tree. Every path is resolved *inside* the root.
+
+Safety model. :class:`TreeWriter` keeps an in-memory model of every node it has made (kind, mode, owner, link
+target …) and resolves each path against that model, never against the host:
+
+* member paths are normalised lexically; one whose ``..`` climbs above the root is refused (dpkg refuses too);
+  absolute member paths land under the root;
+* symlinks met on the way — absolute or relative, chained — are followed inside the model, with ``/`` meaning
+  the root and ``..`` at the root staying at the root (``openat2(RESOLVE_IN_ROOT)`` semantics), at most 40 of
+  them. The resolved path therefore only crosses real directories the writer made, so the kernel never follows
+  a symlink: nothing can reach the host;
+* the final component is never followed: writing a file over a symlink replaces the link, like dpkg — except a
+  directory member over a symlink to a directory, which keeps the link (merged ``/usr``);
+* hard links may only point at regular files already in the tree; device nodes, FIFOs and sockets are skipped
+  and reported unless ``allow_devices``;
+* a package whose tar stream (512-byte headers plus data, as the members arrive) grows past ``max_bytes`` fails
+  before the member that crosses the limit is written — a bound on huge files and on floods of empty members.
+  Debian's ``Installed-Size`` × 1024 is within 2 % of that figure for the essential set; pass it with a margin
+  (× 1.25 + 1 MiB).
+
+The directory must be empty when the writer starts. On any error the writer stops and leaves the partial tree
+as it is: the caller builds in a temporary directory, deletes it on failure and renames it on success.
+
+Owners and modes: the intended values are kept in :meth:`TreeWriter.entries` (clamped mtimes, numeric owners),
+so a layer can carry them even when the tree was written without root. ``chown`` happens only as root.
+Directories stay writable by the writer until :meth:`TreeWriter.finish` applies their final modes and mtimes.
+
+Concurrency. :meth:`TreeWriter.add_package` may run in several threads at once: decompressing, hashing and
+writing file contents happen outside the lock (libarchive and hashlib release the GIL), resolution, conflict
+checks and the rename into place under it. Conflicts are decided by relations (Replaces, the conflict policy,
+Multi-Arch: same), never by who came first, and a directory shipped by several packages keeps the metadata of
+the package with the lowest ``rank`` (the install order), so the tree does not depend on thread timing.
+
+Path filters. A member the filter drops is not written; a directory whose verdict is ``PARENT`` (dpkg keeps it
+because an include rule may match below it) is made — and listed for the package — only when something the
+package keeps lands below it, so ``/usr/share/doc/<pkg>`` survives a minimal profile only with its copyright.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import os
+import stat
+import threading
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+from pathlib import Path
+from typing import Protocol
+
+from rootfs_forge.debfile import DataMember, iter_data, normalize_path
+from rootfs_forge.errors import RootfsError
+from rootfs_forge.filters import PathFilter, Verdict
+
+MAX_SYMLINKS = 40
+
+# Debian architecture -> extra top-level library directories that merged /usr turns into symlinks
+# (the table debootstrap and usrmerge use: only directories the architecture's toolchain may use).
+MERGED_USR_LIBDIRS: dict[str, tuple[str, ...]] = {
+    "amd64": ("lib32", "lib64", "libx32"),
+    "i386": ("lib64", "libx32"),
+    "x32": ("lib32", "lib64", "libx32"),
+    "mips64el": ("lib32", "lib64", "libo32"),
+    "mips": ("lib32", "lib64"),
+    "mipsel": ("lib32", "lib64"),
+    "powerpc": ("lib64",),
+    "ppc64": ("lib32", "lib64"),
+    "ppc64el": ("lib64",),
+    "s390x": ("lib32",),
+    "sparc": ("lib64",),
+    "sparc64": ("lib32", "lib64"),
+}  # arm64, armhf, armel, riscv64 …: none (their loaders live in /lib)
+_TRIPLETS = {"x86_64-linux-gnu": "amd64", "i386-linux-gnu": "i386", "aarch64-linux-gnu": "arm64",
+             "arm-linux-gnueabihf": "armhf", "arm-linux-gnueabi": "armel", "powerpc64le-linux-gnu": "ppc64el",
+             "s390x-linux-gnu": "s390x", "riscv64-linux-gnu": "riscv64", "mips64el-linux-gnuabi64": "mips64el",
+             "x86_64-linux-gnux32": "x32", "loongarch64-linux-gnu": "loong64"}
+_O_NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """The intended state of one path of the tree (what a layer tar should say about it)."""
+
+    kind: str  # file | dir | symlink | char | block | fifo
+    mode: int  # permission bits incl. setuid/setgid/sticky
+    uid: int
+    gid: int
+    size: int = 0
+    target: str = ""  # symlink target, verbatim
+    mtime: int = 0
+    hardlink: str = ""  # a file that is a hard link of this earlier tree path
+    devmajor: int = 0
+    devminor: int = 0
+    md5: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PackageFiles:
+    """What one package put into the tree, in the terms dpkg's database needs."""
+
+    name: str
+    paths: tuple[str, ...]  # PKG.list order: "/." then the kept members as the package names them
+    md5sums: dict[str, str]  # kept regular file (member path) -> md5 hex
+    bytes_kept: int
+    files_dropped: int
+    bytes_dropped: int
+    skipped: tuple[tuple[str, str], ...] = ()  # (path, kind) of device nodes/FIFOs/sockets not created
+    overridden: tuple[str, ...] = ()  # member paths not written because another package owns them and wins
+
+    def list_text(self) -> str:
+        return "".join(p + "\n" for p in self.paths)
+
+    def md5sums_text(self) -> str:
+        return "".join(f"{md5}  {path.lstrip('/')}\n" for path, md5 in sorted(self.md5sums.items()))
+
+
+@dataclass(slots=True)
+class _Node:
+    kind: str
+    mode: int
+    uid: int = 0
+    gid: int = 0
+    size: int = 0
+    target: str = ""
+    mtime: int = 0
+    hardlink: str = ""
+    devmajor: int = 0
+    devminor: int = 0
+    md5: str = ""
+    owner: str | None = None  # package (for a directory: the first to ship it); None: made by forge
+    implicit: bool = False  # a directory made because a child needed it; adopts a package's metadata
+    children: int = 0
+
+    def entry(self) -> Entry:
+        return Entry(self.kind, self.mode, self.uid, self.gid, self.size, self.target, self.mtime,
+                     self.hardlink, self.devmajor, self.devminor, self.md5)
+
+
+@dataclass(slots=True)
+class _Record:
+    name: str
+    paths: list[str] = field(default_factory=lambda: ["/."])
+    keys: dict[str, str] = field(default_factory=dict)  # member path -> tree key
+    md5sums: dict[str, str] = field(default_factory=dict)
+    bytes_kept: int = 0
+    files_dropped: int = 0
+    bytes_dropped: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    overridden: list[str] = field(default_factory=list)
+    rank: int = 0  # position in the install order: shared directories keep the lowest rank's metadata
+    pending: dict[str, tuple[str, _Node]] = field(default_factory=dict)  # key -> (member path, node): PARENT
+    # directories, made (and listed) only once something this package keeps lands below them
+    lost: set[str] = field(default_factory=set)  # keys a later package took over
+
+    def snapshot(self) -> PackageFiles:
+        paths = tuple(p for p in dict.fromkeys(self.paths) if self.keys.get(p) not in self.lost)
+        md5 = {p: m for p, m in self.md5sums.items() if self.keys.get(p) not in self.lost}
+        return PackageFiles(self.name, paths, md5, self.bytes_kept, self.files_dropped, self.bytes_dropped,
+                            tuple(self.skipped), tuple(self.overridden))
+
+
+class NodeLike(Protocol):
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def target(self) -> str: ...
+
+
+def resolve_in_root(nodes: Mapping[str, NodeLike], path: str, *, follow_last: bool) -> str:
+    """Resolve ``path`` (absolute, normalised) against the model ``nodes``; returns a tree key (``/a/b``).
+
+    Pure: ``nodes`` maps tree keys to anything with ``kind`` and ``target`` (``Entry`` works too).
+
+    Symlinks are followed inside the root; missing components are kept as plain names. Raises
+    ``RootfsError`` after ``MAX_SYMLINKS`` links (a loop).
+    """
+    stack = [p for p in reversed(path.split("/")) if p and p != "."]
+    out: list[str] = []
+    links = 0
+    while stack:
+        part = stack.pop()
+        if part == "..":
+            if out:
+                out.pop()
+            continue
+        key = "/" + "/".join((*out, part))
+        node = nodes.get(key)
+        if node is not None and node.kind == "symlink" and (stack or follow_last):
+            links += 1
+            if links > MAX_SYMLINKS:
+                raise RootfsError("resolve", path, "too many levels of symbolic links")
+            if node.target.startswith("/"):
+                out = []
+            stack.extend(p for p in reversed(node.target.split("/")) if p and p != ".")
+            continue
+        out.append(part)
+    return "/" + "/".join(out)
+
+
+def _parent(key: str) -> str:
+    return key.rsplit("/", 1)[0] or "/"
+
+
+@contextmanager
+def _os_errors(path: str) -> Iterator[None]:
+    """A failing system call (disk full, permission denied …) becomes a one-line ``RootfsError``."""
+    try:
+        yield
+    except OSError as exc:
+        raise RootfsError("write", path, exc.strerror or str(exc)) from None
+
+
+class TreeWriter:
+    """Writes packages and forge-made files into ``root``; see the module docstring for the rules."""
+
+    def __init__(self, root: Path, *, merged_usr: bool, arch_multiarch: str | None, allow_devices: bool,
+                 epoch: int | None, conflict_policy: Mapping[str, str] | None = None,
+                 privileged: bool | None = None) -> None:
+        """``arch_multiarch`` is the Debian architecture (``amd64``) or its triplet (``x86_64-linux-gnu``);
+        it picks the extra ``/lib*`` links of merged /usr. ``privileged`` (default: running as root) decides
+        whether owners are applied on disk."""
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        if any(self.root.iterdir()):
+            raise RootfsError("write", str(root), "the target directory is not empty")
+        self._root = os.path.realpath(self.root)
+        self.merged_usr = merged_usr
+        self.arch = _TRIPLETS.get(arch_multiarch or "", arch_multiarch or "")
+        self.allow_devices = allow_devices
+        self.epoch = epoch
+        self.conflict_policy = dict(sorted((conflict_policy or {}).items()))
+        self.privileged = os.geteuid() == 0 if privileged is None else privileged
+        self._lock = threading.RLock()
+        self._nodes: dict[str, _Node] = {"/": _Node("dir", 0o755, mtime=self._clamp(None), implicit=True)}
+        self._links_to: dict[str, set[str]] = {}
+        self._records: dict[str, _Record] = {}
+        self._replaces: dict[str, frozenset[str]] = {}
+        self._ma_same: dict[str, bool] = {}
+        self._tmp = itertools.count()
+        self._ranks = itertools.count()
+        if merged_usr:
+            self._merged_usr_layout()
+
+    # -- public API -------------------------------------------------------------------------------------
+
+    def add_package(self, name: str, deb: Path, *, replaces: Sequence[str] = (),
+                    path_filter: PathFilter | None = None, max_bytes: int | None = None,
+                    multi_arch_same: bool = False, rank: int | None = None) -> PackageFiles:
+        """Unpack the data members of ``deb`` as package ``name``. Thread-safe for concurrent packages.
+
+        ``rank`` is the package's position in the install order (default: the order of the calls). A directory
+        shipped by several packages keeps the metadata of the lowest rank, as dpkg keeps the first package's;
+        pass it when calling from several threads so the tree does not depend on timing.
+        """
+        with self._lock:
+            if name in self._records:
+                raise RootfsError("unpack", f"package {name}", "it was already unpacked into this tree")
+            record = self._records[name] = _Record(name, rank=next(self._ranks) if rank is None else rank)
+            self._replaces[name] = frozenset(replaces)
+            self._ma_same[name] = multi_arch_same
+        unpacked = 0
+        members = iter_data(deb)
+        try:
+            for m in members:
+                # the tar stream so far: a 512-byte header per member plus its data in 512-byte blocks. This
+                # bounds huge files and floods of empty members alike, before anything of the member is written.
+                unpacked += 512 + -(-m.size // 512) * 512
+                if max_bytes is not None and unpacked > max_bytes:
+                    raise RootfsError("unpack", f"package {name}",
+                                      f"its contents exceed the limit of {max_bytes} bytes (decompression bomb?)")
+                if m.path == "/":
+                    continue
+                verdict = path_filter.verdict(name, m.path, m.kind) if path_filter else Verdict.KEEP
+                if verdict is Verdict.DROP:
+                    record.files_dropped += 1
+                    record.bytes_dropped += m.size
+                    continue
+                if m.kind in ("char", "block", "fifo", "socket") and not (self.allow_devices and m.kind != "socket"):
+                    record.skipped.append((m.path, m.kind))
+                    continue
+                with _os_errors(m.path):
+                    self._add_member(record, m, verdict)
+        finally:
+            members.close()
+        with self._lock:
+            record.files_dropped += len(record.pending)  # PARENT directories nothing kept went into
+            record.pending.clear()
+            return record.snapshot()
+
+    def package_files(self, name: str) -> PackageFiles:
+        """The current file list of ``name``: paths a later package took over are gone from it."""
+        with self._lock:
+            return self._records[name].snapshot()
+
+    def entries(self) -> dict[str, Entry]:
+        """Every path of the tree (``/`` included), sorted, with its intended kind, mode, owner and mtime."""
+        with self._lock:
+            return {k: self._nodes[k].entry() for k in sorted(self._nodes)}
+
+    def resolve(self, path: str) -> str:
+        """The tree path ``path`` leads to, following every symlink inside the root."""
+        with self._lock:
+            return resolve_in_root(self._nodes, self._norm(path), follow_last=True)
+
+    def lookup(self, path: str, *, follow: bool = True) -> Entry | None:
+        with self._lock:
+            node = self._nodes.get(resolve_in_root(self._nodes, self._norm(path), follow_last=follow))
+            return node.entry() if node else None
+
+    def read_file(self, path: str) -> bytes | None:
+        """The content of the regular file ``path`` leads to (inside the root), or None."""
+        with self._lock:
+            key = resolve_in_root(self._nodes, self._norm(path), follow_last=True)
+            node = self._nodes.get(key)
+            if node is None or node.kind != "file":
+                return None
+            fd = os.open(self._abs(key), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            with open(fd, "rb") as f:
+                return f.read()
+
+    def add_file(self, path: str, data: bytes, mode: int = 0o644, uid: int = 0, gid: int = 0,
+                 mtime: int | None = None) -> str:
+        """Create or replace a regular file (a symlink at ``path`` is replaced, not followed). Returns its key."""
+        norm = self._norm(path)
+        with self._lock, _os_errors(norm):
+            key = self._prepare(norm)
+            self._check_effect_target(key)
+            digest = hashlib.md5(data, usedforsecurity=False).hexdigest()
+            node = _Node("file", mode & 0o7777, uid, gid, len(data), mtime=self._clamp(mtime), md5=digest)
+            tmp = self._write_temp(key, [data], node)
+            self._remove_node(key)
+            os.rename(tmp, self._abs(key))
+            self._set_node(key, node)
+            return key
+
+    def add_symlink(self, path: str, target: str, uid: int = 0, gid: int = 0, mtime: int | None = None) -> str:
+        norm = self._norm(path)
+        if not target:
+            raise RootfsError("write", norm, "empty symlink target")
+        with self._lock, _os_errors(norm):
+            key = self._prepare(norm)
+            self._check_effect_target(key)
+            self._remove_node(key)
+            node = _Node("symlink", 0o777, uid, gid, target=target, mtime=self._clamp(mtime))
+            self._make_symlink(key, node)
+            return key
+
+    def add_dir(self, path: str, mode: int = 0o755, uid: int = 0, gid: int = 0, mtime: int | None = None) -> str:
+        """Create a directory, or set the metadata of the directory ``path`` leads to."""
+        norm = self._norm(path)
+        with self._lock, _os_errors(norm):
+            key = resolve_in_root(self._nodes, norm, follow_last=True)
+            self._prepare(key)
+            node = self._nodes.get(key)
+            if node is not None and node.kind != "dir":
+                raise RootfsError("write", norm, f"a {node.kind} is in the way")
+            new = _Node("dir", mode & 0o7777, uid, gid, mtime=self._clamp(mtime))
+            if node is None:
+                self._make_dir(key, new)
+            else:
+                node.mode, node.uid, node.gid, node.mtime, node.implicit = new.mode, uid, gid, new.mtime, False
+                self._apply_dir_meta(key, node, final=False)
+            return key
+
+    def remove(self, path: str) -> bool:
+        """Remove ``path`` (a symlink itself, not its target; a directory with everything below it)."""
+        norm = self._norm(path)
+        if norm == "/":
+            raise RootfsError("remove", norm, "refusing to remove the root")
+        with self._lock, _os_errors(norm):
+            key = resolve_in_root(self._nodes, norm, follow_last=False)
+            if key not in self._nodes:
+                return False
+            self._remove_node(key, recursive=True)
+            return True
+
+    def finish(self) -> None:
+        """Apply final directory modes, owners and mtimes on disk (deepest first). Call after the last write."""
+        with self._lock:
+            for key in sorted(self._nodes, reverse=True):
+                node = self._nodes[key]
+                if node.kind == "dir":
+                    self._apply_dir_meta(key, node, final=True)
+
+    # -- members ----------------------------------------------------------------------------------------
+
+    def _add_member(self, record: _Record, m: DataMember, verdict: Verdict) -> None:
+        if m.kind == "file":
+            self._add_regular(record, m)
+            return
+        with self._lock:
+            if m.kind == "dir":
+                self._add_dir_member(record, m, verdict)
+            elif m.kind == "symlink":
+                node = _Node("symlink", 0o777, m.uid, m.gid, target=m.linkname, mtime=self._clamp(m.mtime),
+                             owner=record.name)
+                key = self._prepare(m.path, record)
+                if self._claim(record, m.path, key, node):
+                    self._remove_node(key)
+                    self._make_symlink(key, node)
+            elif m.kind == "hardlink":
+                self._add_hardlink(record, m)
+            else:
+                node = _Node(m.kind, m.mode, m.uid, m.gid, mtime=self._clamp(m.mtime), devmajor=m.devmajor,
+                             devminor=m.devminor, owner=record.name)
+                key = self._prepare(m.path, record)
+                if self._claim(record, m.path, key, node):
+                    self._remove_node(key)
+                    self._make_special(key, node)
+
+    def _add_regular(self, record: _Record, m: DataMember) -> None:
+        with self._lock:
+            key = self._prepare(m.path, record)
+            parent = self._nodes[_parent(key)]
+            parent.children += 1  # a pending write: its directory is neither pruned nor replaced meanwhile
+        node = _Node("file", m.mode, m.uid, m.gid, m.size, mtime=self._clamp(m.mtime), owner=record.name)
+        tmp = ""
+        pending = True
+        try:
+            tmp = self._write_temp(key, m.blocks(), node)  # the expensive part, outside the lock
+            with self._lock:
+                parent.children -= 1
+                pending = False
+                if self._claim(record, m.path, key, node):
+                    self._remove_node(key)
+                    os.rename(tmp, self._abs(key))
+                    tmp = ""
+                    self._set_node(key, node)
+                    record.bytes_kept += node.size
+        finally:
+            if pending:
+                with self._lock:
+                    parent.children -= 1
+            if tmp:
+                os.unlink(tmp)
+
+    def _add_dir_member(self, record: _Record, m: DataMember, verdict: Verdict) -> None:
+        key = self._prepare(m.path, record)
+        node = self._nodes.get(key)
+        new = _Node("dir", m.mode, m.uid, m.gid, mtime=self._clamp(m.mtime), owner=record.name)
+        if node is not None and node.kind == "symlink":
+            followed = self._nodes.get(resolve_in_root(self._nodes, key, follow_last=True))
+            if followed is not None and followed.kind == "dir":  # keep a symlink to a directory (dpkg)
+                if verdict is Verdict.KEEP:
+                    record.paths.append(m.path)
+                    record.keys[m.path] = key
+                return
+        if verdict is Verdict.PARENT and (node is None or node.kind == "dir"):
+            record.pending[key] = (m.path, new)
+            return
+        if node is not None and node.kind != "dir":
+            if not self._claim(record, m.path, key, new):
+                return
+            self._remove_node(key)
+            node = None
+        if node is None:
+            self._make_dir(key, new)
+        else:
+            self._merge_dir(record, key, node, new)
+        record.paths.append(m.path)
+        record.keys[m.path] = key
+
+    def _merge_dir(self, record: _Record, key: str, node: _Node, new: _Node) -> None:
+        """A directory that exists already: it takes the metadata of the lowest-ranked package shipping it."""
+        owner = self._records.get(node.owner) if node.owner else None
+        if node.implicit or (owner is not None and owner.rank > record.rank):
+            node.mode, node.uid, node.gid, node.mtime = new.mode, new.uid, new.gid, new.mtime
+            node.owner, node.implicit = record.name, False
+            self._apply_dir_meta(key, node, final=False)
+
+    def _add_hardlink(self, record: _Record, m: DataMember) -> None:
+        target_key = resolve_in_root(self._nodes, m.linkname, follow_last=False)
+        target = self._nodes.get(target_key)
+        if target is None or target.kind != "file":
+            what = "nothing" if target is None else f"a {target.kind}"
+            raise RootfsError("write", m.path, f"hard link to {m.linkname}, which is {what} in the tree")
+        key = self._prepare(m.path, record)
+        if key == target_key:
+            raise RootfsError("write", m.path, "hard link to itself")
+        node = _Node("file", target.mode, target.uid, target.gid, target.size, mtime=target.mtime,
+                     md5=target.md5, hardlink=target_key, owner=record.name)
+        if self._claim(record, m.path, key, node):
+            self._remove_node(key)
+            os.link(self._abs(target_key), self._abs(key), follow_symlinks=False)
+            self._set_node(key, node)
+            self._links_to.setdefault(target_key, set()).add(key)
+
+    # -- conflicts --------------------------------------------------------------------------------------
+
+    def _claim(self, record: _Record, path: str, key: str, new: _Node) -> bool:
+        """May ``record`` put ``new`` at ``key``? True: write it; False: the existing entry stays. Lists the path.
+
+        Raises ``RootfsError`` on an unresolved conflict between two packages.
+        """
+        old = self._nodes.get(key)
+        write = self._decide(path, key, old, record.name, new)
+        if write or (old is not None and old.owner != record.name and self._shared(old, new, record.name, key)):
+            record.paths.append(path)
+            record.keys[path] = key
+            if new.kind == "file":
+                record.md5sums[path] = new.md5
+            if write and old is not None and old.owner not in (None, record.name) and old.kind != "dir":
+                self._records[old.owner].lost.add(key)
+        else:
+            record.overridden.append(path)
+        return write
+
+    def _shared(self, old: _Node, new: _Node, pkg: str, key: str = "") -> bool:
+        if old.kind == "symlink" and new.kind == "symlink":
+            if old.target == new.target:
+                return True
+            # a package shipping forge's own layout link in another spelling (/bin -> /usr/bin)
+            return old.owner is None and bool(key) and self._link_dest(key, old) == self._link_dest(key, new)
+        if old.kind == "file" and new.kind == "file" and old.owner is not None:
+            return (old.md5 == new.md5 and old.size == new.size and self._ma_same.get(old.owner, False)
+                    and self._ma_same.get(pkg, False))
+        return False
+
+    def _link_dest(self, key: str, link: _Node) -> str:
+        base = "" if link.target.startswith("/") else _parent(key)
+        return resolve_in_root(self._nodes, f"{base}/{link.target}", follow_last=True)
+
+    def _decide(self, path: str, key: str, old: _Node | None, pkg: str, new: _Node) -> bool:
+        if old is None:
+            return True
+        if old.kind == "dir" and new.kind == "dir":
+            return False
+        if old.owner == pkg:
+            if old.kind == "dir":
+                raise RootfsError("write", path, f"package {pkg} ships it both as a directory and a {new.kind}")
+            return True
+        if self._shared(old, new, pkg, key):
+            return False
+        if old.owner is None:
+            raise RootfsError("write", path, f"package {pkg} ships a {new.kind} where forge made a {old.kind}"
+                              + (" (merged /usr layout)" if self.merged_usr else ""))
+        winner = self._winner(path, key, old.owner, pkg)
+        if winner == pkg and old.kind == "dir" and old.children:
+            raise RootfsError("write", path, f"package {pkg} replaces a non-empty directory of {old.owner}")
+        if winner is None:
+            a, b = sorted((old.owner, pkg))
+            raise RootfsError("write", path, f"packages {a} and {b} both ship it "
+                              f"({old.kind} and {new.kind}); add a Replaces or a conflict policy")
+        return winner == pkg
+
+    def _winner(self, path: str, key: str, old: str, new: str) -> str | None:
+        for glob, winner in self.conflict_policy.items():
+            if winner in (old, new) and (fnmatchcase(path, glob) or fnmatchcase(key, glob)):
+                return winner
+        new_replaces = old in self._replaces.get(new, ())
+        old_replaces = new in self._replaces.get(old, ())
+        if new_replaces != old_replaces:
+            return new if new_replaces else old
+        return None
+
+    def _check_effect_target(self, key: str) -> None:
+        node = self._nodes.get(key)
+        if node is not None and node.kind == "dir":
+            raise RootfsError("write", key, "a directory is in the way")
+
+    # -- model + disk -----------------------------------------------------------------------------------
+
+    def _norm(self, path: str) -> str:
+        try:
+            return normalize_path(path)
+        except ValueError:
+            raise RootfsError("write", path, "the path escapes the root") from None
+
+    def _abs(self, key: str) -> str:
+        return self._root if key == "/" else self._root + key
+
+    def _clamp(self, mtime: int | None) -> int:
+        if mtime is None:
+            return self.epoch or 0
+        return min(mtime, self.epoch) if self.epoch is not None else mtime
+
+    def _prepare(self, path: str, record: _Record | None = None) -> str:
+        """Resolve the parent of ``path`` in the root, making missing directories; return the final key.
+
+        The final component itself is not followed. A missing directory this package shipped as a PARENT
+        (``record.pending``) is made with its metadata and listed now; any other is made 0755 root:root.
+        """
+        if path == "/":
+            return "/"
+        head, _, name = path.rpartition("/")
+        parent = resolve_in_root(self._nodes, head or "/", follow_last=True)
+        if parent != "/":
+            parts = parent.split("/")
+            for i in range(2, len(parts) + 1):
+                sub = "/".join(parts[:i])
+                node = self._nodes.get(sub)
+                if record is None or sub not in record.pending:
+                    if node is None:
+                        self._make_dir(sub, _Node("dir", 0o755, mtime=self._clamp(None), implicit=True))
+                    elif node.kind != "dir":
+                        raise RootfsError("write", path, f"{sub} is a {node.kind}, not a directory")
+                    continue
+                member, shipped = record.pending.pop(sub)
+                if node is None:
+                    self._make_dir(sub, shipped)
+                elif node.kind == "dir":
+                    self._merge_dir(record, sub, node, shipped)
+                else:
+                    raise RootfsError("write", path, f"{sub} is a {node.kind}, not a directory")
+                record.paths.append(member)
+                record.keys[member] = sub
+        return (parent.rstrip("/") + "/" + name) if name else parent
+
+    def _set_node(self, key: str, node: _Node) -> None:
+        if key not in self._nodes:
+            self._nodes[_parent(key)].children += 1
+        self._nodes[key] = node
+
+    def _remove_node(self, key: str, recursive: bool = False) -> None:
+        """Forget ``key`` and remove it from disk (not following a symlink)."""
+        node = self._nodes.get(key)
+        if node is None:
+            return
+        if node.kind == "dir":
+            if node.children and not recursive:
+                raise RootfsError("write", key, "a non-empty directory is in the way")
+            prefix = key + "/"
+            for sub in sorted((k for k in self._nodes if k.startswith(prefix)), reverse=True):
+                self._forget(sub)
+            self._rmtree(key)
+        else:
+            os.unlink(self._abs(key))
+        self._forget(key)
+
+    def _forget(self, key: str) -> None:
+        node = self._nodes.pop(key)
+        self._nodes[_parent(key)].children -= 1
+        for dependent in self._links_to.pop(key, ()):
+            if dependent in self._nodes:
+                self._nodes[dependent].hardlink = ""
+        if node.hardlink:
+            self._links_to.get(node.hardlink, set()).discard(key)
+
+    def _rmtree(self, key: str) -> None:
+        top = self._abs(key)
+        for dirpath, dirnames, filenames in os.walk(top, topdown=False):
+            for f in filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
+                os.unlink(os.path.join(dirpath, f))
+            for d in dirnames:
+                if not os.path.islink(os.path.join(dirpath, d)):
+                    os.rmdir(os.path.join(dirpath, d))
+        os.rmdir(top)
+
+    def _make_dir(self, key: str, node: _Node) -> None:
+        try:
+            os.mkdir(self._abs(key), 0o700)
+        except FileExistsError:
+            raise RootfsError("write", key, "exists on disk but not in the tree model") from None
+        self._set_node(key, node)
+        self._apply_dir_meta(key, node, final=False)
+
+    def _apply_dir_meta(self, key: str, node: _Node, *, final: bool) -> None:
+        path = self._abs(key)
+        if self.privileged:
+            os.chown(path, node.uid, node.gid, follow_symlinks=False)
+        # until finish(), directories stay writable for the writer (an unprivileged build needs that)
+        os.chmod(path, node.mode if final else node.mode | 0o700, follow_symlinks=False)
+        if final:
+            os.utime(path, ns=(node.mtime * 10**9, node.mtime * 10**9), follow_symlinks=False)
+
+    def _make_symlink(self, key: str, node: _Node) -> None:
+        path = self._abs(key)
+        os.symlink(node.target, path)
+        if self.privileged:
+            os.chown(path, node.uid, node.gid, follow_symlinks=False)
+        os.utime(path, ns=(node.mtime * 10**9, node.mtime * 10**9), follow_symlinks=False)
+        self._set_node(key, node)
+
+    def _make_special(self, key: str, node: _Node) -> None:
+        path = self._abs(key)
+        try:
+            if node.kind == "fifo":
+                os.mkfifo(path, 0o600)
+            else:
+                fmt = stat.S_IFCHR if node.kind == "char" else stat.S_IFBLK
+                os.mknod(path, fmt | 0o600, os.makedev(node.devmajor, node.devminor))
+        except PermissionError:
+            raise RootfsError("write", key, f"cannot create a {node.kind} node without privileges") from None
+        if self.privileged:
+            os.chown(path, node.uid, node.gid, follow_symlinks=False)
+        os.chmod(path, node.mode, follow_symlinks=False)
+        os.utime(path, ns=(node.mtime * 10**9, node.mtime * 10**9), follow_symlinks=False)
+        self._set_node(key, node)
+
+    def _write_temp(self, key: str, blocks: Iterable[bytes], node: _Node) -> str:
+        """Write ``blocks`` to a fresh temporary file next to ``key``; fill in size and md5 of ``node``."""
+        parent = self._abs(_parent(key))
+        while True:
+            tmp = f"{parent}/.forge-tmp-{threading.get_ident()}-{next(self._tmp)}"
+            try:
+                fd = os.open(tmp, _O_NEW, 0o600)
+                break
+            except FileExistsError:
+                continue
+        try:
+            digest = hashlib.md5(usedforsecurity=False)
+            size = 0
+            for block in blocks:
+                digest.update(block)
+                view = memoryview(block)
+                while view:
+                    written = os.write(fd, view)
+                    view = view[written:]
+                size += len(block)
+            if size != node.size:
+                raise RootfsError("write", key, f"{size} bytes read, the archive declares {node.size}")
+            node.md5 = digest.hexdigest()
+            if self.privileged:
+                os.fchown(fd, node.uid, node.gid)
+            os.fchmod(fd, node.mode)  # after chown, which clears setuid/setgid
+            os.utime(fd, ns=(node.mtime * 10**9, node.mtime * 10**9))
+        except BaseException:
+            os.close(fd)
+            os.unlink(tmp)
+            raise
+        os.close(fd)
+        return tmp
+
+    # -- layout -----------------------------------------------------------------------------------------
+
+    def _merged_usr_layout(self) -> None:
+        dirs = ("bin", "sbin", "lib", *MERGED_USR_LIBDIRS.get(self.arch, ()))
+        with self._lock:
+            self._make_dir("/usr", _Node("dir", 0o755, mtime=self._clamp(None), implicit=True))
+            for d in dirs:
+                self._make_dir(f"/usr/{d}", _Node("dir", 0o755, mtime=self._clamp(None), implicit=True))
+                self._make_symlink(f"/{d}", _Node("symlink", 0o777, target=f"usr/{d}", mtime=self._clamp(None)))
+
+
+def tree_dump(entries: Mapping[str, Entry], root: Path | None = None) -> dict[str, str]:
+    """A sorted, human-readable dump of ``entries`` like chisel's test trees: ``"file 0755 0:0 <sha256[:8]>"``.
+
+    With ``root``, file contents are hashed from disk (reading through the tree model's own paths).
+    """
+    out: dict[str, str] = {}
+    for key in sorted(entries):
+        e = entries[key]
+        owner = f"{e.uid}:{e.gid}"
+        if e.kind == "file":
+            digest = ""
+            if root is not None:
+                fd = os.open(os.path.join(root, key.lstrip("/")) if key != "/" else root,
+                             os.O_RDONLY | os.O_NOFOLLOW)
+                with open(fd, "rb") as f:
+                    digest = " " + hashlib.sha256(f.read()).hexdigest()[:8]
+            out[key] = f"file {e.mode:04o} {owner}{digest}"
+        elif e.kind == "symlink":
+            out[key] = f"symlink {e.target}"
+        elif e.kind in ("char", "block"):
+            out[key] = f"{e.kind} {e.mode:04o} {owner} {e.devmajor}:{e.devminor}"
+        else:
+            out[key] = f"{e.kind} {e.mode:04o} {owner}"
+    return out
+
+
+__all__ = ["MAX_SYMLINKS", "MERGED_USR_LIBDIRS", "Entry", "NodeLike", "PackageFiles", "TreeWriter",
+           "resolve_in_root", "tree_dump"]
