@@ -204,8 +204,17 @@ def manifest_doc(tree: Tree, recipe: Recipe) -> dict[str, object]:
         "why": {k: [{"parent": r.parent, "relation": r.relation} for r in v] for k, v in sorted(res.why.items())},
         "files": sorted(tree.local_files, key=lambda d: str(d["path"])),
         "scripts": tree.effects.report(),
-        "effects": tree.effects.effects_report(),
+        "effects": [*tree.effects.effects_report(), _layout_effect(tree)],
     }
+
+
+def _layout_effect(tree: Tree) -> dict[str, object]:
+    """The merged-/usr links forge lays out itself (no package ships /lib32 or /libx32, for instance)."""
+    entries = tree.writer.entries()
+    links = [p for p in ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+             if entries.get(p) is not None and entries[p].kind == "symlink"]
+    return {"effect": "merged-usr", "status": "applied" if links else "not-applicable", "skipped": "",
+            "messages": [], "changed": links}
 
 
 def _write_manifest(tree: Tree, recipe: Recipe) -> None:
@@ -301,7 +310,9 @@ def check_user(tree: Tree, user: str) -> None:
     if not user or user.split(":")[0].isdigit():
         return
     name = user.split(":")[0]
-    data = tree.writer.read_file("/etc/passwd") or b""
+    # the accounts effect writes /etc/passwd after unpacking, so read what is on disk (resolved in the root)
+    rd = RootDir(tree.root)
+    data = rd.read_bytes("/etc/passwd") if rd.is_file("/etc/passwd") else b""
     names = {line.split(":", 1)[0] for line in data.decode("utf-8", "replace").splitlines() if line}
     if name not in names:
         raise ForgeError("configure", f"user {name!r}", "no such user in the image's /etc/passwd (add an "

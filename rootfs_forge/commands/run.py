@@ -35,6 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--state-dir", help="named containers (default /var/lib/forge/containers as root)")
     p.add_argument("--storage", default="auto", choices=("auto", "overlay", "copy"),
                    help="overlay (default when available) or copy the layers into a tmpfs at start")
+    p.add_argument("--no-init", action="store_true",
+                   help="exec the command as PID 1 instead of under forge's reaping, signal-forwarding init")
     p.set_defaults(func=_run)
 
     ps = sub.add_parser("ps", help="list kept (named) containers")
@@ -75,7 +77,7 @@ def _run(args: argparse.Namespace) -> int:
         hostname=args.hostname, volumes=tuple(parse_volume(v) for v in args.volume), network=args.network,
         limits=parse_limits(args.memory, args.pids, args.cpus), name=args.name, remove=args.rm,
         interactive=args.interactive, tty=args.tty, read_only=args.read_only, cache_dir=args.cache_dir,
-        state_dir=args.state_dir, storage=args.storage,
+        state_dir=args.state_dir, storage=args.storage, no_init=args.no_init,
     )
     sys.stdout.flush()
     result = run(opts, _warn)

@@ -1,0 +1,164 @@
+"""PID 1 of the container: build the filesystem, harden, start the command, reap zombies, forward signals.
+
+Runs in the forked grandchild, already inside the new namespaces. Setup failures are written to ``errfd``
+(close-on-exec; the launcher reads it until EOF) as ``code\\0verb\\0object\\0reason``; on exec the pipe closes
+silently. PID 1 exits with the command's exit status, or 128+N when the command died of signal N.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+from rootfs_forge.errors import RunError
+from rootfs_forge.run import mounts
+from rootfs_forge.run import syscalls as sc
+from rootfs_forge.run.cgroups import send_signal
+from rootfs_forge.run.spec import ContainerPlan, User, resolve_user
+
+FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2,
+             signal.SIGWINCH, signal.SIGCONT)
+SETUP_FAILED = 125  # like `docker run`: the launcher itself failed
+EXEC_FAILED = 127
+
+
+def report(errfd: int, code: int, exc: BaseException) -> None:
+    """Write a failure for the launcher to raise; never raises itself."""
+    if isinstance(exc, RunError):
+        parts = [str(code), exc.verb, exc.obj, exc.reason]
+    else:
+        parts = [str(code), "run", "container", f"{type(exc).__name__}: {exc}"]
+    try:
+        os.write(errfd, "\0".join(parts).encode(errors="replace"))
+    except OSError:
+        return  # the launcher is gone; nobody to tell
+
+
+def parse_report(data: bytes) -> tuple[int, RunError] | None:
+    if not data:
+        return None
+    parts = data.decode(errors="replace").split("\0")
+    if len(parts) != 4 or not parts[0].isdigit():
+        return SETUP_FAILED, RunError("run", "container", data.decode(errors="replace"))
+    return int(parts[0]), RunError(parts[1], parts[2], parts[3])
+
+
+def wait_status_to_code(status: int) -> int:
+    """A wait status as a shell exit code: the exit code, or 128+signal."""
+    if os.WIFSIGNALED(status):
+        return 128 + os.WTERMSIG(status)
+    return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128
+
+
+def _read_text(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def _hostname(plan: ContainerPlan) -> None:
+    if plan.network == "none":
+        mounts.loopback_up()
+    sc.sethostname(plan.hostname)
+
+
+def _become(user: User) -> None:
+    if os.getuid() == 0 and not _setgroups_denied():
+        os.setgroups(list(user.groups))
+    os.setgid(user.gid)
+    os.setuid(user.uid)
+
+
+def _setgroups_denied() -> bool:
+    """Rootless: /proc/self/setgroups says deny and the single mapped group stays."""
+    return _read_text("/proc/self/setgroups").strip() == "deny"
+
+
+def command_env(plan: ContainerPlan, user: User, term: str | None) -> dict[str, str]:
+    env = dict(item.split("=", 1) for item in plan.process.env)
+    env.setdefault("HOSTNAME", plan.hostname)
+    env.setdefault("HOME", user.home)
+    if plan.tty:
+        env.setdefault("TERM", term or "xterm")
+    return env
+
+
+def which(name: str, path: str) -> str:
+    """``name`` looked up in the container's ``PATH`` (execvp rules: names with a slash are taken as they are)."""
+    if "/" in name:
+        return name
+    denied = None
+    for d in path.split(":"):
+        candidate = os.path.join(d or ".", name)
+        if os.path.isfile(candidate):
+            if os.access(candidate, os.X_OK):
+                return candidate
+            denied = candidate
+    if denied:
+        raise PermissionError(13, os.strerror(13), denied)
+    raise FileNotFoundError(2, os.strerror(2), name)
+
+
+def container_main(plan: ContainerPlan, errfd: int, tty_path: str | None) -> int:
+    """Everything PID 1 does. Returns its exit code (the caller ``os._exit``s with it).
+
+    PID 1 becomes the container's user itself and starts the command with ``posix_spawn`` (vfork: no copy of
+    this Python process), then reaps every child and forwards signals until the command exits."""
+    cmd_pid = 0
+    pending: list[int] = []
+
+    def forward(signum: int, _frame: object) -> None:
+        if cmd_pid:
+            send_signal(cmd_pid, signum)
+        else:
+            pending.append(signum)
+
+    for sig in FORWARDED:
+        signal.signal(sig, forward)
+    term = os.environ.get("TERM")
+    try:
+        sc.set_pdeathsig(signal.SIGKILL)
+        sc.set_process_title("forge-init")
+        _hostname(plan)  # before pivot_root: it imports modules from the host's Python
+        new_root = mounts.setup_root(plan, tty_path)
+        mounts.pivot(new_root)
+        user = resolve_user(plan.process.user, _read_text("/etc/passwd"), _read_text("/etc/group"))
+        sc.set_no_new_privs()
+        sc.limit_capabilities()
+        env = command_env(plan, user, term)
+        _become(user)
+        sc.set_pdeathsig(signal.SIGKILL)  # a credential change clears it
+        try:
+            os.chdir(plan.process.workdir)
+        except OSError as exc:
+            raise RunError("enter working directory", plan.process.workdir, exc.strerror or str(exc)) from None
+    except BaseException as exc:
+        report(errfd, SETUP_FAILED, exc)
+        return SETUP_FAILED
+    argv = list(plan.process.argv)
+    try:
+        path = which(argv[0], env.get("PATH", ""))
+        if plan.no_init:  # the command itself becomes PID 1 (Docker's default without --init)
+            if not plan.interactive:
+                os.dup2(os.open("/dev/null", os.O_RDONLY), 0)
+            for sig in (signal.SIGPIPE, signal.SIGXFSZ):
+                signal.signal(sig, signal.SIG_DFL)
+            os.execve(path, argv, env)
+        actions = [] if plan.interactive else [(os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0)]
+        cmd_pid = os.posix_spawn(path, argv, env, file_actions=actions, setsigdef=(signal.SIGPIPE, signal.SIGXFSZ))
+    except OSError as exc:
+        code = 126 if isinstance(exc, PermissionError) else EXEC_FAILED
+        report(errfd, code, RunError("execute", argv[0], exc.strerror or str(exc)))
+        return code
+    os.close(errfd)
+    for signum in pending:
+        forward(signum, None)
+    while True:
+        try:
+            reaped, status = os.waitpid(-1, 0)
+        except ChildProcessError:
+            return SETUP_FAILED
+        if reaped == cmd_pid:
+            return wait_status_to_code(status)

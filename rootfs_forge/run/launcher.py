@@ -1,0 +1,358 @@
+"""``forge run`` orchestration: resolve the image, prepare a runtime dir and cgroup, fork into namespaces,
+wait, map the exit status, and clean up everything on the host side.
+
+Process tree as root::
+
+    forge run (host namespaces; unshares the PID namespace for its next child, owns the cgroup, forwards
+      │        signals, maps the exit status)
+      └─ PID 1 (``_pid1`` -> ``init.container_main``): joins the cgroup, unshares mount/uts/ipc/net/cgroup,
+           │   mounts, pivot_root, hardening, becomes the user, reaps zombies, forwards signals
+           └─ the command (posix_spawn)
+
+Rootless, a middle process (``_child``) sits between the two: it unshares the user namespace first (mapping the
+caller to root), then the others, forks PID 1 and relays its status.
+
+Mounts exist only in the container's mount namespace, so they vanish with it. The scratch space (upper dir,
+generated /etc files, merged root) is a tmpfs mounted inside that namespace on a fixed, always-empty host dir
+(``<runtime dir>/mnt``), so nothing per run is created on the host; cgroup dirs (and an unpacked oci-archive)
+are removed in ``finally`` blocks after the processes are gone.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+from collections.abc import Callable
+
+from rootfs_forge.errors import RunError
+from rootfs_forge.run import cgroups, init, paths
+from rootfs_forge.run import syscalls as sc
+from rootfs_forge.run.spec import ContainerPlan, ImageConfig, Limits, Volume, parse_env, plan_process
+
+Warn = Callable[[str], None]
+
+
+class RunOptions:
+    """What the user asked for (already parsed by the CLI). Treated as immutable."""
+
+    __slots__ = ("cache_dir", "cmd", "env", "hostname", "interactive", "limits", "name", "network", "no_init",
+                 "now", "read_only", "remove", "runtime_dir", "state_dir", "storage", "target", "tty", "user",
+                 "volumes", "workdir")
+
+    def __init__(self, target: str, cmd: list[str], *, now: float, env: list[str] | None = None,
+                 workdir: str | None = None, user: str | None = None, hostname: str | None = None,
+                 volumes: tuple[Volume, ...] = (), network: str = "none", limits: Limits | None = None,
+                 name: str | None = None, remove: bool = False, interactive: bool = False, tty: bool = False,
+                 read_only: bool = False, cache_dir: str | None = None, state_dir: str | None = None,
+                 runtime_dir: str | None = None, storage: str = "auto", no_init: bool = False) -> None:
+        self.target = target
+        self.cmd = cmd
+        self.now = now
+        self.env = env or []
+        self.workdir = workdir
+        self.user = user
+        self.hostname = hostname
+        self.volumes = volumes
+        self.network = network
+        self.limits = limits or Limits()
+        self.name = name
+        self.remove = remove
+        self.interactive = interactive
+        self.tty = tty
+        self.read_only = read_only
+        self.cache_dir = cache_dir or paths.default_cache_dir()
+        self.state_dir = state_dir or paths.default_state_dir()
+        self.runtime_dir = runtime_dir or paths.default_runtime_dir()
+        self.storage = storage
+        self.no_init = no_init
+
+
+class RunResult:
+    __slots__ = ("exit_code", "oom_killed", "pids_refused")
+
+    def __init__(self, exit_code: int, oom_killed: bool = False, pids_refused: int = 0) -> None:
+        self.exit_code = exit_code
+        self.oom_killed = oom_killed
+        self.pids_refused = pids_refused
+
+
+def make_runtime_dir(base: str) -> str:
+    os.makedirs(base, mode=0o700, exist_ok=True)
+    for _ in range(100):
+        path = os.path.join(base, os.urandom(6).hex())
+        try:
+            os.mkdir(path, 0o700)
+            return path
+        except FileExistsError:
+            continue
+    raise RunError("create runtime dir", base, "no free name")
+
+
+def remove_tree(path: str) -> None:
+    """``shutil.rmtree`` without importing shutil (the start path stays lean); never follows symlinks."""
+    if not os.path.lexists(path):
+        return
+    for dirpath, dirnames, filenames in os.walk(path, topdown=False):
+        for name in filenames:
+            os.unlink(os.path.join(dirpath, name))
+        for name in dirnames:
+            full = os.path.join(dirpath, name)
+            if os.path.islink(full):
+                os.unlink(full)
+            else:
+                os.rmdir(full)
+    os.rmdir(path)
+
+
+def _source(opts: RunOptions, rootless: bool, temps: list[str]) -> tuple[tuple[str, ...], ImageConfig, dict]:
+    """(lower dirs top first, image defaults, metadata for a named container). Temp dirs made on the way (an
+    unpacked oci-archive) are appended to ``temps`` for the caller to remove."""
+    target = opts.target
+    if os.path.isdir(target) and not os.path.isfile(os.path.join(target, "oci-layout")):
+        root = os.path.abspath(target)
+        return (root,), ImageConfig(), {"rootfs": root}
+    from rootfs_forge.run import image as img  # json and friends: only for images
+
+    path, tag = img.split_ref(target)
+    if os.path.isfile(path):
+        unpacked = make_runtime_dir(opts.runtime_dir)
+        temps.append(unpacked)
+        img.extract_archive(path, unpacked)
+        layout = unpacked
+    elif os.path.isdir(path) and img.is_layout(path):
+        layout = path
+    else:
+        raise RunError("run", target, "no such directory, OCI layout or oci-archive")
+    image = img.open_layout(layout, tag)
+    lowers = img.layer_dirs(image, opts.cache_dir, rootless)
+    if not lowers:
+        raise RunError("run", target, "the image has no layers")
+    meta = {"layout": os.path.abspath(path) if layout == path else None, "tag": tag,
+            "manifest": image.manifest_digest}
+    return lowers, image.config, meta
+
+
+def etc_files(hostname: str, network: str) -> dict[str, str]:
+    """The text of /etc/hostname, /etc/hosts and /etc/resolv.conf for the container."""
+    if network == "host":
+        hosts = _read("/etc/hosts") or "127.0.0.1\tlocalhost\n"
+        resolv = _read("/etc/resolv.conf")
+    else:
+        hosts = (f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n")
+        resolv = "# no network (forge run --network none)\n"
+    return {"hostname": hostname + "\n", "hosts": hosts, "resolv.conf": resolv}
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def _storage(choice: str, warn: Warn) -> str:
+    if choice in ("overlay", "copy"):
+        return choice
+    if "\toverlay\n" in _read("/proc/filesystems"):
+        return "overlay"
+    warn("overlayfs is not available: copying the image into a tmpfs at every start (slow)")
+    return "copy"
+
+
+def run(opts: RunOptions, warn: Warn) -> RunResult:
+    """Run one container to completion and clean up. Raises RunError/ImageError for setup failures (with
+    ``exit_code`` 125/126/127 when the failure happened inside the container)."""
+    if opts.network not in ("none", "host"):
+        raise RunError("use", f"network {opts.network!r}", "choose none or host")
+    env = parse_env(opts.env)
+    rootless = os.geteuid() != 0
+    tty_path = None
+    if opts.tty:
+        if not os.isatty(0):
+            raise RunError("allocate", "a terminal", "-t needs stdin to be a terminal")
+        tty_path = os.ttyname(0)
+    storage = _storage(opts.storage, warn)
+    run_id = os.urandom(6).hex()
+    anchor = os.path.join(opts.runtime_dir, "mnt")  # fixed and empty on the host; see mounts.setup_root
+    if not os.path.isdir(anchor):
+        os.makedirs(anchor, mode=0o700, exist_ok=True)
+    temps: list[str] = []
+    cg: cgroups.Cgroup | None = None
+    kept = created = False
+    try:
+        lowers, config, meta = _source(opts, rootless, temps)
+        process = plan_process(config, opts.cmd, env, opts.workdir, opts.user, opts.target)
+        hostname = opts.hostname or opts.name or f"forge-{run_id}"
+        upper = work = None
+        if opts.name:
+            from rootfs_forge.run import state
+
+            if storage == "copy":
+                warn(f"container {opts.name}: without overlayfs its changes are not kept")
+            meta.update(name=opts.name, image=opts.target, created=int(opts.now), command=list(process.argv),
+                        lowers=list(lowers), mountpoints=[v.target for v in opts.volumes])
+            upper, work = state.create(opts.state_dir, opts.name, meta)
+            created, kept = True, not opts.remove
+        plan = ContainerPlan(rt=anchor, lowers=lowers, process=process, upper=upper, work=work, storage=storage,
+                             volumes=opts.volumes, read_only=opts.read_only, network=opts.network,
+                             hostname=hostname, interactive=opts.interactive or opts.tty, tty=opts.tty,
+                             rootless=rootless, etc_files=etc_files(hostname, opts.network),
+                             no_init=opts.no_init)
+        if opts.limits.any:
+            cg = cgroups.create(opts.limits, f"forge-{run_id}")
+        return _supervise(plan, cg, tty_path)
+    finally:
+        try:
+            if cg is not None:
+                cg.remove()
+        finally:
+            for temp in temps:
+                remove_tree(temp)
+            if opts.name and created and not kept:
+                from rootfs_forge.run import state
+
+                state.remove(opts.state_dir, opts.name)
+
+
+def _close_fds(keep: int) -> None:
+    os.closerange(3, keep)
+    os.closerange(keep + 1, 1 << 16)
+
+
+def _pid1(plan: ContainerPlan, cg: cgroups.Cgroup | None, errw: int) -> int:
+    """As root: already PID 1 of the new PID namespace (the launcher unshared it for us). Join the cgroup,
+    unshare the other namespaces, become init. Returns an exit code for ``os._exit``."""
+    try:
+        _close_fds(errw)
+        sc.set_pdeathsig(signal.SIGKILL)
+        if cg is not None:
+            cg.join(0)  # 0: this process; before anything of the container exists, let alone runs
+        flags = sc.CLONE_NEWNS | sc.CLONE_NEWUTS | sc.CLONE_NEWIPC | sc.CLONE_NEWCGROUP
+        if plan.network == "none":
+            flags |= sc.CLONE_NEWNET
+        sc.unshare(flags)
+        tty_path = os.ttyname(0) if plan.tty else None
+    except BaseException as exc:
+        init.report(errw, init.SETUP_FAILED, exc)
+        return init.SETUP_FAILED
+    return init.container_main(plan, errw, tty_path)
+
+
+def _child(plan: ContainerPlan, cg: cgroups.Cgroup | None, errw: int, parent: int) -> int:
+    """Rootless: the namespace creator (user namespace first, then the rest), parent of PID 1. Returns an exit
+    code for ``os._exit``."""
+    try:
+        _close_fds(errw)
+        sc.set_pdeathsig(signal.SIGKILL)
+        if os.getppid() != parent:
+            return init.SETUP_FAILED
+        if cg is not None:
+            cg.join(os.getpid())  # before anything of the container exists, let alone runs
+        if plan.rootless:
+            uid, gid = os.geteuid(), os.getegid()
+            sc.unshare(sc.CLONE_NEWUSER)
+            for file, text in (("setgroups", "deny"), ("uid_map", f"0 {uid} 1"), ("gid_map", f"0 {gid} 1")):
+                with open(f"/proc/self/{file}", "w") as f:
+                    f.write(text)
+        flags = sc.CLONE_NEWNS | sc.CLONE_NEWUTS | sc.CLONE_NEWIPC | sc.CLONE_NEWPID | sc.CLONE_NEWCGROUP
+        if plan.network == "none":
+            flags |= sc.CLONE_NEWNET
+        sc.unshare(flags)
+        tty_path = os.ttyname(0) if plan.tty else None
+        pid = os.fork()
+    except BaseException as exc:
+        init.report(errw, init.SETUP_FAILED, exc)
+        return init.SETUP_FAILED
+    if pid == 0:
+        code = init.SETUP_FAILED
+        try:
+            code = init.container_main(plan, errw, tty_path)
+        finally:
+            os._exit(code)
+    os.close(errw)
+    _forward_to(pid)
+    while True:
+        try:
+            _, status = os.waitpid(pid, 0)
+            return init.wait_status_to_code(status)
+        except ChildProcessError:
+            return init.SETUP_FAILED
+
+
+def _forward_to(pid: int) -> dict[int, object]:
+    def forward(signum: int, _frame: object) -> None:
+        cgroups.send_signal(pid, signum)
+
+    return {sig: signal.signal(sig, forward) for sig in init.FORWARDED}
+
+
+def _supervise(plan: ContainerPlan, cg: cgroups.Cgroup | None, tty_path: str | None) -> RunResult:
+    del tty_path  # the child looks the terminal up itself (same fd 0)
+    errr, errw = os.pipe()  # both close-on-exec
+    oom_fd = cg.oom_eventfd() if cg is not None and cg.limits.memory is not None else None
+    parent = os.getpid()
+    # As root the launcher makes its next child PID 1 of a new PID namespace itself (one Python fork fewer on
+    # the start path) and steps back into its own PID namespace right after the fork. Rootless, the user
+    # namespace has to come first, so a middle process creates the namespaces and forks PID 1.
+    direct = not plan.rootless
+    own_pidns = -1
+    if direct:
+        own_pidns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+        sc.unshare(sc.CLONE_NEWPID)
+    try:
+        pid = os.fork()
+        if pid == 0:
+            code = init.SETUP_FAILED
+            try:
+                os.close(errr)
+                code = _pid1(plan, cg, errw) if direct else _child(plan, cg, errw, parent)
+            finally:
+                os._exit(code)
+    finally:
+        if direct:
+            sc.setns(own_pidns, sc.CLONE_NEWPID)  # later forks of this process stay in the host namespace
+            os.close(own_pidns)
+    os.close(errw)
+    previous = _forward_to(pid)
+    status: int | None = None
+    oom_event = False
+    try:
+        chunks = []
+        while chunk := os.read(errr, 4096):
+            chunks.append(chunk)
+        failure = init.parse_report(b"".join(chunks))
+        if oom_fd is not None:
+            pidfd = os.pidfd_open(pid)
+            try:
+                while True:
+                    ready, _, _ = select.select([pidfd, oom_fd], [], [])
+                    if oom_fd in ready:
+                        oom_event = True
+                        os.kill(pid, signal.SIGKILL)  # PID 1 follows (pdeathsig), then the whole namespace
+                        break
+                    if pidfd in ready:
+                        break
+            finally:
+                os.close(pidfd)
+        _, status = os.waitpid(pid, 0)
+    finally:
+        os.close(errr)
+        if status is None:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)  # type: ignore[arg-type]
+    code = init.wait_status_to_code(status)
+    if failure is not None:
+        fail_code, err = failure
+        err.exit_code = fail_code
+        raise err
+    oom = False
+    if cg is not None and cg.limits.memory is not None:
+        kills = cg.oom_kills()
+        # without an oom_kill count (v1 before Linux 4.13): a SIGKILLed container that hit its limit
+        oom = oom_event or (kills > 0 if kills is not None else code == 137 and cg.memory_failcnt() > 0)
+    refused = cg.pids_refused() if cg is not None else 0
+    return RunResult(137 if oom else code, oom_killed=oom, pids_refused=refused)

@@ -1,0 +1,265 @@
+"""The container's filesystem, built inside its own mount namespace by PID 1 before ``pivot_root``.
+
+Layers are mounted read-only with overlayfs under a writable upper (tmpfs, or a kept dir for named containers);
+without overlayfs the layers are copied into a tmpfs instead. Every mount target is resolved *inside* the new
+root (an image's symlinks cannot point a mount at the host), then /proc, a minimal /dev, a read-only /sys, /tmp,
+the generated /etc files and volumes are mounted, and the root is switched with ``pivot_root``.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+
+from rootfs_forge.errors import RunError
+from rootfs_forge.run import syscalls as sc
+from rootfs_forge.run.spec import ContainerPlan
+
+DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
+DEV_LINKS = (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"),
+             ("stderr", "/proc/self/fd/2"), ("ptmx", "pts/ptmx"), ("core", "/proc/kcore"))
+OPAQUE_XATTR = "trusted.overlay.opaque"
+
+
+def resolve_in_root(root: str, path: str, max_links: int = 40) -> str:
+    """``path`` as seen from inside ``root``: symlinks are followed relative to ``root`` and ``..`` stops at it.
+
+    Missing trailing components are kept as written, so the result can be created with ``os.makedirs``."""
+    todo = [p for p in path.split("/") if p and p != "."]
+    done: list[str] = []
+    links = 0
+    while todo:
+        name = todo.pop(0)
+        if name == "..":
+            if done:
+                done.pop()
+            continue
+        candidate = os.path.join(root, *done, name)
+        try:
+            st = os.lstat(candidate)
+        except FileNotFoundError:
+            done.append(name)
+            continue
+        if stat.S_ISLNK(st.st_mode):
+            links += 1
+            if links > max_links:
+                raise RunError("resolve", path, "too many levels of symbolic links in the image")
+            target = os.readlink(candidate)
+            if target.startswith("/"):
+                done = []
+            todo = [p for p in target.split("/") if p and p != "."] + todo
+        else:
+            done.append(name)
+    return os.path.join(root, *done)
+
+
+def mountpoint(root: str, path: str, is_dir: bool = True) -> str:
+    """Resolve ``path`` inside ``root`` and create it (a dir, or an empty file) if missing."""
+    where = resolve_in_root(root, path)
+    if not os.path.lexists(where):
+        try:
+            if is_dir:
+                os.makedirs(where, 0o755, exist_ok=True)
+            else:
+                os.makedirs(os.path.dirname(where), 0o755, exist_ok=True)
+                os.close(os.open(where, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o644))
+        except OSError as exc:
+            raise RunError("create mount point", path, exc.strerror or str(exc)) from None
+    return where
+
+
+def bind(source: str, target: str, read_only: bool = False, recursive: bool = True) -> None:
+    sc.mount(source, target, None, sc.MS_BIND | (sc.MS_REC if recursive else 0))
+    if read_only:
+        sc.mount(None, target, None, sc.MS_REMOUNT | sc.MS_BIND | sc.MS_RDONLY | _locked_flags(target))
+
+
+def _locked_flags(path: str) -> int:
+    """nosuid/nodev/noexec of the mount under ``path``: a read-only remount must keep them."""
+    try:
+        flags = os.statvfs(path).f_flag
+    except OSError:
+        return 0
+    return flags & (sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC)
+
+
+def mount_layers(plan: ContainerPlan, scratch: str, merged: str) -> None:
+    """Mount the read-only layers plus a writable upper at ``merged`` (overlayfs or copy fallback)."""
+    if plan.storage == "copy":
+        tree = os.path.join(scratch, "root")
+        os.mkdir(tree, 0o755)
+        copy_layers(plan.lowers, tree)
+        bind(tree, merged)
+        return
+    upper, work = plan.upper, plan.work
+    if upper is None or work is None:
+        upper, work = os.path.join(scratch, "upper"), os.path.join(scratch, "work")
+        os.mkdir(upper, 0o755)
+        os.mkdir(work, 0o700)
+    fds = [os.open(d, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC) for d in plan.lowers]
+    try:
+        # /proc/self/fd/N keeps the option string short and free of ':' and ',' from user paths
+        lower = ":".join(f"/proc/self/fd/{fd}" for fd in fds)
+        opts = f"lowerdir={lower},upperdir={upper},workdir={work}"
+        if plan.rootless:
+            opts += ",userxattr"
+        sc.mount("overlay", merged, "overlay", 0, opts)
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def mount_dev(root: str, tty_path: str | None, rootless: bool) -> None:
+    dev = mountpoint(root, "/dev")
+    sc.mount("tmpfs", dev, "tmpfs", sc.MS_NOSUID | sc.MS_STRICTATIME, "mode=755,size=65536k")
+    for name in DEVICES:
+        target = os.path.join(dev, name)
+        os.close(os.open(target, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o666))
+        bind(f"/dev/{name}", target, recursive=False)
+    if tty_path:
+        target = os.path.join(dev, "console")
+        os.close(os.open(target, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o600))
+        bind(tty_path, target, recursive=False)
+    pts = os.path.join(dev, "pts")
+    os.mkdir(pts, 0o755)
+    sc.mount("devpts", pts, "devpts", sc.MS_NOSUID | sc.MS_NOEXEC,
+             "newinstance,ptmxmode=0666,mode=0620" + ("" if rootless else ",gid=5"))
+    shm = os.path.join(dev, "shm")
+    os.mkdir(shm, 0o1777)
+    sc.mount("shm", shm, "tmpfs", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC, "mode=1777,size=65536k")
+    for name, target in DEV_LINKS:
+        os.symlink(target, os.path.join(dev, name))
+
+
+def mount_sys(root: str) -> None:
+    target = mountpoint(root, "/sys")
+    flags = sc.MS_RDONLY | sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC
+    try:
+        sc.mount("sysfs", target, "sysfs", flags)
+    except RunError:
+        # no sysfs of our own (rootless with the host's network): the host's, bound read-only
+        bind("/sys", target, read_only=True)
+
+
+def write_etc_files(plan: ContainerPlan, scratch: str) -> dict[str, str]:
+    """The generated /etc/hostname, hosts, resolv.conf as files in the scratch tmpfs (the image is not touched)."""
+    etc = os.path.join(scratch, "etc")
+    os.mkdir(etc, 0o755)
+    out = {}
+    for name, text in sorted(plan.etc_files.items()):
+        path = os.path.join(etc, name)
+        fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o644)
+        try:
+            os.write(fd, text.encode())
+        finally:
+            os.close(fd)
+        out[name] = path
+    return out
+
+
+def setup_root(plan: ContainerPlan, tty_path: str | None) -> str:
+    """Build the container's tree in the current (new) mount namespace and return its root.
+
+    ``plan.rt`` is a fixed, empty host directory used only as an anchor: a tmpfs is mounted on it *inside this
+    namespace*, and the upper dir, work dir, generated files and the merged root all live in that tmpfs. The host
+    sees none of it and nothing has to be removed afterwards (removing mount points on the host would also cost an
+    RCU grace period per directory)."""
+    sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
+    scratch = plan.rt
+    sc.mount("tmpfs", scratch, "tmpfs", sc.MS_NOSUID | sc.MS_NODEV, "mode=0755")
+    merged = os.path.join(scratch, "merged")
+    os.mkdir(merged, 0o755)
+    etc_files = write_etc_files(plan, scratch)
+    mount_layers(plan, scratch, merged)
+    proc = mountpoint(merged, "/proc")
+    sc.mount("proc", proc, "proc", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC)
+    mount_dev(merged, tty_path, plan.rootless)
+    mount_sys(merged)
+    tmp = mountpoint(merged, "/tmp")
+    sc.mount("tmpfs", tmp, "tmpfs", sc.MS_NOSUID | sc.MS_NODEV, "mode=1777")
+    for name, source in sorted(etc_files.items()):
+        bind(source, mountpoint(merged, f"/etc/{name}", is_dir=False), recursive=False)
+    for vol in plan.volumes:
+        if not os.path.exists(vol.host):
+            raise RunError("mount volume", vol.host, "no such file or directory on the host")
+        bind(vol.host, mountpoint(merged, vol.target, is_dir=os.path.isdir(vol.host)), read_only=vol.read_only)
+    if plan.read_only:
+        sc.mount(None, merged, None, sc.MS_REMOUNT | sc.MS_BIND | sc.MS_RDONLY | _locked_flags(merged))
+    return merged
+
+
+def pivot(new_root: str) -> None:
+    """Switch to ``new_root`` with pivot_root(".", ".") and detach the old root (no put_old dir needed)."""
+    old = os.open("/", os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.chdir(new_root)
+        sc.pivot_root(".", ".")
+        os.fchdir(old)
+        sc.mount(None, ".", None, sc.MS_SLAVE | sc.MS_REC)
+        sc.umount2(".", sc.MNT_DETACH)
+    finally:
+        os.close(old)
+    os.chdir("/")
+
+
+def copy_layers(lowers: tuple[str, ...], dest: str) -> None:
+    """Copy-on-start fallback: merge ``lowers`` (top first) into ``dest`` applying overlay whiteouts
+    (char 0:0 deletes, ``trusted.overlay.opaque=y`` hides lower contents)."""
+    import shutil  # only on this slow path
+
+    for layer in reversed(lowers):
+        seen: dict[tuple[int, int], str] = {}
+        for dirpath, dirnames, filenames in os.walk(layer):
+            rel = os.path.relpath(dirpath, layer)
+            out_dir = dest if rel == "." else os.path.join(dest, rel)
+            for name in sorted(dirnames + filenames):
+                src, dst = os.path.join(dirpath, name), os.path.join(out_dir, name)
+                st = os.lstat(src)
+                if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
+                    _remove(dst)
+                    continue
+                if stat.S_ISDIR(st.st_mode):
+                    if os.path.lexists(dst) and (not os.path.isdir(dst) or os.path.islink(dst) or _opaque(src)):
+                        _remove(dst)
+                    if not os.path.lexists(dst):
+                        os.mkdir(dst)
+                    os.chown(dst, st.st_uid, st.st_gid)
+                    os.chmod(dst, stat.S_IMODE(st.st_mode))
+                    continue
+                _remove(dst)
+                key = (st.st_dev, st.st_ino)
+                if st.st_nlink > 1 and key in seen:
+                    os.link(seen[key], dst)
+                    continue
+                if stat.S_ISLNK(st.st_mode):
+                    os.symlink(os.readlink(src), dst)
+                elif stat.S_ISREG(st.st_mode):
+                    shutil.copy2(src, dst, follow_symlinks=False)
+                else:
+                    os.mknod(dst, st.st_mode, st.st_rdev)
+                os.lchown(dst, st.st_uid, st.st_gid)
+                if not stat.S_ISLNK(st.st_mode):
+                    os.chmod(dst, stat.S_IMODE(st.st_mode))
+                seen[key] = dst
+            dirnames[:] = [d for d in dirnames if not os.path.islink(os.path.join(dirpath, d))]
+
+
+def _opaque(path: str) -> bool:
+    try:
+        return os.getxattr(path, OPAQUE_XATTR, follow_symlinks=False) == b"y"
+    except OSError:
+        return False
+
+
+def _remove(path: str) -> None:
+    if os.path.isdir(path) and not os.path.islink(path):
+        import shutil
+
+        shutil.rmtree(path)
+    elif os.path.lexists(path):
+        os.unlink(path)
+
+
+def loopback_up() -> None:
+    """Bring ``lo`` up in a fresh network namespace (SIOCGIFFLAGS/SIOCSIFFLAGS through libc)."""
+    sc.interface_up("lo")
