@@ -17,10 +17,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from rootfs_forge.context import Context  # noqa: E402
-from rootfs_forge.index import PackageIndex  # noqa: E402
-from rootfs_forge.sources import host_sources  # noqa: E402
-from tests.support.aptsim import ScratchApt  # noqa: E402
+from rootfs_forge.context import Context
+from rootfs_forge.index import PackageIndex
+from rootfs_forge.sources import host_sources
+from tests.support.aptsim import ScratchApt
 
 
 def timed(fn: object, repeat: int) -> float:

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from rootfs_forge.errors import RecipeError
 from rootfs_forge.recipe import TOP_KEYS, parse_recipe
 
-KEYS = sorted(TOP_KEYS) + ["pakages", "imagee", ""]
+KEYS = [*sorted(TOP_KEYS), "pakages", "imagee", ""]
 SUBKEYS = ["name", "tag", "architecture", "architectures", "url", "suites", "include", "exclude", "profile",
            "uid", "gid", "src", "dest", "mode", "owner", "keep", "entrypoint", "env", "user", "x"]
 

@@ -31,27 +31,27 @@ class Member:
     mtime: int = MTIME
 
 
-def Reg(path: str, data: bytes | str = b"", mode: int = 0o644, uid: int = 0, gid: int = 0) -> Member:  # noqa: N802
+def Reg(path: str, data: bytes | str = b"", mode: int = 0o644, uid: int = 0, gid: int = 0) -> Member:
     return Member(path, "file", data.encode() if isinstance(data, str) else data, mode, uid, gid)
 
 
-def Dir(path: str, mode: int = 0o755, uid: int = 0, gid: int = 0) -> Member:  # noqa: N802
+def Dir(path: str, mode: int = 0o755, uid: int = 0, gid: int = 0) -> Member:
     return Member(path, "dir", b"", mode, uid, gid)
 
 
-def Lnk(path: str, target: str) -> Member:  # noqa: N802
+def Lnk(path: str, target: str) -> Member:
     return Member(path, "symlink", b"", 0o777, target=target)
 
 
-def Hard(path: str, target: str) -> Member:  # noqa: N802
+def Hard(path: str, target: str) -> Member:
     return Member(path, "hardlink", b"", 0o644, target=target)
 
 
-def Dev(path: str, kind: str = "char", major: int = 1, minor: int = 3) -> Member:  # noqa: N802
+def Dev(path: str, kind: str = "char", major: int = 1, minor: int = 3) -> Member:
     return Member(path, kind, b"", 0o666, major=major, minor=minor)
 
 
-def Fifo(path: str) -> Member:  # noqa: N802
+def Fifo(path: str) -> Member:
     return Member(path, "fifo", b"", 0o644)
 
 

@@ -183,10 +183,10 @@ Fault = Callable[["_Handler", Path], bool]  # return True when the fault answere
 class _Handler(http.server.SimpleHTTPRequestHandler):
     server: _Server
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
-    def do_GET(self) -> None:  # noqa: N802 - stdlib name
+    def do_GET(self) -> None:
         self.server.requests.append(self.path)
         fault = self.server.fault
         if fault is not None:
