@@ -16,7 +16,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import libarchive
@@ -52,6 +52,7 @@ class Tree:
     db_notes: tuple[str, ...] = ()
     local_files: list[dict[str, object]] = field(default_factory=list)
     changed_paths: set[str] = field(default_factory=set)  # written by effects / dpkg db / local files
+    slimmed: tuple[int, int] = (0, 0)  # files and bytes [slim] removed
 
     def dropped(self) -> tuple[int, int]:
         return (sum(f.files_dropped for f in self.files.values()),
@@ -117,6 +118,9 @@ def build_tree(root: Path, recipe: Recipe, arch: str, resolution: Resolution, de
     set_owners = os.geteuid() == 0
     tree.effects = apply_effects(EffectContext(root, infos, arch, host, epoch, options, set_owners))
     tree.changed_paths |= {c.path for c in tree.effects.changed}
+    if recipe.slim:
+        files = _slim(tree, recipe)
+        tree.files = files
     installed = [
         InstalledPackage(
             control=control.fields, files=files[name].paths, md5sums=files[name].md5sums,
@@ -131,6 +135,60 @@ def build_tree(root: Path, recipe: Recipe, arch: str, resolution: Resolution, de
     tree.changed_paths |= {c.path for c in db.changed}
     _write_manifest(tree, recipe)
     return tree
+
+
+def slim_keep(recipe: Recipe) -> list[str]:
+    """The programs ``[slim]`` keeps: its ``keep`` list, else the image's entrypoint (or first cmd word)."""
+    if recipe.slim_keep:
+        return list(recipe.slim_keep)
+    argv = recipe.config.entrypoint or recipe.config.cmd
+    if not argv:
+        raise ForgeError("slim", recipe.path.name, "[slim] needs keep = [...] or an entrypoint to keep")
+    return [argv[0]]
+
+
+def _slim(tree: Tree, recipe: Recipe) -> dict[str, PackageFiles]:
+    """Remove every package file outside the keep-set; return file lists that describe what remains."""
+    from rootfs_forge.audit.slim import slim_keep_set
+    from rootfs_forge.audit.view import DirView
+
+    keep = slim_keep_set(DirView(tree.root), slim_keep(recipe), list(recipe.slim_data))
+    keep |= tree.changed_paths
+    removed = removed_bytes = 0
+    out: dict[str, PackageFiles] = {}
+    for name, pf in tree.files.items():
+        kept_paths = []
+        for member in pf.paths:
+            parent, base = os.path.split(member)
+            real = os.path.join(tree.writer.resolve(parent or "/"), base) if member not in ("/.", "/") else "/"
+            entry = tree.writer.lookup(real, follow=False)
+            if entry is None:
+                continue
+            target = tree.writer.lookup(real, follow=True) if entry.kind == "symlink" else entry
+            # directories stay (and links to them: /bin -> usr/bin is how merged /usr works)
+            if entry.kind == "dir" or (target is not None and target.kind == "dir") or real in keep:
+                kept_paths.append(member)
+                continue
+            removed += 1
+            removed_bytes += entry.size
+            tree.writer.remove(real)
+        kept = set(kept_paths)
+        md5 = {p: m for p, m in pf.md5sums.items() if p in kept}
+        out[name] = replace(pf, paths=tuple(kept_paths), md5sums=md5)
+    tree.slimmed = (removed, removed_bytes)
+    return {n: replace(f, bytes_kept=_bytes_of(tree, f)) for n, f in out.items()}
+
+
+def _bytes_of(tree: Tree, pf: PackageFiles) -> int:
+    total = 0
+    for member in pf.paths:
+        parent, base = os.path.split(member)
+        if member in ("/.", "/"):
+            continue
+        entry = tree.writer.lookup(os.path.join(tree.writer.resolve(parent or "/"), base), follow=False)
+        if entry is not None and entry.kind == "file":
+            total += entry.size
+    return total
 
 
 def _unpack_all(root: Path, recipe: Recipe, arch: str, epoch: int, order: Sequence[str],
@@ -203,6 +261,7 @@ def manifest_doc(tree: Tree, recipe: Recipe) -> dict[str, object]:
         },
         "why": {k: [{"parent": r.parent, "relation": r.relation} for r in v] for k, v in sorted(res.why.items())},
         "files": sorted(tree.local_files, key=lambda d: str(d["path"])),
+        "slim": {"removed_files": tree.slimmed[0], "removed_bytes": tree.slimmed[1]} if recipe.slim else None,
         "scripts": tree.effects.report(),
         "effects": [*tree.effects.effects_report(), _layout_effect(tree)],
     }

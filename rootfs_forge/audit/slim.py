@@ -54,6 +54,9 @@ class _Keeper:
                     stack.append(child)
                 elif node.kind == "symlink":
                     self.path(child)
+                elif node.kind == "file" and (info := self.loader.elf(child)) is not None:
+                    # a shared object among the data (a Python extension module, a plugin) needs its libraries
+                    self.elf(child, info)
 
     def program(self, path: str, depth: int = 0) -> None:
         real = self.path(path)
