@@ -155,3 +155,18 @@ def test_broken_recipe_is_one_line(tmp_path: Path, bad: str, cache_dir: Path) ->
     proc = forge("compose", str(r), "--format", "rootfs", "-o", str(tmp_path / "x"), cache=cache_dir)
     assert proc.returncode == 2
     assert proc.stderr.startswith(f"forge: cannot read recipe {r}: ") and proc.stderr.count("\n") == 1
+
+
+def test_why_reads_the_graph_stored_in_an_image(tmp_path: Path, repo_server: RepoServer, signer: Signer,
+                                                cache_dir: Path) -> None:
+    r = recipe(tmp_path, repo_server, signer, 'packages = ["hello"]\n')
+    assert forge("compose", str(r), "-o", str(tmp_path / "img"), cache=cache_dir).returncode == 0
+    proc = subprocess.run([sys.executable, "-m", "rootfs_forge", "why", "libc6", f"{tmp_path / 'img'}:latest"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [
+        "libc6:amd64 <-[Depends: libc6 (>= 2.34)]- hello:amd64 (requested)",
+        "libc6:amd64 <-[Depends: libc6 (>= 2.34)]- mawk:amd64 <-[Depends: awk]- hello:amd64 (requested)",
+    ]
+    from_recipe = forge("why", "libc6", str(r), cache=cache_dir)
+    assert from_recipe.returncode == 0 and "hello:amd64" in from_recipe.stdout

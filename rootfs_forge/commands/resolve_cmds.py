@@ -27,9 +27,10 @@ def register(sub: Any) -> None:
     add_json_arg(p)
     p.set_defaults(func=cmd_resolve)
 
-    p = sub.add_parser("why", help="every chain from a requested package to PKG")
+    p = sub.add_parser("why", help="every chain from a requested package to PKG (in a recipe, image or rootfs)")
     p.add_argument("package")
-    p.add_argument("recipe")
+    p.add_argument("recipe", metavar="RECIPE|TARGET",
+                   help="a recipe (.toml), or an image/rootfs: forge images carry their why-graph")
     add_cache_args(p)
     add_json_arg(p)
     p.set_defaults(func=cmd_why)
@@ -69,6 +70,8 @@ def cmd_resolve(args: argparse.Namespace) -> int:
 
 
 def cmd_why(args: argparse.Namespace) -> int:
+    if not args.recipe.endswith(".toml"):
+        return _why_target(args)
     ctx = make_context(args)
     recipe = load_recipe(Path(args.recipe), ctx.host_arch)
     result = plan(recipe, ctx)
@@ -107,4 +110,24 @@ def cmd_lock(args: argparse.Namespace) -> int:
         raise
     total = sum(len(r.packages) for r in result.resolutions.values())
     print(f"wrote {dest}: {total} packages for {', '.join(recipe.architectures)}")
+    return 0
+
+
+def _why_target(args: argparse.Namespace) -> int:
+    """Chains read from an image or rootfs: forge's stored why-graph, else reverse Depends in its dpkg db."""
+    from rootfs_forge.audit.report import audit_target
+    from rootfs_forge.audit.target import open_target
+
+    report = audit_target(open_target(args.recipe), why=args.package)
+    chains = list(report.why or ())
+    if not chains:
+        raise ForgeError("explain", f"package {args.package}", f"{args.recipe} does not contain it")
+    if args.json:
+        print_json([[{"package": link.package, "parent": link.parent, "relation": link.relation} for link in chain]
+                    for chain in chains])
+        return 0
+    for chain in chains:
+        parts = [chain[0].package]
+        parts += [f"<-[{link.relation}]- {link.parent}" if link.parent else f"({link.relation})" for link in chain]
+        print(" ".join(parts))
     return 0
