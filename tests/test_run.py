@@ -606,6 +606,32 @@ def test_signal_to_forge_run_is_forwarded_to_command(world: dict[str, Path], sig
     assert out == f"{expected}\n" and proc.returncode == 3
 
 
+@pytest.mark.root
+def test_container_ignoring_sigterm_is_killed_after_stop_timeout(world: dict[str, Path]) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rootfs_forge", "run", "--cache-dir", str(world["cache"]), "--stop-timeout", "1",
+         str(world["rootfs"]), "sh", "-c", 'trap "" TERM; echo ready; while :; do sleep 0.1; done'],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == "ready\n"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 137
+    assert err.strip() == "forge: container ignored the stop signal for 1 s: killed"
+
+
+@pytest.mark.root
+def test_container_filling_its_tmpfs_gets_enospc_and_host_is_untouched(world: dict[str, Path]) -> None:
+    out = forge(world, "run", "--tmp-size", "16m", str(world["rootfs"]), "sh", "-c",
+                "dd if=/dev/zero of=/tmp/fill bs=1M count=64 2>&1; echo status=$?; ls -l /tmp/fill")
+    assert out.returncode == 0, out.stderr
+    assert "No space left on device" in out.stdout and "status=1" in out.stdout
+    assert " 16777216 " in out.stdout  # the file stopped at the tmpfs size
+    bad = forge(world, "run", "--tmp-size", "lots", str(world["rootfs"]), "true")
+    assert bad.returncode != 0 and bad.stderr.count("\n") == 1 and "--tmp-size" in bad.stderr
+
+
 # ------------------------------------------------------------------------------------------------------------
 # named containers, commit, ps, rm
 # ------------------------------------------------------------------------------------------------------------

@@ -37,6 +37,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="overlay (default when available) or copy the layers into a tmpfs at start")
     p.add_argument("--no-init", action="store_true",
                    help="exec the command as PID 1 instead of under forge's reaping, signal-forwarding init")
+    p.add_argument("--tmp-size", metavar="SIZE", help="size of the container's /tmp tmpfs, e.g. 64m (default: "
+                                                      "the kernel's, half of RAM)")
+    p.add_argument("--stop-timeout", type=float, default=10.0, metavar="SECONDS",
+                   help="after SIGTERM/SIGINT/SIGHUP/SIGQUIT, SIGKILL a container still running this long (default "
+                        "10; negative: never)")
     p.set_defaults(func=_run)
 
     ps = sub.add_parser("ps", help="list kept (named) containers")
@@ -63,7 +68,7 @@ def _run(args: argparse.Namespace) -> int:
     import time
 
     from rootfs_forge.run.launcher import RunOptions, run
-    from rootfs_forge.run.spec import parse_limits, parse_volume
+    from rootfs_forge.run.spec import parse_limits, parse_size, parse_volume
 
     cmd = list(args.cmd)
     if cmd and cmd[0] == "--":
@@ -77,11 +82,14 @@ def _run(args: argparse.Namespace) -> int:
         hostname=args.hostname, volumes=tuple(parse_volume(v) for v in args.volume), network=args.network,
         limits=parse_limits(args.memory, args.pids, args.cpus), name=args.name, remove=args.rm,
         interactive=args.interactive, tty=args.tty, read_only=args.read_only, cache_dir=args.cache_dir,
-        state_dir=args.state_dir, storage=args.storage, no_init=args.no_init,
+        state_dir=args.state_dir, storage=args.storage, no_init=args.no_init, stop_timeout=args.stop_timeout,
+        tmp_size=parse_size(args.tmp_size, "--tmp-size") if args.tmp_size else 0,
     )
     sys.stdout.flush()
     result = run(opts, _warn)
-    if result.oom_killed:
+    if result.escalated:
+        print(f"forge: container ignored the stop signal for {args.stop_timeout:g} s: killed", file=sys.stderr)
+    elif result.oom_killed:
         print(f"forge: container killed: memory limit {opts.limits.memory_label} exceeded", file=sys.stderr)
     elif result.pids_refused:
         print(f"forge: pids limit {opts.limits.pids} reached: {result.pids_refused} fork(s) refused",

@@ -37,15 +37,16 @@ class RunOptions:
     """What the user asked for (already parsed by the CLI). Treated as immutable."""
 
     __slots__ = ("cache_dir", "cmd", "env", "hostname", "interactive", "limits", "name", "network", "no_init",
-                 "now", "read_only", "remove", "runtime_dir", "state_dir", "storage", "target", "tty", "user",
-                 "volumes", "workdir")
+                 "now", "read_only", "remove", "runtime_dir", "state_dir", "stop_timeout", "storage", "target",
+                 "tmp_size", "tty", "user", "volumes", "workdir")
 
     def __init__(self, target: str, cmd: list[str], *, now: float, env: list[str] | None = None,
                  workdir: str | None = None, user: str | None = None, hostname: str | None = None,
                  volumes: tuple[Volume, ...] = (), network: str = "none", limits: Limits | None = None,
                  name: str | None = None, remove: bool = False, interactive: bool = False, tty: bool = False,
                  read_only: bool = False, cache_dir: str | None = None, state_dir: str | None = None,
-                 runtime_dir: str | None = None, storage: str = "auto", no_init: bool = False) -> None:
+                 runtime_dir: str | None = None, storage: str = "auto", no_init: bool = False,
+                 stop_timeout: float = 10.0, tmp_size: int = 0) -> None:
         self.target = target
         self.cmd = cmd
         self.now = now
@@ -66,15 +67,19 @@ class RunOptions:
         self.runtime_dir = runtime_dir or paths.default_runtime_dir()
         self.storage = storage
         self.no_init = no_init
+        self.stop_timeout = stop_timeout
+        self.tmp_size = tmp_size
 
 
 class RunResult:
-    __slots__ = ("exit_code", "oom_killed", "pids_refused")
+    __slots__ = ("escalated", "exit_code", "oom_killed", "pids_refused")
 
-    def __init__(self, exit_code: int, oom_killed: bool = False, pids_refused: int = 0) -> None:
+    def __init__(self, exit_code: int, oom_killed: bool = False, pids_refused: int = 0,
+                 escalated: bool = False) -> None:
         self.exit_code = exit_code
         self.oom_killed = oom_killed
         self.pids_refused = pids_refused
+        self.escalated = escalated  # a stop signal was ignored for stop_timeout seconds: killed
 
 
 def make_runtime_dir(base: str) -> str:
@@ -199,10 +204,10 @@ def run(opts: RunOptions, warn: Warn) -> RunResult:
                              volumes=opts.volumes, read_only=opts.read_only, network=opts.network,
                              hostname=hostname, interactive=opts.interactive or opts.tty, tty=opts.tty,
                              rootless=rootless, etc_files=etc_files(hostname, opts.network),
-                             no_init=opts.no_init)
+                             no_init=opts.no_init, tmp_size=opts.tmp_size)
         if opts.limits.any:
             cg = cgroups.create(opts.limits, f"forge-{run_id}")
-        return _supervise(plan, cg, tty_path)
+        return _supervise(plan, cg, tty_path, opts.stop_timeout)
     finally:
         try:
             if cg is not None:
@@ -272,7 +277,7 @@ def _child(plan: ContainerPlan, cg: cgroups.Cgroup | None, errw: int, parent: in
         finally:
             os._exit(code)
     os.close(errw)
-    _forward_to(pid)
+    _forward_to(pid, -1, [])  # the outer forge process escalates; this middle process only forwards
     while True:
         try:
             _, status = os.waitpid(pid, 0)
@@ -281,14 +286,28 @@ def _child(plan: ContainerPlan, cg: cgroups.Cgroup | None, errw: int, parent: in
             return init.SETUP_FAILED
 
 
-def _forward_to(pid: int) -> dict[int, object]:
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
+
+
+def _forward_to(pid: int, stop_timeout: float, escalated: list[bool]) -> dict[int, object]:
+    """Forward signals to the container; a stop signal not obeyed within ``stop_timeout`` s becomes SIGKILL."""
+
+    def kill(_signum: int, _frame: object) -> None:
+        escalated.append(True)
+        os.kill(pid, signal.SIGKILL)  # PID 1 goes, and the kernel kills the rest of its namespace
+
     def forward(signum: int, _frame: object) -> None:
         cgroups.send_signal(pid, signum)
+        if signum in STOP_SIGNALS and stop_timeout >= 0 and signal.getitimer(signal.ITIMER_REAL)[0] == 0:
+            signal.setitimer(signal.ITIMER_REAL, max(stop_timeout, 0.001))
 
-    return {sig: signal.signal(sig, forward) for sig in init.FORWARDED}
+    previous: dict[int, object] = {sig: signal.signal(sig, forward) for sig in init.FORWARDED}
+    previous[signal.SIGALRM] = signal.signal(signal.SIGALRM, kill)
+    return previous
 
 
-def _supervise(plan: ContainerPlan, cg: cgroups.Cgroup | None, tty_path: str | None) -> RunResult:
+def _supervise(plan: ContainerPlan, cg: cgroups.Cgroup | None, tty_path: str | None,
+               stop_timeout: float = 10.0) -> RunResult:
     del tty_path  # the child looks the terminal up itself (same fd 0)
     errr, errw = os.pipe()  # both close-on-exec
     oom_fd = cg.oom_eventfd() if cg is not None and cg.limits.memory is not None else None
@@ -315,7 +334,8 @@ def _supervise(plan: ContainerPlan, cg: cgroups.Cgroup | None, tty_path: str | N
             sc.setns(own_pidns, sc.CLONE_NEWPID)  # later forks of this process stay in the host namespace
             os.close(own_pidns)
     os.close(errw)
-    previous = _forward_to(pid)
+    escalated: list[bool] = []
+    previous = _forward_to(pid, stop_timeout, escalated)
     status: int | None = None
     oom_event = False
     try:
@@ -338,6 +358,7 @@ def _supervise(plan: ContainerPlan, cg: cgroups.Cgroup | None, tty_path: str | N
                 os.close(pidfd)
         _, status = os.waitpid(pid, 0)
     finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
         os.close(errr)
         if status is None:
             os.kill(pid, signal.SIGKILL)
@@ -355,4 +376,4 @@ def _supervise(plan: ContainerPlan, cg: cgroups.Cgroup | None, tty_path: str | N
         # without an oom_kill count (v1 before Linux 4.13): a SIGKILLed container that hit its limit
         oom = oom_event or (kills > 0 if kills is not None else code == 137 and cg.memory_failcnt() > 0)
     refused = cg.pids_refused() if cg is not None else 0
-    return RunResult(137 if oom else code, oom_killed=oom, pids_refused=refused)
+    return RunResult(137 if oom else code, oom_killed=oom, pids_refused=refused, escalated=bool(escalated))

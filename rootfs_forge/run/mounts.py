@@ -176,7 +176,8 @@ def setup_root(plan: ContainerPlan, tty_path: str | None) -> str:
     mount_dev(merged, tty_path, plan.rootless)
     mount_sys(merged)
     tmp = mountpoint(merged, "/tmp")
-    sc.mount("tmpfs", tmp, "tmpfs", sc.MS_NOSUID | sc.MS_NODEV, "mode=1777")
+    size = f",size={plan.tmp_size}" if plan.tmp_size else ""
+    sc.mount("tmpfs", tmp, "tmpfs", sc.MS_NOSUID | sc.MS_NODEV, f"mode=1777{size}")
     for name, source in sorted(etc_files.items()):
         bind(source, mountpoint(merged, f"/etc/{name}", is_dir=False), recursive=False)
     for vol in plan.volumes:

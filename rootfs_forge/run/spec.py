@@ -223,14 +223,15 @@ class ContainerPlan:
     the container's scratch tmpfs is mounted on (inside the container's mount namespace only)."""
 
     __slots__ = ("etc_files", "hostname", "interactive", "lowers", "network", "no_init", "process", "read_only",
-                 "rootless", "rt", "storage", "tty", "upper", "volumes", "work")
+                 "rootless", "rt", "storage", "tmp_size", "tty", "upper", "volumes", "work")
 
     def __init__(self, *, rt: str, lowers: tuple[str, ...], process: Process, upper: str | None = None,
                  work: str | None = None, storage: str = "overlay", volumes: tuple[Volume, ...] = (),
                  read_only: bool = False, network: str = "none", hostname: str = "forge",
                  interactive: bool = False, tty: bool = False, rootless: bool = False,
-                 etc_files: dict[str, str] | None = None, no_init: bool = False) -> None:
+                 etc_files: dict[str, str] | None = None, no_init: bool = False, tmp_size: int = 0) -> None:
         self.rt = rt
+        self.tmp_size = tmp_size  # bytes for the container's /tmp tmpfs; 0: the kernel default (half of RAM)
         self.lowers = lowers
         self.process = process
         self.upper = upper
