@@ -15,9 +15,11 @@ from tests.conftest import HOST_ARCH, base_specs, source_block
 from tests.support.debs import DebSpec, Dir, Reg
 from tests.support.repo import RepoServer, Signer, build_repo, serve
 
-# Pinned: the same recipe, lock and test repository must always give this manifest. If a deliberate change to
-# the image format moves it, update it in the same commit and say why.
-GOLDEN_SINGLE = None  # set below after the first deliberate computation; see test_golden_digest
+# Pinned: the same recipe and test repository must always give these digests, on any machine of this kind and
+# in any directory. A deliberate change to the image format (or to the test repository) moves them: update them
+# in the same commit and say why.
+GOLDEN_MANIFEST = "sha256:eb796aac7ddf67089443942708672c2b66598c68b6a302a0949a4be12f307924"
+GOLDEN_DIFF_ID = "sha256:9bc6e51aeaac02ddfbea0ba3594338b37344729ee2d9e72e5c6bc5896b447b50"
 
 
 def forge(*args: str, cache: Path, epoch: str = "1700000000") -> subprocess.CompletedProcess[str]:
@@ -69,6 +71,8 @@ def test_golden_digest_for_the_test_repository(tmp_path: Path, repo_server: Repo
     assert config["config"]["Cmd"] == ["/usr/bin/hello"]
     assert config["architecture"] == "amd64" and config["os"] == "linux"
     assert m["layers"][0]["mediaType"] == "application/vnd.oci.image.layer.v1.tar+gzip"
+    assert config["rootfs"]["diff_ids"] == [GOLDEN_DIFF_ID]
+    assert digest_of(layout) == GOLDEN_MANIFEST
     # the epoch changes the digest, and only through timestamps
     assert forge("compose", str(r), "-o", str(tmp_path / "img2"), cache=tmp_path / "c",
                  epoch="1700000001").returncode == 0
