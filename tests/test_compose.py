@@ -170,3 +170,21 @@ def test_why_reads_the_graph_stored_in_an_image(tmp_path: Path, repo_server: Rep
     ]
     from_recipe = forge("why", "libc6", str(r), cache=cache_dir)
     assert from_recipe.returncode == 0 and "hello:amd64" in from_recipe.stdout
+
+
+def test_diff_of_two_recipes_shows_the_package_and_its_new_dependencies(tmp_path: Path, repo_server: RepoServer,
+                                                                         signer: Signer, cache_dir: Path) -> None:
+    a = recipe(tmp_path, repo_server, signer, 'packages = ["data-all"]\n', "a.toml")
+    b = recipe(tmp_path, repo_server, signer, 'packages = ["data-all", "hello"]\n', "b.toml")
+    for r in (a, b):
+        assert forge("lock", str(r), cache=cache_dir).returncode == 0
+        out = forge("compose", str(r), "--format", "rootfs", "-o", str(tmp_path / r.stem), cache=cache_dir)
+        assert out.returncode == 0
+    for left, right in ((tmp_path / "a.lock", tmp_path / "b.lock"), (tmp_path / "a", tmp_path / "b")):
+        proc = subprocess.run([sys.executable, "-m", "rootfs_forge", "diff", str(left), str(right), "--json"],
+                              capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        doc = json.loads(proc.stdout)
+        added = sorted(p["package"].split(":")[0] for p in doc["packages"]["added"])
+        assert added == ["hello", "libc6", "mawk"], doc["packages"]
+        assert doc["packages"]["removed"] == [] and doc["packages"]["changed"] == []

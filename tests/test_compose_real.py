@@ -63,6 +63,13 @@ def test_python3_imports_ssl_json_sqlite3_in_chroot(tmp_path: Path, real_cache: 
     assert out.returncode == 0, out.stderr
     assert out.stdout == "ok\n"
     assert_db_matches(root, res)
+    audit = [sys.executable, "-m", "rootfs_forge", "audit", str(root), "--fail-on", "missing-libs"]
+    clean = subprocess.run(audit, capture_output=True, text=True)
+    assert clean.returncode == 0, clean.stdout[-2000:] + clean.stderr
+    (root / "usr/lib/x86_64-linux-gnu/libssl.so.3").unlink()
+    broken = subprocess.run(audit, capture_output=True, text=True)
+    assert broken.returncode != 0
+    assert "libssl.so.3" in broken.stdout and "libssl.so.3" in broken.stderr
 
 
 @pytest.mark.root

@@ -78,7 +78,8 @@ class DiffReport:
 
 
 def read_lock(path: str) -> dict[str, str] | None:
-    """name:arch -> version from a TOML lock file; None when ``path`` is not one."""
+    """name:arch -> version from a TOML lock file (forge's ``[[image]]`` form, or any top-level ``[[package]]``
+    array of tables with name/version/architecture); None when ``path`` is not one."""
     if path.endswith(_TAR_SUFFIXES) or not os.path.isfile(path) or os.path.getsize(path) > _MAX_LOCK:
         return None
     try:
@@ -87,6 +88,9 @@ def read_lock(path: str) -> dict[str, str] | None:
     except (UnicodeDecodeError, tomllib.TOMLDecodeError):
         return None
     entries = data.get("package")
+    if entries is None and isinstance(data.get("image"), list):
+        # forge's own lock: one [[image]] per architecture, each with its [[image.package]] tables
+        entries = [p for img in data["image"] if isinstance(img, dict) for p in img.get("package", [])]
     if not isinstance(entries, list):
         return None
     out: dict[str, str] = {}
