@@ -784,3 +784,14 @@ def test_run_path_imports_stay_lean(world: dict[str, Path]) -> None:
     heavy = {"requests", "debian", "libarchive", "tqdm", "dataclasses", "inspect", "json", "shutil", "tempfile",
              "typing", "socket", "rootfs_forge.oci", "rootfs_forge.layer", "rootfs_forge.run.image"}
     assert heavy & added == set()
+
+
+def test_choose_platform_picks_this_machine_from_an_index() -> None:
+    machine = os.uname().machine
+    arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(machine, machine)
+    other = "s390x" if arch != "s390x" else "riscv64"
+    index = {"manifests": [{"digest": "sha256:" + "a" * 64, "platform": {"architecture": other, "os": "linux"}},
+                           {"digest": "sha256:" + "b" * 64, "platform": {"architecture": arch, "os": "linux"}}]}
+    assert img.choose_platform(index, "x")["digest"] == "sha256:" + "b" * 64
+    with pytest.raises(ImageError, match=f"no manifest for linux/{arch}"):
+        img.choose_platform({"manifests": index["manifests"][:1] * 2}, "x")

@@ -96,13 +96,34 @@ def choose_manifest(index: dict, tag: str | None, where: str) -> dict:
     return entries[0]
 
 
+# uname machine -> OCI architecture (what a multi-arch index names)
+_MACHINES = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "armv6l": "arm", "i686": "386",
+             "i386": "386", "ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64", "loongarch64": "loong64"}
+
+
+def choose_platform(index: dict, where: str) -> dict:
+    """The entry of an image index that runs on this machine (the only entry when there is one)."""
+    entries = [m for m in index.get("manifests") or [] if isinstance(m, dict)]
+    if len(entries) == 1:
+        return entries[0]
+    machine = os.uname().machine
+    arch = _MACHINES.get(machine, machine)
+    hits = [m for m in entries if (m.get("platform") or {}).get("architecture") == arch
+            and (m.get("platform") or {}).get("os", "linux") == "linux"]
+    if not hits:
+        have = sorted({str((m.get("platform") or {}).get("architecture")) for m in entries})
+        raise ImageError("choose image", where, f"no manifest for linux/{arch} (it has {', '.join(have) or 'none'}); "
+                                                "forge run does not emulate other architectures")
+    return hits[0]
+
+
 def open_layout(layout: str, tag: str | None) -> Image:
     index = _load(os.path.join(layout, "index.json"), f"{layout}/index.json")
     entry = choose_manifest(index, tag, layout)
     digest = _check_digest(entry.get("digest"), layout)
     doc = _load(blob_path(layout, digest), f"manifest {digest}")
-    if doc.get("mediaType") in INDEX_MEDIA_TYPES or "manifests" in doc:  # nested index: take the only one
-        entry = choose_manifest(doc, None, f"{layout}@{digest}")
+    if doc.get("mediaType") in INDEX_MEDIA_TYPES or "manifests" in doc:  # an image index: the host's platform
+        entry = choose_platform(doc, f"{layout}@{digest}")
         digest = _check_digest(entry.get("digest"), layout)
         doc = _load(blob_path(layout, digest), f"manifest {digest}")
     cfg_digest = _check_digest((doc.get("config") or {}).get("digest"), layout)
