@@ -22,6 +22,9 @@ LOADER = "/lib64/ld-linux-x86-64.so.2"
 # recipe -> (command appended to the image's entrypoint, expected stdout)
 SMOKE: dict[str, tuple[list[str], str]] = {
     "static": (["/usr/local/bin/busybox", "echo", "ok"], "ok"),
+    "static-nonroot": (["/usr/local/bin/busybox", "id", "-u"], "65532"),
+    "base-nonroot": ([LOADER, "--version"], "ld.so (Debian GLIBC"),
+    "cc-nonroot": ([LOADER, "--list", "/usr/lib/x86_64-linux-gnu/libstdc++.so.6"], "libgcc_s.so.1"),
     "base": ([LOADER, "--version"], "ld.so (Debian GLIBC"),
     "cc": ([LOADER, "--list", "/usr/lib/x86_64-linux-gnu/libstdc++.so.6"], "libgcc_s.so.1"),
     "python3": (["-c", "import ssl; print(ssl.OPENSSL_VERSION)"], "OpenSSL 3"),
@@ -59,13 +62,13 @@ def forge(*args: str, cache: Path) -> subprocess.CompletedProcess[str]:
 def recipe_for(name: str, tmp: Path) -> Path:
     """The gallery recipe; for static, a copy that adds a tiny static binary through a [[file]] entry."""
     path = RECIPES / f"{name}.toml"
-    if name != "static":
+    if not name.startswith("static"):
         return path
     shutil.copy("/bin/busybox", tmp / "busybox")  # statically linked (busybox-static)
-    copy = tmp / "static.toml"
+    copy = tmp / f"{name}.toml"
     copy.write_text(path.read_text() + '\n[[file]]\nsrc = "busybox"\ndest = "/usr/local/bin/busybox"\nmode = "0755"\n')
     # same resolution as the gallery recipe, so its lock applies unchanged
-    shutil.copy(RECIPES / "static.lock", tmp / "static.lock")
+    shutil.copy(RECIPES / f"{name}.lock", tmp / f"{name}.lock")
     return copy
 
 
@@ -79,7 +82,9 @@ def test_gallery_recipe(name: str, tmp_path: Path, cache: Path) -> None:
     out = tmp_path / "image"
     proc = forge("compose", str(recipe), "--locked", "-o", str(out), "-q", cache=cache)
     assert proc.returncode == 0, proc.stderr
-    tag = "bookworm"
+    from rootfs_forge.recipe import load_recipe
+
+    tag = load_recipe(recipe, "amd64").tag
     inspect = subprocess.run(["skopeo", "inspect", f"oci:{out}:{tag}"], capture_output=True, text=True)
     assert inspect.returncode == 0, inspect.stderr
     assert json.loads(inspect.stdout)["Architecture"] == "amd64"
