@@ -22,6 +22,7 @@ from debian.deb822 import Release
 
 from rootfs_forge.cache import Cache
 from rootfs_forge.errors import ArchiveError, FetchError
+from rootfs_forge.fetch import download_verified
 from rootfs_forge.sources import DEFAULT_KEYRINGS, SourceEntry
 from rootfs_forge.transport import NotFound, Transport
 
@@ -300,28 +301,11 @@ def fetch_index(entry: SourceEntry, info: ReleaseInfo, component: str, arch: str
             # by-hash first: a stale proxy or a mirror mid-update can serve a Packages file that no longer
             # matches the Release; the by-hash name can only ever hold these bytes.
             urls += [by_hash, canonical] if info.by_hash else [canonical]
-        _download_verified(urls, cache, hexdigest, size, f"{entry.suite}/{path}", transport)
+        try:
+            download_verified(urls, cache, hexdigest, size, f"{entry.suite}/{path}", transport)
+        except FetchError as exc:
+            raise ArchiveError(exc.verb, exc.obj, exc.reason) from None
     return IndexFile(entry, component, arch, hexdigest, ext, info.codename or entry.suite)
-
-
-def _download_verified(urls: Sequence[str], cache: Cache, hexdigest: str, size: int, what: str,
-                       transport: Transport, progress: Callable[[int], None] | None = None) -> None:
-    """Try each URL in turn; keep the first body whose size and SHA256 match."""
-    reasons: list[str] = []
-    for url in urls:
-        with cache.lock(hexdigest):
-            if cache.has(hexdigest):
-                return
-            try:
-                with cache.writer(hexdigest, size, what) as sink:
-                    transport.download(url, sink, what=what, progress=progress)
-                return
-            except NotFound as exc:
-                reasons.append(exc.reason)
-            except FetchError as exc:
-                reasons.append(exc.reason)
-    unique = list(dict.fromkeys(reasons))
-    raise ArchiveError("fetch", what, "; ".join(unique))
 
 
 def index_architectures(entry: SourceEntry, info: ReleaseInfo, wanted: Sequence[str]) -> list[str]:

@@ -14,7 +14,7 @@ from pathlib import Path
 from rootfs_forge.cache import Cache
 from rootfs_forge.errors import FetchError
 from rootfs_forge.model import Package
-from rootfs_forge.transport import NotFound, Transport
+from rootfs_forge.transport import Transport
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +36,28 @@ class Progress:
     def close(self) -> None: ...
 
 
+def download_verified(urls: Sequence[str], cache: Cache, sha256: str, size: int | None, what: str,
+                      transport: Transport, progress: Callable[[int], None] | None = None) -> None:
+    """Put the blob ``sha256`` into the cache from the first of ``urls`` whose body has that size and digest.
+
+    One forge process at a time downloads a given blob (a per-digest lock); another that was waiting finds it
+    in the cache. A URL that fails or serves other bytes is skipped for the next; when all fail, one
+    FetchError lists the distinct reasons.
+    """
+    reasons: list[str] = []
+    for url in urls:
+        with cache.lock(sha256):
+            if cache.has(sha256):
+                return
+            try:
+                with cache.writer(sha256, size, what) as sink:
+                    transport.download(url, sink, what=what, progress=progress)
+                return
+            except FetchError as exc:  # NotFound included
+                reasons.append(exc.reason)
+    raise FetchError("fetch", what, "; ".join(dict.fromkeys(reasons)))
+
+
 def fetch_debs(packages: Sequence[Package], cache: Cache, transport: Transport, *, jobs: int = 8,
                mirrors: Mapping[str, Sequence[str]] | None = None,
                progress: Progress | None = None) -> list[FetchedDeb]:
@@ -54,23 +76,9 @@ def fetch_debs(packages: Sequence[Package], cache: Cache, transport: Transport, 
 
     def one(pkg: Package) -> None:
         bases = [pkg.base_url, *(mirrors or {}).get(pkg.base_url, ())]
-        reasons: list[str] = []
         what = f"{pkg.name} {pkg.version} ({pkg.filename.rsplit('/', 1)[-1]})"
-        for base in bases:
-            url = base.rstrip("/") + "/" + pkg.filename
-            with cache.lock(pkg.sha256):
-                if cache.has(pkg.sha256):
-                    break
-                try:
-                    with cache.writer(pkg.sha256, pkg.size, what) as sink:
-                        transport.download(url, sink, what=what, progress=advance)
-                    break
-                except NotFound as exc:
-                    reasons.append(exc.reason)
-                except FetchError as exc:
-                    reasons.append(exc.reason)
-        else:
-            raise FetchError("fetch", what, "; ".join(dict.fromkeys(reasons)))
+        download_verified([base.rstrip("/") + "/" + pkg.filename for base in bases], cache, pkg.sha256, pkg.size,
+                          what, transport, advance)
         with lock:
             progress.done_one(pkg.name)
 

@@ -41,7 +41,8 @@ def _write(path: str, value: str) -> None:
         raise RunError("write", path, exc.strerror or str(exc)) from None
 
 
-def _read(path: str) -> str:
+def read_text(path: str) -> str:
+    """The text of a small kernel or config file; "" when it cannot be read."""
     try:
         with open(path) as f:
             return f.read()
@@ -78,22 +79,22 @@ class Cgroup:
     def oom_kills(self) -> int | None:
         """How many processes the OOM killer took in this cgroup; None if the kernel does not count them."""
         if self.version == 2:
-            return _kv(_read(os.path.join(self.dirs[""], "memory.events"))).get("oom_kill")
+            return _kv(read_text(os.path.join(self.dirs[""], "memory.events"))).get("oom_kill")
         mem = self.dirs.get("memory")
         if not mem:
             return 0
-        return _kv(_read(os.path.join(mem, "memory.oom_control"))).get("oom_kill")
+        return _kv(read_text(os.path.join(mem, "memory.oom_control"))).get("oom_kill")
 
     def memory_failcnt(self) -> int:
         """v1: how often usage hit the limit (the fallback signal on kernels without ``oom_kill`` counts)."""
         mem = self.dirs.get("memory")
-        text = _read(os.path.join(mem, "memory.failcnt")).strip() if self.version == 1 and mem else ""
+        text = read_text(os.path.join(mem, "memory.failcnt")).strip() if self.version == 1 and mem else ""
         return int(text) if text.isdigit() else 0
 
     def pids_refused(self) -> int:
         """How many forks the pids limit refused."""
         d = self.dirs.get("" if self.version == 2 else "pids")
-        return _kv(_read(os.path.join(d, "pids.events"))).get("max", 0) if d else 0
+        return _kv(read_text(os.path.join(d, "pids.events"))).get("max", 0) if d else 0
 
     def oom_eventfd(self) -> int | None:
         """v1: an eventfd that becomes readable when the memory cgroup hits OOM (None elsewhere)."""
@@ -114,7 +115,7 @@ class Cgroup:
             except RunError:
                 pass
         for path in self.procs_files:
-            for pid in _read(path).split():
+            for pid in read_text(path).split():
                 send_signal(int(pid), signal.SIGKILL)
 
     def remove(self, timeout: float = 2.0) -> None:
@@ -152,7 +153,7 @@ def create(limits: Limits, name: str, root: str = CGROUP_ROOT, proc_cgroup: str 
     """Create ``name`` under the caller's cgroup in every hierarchy a limit needs and write the limits.
 
     On any failure the dirs created so far are removed before raising."""
-    own = parse_proc_cgroup(_read("/proc/self/cgroup") if proc_cgroup is None else proc_cgroup)
+    own = parse_proc_cgroup(read_text("/proc/self/cgroup") if proc_cgroup is None else proc_cgroup)
     if is_pure_v2(root):
         cg = Cgroup(2, {"": os.path.join(_own_dir(root, own, ""), name)}, limits)
     else:
@@ -179,7 +180,7 @@ def create(limits: Limits, name: str, root: str = CGROUP_ROOT, proc_cgroup: str 
 def _enable_v2_controllers(parent: str, limits: Limits) -> None:
     need = [c for c, on in (("memory", limits.memory), ("pids", limits.pids), ("cpu", limits.cpu_quota_us))
             if on is not None]
-    enabled = _read(os.path.join(parent, "cgroup.subtree_control")).split()
+    enabled = read_text(os.path.join(parent, "cgroup.subtree_control")).split()
     missing = [c for c in need if c not in enabled]
     if missing:
         try:

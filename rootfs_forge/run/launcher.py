@@ -141,26 +141,18 @@ def _source(opts: RunOptions, rootless: bool, temps: list[str]) -> tuple[tuple[s
 def etc_files(hostname: str, network: str) -> dict[str, str]:
     """The text of /etc/hostname, /etc/hosts and /etc/resolv.conf for the container."""
     if network == "host":
-        hosts = _read("/etc/hosts") or "127.0.0.1\tlocalhost\n"
-        resolv = _read("/etc/resolv.conf")
+        hosts = cgroups.read_text("/etc/hosts") or "127.0.0.1\tlocalhost\n"
+        resolv = cgroups.read_text("/etc/resolv.conf")
     else:
         hosts = (f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n")
         resolv = "# no network (forge run --network none)\n"
     return {"hostname": hostname + "\n", "hosts": hosts, "resolv.conf": resolv}
 
 
-def _read(path: str) -> str:
-    try:
-        with open(path) as f:
-            return f.read()
-    except OSError:
-        return ""
-
-
 def _storage(choice: str, warn: Warn) -> str:
     if choice in ("overlay", "copy"):
         return choice
-    if "\toverlay\n" in _read("/proc/filesystems"):
+    if "\toverlay\n" in cgroups.read_text("/proc/filesystems"):
         return "overlay"
     warn("overlayfs is not available: copying the image into a tmpfs at every start (slow)")
     return "copy"
