@@ -336,6 +336,9 @@ class _Resolver:
         why: list[str] = []
         depth = st.depth[ob.parent]
         seen: set[str] = set()
+        # last tie-breaker among providers: one the same parent also depends on by name (apt ends up with it,
+        # e.g. hashbrown: "librust-ahash-0.7+compile-time-rng-dev, librust-ahash-0.7-dev")
+        named = {a.name for f in _POSITIVE for g in relations(parent, f) for a in g}
         for alt, atom in enumerate(ob.group):
             found: list[tuple[Package, bool]] = [
                 (p, True) for p in self._real_options(atom, pa)
@@ -365,6 +368,7 @@ class _Resolver:
                     0 if p.essential else 1,
                     self.archs.index(p.architecture) if p.architecture in self.archs else 0,
                     PRIORITY_RANK.get(p.priority, len(PRIORITY_RANK)),
+                    0 if p.name in named else 1,
                 )
                 ranked.append((key, p, alt))
             if not usable and not found:
