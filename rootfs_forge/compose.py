@@ -130,7 +130,9 @@ def build_tree(root: Path, recipe: Recipe, arch: str, resolution: Resolution, de
         for name, control in sorted(controls.items())
     ]
     foreign = sorted({p.architecture for p in resolution.packages} - {arch, "all"})
-    db = write_dpkg_db(root, installed, arch, foreign, epoch=epoch, set_owners=set_owners)
+    # TreeWriter hashed every kept file as it wrote it; re-reading the tree to hash it again costs ~1 s for the
+    # essential set and proves nothing new
+    db = write_dpkg_db(root, installed, arch, foreign, epoch=epoch, set_owners=set_owners, check_disk=False)
     tree.db_notes = db.notes
     tree.changed_paths |= {c.path for c in db.changed}
     _write_manifest(tree, recipe)

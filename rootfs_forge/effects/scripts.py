@@ -7,6 +7,7 @@ command names); :func:`classify_script` matches them against a table of known co
 
 from __future__ import annotations
 
+import functools
 import re
 import shlex
 from collections.abc import Collection, Iterable
@@ -174,7 +175,15 @@ def commands(text: str) -> list[str]:
 
 
 def simple_commands(text: str) -> list[list[str]]:
-    """The simple commands of a shell script: the command's basename, then its words (pure)."""
+    """The simple commands of a shell script: the command's basename, then its words (pure).
+
+    Several effects and the classifier read the same scripts; the tokenising (shlex) is done once per text.
+    """
+    return [list(words) for words in _simple_commands(text)]
+
+
+@functools.lru_cache(maxsize=1024)
+def _simple_commands(text: str) -> tuple[tuple[str, ...], ...]:
     lines, functions = _logical_lines(text)
     found: list[list[str]] = []
     buffer = ""
@@ -220,7 +229,7 @@ def simple_commands(text: str) -> list[list[str]]:
                 current = [name]
                 if _COMMAND_NAME.match(name) and name not in functions:
                     found.append(current)
-    return found
+    return tuple(tuple(words) for words in found)
 
 
 def classify_script(

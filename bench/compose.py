@@ -1,0 +1,378 @@
+#!/usr/bin/env python3
+"""Compose benchmark: `forge compose` vs `mmdebstrap`, side by side, measured in one run, printed as one table.
+
+Both tools read the same apt sources (the host's, read at run time; no host name is written anywhere), build a
+directory rootfs as root, and are timed cold (empty caches: indexes and packages are downloaded) and warm (caches
+kept). mmdebstrap's warm cache follows its manual ("EXAMPLES": sync-in/sync-out special hooks with
+--skip=essential/unlink): the downloaded .debs *and* the apt lists are synced out of the chroot after the cold run
+and synced back in before every warm run, so its `apt-get update` only revalidates, as forge revalidates InRelease.
+
+Run from the project root, as root: `python3 bench/compose.py [--repeat N] [--cold-repeat N] [--quick]`.
+Takes several minutes (mmdebstrap's essential variant runs dpkg and maintainer scripts for ~70 packages).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from rootfs_forge.sources import SourceEntry, host_sources  # noqa: E402
+
+# mmdebstrap's custom variant installs with dpkg inside the chroot: beyond bash and coreutils it needs dpkg, the
+# programs dpkg checks for in PATH (sh, diff, ldconfig, find) and what libc6's and base-files' scripts call.
+CUSTOM_EXTRA = ("dpkg", "dash", "diffutils", "libc-bin", "findutils", "sed", "grep", "base-passwd")
+EXTRACT_SET = ("base-files", "libc6", "bash", "coreutils")
+
+
+@dataclass
+class Runs:
+    """Timings and what one configuration produced."""
+
+    cold: list[float] = field(default_factory=list)
+    warm: list[float] = field(default_factory=list)
+    packages: int | None = None
+    size: int | None = None
+
+    def cold_s(self) -> float | None:
+        return statistics.median(self.cold) if self.cold else None
+
+    def warm_s(self) -> float | None:
+        return statistics.median(self.warm) if self.warm else None
+
+
+@dataclass(frozen=True)
+class ForgeConfig:
+    label: str
+    packages: tuple[str, ...]
+    essential: bool
+    profile: str
+
+
+@dataclass(frozen=True)
+class MmConfig:
+    label: str
+    variant: str
+    include: tuple[str, ...]
+    extra: tuple[str, ...] = ()  # further mmdebstrap options, e.g. a --hook-dir
+
+
+@dataclass(frozen=True)
+class Row:
+    case: str
+    forge: ForgeConfig
+    mm: MmConfig
+    note: str = ""
+
+
+class Bench:
+    """Owns the scratch directory; every output tree is measured and removed right after its run."""
+
+    def __init__(self, work: Path, arch: str, suite: str, mirrors: list[str], verbose: bool) -> None:
+        self.work = work
+        self.arch = arch
+        self.suite = suite
+        self.mirrors = mirrors
+        self.verbose = verbose
+        self._n = 0
+
+    def _fresh(self, name: str) -> Path:
+        self._n += 1
+        return self.work / f"{name}-{self._n}"
+
+    def _run(self, argv: Sequence[str], what: str) -> tuple[float, str]:
+        t = time.perf_counter()
+        p = subprocess.run(list(argv), cwd=ROOT, capture_output=True, text=True)
+        elapsed = time.perf_counter() - t
+        if p.returncode != 0:
+            tail = "\n".join((p.stderr or p.stdout).strip().splitlines()[-15:])
+            raise RuntimeError(f"cannot run {what}: exit status {p.returncode}\n{tail}")
+        if self.verbose:
+            print(f"  {what}: {elapsed:.2f} s", file=sys.stderr)
+        return elapsed, p.stdout
+
+    # forge ------------------------------------------------------------------------------------------------
+    def forge_recipe(self, cfg: ForgeConfig) -> Path:
+        path = self.work / f"recipe-{cfg.label}.toml"
+        if not path.exists():
+            pkgs = ", ".join(json.dumps(p) for p in cfg.packages)
+            path.write_text(f"packages = [{pkgs}]\nessential = {'true' if cfg.essential else 'false'}\n"
+                            f"[image]\narchitecture = \"{self.arch}\"\n[paths]\nprofile = \"{cfg.profile}\"\n")
+        return path
+
+    def forge_once(self, cfg: ForgeConfig, cache: Path, fmt: str = "rootfs") -> tuple[float, int, int]:
+        """One compose; returns (seconds, packages, bytes of the output tree)."""
+        out = self._fresh(f"forge-{cfg.label}-{fmt}")
+        argv = [sys.executable, "-m", "rootfs_forge", "compose", str(self.forge_recipe(cfg)), "--format", fmt,
+                "-o", str(out), "--cache-dir", str(cache), "--json"]
+        try:
+            secs, stdout = self._run(argv, f"forge {cfg.label} {fmt}")
+            report = json.loads(stdout.strip().splitlines()[-1])
+            return secs, int(report["architectures"][self.arch]["packages"]), du_apparent(out)
+        finally:
+            remove_tree(out)
+
+    # mmdebstrap -------------------------------------------------------------------------------------------
+    def mm_once(self, cfg: MmConfig, cache: Path, cold: bool) -> tuple[float, int, int]:
+        """One mmdebstrap run into an empty directory (root mode); cold runs save .debs and lists to ``cache``."""
+        debs, lists = cache / "debs", cache / "lists"
+        out = self._fresh(f"mm-{cfg.label}")
+        out.mkdir()
+        count_file = cache / "extracted.txt"
+        argv = ["mmdebstrap", "--mode=root", "--format=directory", f"--variant={cfg.variant}",
+                f"--architectures={self.arch}", "--quiet", *cfg.extra]
+        if cfg.include:
+            argv.append("--include=" + ",".join(cfg.include))
+        argv += ["--setup-hook=mkdir -p \"$1\"/var/cache/apt/archives \"$1\"/var/lib/apt/lists",
+                 f"--setup-hook=sync-in {debs} /var/cache/apt/archives/",
+                 f"--setup-hook=sync-in {lists} /var/lib/apt/lists/"]
+        if cold:
+            # Keep what was downloaded (the manual's recipe for reusing packages); the extract variant runs no
+            # customize hooks, so it saves from its extract hook and records what it extracted.
+            hook = "--extract-hook" if cfg.variant == "extract" else "--customize-hook"
+            argv += ["--skip=essential/unlink",
+                     f"{hook}=sync-out /var/cache/apt/archives {debs}",
+                     f"{hook}=sync-out /var/lib/apt/lists {lists}"]
+            if cfg.variant == "extract":
+                argv.append(f"--extract-hook=ls \"$1\"/var/cache/apt/archives/ | grep -c '[.]deb$' > {count_file}")
+        argv += [self.suite, str(out), *self.mirrors]
+        try:
+            secs, _ = self._run(argv, f"mmdebstrap {cfg.label} {'cold' if cold else 'warm'}")
+            status = out / "var/lib/dpkg/status"
+            pkgs = count_status(status)
+            if not pkgs and count_file.is_file():
+                pkgs = int(count_file.read_text().strip() or 0)
+            return secs, int(pkgs), du_apparent(out)
+        finally:
+            remove_tree(out)
+
+    def layer_throughput(self, cfg: ForgeConfig, cache: Path, repeat: int) -> tuple[float, int]:
+        """Median seconds of ``write_layer`` (the image's default gzip) over one composed tree, and its tar bytes."""
+        from rootfs_forge.layer import write_layer
+
+        tree = self._fresh(f"forge-{cfg.label}-layer-src")
+        try:
+            self._run([sys.executable, "-m", "rootfs_forge", "compose", str(self.forge_recipe(cfg)), "--format",
+                       "rootfs", "-o", str(tree), "--cache-dir", str(cache), "-q"], f"forge {cfg.label} rootfs")
+            samples, size = [], 0
+            for _ in range(repeat):
+                layout = self._fresh("layout")
+                try:
+                    t = time.perf_counter()
+                    blob = write_layer(tree, layout, epoch=0)
+                    samples.append(time.perf_counter() - t)
+                    size = blob.diff_size
+                finally:
+                    remove_tree(layout)
+            return statistics.median(samples), size
+        finally:
+            remove_tree(tree)
+
+    def measure(self, once: Callable[[bool], tuple[float, int, int]], runs: Runs, cold: bool) -> None:
+        secs, pkgs, size = once(cold)
+        (runs.cold if cold else runs.warm).append(secs)
+        runs.packages = pkgs if runs.packages is None or pkgs else runs.packages
+        runs.size = size
+
+
+def count_status(status: Path) -> int:
+    """Packages recorded in a dpkg status file (0 when there is none, as after the extract variant)."""
+    if not status.is_file():
+        return 0
+    return sum(1 for line in status.read_text(errors="replace").splitlines() if line.startswith("Package: "))
+
+
+def du_apparent(path: Path) -> int:
+    p = subprocess.run(["du", "-sb", "--apparent-size", str(path)], capture_output=True, text=True, check=True)
+    return int(p.stdout.split()[0])
+
+
+def remove_tree(path: Path) -> None:
+    """Unmount whatever is still mounted below ``path`` (an interrupted chroot), then delete it."""
+    prefix = str(path.resolve()) + "/"
+    try:
+        mounts = [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()]
+    except OSError:
+        mounts = []
+    for m in sorted((m for m in mounts if (m + "/").startswith(prefix)), key=len, reverse=True):
+        subprocess.run(["umount", "-l", m], capture_output=True)
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+def mirror_lines(entries: Sequence[SourceEntry]) -> list[str]:
+    """The host's sources as one-line entries for mmdebstrap (the same archives forge reads)."""
+    return [f"deb {e.url} {e.suite} {' '.join(e.components)}" for e in entries if not e.flat]
+
+
+def fmt_s(x: float | None) -> str:
+    return "-" if x is None else f"{x:.2f}"
+
+
+def fmt_mb(x: int | None) -> str:
+    return "-" if x is None else f"{x / 1e6:.1f}"
+
+
+def ratio(a: float | None, b: float | None) -> str:
+    return "-" if a is None or b is None or b <= 0 else f"{a / b:.2f}x"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--repeat", type=int, default=3, help="warm runs per configuration (median; default 3)")
+    ap.add_argument("--cold-repeat", type=int, default=1, help="cold runs per configuration (median; default 1)")
+    ap.add_argument("--quick", action="store_true", help="smoke test: only the custom case, one run each")
+    ap.add_argument("--arch", default="amd64")
+    ap.add_argument("-v", "--verbose", action="store_true", help="print each run's time to stderr")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        print("bench/compose.py: mmdebstrap's root mode needs root", file=sys.stderr)
+        return 2
+    if shutil.which("mmdebstrap") is None:
+        print("bench/compose.py: mmdebstrap is not installed", file=sys.stderr)
+        return 2
+    if args.quick:
+        args.repeat, args.cold_repeat = 1, 1
+    entries = host_sources()
+    suite = next(e.suite for e in entries if not e.flat and "-" not in e.suite)
+    mirrors = mirror_lines(entries)
+
+    f_min = ForgeConfig("ess-minimal", ("base-files",), True, "minimal")
+    f_full = ForgeConfig("ess-full", ("base-files",), True, "full")
+    mm_ess = MmConfig("essential", "essential", ("base-files",))
+    mm_ess_mu = MmConfig("essential-mergedusr", "essential", ("base-files",),
+                         ("--hook-dir=/usr/share/mmdebstrap/hooks/merged-usr",))
+    f_ext = ForgeConfig("extract-set", EXTRACT_SET, False, "full")
+    mm_ext = MmConfig("extract", "extract", EXTRACT_SET)
+    f_cus = ForgeConfig("custom-set", ("bash", "coreutils", *CUSTOM_EXTRA), False, "full")
+    f_cus2 = ForgeConfig("bash-coreutils", ("bash", "coreutils"), False, "full")
+    mm_cus = MmConfig("custom", "custom", ("bash", "coreutils", *CUSTOM_EXTRA))
+    rows = [
+        Row("1 essential", f_min, mm_ess, "mm default pulls usrmerge+perl"),
+        Row("1 essential", f_full, mm_ess, ""),
+        Row("1 essential", f_min, mm_ess_mu, "mm merged-usr hook: usr-is-merged"),
+        Row("1 essential", f_full, mm_ess_mu, ""),
+        Row("2 extract", f_ext, mm_ext, "mm: unpack only, no dpkg db"),
+        Row("3 custom", f_cus, mm_cus, "same 10-package request"),
+        Row("3 custom", f_cus2, mm_cus, "forge asks bash,coreutils only"),
+    ]
+    if args.quick:
+        rows = [rows[5]]
+
+    work = Path(tempfile.mkdtemp(prefix="forge-bench-compose-"))
+    bench = Bench(work, args.arch, suite, mirrors, args.verbose)
+    forge_runs: dict[str, Runs] = {}
+    mm_runs: dict[str, Runs] = {}
+    oci: list[float] = []
+    dir_again: list[float] = []
+    layer: tuple[float, int] | None = None
+    try:
+        for row in rows:
+            f, m = row.forge, row.mm
+            new_f, new_m = f.label not in forge_runs, m.label not in mm_runs
+            fr = forge_runs.setdefault(f.label, Runs())
+            mr = mm_runs.setdefault(m.label, Runs())
+            fcache, mcache = work / f"cache-forge-{f.label}", work / f"cache-mm-{m.label}"
+            for d in (mcache / "debs", mcache / "lists"):
+                d.mkdir(parents=True, exist_ok=True)
+
+            def f_once(cold: bool, f: ForgeConfig = f, fcache: Path = fcache) -> tuple[float, int, int]:
+                if cold:
+                    remove_tree(fcache)
+                return bench.forge_once(f, fcache)
+
+            def m_once(cold: bool, m: MmConfig = m, mcache: Path = mcache) -> tuple[float, int, int]:
+                if cold:
+                    for d in (mcache / "debs", mcache / "lists"):
+                        remove_tree(d)
+                        d.mkdir(parents=True)
+                return bench.mm_once(m, mcache, cold)
+
+            # Cold runs (the last one leaves the caches filled), then warm runs interleaved so that the
+            # other load on the machine falls on both tools alike.
+            for _ in range(args.cold_repeat):
+                if new_f:
+                    bench.measure(f_once, fr, cold=True)
+                if new_m:
+                    bench.measure(m_once, mr, cold=True)
+            for _ in range(args.repeat):
+                if new_f:
+                    bench.measure(f_once, fr, cold=False)
+                if new_m:
+                    bench.measure(m_once, mr, cold=False)
+        if not args.quick:
+            cache = work / f"cache-forge-{f_min.label}"
+            for _ in range(args.repeat):
+                dir_again.append(bench.forge_once(f_min, cache, "rootfs")[0])
+                oci.append(bench.forge_once(f_min, cache, "oci")[0])
+            layer = bench.layer_throughput(f_min, cache, args.repeat)
+    except RuntimeError as exc:
+        print(f"bench/compose.py: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        remove_tree(work)
+
+    headers = ["case", "forge", "mmdebstrap", "pkgs f/m", "MB f", "MB m", "size f/m", "cold f s", "cold m s",
+               "cold m/f", "warm f s", "warm m s", "warm m/f", "note"]
+    table: list[list[str]] = []
+    for row in rows:
+        fr, mr = forge_runs[row.forge.label], mm_runs[row.mm.label]
+        table.append([row.case, row.forge.label, row.mm.label, f"{fr.packages}/{mr.packages}",
+                      fmt_mb(fr.size), fmt_mb(mr.size),
+                      ratio(fr.size, mr.size), fmt_s(fr.cold_s()), fmt_s(mr.cold_s()), ratio(mr.cold_s(), fr.cold_s()),
+                      fmt_s(fr.warm_s()), fmt_s(mr.warm_s()), ratio(mr.warm_s(), fr.warm_s()), row.note])
+    widths = [max(len(str(x)) for x in col) for col in zip(headers, *table, strict=False)]
+    print(f"compose benchmark: {suite} {args.arch}, {len(mirrors)} host source(s); cold = empty caches (median of "
+          f"{args.cold_repeat}), warm = caches kept (median of {args.repeat}); wall seconds incl. process start")
+    print("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=False)).rstrip())
+    for r in table:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)).rstrip())
+    print("sizes: du -sb --apparent-size of the output directory; mm/f ratios >1x mean forge is faster; "
+          "mmdebstrap warm = sync-in of saved .debs and apt lists (apt-get update still revalidates)")
+    if any(r.mm.variant == "extract" for r in rows):
+        print("2 extract: mmdebstrap's extract variant downloads --include plus dependencies with apt and only "
+              "unpacks them (no dpkg database, no scripts); forge resolves the same request and also writes the "
+              "dpkg database and script effects")
+    if oci and dir_again:
+        dt, o = statistics.median(dir_again), statistics.median(oci)
+        size = forge_runs[f_min.label].size or 0
+        tput = f"{size / (o - dt) / 1e6:.0f} MB/s" if o > dt else "n/a (no measurable difference)"
+        print(f"forge warm essential (minimal): OCI image {o:.2f} s vs directory {dt:.2f} s = {o / dt:.2f}x "
+              f"(target <= 1.5x); derived layer writing ~{tput} ({size / 1e6:.1f} MB rootfs / (oci - dir time))")
+    if layer:
+        secs, tar_bytes = layer
+        print(f"forge layer writing measured in-process (write_layer, default gzip, median of {args.repeat}): "
+              f"{tar_bytes / 1e6:.1f} MB tar in {secs:.2f} s = {tar_bytes / secs / 1e6:.0f} MB/s")
+    fmin, mmu = forge_runs.get(f_min.label), mm_runs.get(mm_ess_mu.label)
+    fext, mext = forge_runs.get(f_ext.label), mm_runs.get(mm_ext.label)
+    mdef = mm_runs.get(mm_ess.label)
+    if fmin and mmu and fext and mext and mdef:
+        print(f"targets (not asserted): warm essential <= 1.5 s [{fmt_s(fmin.warm_s())} s]; >= 10x faster than "
+              f"mmdebstrap [{ratio(mmu.warm_s(), fmin.warm_s())} vs merged-usr hook, "
+              f"{ratio(mdef.warm_s(), fmin.warm_s())} vs default]; >= 2x faster than extract variant "
+              f"[{ratio(mext.warm_s(), fext.warm_s())} warm]; cold >= 5x faster "
+              f"[{ratio(mmu.cold_s(), fmin.cold_s())} essential]; minimal size <= 50% of mmdebstrap "
+              f"[{ratio(fmin.size, mdef.size)} of default, {ratio(fmin.size, mmu.size)} of merged-usr hook]")
+    else:
+        print("targets (not asserted, full run only): warm essential <= 1.5 s and >= 10x faster than mmdebstrap; "
+              ">= 2x faster than mmdebstrap's extract variant; cold >= 5x faster; minimal size <= 50% of mmdebstrap")
+    print("note: other jobs share this machine; timings are noisy")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
