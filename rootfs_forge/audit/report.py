@@ -84,19 +84,21 @@ def sbom_input(target: Target, *, name: str, source_date_epoch: int | None) -> S
     view = target.view
     nodes: dict[str, Node] = dict(view.walk())
     packages = read_dpkg_db(view)
-    inventory = take_inventory(view, packages, read_manifest(view), nodes)
+    manifest = read_manifest(view)
+    inventory = take_inventory(view, packages, manifest, nodes)
     kept = {key: tuple(p for p in paths if nodes[p].kind == "file") for key, paths in inventory.kept_files.items()}
+    owned = {p for paths in kept.values() for p in paths}
+    extra = {path: origin for path, origin in (manifest.files if manifest else {}).items()
+             if path not in owned and path in nodes and nodes[path].kind == "file"}
     hashes: dict[str, tuple[str, str]] = {}
-    for paths in kept.values():
-        for path in paths:
-            if path not in hashes:
-                hashes[path] = _digests(view, path)
+    for path in sorted(owned | set(extra)):
+        hashes[path] = _digests(view, path)
     os_release = read_os_release(view)
     namespace, distro = purl_distro(os_release)
     created = source_date_epoch if source_date_epoch is not None else max(
         (n.mtime for n in nodes.values()), default=0)
     licenses = {p.key: package_licenses(view, p.name) for p in packages}
-    return SbomInput(name, tuple(packages), kept, hashes, licenses, os_release, created, namespace, distro)
+    return SbomInput(name, tuple(packages), kept, hashes, licenses, os_release, created, namespace, distro, extra)
 
 
 def _digests(view: FsView, path: str) -> tuple[str, str]:

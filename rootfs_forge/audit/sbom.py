@@ -20,7 +20,7 @@ import json
 import re
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import quote
 
 from rootfs_forge import __version__
@@ -45,6 +45,9 @@ class SbomInput:
     created: int  # seconds since the epoch
     namespace: str = "debian"
     distro: str = ""
+    # regular files no package owns but forge's manifest accounts for: path -> origin (a recipe [[file]]'s
+    # source name, or "effect:NAME" for what an emulated maintainer-script effect wrote)
+    extra_files: dict[str, str] = field(default_factory=dict)
 
 
 def purl(name: str, version: str, arch: str, namespace: str = "debian", distro: str = "") -> str:
@@ -52,6 +55,12 @@ def purl(name: str, version: str, arch: str, namespace: str = "debian", distro: 
     enc = lambda s: quote(s, safe=".-_~")  # noqa: E731 - only unreserved characters stay literal
     quals = [f"arch={enc(arch)}"] + ([f"distro={enc(distro)}"] if distro else [])
     return f"pkg:deb/{namespace}/{enc(name)}@{enc(version)}?{'&'.join(sorted(quals))}"
+
+
+def _origin_text(origin: str) -> str:
+    if origin.startswith("effect:"):
+        return f"written by forge's {origin.split(':', 1)[1]} effect (emulated maintainer script)"
+    return f"local file {origin} added by the recipe ([[file]])"
 
 
 def _iso(epoch: int) -> str:
@@ -137,6 +146,22 @@ def spdx_document(inp: SbomInput) -> dict[str, object]:
                 "copyrightText": "NOASSERTION",
             }
             relationships.append({"spdxElementId": pid, "relationshipType": "CONTAINS", "relatedSpdxElement": fid})
+    for path, origin in sorted(inp.extra_files.items()):
+        if path not in inp.hashes:
+            continue
+        sha1, sha256 = inp.hashes[path]
+        fid = _spdx_file_id(path)
+        files[fid] = {
+            "SPDXID": fid,
+            "fileName": "." + path,
+            "checksums": [{"algorithm": "SHA1", "checksumValue": sha1},
+                          {"algorithm": "SHA256", "checksumValue": sha256}],
+            "licenseConcluded": "NOASSERTION",
+            "copyrightText": "NOASSERTION",
+            "comment": f"not from a package: {_origin_text(origin)}",
+        }
+        relationships.append({"spdxElementId": "SPDXRef-DOCUMENT", "relationshipType": "DESCRIBES",
+                              "relatedSpdxElement": fid})
     for key, deps in sorted(depends_graph(list(inp.packages)).items()):
         for dep in sorted({d for d, _ in deps if d in keys}):
             relationships.append({"spdxElementId": _spdx_pkg_id(key), "relationshipType": "DEPENDS_ON",
@@ -190,6 +215,14 @@ def cyclonedx_document(inp: SbomInput, *, with_files: bool = True) -> dict[str, 
             if nested:
                 comp["components"] = nested
         components.append(comp)
+    for path, origin in sorted(inp.extra_files.items()):
+        if path in inp.hashes:
+            components.append({
+                "type": "file", "bom-ref": f"file:{path}", "name": path,
+                "hashes": [{"alg": "SHA-1", "content": inp.hashes[path][0]},
+                           {"alg": "SHA-256", "content": inp.hashes[path][1]}],
+                "properties": [{"name": "forge:origin", "value": _origin_text(origin)}],
+            })
     dependencies = [
         {"ref": refs[key], "dependsOn": sorted({refs[d] for d, _ in deps if d in refs})}
         for key, deps in sorted(depends_graph(list(inp.packages)).items(), key=lambda kv: refs[kv[0]])
