@@ -9,13 +9,14 @@ from __future__ import annotations
 import time
 import urllib.parse
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
-
-import requests
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 from rootfs_forge.errors import FetchError
+
+if TYPE_CHECKING:
+    import requests
 
 RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 
@@ -36,8 +37,15 @@ class Transport:
     backoff: float = 0.5
     timeout: float = 30.0
     sleep: Callable[[float], None] = time.sleep
-    session: requests.Session = field(default_factory=requests.Session)
+    session: requests.Session | None = None  # made on first HTTP use: a warm, locked compose never imports requests
     user_agent: str = "rootfs-forge/0.1"
+
+    def _session(self) -> requests.Session:
+        if self.session is None:
+            import requests
+
+            self.session = requests.Session()
+        return self.session
 
     def get_bytes(self, url: str, what: str | None = None) -> bytes:
         chunks: list[bytes] = []
@@ -64,11 +72,14 @@ class Transport:
             return self._file(Path(urllib.parse.unquote(parsed.path)), sink, what, progress)
         if parsed.scheme not in ("http", "https"):
             raise FetchError("fetch", what, f"unsupported URL scheme {parsed.scheme!r}")
+        import requests
+
+        session = self._session()
         attempt = 0
         while True:
             written = 0
             try:
-                with self.session.get(url, stream=True, timeout=self.timeout,
+                with session.get(url, stream=True, timeout=self.timeout,
                                       headers={"User-Agent": self.user_agent}) as resp:
                     if resp.status_code in (404, 410):
                         raise NotFound("fetch", what, f"HTTP {resp.status_code} from {_origin(url)}")
@@ -129,6 +140,8 @@ def _origin(url: str) -> str:
 
 
 def _describe(exc: Any) -> str:
+    import requests
+
     if isinstance(exc, _Transient):
         return str(exc)
     if isinstance(exc, requests.exceptions.ChunkedEncodingError):
