@@ -57,6 +57,17 @@ def purl(name: str, version: str, arch: str, namespace: str = "debian", distro: 
     return f"pkg:deb/{namespace}/{enc(name)}@{enc(version)}?{'&'.join(sorted(quals))}"
 
 
+def _spdx_file(fid: str, path: str, digests: tuple[str, str]) -> dict[str, object]:
+    sha1, sha256 = digests
+    return {
+        "SPDXID": fid,
+        "fileName": "." + path,
+        "checksums": [{"algorithm": "SHA1", "checksumValue": sha1}, {"algorithm": "SHA256", "checksumValue": sha256}],
+        "licenseConcluded": "NOASSERTION",
+        "copyrightText": "NOASSERTION",
+    }
+
+
 def _origin_text(origin: str) -> str:
     if origin.startswith("effect:"):
         return f"written by forge's {origin.split(':', 1)[1]} effect (emulated maintainer script)"
@@ -135,31 +146,15 @@ def spdx_document(inp: SbomInput) -> dict[str, object]:
         relationships.append({"spdxElementId": "SPDXRef-DOCUMENT", "relationshipType": "DESCRIBES",
                               "relatedSpdxElement": pid})
         for path in own:
-            sha1, sha256 = inp.hashes[path]
             fid = _spdx_file_id(path)
-            files[fid] = {
-                "SPDXID": fid,
-                "fileName": "." + path,
-                "checksums": [{"algorithm": "SHA1", "checksumValue": sha1},
-                              {"algorithm": "SHA256", "checksumValue": sha256}],
-                "licenseConcluded": "NOASSERTION",
-                "copyrightText": "NOASSERTION",
-            }
+            files[fid] = _spdx_file(fid, path, inp.hashes[path])
             relationships.append({"spdxElementId": pid, "relationshipType": "CONTAINS", "relatedSpdxElement": fid})
     for path, origin in sorted(inp.extra_files.items()):
         if path not in inp.hashes:
             continue
-        sha1, sha256 = inp.hashes[path]
         fid = _spdx_file_id(path)
-        files[fid] = {
-            "SPDXID": fid,
-            "fileName": "." + path,
-            "checksums": [{"algorithm": "SHA1", "checksumValue": sha1},
-                          {"algorithm": "SHA256", "checksumValue": sha256}],
-            "licenseConcluded": "NOASSERTION",
-            "copyrightText": "NOASSERTION",
-            "comment": f"not from a package: {_origin_text(origin)}",
-        }
+        files[fid] = {**_spdx_file(fid, path, inp.hashes[path]),
+                      "comment": f"not from a package: {_origin_text(origin)}"}
         relationships.append({"spdxElementId": "SPDXRef-DOCUMENT", "relationshipType": "DESCRIBES",
                               "relatedSpdxElement": fid})
     for key, deps in sorted(depends_graph(list(inp.packages)).items()):
