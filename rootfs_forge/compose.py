@@ -304,6 +304,7 @@ def staged_output(dest: Path, *, directory: bool) -> Iterator[Path]:
     An existing ``dest`` is replaced only after the new one is complete.
     """
     dest = dest.absolute()
+    check_destination(dest, directory=directory)
     dest.parent.mkdir(parents=True, exist_ok=True)
     _clean_stale_temps(dest)
     tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.forge-{os.getpid()}-"))
@@ -323,6 +324,20 @@ def staged_output(dest: Path, *, directory: bool) -> Iterator[Path]:
         raise
     if not directory:
         _rmtree(tmp)
+
+
+def check_destination(dest: Path, *, directory: bool) -> None:
+    """Refuse to replace a file with a directory output or the other way round (and never write through a link)."""
+    if dest.is_symlink():
+        raise ForgeError("write", str(dest), "it is a symbolic link; name the real path")
+    if directory and dest.exists() and not dest.is_dir():
+        raise ForgeError("write", str(dest), "a file is in the way of this directory output; remove it or choose "
+                                            "another --output")
+    if not directory and dest.is_dir():
+        raise ForgeError("write", str(dest), "a directory is in the way of this file output; remove it or choose "
+                                            "another --output")
+    if dest.parent.exists() and not dest.parent.is_dir():
+        raise ForgeError("write", str(dest), f"{dest.parent} is not a directory")
 
 
 def _rmtree(path: Path) -> None:

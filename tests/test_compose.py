@@ -188,3 +188,21 @@ def test_diff_of_two_recipes_shows_the_package_and_its_new_dependencies(tmp_path
         added = sorted(p["package"].split(":")[0] for p in doc["packages"]["added"])
         assert added == ["hello", "libc6", "mawk"], doc["packages"]
         assert doc["packages"]["removed"] == [] and doc["packages"]["changed"] == []
+
+
+@pytest.mark.parametrize(("fmt", "existing"), [("oci", "file"), ("rootfs", "file"), ("tar", "dir"),
+                                               ("oci-archive", "dir")])
+def test_output_of_the_wrong_kind_in_the_way_is_refused_up_front(tmp_path: Path, fmt: str, existing: str,
+                                                                  cache_dir: Path) -> None:
+    r = tmp_path / "r.toml"
+    r.write_text('packages = ["hello"]\n[[source]]\nurl = "http://127.0.0.1:9/nothing"\nsuites = ["x"]\n')
+    out = tmp_path / "out"
+    if existing == "file":
+        out.write_text("keep me")
+    else:
+        out.mkdir()
+        (out / "keep").write_text("keep me")
+    proc = forge("compose", str(r), "--format", fmt, "-o", str(out), cache=cache_dir)
+    assert proc.returncode == 1
+    assert proc.stderr.startswith(f"forge: cannot write {out}: a ") and proc.stderr.count("\n") == 1
+    assert (out.read_text() if existing == "file" else (out / "keep").read_text()) == "keep me"

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from rootfs_forge.commands.common import add_cache_args, add_json_arg, human_size, make_context, print_json
-from rootfs_forge.compose import Tree, build_tree, staged_output
+from rootfs_forge.compose import Tree, build_tree, check_destination, staged_output
 from rootfs_forge.errors import ForgeError
 from rootfs_forge.fetch import TqdmProgress, fetch_debs
 from rootfs_forge.plan import plan
@@ -47,6 +47,7 @@ def cmd_compose(args: argparse.Namespace) -> int:
     if args.jobs < 1:
         raise ForgeError("compose", recipe.path.name, "--jobs must be at least 1")
     dest = Path(args.output) if args.output else _default_output(recipe.name, recipe.tag, args.format)
+    check_destination(dest.absolute(), directory=args.format in ("oci", "rootfs"))  # before any work, not after
     result = plan(recipe, ctx, locked=args.locked, use_lock=not args.no_lock)
     mirrors = {e.url: e.mirrors for e in result.entries if e.mirrors}
     show_progress = not args.quiet and not args.json and sys.stderr.isatty()
