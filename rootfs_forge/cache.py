@@ -4,6 +4,7 @@ Layout under the cache root::
 
     blobs/sha256/<hex>      verified downloads (.deb files, Packages indexes), named by their SHA256
     index/<hex>.idx         name/provides maps built from the Packages file <hex> (see rootfs_forge.index)
+    unpacked/<hex>.tar      the decompressed data.tar of the .deb <hex> (a warm compose skips xz entirely)
     state/<hex>.json        the last verified index set of a source list (offline composes use it)
     tmp/                    temp names; a file enters blobs/ only after its digest was checked
 
@@ -44,7 +45,7 @@ class Cache:
     root: Path
 
     def __post_init__(self) -> None:
-        for sub in ("blobs/sha256", "index", "state", "tmp"):
+        for sub in ("blobs/sha256", "index", "state", "tmp", "unpacked"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
 
     def blob_path(self, sha256: str) -> Path:
@@ -55,6 +56,9 @@ class Cache:
 
     def index_path(self, sha256: str) -> Path:
         return self.root / "index" / f"{sha256}.idx"
+
+    def data_tar_path(self, sha256: str) -> Path:
+        return self.root / "unpacked" / f"{sha256}.tar"
 
     def state_path(self, key: str) -> Path:
         return self.root / "state" / f"{key}.json"

@@ -37,7 +37,7 @@ def _size_of(path: Path) -> int:
 def usage(cache: Cache) -> Usage:
     blobs = list((cache.root / "blobs" / "sha256").iterdir())
     blob_bytes = sum(p.stat().st_size for p in blobs if p.is_file())
-    index_bytes = _size_of(cache.root / "index")
+    index_bytes = _size_of(cache.root / "index") + _size_of(cache.root / "unpacked")
     other = _size_of(cache.root) - blob_bytes - index_bytes
     return Usage(len(blobs), blob_bytes, index_bytes, other)
 
@@ -53,6 +53,7 @@ def verify(cache: Cache) -> tuple[int, list[str]]:
             p.unlink(missing_ok=True)
             for idx in cache.root.glob(f"index/{p.name}.idx*"):
                 idx.unlink(missing_ok=True)
+    _drop_orphans(cache)
     # temp files of killed processes are never valid entries; a day-old one belongs to no live download
     cutoff = time.time() - 86400
     for t in (cache.root / "tmp").iterdir():
@@ -101,4 +102,16 @@ def prune(cache: Cache, locks: Iterable[Path], older_than_days: float | None,
             for idx in cache.root.glob(f"index/{p.name}.idx*"):
                 freed += idx.stat().st_size
                 idx.unlink()
+    freed += _drop_orphans(cache)
     return removed, freed
+
+
+def _drop_orphans(cache: Cache) -> int:
+    """Remove derived entries (decompressed data.tars) whose .deb is gone; return the bytes freed."""
+    freed = 0
+    for tar in (cache.root / "unpacked").glob("*.tar"):
+        if not cache.has(tar.name[: -len(".tar")]):
+            with contextlib.suppress(FileNotFoundError):
+                freed += tar.stat().st_size
+                tar.unlink()
+    return freed

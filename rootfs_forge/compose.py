@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -21,7 +22,8 @@ from pathlib import Path
 
 import libarchive
 
-from rootfs_forge.debfile import DebControl, read_control
+from rootfs_forge.cache import Cache
+from rootfs_forge.debfile import DebControl, extract_data_tar, read_control
 from rootfs_forge.dpkgdb import InstalledPackage, write_dpkg_db
 from rootfs_forge.effects import EffectsRun, apply_effects
 from rootfs_forge.effects.base import EffectContext, EffectOptions, HostTools, PackageInfo
@@ -91,7 +93,8 @@ def _replaces_names(control: DebControl) -> list[str]:
 
 
 def build_tree(root: Path, recipe: Recipe, arch: str, resolution: Resolution, debs: Mapping[str, Path],
-               epoch: int | None, *, host: HostTools | None = None, threads: int = 2) -> Tree:
+               epoch: int | None, *, host: HostTools | None = None, threads: int = 2,
+               cache: Cache | None = None) -> Tree:
     """Unpack ``resolution`` into the empty directory ``root``, apply effects, write the dpkg database."""
     host = host or HostTools.detect()
     by_key = {p.key: p for p in resolution.packages}
@@ -101,14 +104,15 @@ def build_tree(root: Path, recipe: Recipe, arch: str, resolution: Resolution, de
     path_filter = PathFilter(recipe.profile, exclude=recipe.path_exclude, include=recipe.path_include,
                              keep_locales=recipe.locales, slices=dict(recipe.slices))
     try:
-        writer, controls, files = _unpack_all(root, recipe, arch, epoch, order, by_key, debs, path_filter, threads)
+        writer, controls, files = _unpack_all(root, recipe, arch, epoch, order, by_key, debs, path_filter, threads,
+                                              cache)
     except RootfsError:
         if threads == 1:
             raise
         # TreeWriter settles ownership by relationship, not arrival; the one case it cannot settle out of order
         # (three packages chained through Replaces) is retried in install order before it counts as a conflict.
         _clear(root)
-        writer, controls, files = _unpack_all(root, recipe, arch, epoch, order, by_key, debs, path_filter, 1)
+        writer, controls, files = _unpack_all(root, recipe, arch, epoch, order, by_key, debs, path_filter, 1, cache)
     tree = Tree(root, arch, resolution, epoch, writer, files, controls, effects=EffectsRun((), ()))
     _add_local_files(tree, recipe)
     options = EffectOptions.from_recipe(recipe, suite=_suite_of(resolution))
@@ -193,10 +197,26 @@ def _bytes_of(tree: Tree, pf: PackageFiles) -> int:
     return total
 
 
+def data_tar(cache: Cache | None, pkg: Package, deb: Path, max_bytes: int) -> Path | None:
+    """The cached, decompressed data.tar of ``deb`` (made on first use: temp name, then rename)."""
+    if cache is None:
+        return None
+    path = cache.data_tar_path(pkg.sha256)
+    if not path.is_file():
+        tmp = cache.root / "tmp" / f"{pkg.sha256}.{os.getpid()}.{threading.get_ident()}.tar"
+        try:
+            extract_data_tar(deb, tmp, max_bytes)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+    return path
+
+
 def _unpack_all(root: Path, recipe: Recipe, arch: str, epoch: int, order: Sequence[str],
                 by_key: Mapping[str, Package], debs: Mapping[str, Path], path_filter: PathFilter,
-                threads: int) -> tuple[TreeWriter, dict[str, DebControl], dict[str, PackageFiles]]:
-    """Unpack every package; decompression runs in ``threads`` threads (libarchive releases the GIL)."""
+                threads: int, cache: Cache | None = None) -> tuple[TreeWriter, dict[str, DebControl],
+                                                                 dict[str, PackageFiles]]:
+    """Unpack every package; decompression runs in ``threads`` threads (the codecs release the GIL)."""
     writer = TreeWriter(root, merged_usr=recipe.merged_usr, arch_multiarch=arch, allow_devices=recipe.allow_devices,
                         epoch=epoch, conflict_policy=dict(recipe.conflicts_prefer))
 
@@ -205,10 +225,11 @@ def _unpack_all(root: Path, recipe: Recipe, arch: str, epoch: int, order: Sequen
         pkg = by_key[key]
         control = read_control(debs[key])
         declared = max(control.installed_size, pkg.installed_size)
+        limit = declared * 1024 * BOMB_MARGIN + (16 << 20)
         files = writer.add_package(
             pkg.name, debs[key], replaces=_replaces_names(control), path_filter=path_filter,
-            max_bytes=declared * 1024 * BOMB_MARGIN + (16 << 20), multi_arch_same=control.multi_arch == "same",
-            rank=rank,
+            max_bytes=limit, multi_arch_same=control.multi_arch == "same", rank=rank,
+            data_tar=data_tar(cache, pkg, debs[key], limit),
         )
         return pkg.name, control, files
 

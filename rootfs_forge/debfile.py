@@ -200,6 +200,82 @@ def iter_data(path: Path | str) -> Generator[DataMember, None, None]:
                 _drain(feed)  # the rest of the member (tar padding) must be there too: catches truncation
 
 
+def iter_tar(tar: Path | str, deb: Path | str) -> Generator[DataMember, None, None]:
+    """Like :func:`iter_data`, over a ``data.tar`` that :func:`extract_data_tar` already decompressed.
+
+    ``deb`` names the package in errors. The members go through the same checks as :func:`iter_data`'s.
+    """
+    label = str(deb)
+    feed = _Feed(label, None, "data.tar")
+    try:
+        reader = libarchive.file_reader(str(tar), format_name="tar", filter_name="none")
+    except ArchiveError as exc:
+        raise DebError("read", label, f"data.tar: {_reason(exc)}") from None
+    with reader as archive:
+        for entry in _checked(feed, archive):
+            member = _member(label, feed, entry)
+            member._alive = True
+            try:
+                yield member
+            finally:
+                member._alive = False
+
+
+def extract_data_tar(deb: Path | str, dest: Path | str, max_bytes: int | None = None) -> int:
+    """Write the decompressed ``data.tar`` of ``deb`` to ``dest`` (a new file); return its size.
+
+    The decompression runs in Python's codecs (they release the GIL); more than ``max_bytes`` of output is a
+    decompression bomb and raises before the disk fills.
+    """
+    import bz2
+    import lzma
+    import zlib
+
+    label = str(deb)
+    with ExitStack() as stack:
+        for name, outer_p in _members(label, stack, stop_after="data"):
+            if not name.startswith("data.tar"):
+                continue
+            suffix = name[len("data.tar"):]
+            codec: Any
+            if suffix == ".xz":
+                codec = lzma.LZMADecompressor()
+            elif suffix == ".gz":
+                codec = zlib.decompressobj(wbits=47)
+            elif suffix == ".zst":
+                import zstandard
+
+                codec = zstandard.ZstdDecompressor().decompressobj()
+            elif suffix == ".bz2":
+                codec = bz2.BZ2Decompressor()
+            else:
+                codec = None
+            feed = _Feed(label, outer_p, name)
+            ptr = ctypes.c_void_p()
+            written = 0
+            with open(dest, "xb") as out:
+                while (n := feed.read(None, None, ctypes.pointer(ptr))) > 0:
+                    chunk = ctypes.string_at(ptr.value or 0, n)
+                    try:
+                        data = codec.decompress(chunk) if codec is not None else chunk
+                    except (lzma.LZMAError, zlib.error, OSError, ValueError) as exc:
+                        raise DebError("read", label, f"{name}: {exc}") from None
+                    written += len(data)
+                    if max_bytes is not None and written > max_bytes:
+                        raise DebError("unpack", label, f"its data exceeds the limit of {max_bytes} bytes "
+                                                        "(decompression bomb?)")
+                    out.write(data)
+                if n < 0 and feed.failure is not None:
+                    raise feed.failure
+                tail = codec.flush() if codec is not None and hasattr(codec, "flush") else b""
+                out.write(tail)
+                written += len(tail)
+                if codec is not None and hasattr(codec, "eof") and not codec.eof:
+                    raise DebError("read", label, f"{name}: truncated compressed stream")
+            return written
+    raise DebError("read", label, "missing member data.tar (truncated or not a .deb)")
+
+
 # -- internals ---------------------------------------------------------------------------------------------
 
 

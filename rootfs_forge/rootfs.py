@@ -50,7 +50,7 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Protocol
 
-from rootfs_forge.debfile import DataMember, iter_data, normalize_path
+from rootfs_forge.debfile import DataMember, iter_data, iter_tar, normalize_path
 from rootfs_forge.errors import RootfsError
 from rootfs_forge.filters import PathFilter, Verdict
 
@@ -248,8 +248,12 @@ class TreeWriter:
 
     def add_package(self, name: str, deb: Path, *, replaces: Sequence[str] = (),
                     path_filter: PathFilter | None = None, max_bytes: int | None = None,
-                    multi_arch_same: bool = False, rank: int | None = None) -> PackageFiles:
+                    multi_arch_same: bool = False, rank: int | None = None,
+                    data_tar: Path | None = None) -> PackageFiles:
         """Unpack the data members of ``deb`` as package ``name``. Thread-safe for concurrent packages.
+
+        ``data_tar``: the package's data.tar already decompressed (the cache keeps one per .deb), read instead
+        of decompressing ``deb`` again; the same checks apply to its members.
 
         ``rank`` is the package's position in the install order (default: the order of the calls). A directory
         shipped by several packages keeps the metadata of the lowest rank, as dpkg keeps the first package's;
@@ -262,7 +266,7 @@ class TreeWriter:
             self._replaces[name] = frozenset(replaces)
             self._ma_same[name] = multi_arch_same
         unpacked = 0
-        members = iter_data(deb)
+        members = iter_tar(data_tar, deb) if data_tar is not None else iter_data(deb)
         try:
             for m in members:
                 # the tar stream so far: a 512-byte header per member plus its data in 512-byte blocks. This

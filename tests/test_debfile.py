@@ -237,3 +237,43 @@ def test_dotdot_member_is_a_deb_error(tmp_path: Path) -> None:
 def test_debcontrol_defaults() -> None:
     c = DebControl(fields={"Package": "p", "Installed-Size": "n/a"})
     assert (c.name, c.version, c.multi_arch, c.installed_size) == ("p", "", "no", 0)
+
+
+def test_extract_data_tar_matches_the_members_and_iter_tar_reads_them(tmp_path: Path) -> None:
+    from rootfs_forge.debfile import extract_data_tar, iter_data, iter_tar
+
+    spec = DebSpec("cached", members=[Dir("usr"), Dir("usr/bin"), Reg("usr/bin/x", b"#!/bin/sh\n" * 100, 0o755),
+                                      Lnk("usr/bin/y", "x")])
+    for how in ("xz", "gz", "zst", "bz2", "none"):
+        deb = tmp_path / f"c-{how}.deb"
+        deb.write_bytes(build_deb(DebSpec(spec.name, members=spec.members, compression=how)))
+        tar = tmp_path / f"c-{how}.tar"
+        size = extract_data_tar(deb, tar)
+        assert size == tar.stat().st_size > 0
+        direct = [(m.path, m.kind, m.mode, m.linkname, m.read()) for m in iter_data(deb)]
+        cached = [(m.path, m.kind, m.mode, m.linkname, m.read()) for m in iter_tar(tar, deb)]
+        assert cached == direct, how
+
+
+def test_decompression_bomb_is_bounded_while_caching_the_data_tar(tmp_path: Path) -> None:
+    from rootfs_forge.debfile import extract_data_tar
+
+    deb = tmp_path / "bomb.deb"
+    deb.write_bytes(build_deb(DebSpec("bomb", members=[Reg("zeros", bytes(4 << 20))])))
+    with pytest.raises(DebError, match="decompression bomb"):
+        extract_data_tar(deb, tmp_path / "bomb.tar", max_bytes=1 << 20)
+
+
+def test_truncated_compressed_data_is_refused_while_caching(tmp_path: Path) -> None:
+    from rootfs_forge.debfile import extract_data_tar
+
+    good = build_deb(DebSpec("t", members=[Reg("f", bytes(range(256)) * 512)]))
+    data_at = good.index(b"data.tar.xz")
+    size = int(good[data_at + 48:data_at + 58].decode().strip())
+    start = data_at + 60
+    header = good[data_at:data_at + 48] + f"{size // 2:<10}".encode() + good[data_at + 58:data_at + 60]
+    broken = good[:data_at] + header + good[start:start + size // 2]
+    deb = tmp_path / "t.deb"
+    deb.write_bytes(broken)
+    with pytest.raises(DebError):
+        extract_data_tar(deb, tmp_path / "t.tar")

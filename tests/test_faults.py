@@ -189,7 +189,10 @@ def test_cache_prune_keeps_what_locks_and_indexes_reference(served: tuple[Repo, 
     lock = tmp_path / "x.lock"
     lock.write_text(f'version = 1\n[[image]]\n[[image.package]]\nsha256 = "{pkg.sha256}"\n')
     assert usage(cache).blobs == 2  # the Packages index and the .deb
+    orphan = cache.data_tar_path("0" * 64)
+    orphan.write_bytes(b"a decompressed data.tar whose .deb is gone")
     removed, _ = prune(cache, [lock], None)
     assert removed == 1 and cache.has(pkg.sha256)  # the index is referenced by nothing: no state was saved
+    assert not orphan.exists()  # derived entries go with their .deb
     removed, freed = prune(cache, [], None)
     assert removed == 1 and freed == pkg.size and usage(cache).blobs == 0

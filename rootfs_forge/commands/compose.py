@@ -64,7 +64,7 @@ def cmd_compose(args: argparse.Namespace) -> int:
                                  progress=TqdmProgress(show_progress))
             debs = {f.package.key: f.path for f in fetched}
             root = Path(work) / f"rootfs-{arch}"
-            tree = build_tree(root, recipe, arch, res, debs, ctx.epoch)
+            tree = build_tree(root, recipe, arch, res, debs, ctx.epoch, cache=ctx.cache)
             trees.append(tree)
             files_dropped, bytes_dropped = tree.dropped()
             report["architectures"][arch] = {
