@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import time
 import tomllib
@@ -54,6 +55,11 @@ def verify(cache: Cache) -> tuple[int, list[str]]:
             for idx in cache.root.glob(f"index/{p.name}.idx*"):
                 idx.unlink(missing_ok=True)
     _drop_orphans(cache)
+    for tar in sorted((cache.root / "unpacked").glob("*.tar")):
+        checked += 1
+        if not _tar_matches(tar):
+            bad.append(f"unpacked/{tar.name}")
+            tar.unlink(missing_ok=True)
     # temp files of killed processes are never valid entries; a day-old one belongs to no live download
     cutoff = time.time() - 86400
     for t in (cache.root / "tmp").iterdir():
@@ -106,6 +112,19 @@ def prune(cache: Cache, locks: Iterable[Path], older_than_days: float | None,
     return removed, freed
 
 
+def _tar_matches(tar: Path) -> bool:
+    """A decompressed data.tar still has the SHA256 recorded when it was made."""
+    try:
+        want = tar.with_name(tar.name + ".sha256").read_text().strip()
+    except OSError:
+        return False
+    h = hashlib.sha256()
+    with open(tar, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest() == want
+
+
 def _drop_orphans(cache: Cache) -> int:
     """Remove derived entries (decompressed data.tars) whose .deb is gone; return the bytes freed."""
     freed = 0
@@ -114,4 +133,7 @@ def _drop_orphans(cache: Cache) -> int:
             with contextlib.suppress(FileNotFoundError):
                 freed += tar.stat().st_size
                 tar.unlink()
+    for side in (cache.root / "unpacked").glob("*.tar.sha256"):
+        if not side.with_name(side.name[: -len(".sha256")]).exists():
+            side.unlink(missing_ok=True)
     return freed

@@ -205,7 +205,9 @@ def data_tar(cache: Cache | None, pkg: Package, deb: Path, max_bytes: int) -> Pa
     if not path.is_file():
         tmp = cache.root / "tmp" / f"{pkg.sha256}.{os.getpid()}.{threading.get_ident()}.tar"
         try:
-            extract_data_tar(deb, tmp, max_bytes)
+            _, digest = extract_data_tar(deb, tmp, max_bytes)
+            # its digest, for `forge cache verify`; written first, so a tar never exists without one
+            cache.write_atomic(path.with_name(path.name + ".sha256"), digest.encode())
             os.replace(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)

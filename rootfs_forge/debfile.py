@@ -221,13 +221,14 @@ def iter_tar(tar: Path | str, deb: Path | str) -> Generator[DataMember, None, No
                 member._alive = False
 
 
-def extract_data_tar(deb: Path | str, dest: Path | str, max_bytes: int | None = None) -> int:
-    """Write the decompressed ``data.tar`` of ``deb`` to ``dest`` (a new file); return its size.
+def extract_data_tar(deb: Path | str, dest: Path | str, max_bytes: int | None = None) -> tuple[int, str]:
+    """Write the decompressed ``data.tar`` of ``deb`` to ``dest`` (a new file); return its size and SHA256.
 
     The decompression runs in Python's codecs (they release the GIL); more than ``max_bytes`` of output is a
     decompression bomb and raises before the disk fills.
     """
     import bz2
+    import hashlib
     import lzma
     import zlib
 
@@ -253,6 +254,7 @@ def extract_data_tar(deb: Path | str, dest: Path | str, max_bytes: int | None = 
             feed = _Feed(label, outer_p, name)
             ptr = ctypes.c_void_p()
             written = 0
+            digest = hashlib.sha256()
             with open(dest, "xb") as out:
                 while (n := feed.read(None, None, ctypes.pointer(ptr))) > 0:
                     chunk = ctypes.string_at(ptr.value or 0, n)
@@ -265,14 +267,16 @@ def extract_data_tar(deb: Path | str, dest: Path | str, max_bytes: int | None = 
                         raise DebError("unpack", label, f"its data exceeds the limit of {max_bytes} bytes "
                                                         "(decompression bomb?)")
                     out.write(data)
+                    digest.update(data)
                 if n < 0 and feed.failure is not None:
                     raise feed.failure
                 tail = codec.flush() if codec is not None and hasattr(codec, "flush") else b""
                 out.write(tail)
+                digest.update(tail)
                 written += len(tail)
                 if codec is not None and hasattr(codec, "eof") and not codec.eof:
                     raise DebError("read", label, f"{name}: truncated compressed stream")
-            return written
+            return written, digest.hexdigest()
     raise DebError("read", label, "missing member data.tar (truncated or not a .deb)")
 
 

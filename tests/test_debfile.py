@@ -248,8 +248,9 @@ def test_extract_data_tar_matches_the_members_and_iter_tar_reads_them(tmp_path: 
         deb = tmp_path / f"c-{how}.deb"
         deb.write_bytes(build_deb(DebSpec(spec.name, members=spec.members, compression=how)))
         tar = tmp_path / f"c-{how}.tar"
-        size = extract_data_tar(deb, tar)
+        size, digest = extract_data_tar(deb, tar)
         assert size == tar.stat().st_size > 0
+        assert digest == hashlib.sha256(tar.read_bytes()).hexdigest()
         direct = [(m.path, m.kind, m.mode, m.linkname, m.read()) for m in iter_data(deb)]
         cached = [(m.path, m.kind, m.mode, m.linkname, m.read()) for m in iter_tar(tar, deb)]
         assert cached == direct, how
