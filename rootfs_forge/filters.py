@@ -51,6 +51,11 @@ class Rule:
         return _may_match_below(self.pattern, directory)
 
 
+def _literal_prefix(pattern: str) -> str:
+    m = _WILDCARDS.search(pattern)
+    return pattern[: m.start()] if m else pattern
+
+
 def _may_match_below(pattern: str, directory: str) -> bool:
     m = _WILDCARDS.search(pattern)
     prefix = pattern[: m.start()] if m else pattern
@@ -108,6 +113,7 @@ class PathFilter:
             + [Rule(False, _clean(g)) for g in exclude]
             + [Rule(True, _clean(g)) for g in include]
         )
+        self._prefixes = tuple(_literal_prefix(r.pattern) for r in self.rules)
         self.slices: dict[str, tuple[str, ...]] = {
             pkg: tuple(_clean(g) for g in globs) for pkg, globs in sorted((slices or {}).items())
         }
@@ -121,8 +127,9 @@ class PathFilter:
             return _slice_verdict(globs, path, kind)
         last: Rule | None = None
         index = -1
-        for i, rule in enumerate(self.rules):
-            if rule.matches(path):
+        for i, (rule, prefix) in enumerate(zip(self.rules, self._prefixes, strict=True)):
+            # a rule's literal prefix rules most paths out with one C call, before its regex runs
+            if path.startswith(prefix) and rule.matches(path):
                 last, index = rule, i
         if last is None or last.include:
             return Verdict.KEEP
