@@ -190,13 +190,7 @@ def iter_data(path: Path | str) -> Generator[DataMember, None, None]:
             if not name.startswith("data.tar"):
                 continue
             with _inner_tar(deb, outer_p, name) as (feed, tar):
-                for entry in _checked(feed, tar):
-                    member = _member(deb, feed, entry)
-                    member._alive = True
-                    try:
-                        yield member
-                    finally:
-                        member._alive = False
+                yield from _live_members(deb, feed, tar)
                 _drain(feed)  # the rest of the member (tar padding) must be there too: catches truncation
 
 
@@ -212,13 +206,18 @@ def iter_tar(tar: Path | str, deb: Path | str) -> Generator[DataMember, None, No
     except ArchiveError as exc:
         raise DebError("read", label, f"data.tar: {_reason(exc)}") from None
     with reader as archive:
-        for entry in _checked(feed, archive):
-            member = _member(label, feed, entry)
-            member._alive = True
-            try:
-                yield member
-            finally:
-                member._alive = False
+        yield from _live_members(label, feed, archive)
+
+
+def _live_members(label: str, feed: _Feed, reader: Any) -> Generator[DataMember, None, None]:
+    """Members whose content is readable while they are current (``DataMember.blocks``), and not after."""
+    for entry in _checked(feed, reader):
+        member = _member(label, feed, entry)
+        member._alive = True
+        try:
+            yield member
+        finally:
+            member._alive = False
 
 
 def extract_data_tar(deb: Path | str, dest: Path | str, max_bytes: int | None = None) -> tuple[int, str]:
