@@ -50,23 +50,35 @@ class Signer:
         keyring = directory / f"{name.replace(' ', '-').lower()}.gpg"
         keyring.write_bytes(subprocess.run(["gpg", "--batch", "--export", fpr], check=True, env=env,
                                            capture_output=True).stdout)
-        return cls(home, keyring, fpr)
+        signer = cls(home, keyring, fpr)
+        signer.stop_agent()
+        return signer
+
+    def stop_agent(self) -> None:
+        """gpg starts an agent per GNUPGHOME; stop it so the test suite leaves no daemon behind."""
+        subprocess.run(["gpgconf", "--homedir", str(self.home), "--kill", "all"], capture_output=True)
 
     def clearsign(self, data: bytes) -> bytes:
         env = {**os.environ, "GNUPGHOME": str(self.home)}
-        return subprocess.run(
-            ["gpg", "--batch", "--quiet", "--pinentry-mode", "loopback", "--passphrase", "", "--local-user",
-             self.fingerprint, "--digest-algo", "SHA512", "--clearsign"],
-            input=data, check=True, env=env, capture_output=True,
-        ).stdout
+        try:
+            return subprocess.run(
+                ["gpg", "--batch", "--quiet", "--pinentry-mode", "loopback", "--passphrase", "", "--local-user",
+                 self.fingerprint, "--digest-algo", "SHA512", "--clearsign"],
+                input=data, check=True, env=env, capture_output=True,
+            ).stdout
+        finally:
+            self.stop_agent()
 
     def detach_sign(self, data: bytes) -> bytes:
         env = {**os.environ, "GNUPGHOME": str(self.home)}
-        return subprocess.run(
-            ["gpg", "--batch", "--quiet", "--pinentry-mode", "loopback", "--passphrase", "", "--local-user",
-             self.fingerprint, "--armor", "--detach-sign"],
-            input=data, check=True, env=env, capture_output=True,
-        ).stdout
+        try:
+            return subprocess.run(
+                ["gpg", "--batch", "--quiet", "--pinentry-mode", "loopback", "--passphrase", "", "--local-user",
+                 self.fingerprint, "--armor", "--detach-sign"],
+                input=data, check=True, env=env, capture_output=True,
+            ).stdout
+        finally:
+            self.stop_agent()
 
 
 @dataclass
