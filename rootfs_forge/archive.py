@@ -221,10 +221,6 @@ def gpgv_verify(signed: bytes, keyrings: Sequence[str], what: str, workdir: Path
     return out_path.read_text(encoding="utf-8", errors="replace")
 
 
-def _urls(entry: SourceEntry, rel: str) -> list[str]:
-    return [f"{base}/{rel}" for base in (entry.url, *entry.mirrors)]
-
-
 def _dists(entry: SourceEntry) -> str:
     return entry.suite.rstrip("/") if entry.flat else f"dists/{entry.suite}"
 

@@ -87,11 +87,6 @@ class Cache:
             raise
         hasher.close()
 
-    def put_bytes(self, data: bytes, sha256: str, what: str) -> Path:
-        with self.writer(sha256, len(data), what) as f:
-            f.write(data)
-        return self.blob_path(sha256)
-
     def write_atomic(self, path: Path, data: bytes) -> None:
         """Write a derived file (index, state) through a temp name."""
         fd, tmp = tempfile.mkstemp(dir=self.root / "tmp", prefix=path.name + ".")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import time
 import tomllib
@@ -79,7 +80,6 @@ def referenced_digests(cache: Cache, locks: Iterable[Path]) -> set[str]:
             continue
         for img in doc.get("image", []):
             keep |= {p.get("sha256", "") for p in img.get("package", [])}
-    import json
 
     for state in (cache.root / "state").glob("*.json"):
         try:

@@ -393,6 +393,11 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def layer_owners(tree: Tree) -> dict[str, tuple[int, int, int]] | None:
+    """Owners for the layer writer: none needed as root (the tree on disk has them), else the intended ones."""
+    return None if os.geteuid() == 0 else owners_of(tree)
+
+
 def owners_of(tree: Tree) -> dict[str, tuple[int, int, int]]:
     """Intended (uid, gid, mode) of every tree path, for layer tars written by an unprivileged build."""
     out = {}
@@ -417,6 +422,3 @@ def check_user(tree: Tree, user: str) -> None:
         raise ForgeError("configure", f"user {name!r}", "no such user in the image's /etc/passwd (add an "
                                                         "[[account]] or the package that creates it)")
 
-
-def sequence_or_empty(x: Sequence[str] | None) -> list[str]:
-    return list(x or [])

@@ -12,7 +12,6 @@ import os
 import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 from rootfs_forge.archive import IndexFile, update_sources
 from rootfs_forge.cache import Cache, default_cache_dir
@@ -97,14 +96,3 @@ def _file_from_json(d: dict[str, object]) -> IndexFile:
         e[k] = tuple(e[k])
     return IndexFile(SourceEntry(**e), str(d["component"]), str(d["architecture"]), str(d["sha256"]),
                      str(d["compression"]), str(d["codename"]))
-
-
-def image_epoch(ctx_epoch: int | None, packages_dates: Sequence[int]) -> int:
-    """``SOURCE_DATE_EPOCH`` when set, else the newest package date, never the wall clock."""
-    if ctx_epoch is not None:
-        return ctx_epoch
-    return max(packages_dates, default=0)
-
-
-def as_path(p: str | os.PathLike[str]) -> Path:
-    return Path(p)

@@ -105,7 +105,7 @@ def fetch_debs(packages: Sequence[Package], cache: Cache, transport: Transport, 
 class TqdmProgress(Progress):
     """Overall bytes and packages on one bar; silent when not a terminal or when quiet."""
 
-    def __init__(self, enabled: bool, describe: Callable[[int], str] | None = None) -> None:
+    def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
         self._bar = None
         self._done = 0

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from rootfs_forge.compose import Tree, check_user, owners_of, staged_output
+from rootfs_forge.compose import Tree, check_user, layer_owners, staged_output
 from rootfs_forge.layer import LayerBlob, write_layer
 from rootfs_forge.layering import LayerPlan, plan_layers
 from rootfs_forge.oci import DEFAULT_ENV, ImageConfig, platform_for, write_docker_archive, write_image, write_index
@@ -77,7 +77,7 @@ def write_tree_layers(tree: Tree, recipe: Recipe, layout: Path) -> tuple[list[La
     if len(plans) > 1 and plans[-1].name != "rest":
         # generated files (effects, dpkg database) always go on top, in a layer of their own
         plans.append(LayerPlan("rest", ()))
-    owners = None if os.geteuid() == 0 else owners_of(tree)
+    owners = layer_owners(tree)
     blobs: list[LayerBlob] = []
     history: list[str] = []
     for plan, paths in zip(plans, layer_paths(tree, plans), strict=True):

@@ -4,7 +4,8 @@ back.
 Pure builders (``config_document``, ``manifest_document``, ``index_document``, ``platform_for``) return plain
 dicts; ``canonical`` turns them into the exact bytes that are hashed, so equal inputs give equal digests. The
 writers put every blob under ``blobs/sha256/<hex>`` through a temp name, fsync and rename; whole outputs go to
-a temp name next to their destination (``staged_dir``, ``_staged_file``) and are renamed only when complete.
+a temp name next to their destination (``_staged_file``; layouts: ``compose.staged_output``) and are renamed
+only when complete.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import datetime as dt
 import hashlib
 import json
 import os
-import shutil
 import tarfile
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
@@ -287,28 +287,6 @@ def write_index(
     ref = ImageRef(digest, size, INDEX_TYPE, "", layout_dir, ref_name)
     _tag(layout_dir, ref.descriptor(), ref_name)
     return ref
-
-
-@contextlib.contextmanager
-def staged_dir(dest: Path) -> Iterator[Path]:
-    """A fresh directory next to ``dest``: replaces ``dest`` when the block succeeds, vanishes if not."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
-    try:
-        tmp.chmod(0o755)
-        yield tmp
-        old = None
-        if dest.exists() or dest.is_symlink():
-            if not dest.is_dir() or dest.is_symlink():
-                raise ImageError("write image", str(dest), "exists and is not a directory")
-            old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-", dir=dest.parent))
-            os.replace(dest, old / "x")
-        os.replace(tmp, dest)
-        if old is not None:
-            shutil.rmtree(old)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 @contextlib.contextmanager

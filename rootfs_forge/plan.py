@@ -33,9 +33,10 @@ class Plan:
     from_lock: bool
 
 
-def resolve_recipe(recipe: Recipe, ctx: Context, reporter: Callable[[str], None] | None = None) -> Plan:
+def resolve_recipe(recipe: Recipe, ctx: Context, reporter: Callable[[str], None] | None = None,
+                   entries: list[SourceEntry] | None = None) -> Plan:
     """Resolve every architecture of ``recipe`` against freshly verified indexes."""
-    entries = resolve_sources(recipe.sources)
+    entries = resolve_sources(recipe.sources) if entries is None else entries
     out: dict[str, Resolution] = {}
     for arch in recipe.architectures:
         request = request_for(recipe, arch)
@@ -60,4 +61,4 @@ def plan(recipe: Recipe, ctx: Context, *, locked: bool = False, use_lock: bool =
             raise RecipeError(str(path), ["the lock is stale: the recipe changed since 'forge lock' (run it again)"])
     elif locked:
         raise RecipeError(str(path), ["no such lock file (run forge lock first, or drop --locked)"])
-    return resolve_recipe(recipe, ctx, reporter)
+    return resolve_recipe(recipe, ctx, reporter, entries)

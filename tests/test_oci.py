@@ -28,7 +28,6 @@ from rootfs_forge.oci import (
     platform_for,
     read_image,
     split_image_ref,
-    staged_dir,
     write_docker_archive,
     write_image,
     write_index,
@@ -169,18 +168,22 @@ def test_retag_replaces_the_index_entry(tmp_path: Path) -> None:
     assert tags == [("latest", second.manifest_digest), ("other", other.manifest_digest)]
 
 
-def test_staged_dir_leaves_nothing_on_error(tmp_path: Path) -> None:
+def test_staged_layout_leaves_nothing_on_error(tmp_path: Path) -> None:
+    from rootfs_forge.compose import staged_output
+
     dest = tmp_path / "img"
-    with pytest.raises(ImageError), staged_dir(dest) as tmp:
+    with pytest.raises(ImageError), staged_output(dest, directory=True) as tmp:
         write_layer(tiny_tree(tmp_path / "t"), tmp, epoch=EPOCH, paths=["etc/missing"])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t"]
 
 
-def test_staged_dir_replaces_an_existing_layout(tmp_path: Path) -> None:
+def test_staged_layout_replaces_an_existing_layout(tmp_path: Path) -> None:
+    from rootfs_forge.compose import staged_output
+
     dest = tmp_path / "img"
-    with staged_dir(dest) as tmp:
+    with staged_output(dest, directory=True) as tmp:
         build(tmp, tiny_tree(tmp_path / "t1", "one"))
-    with staged_dir(dest) as tmp:
+    with staged_output(dest, directory=True) as tmp:
         ref = build(tmp, tiny_tree(tmp_path / "t2", "two"))
     assert read_image(dest, "latest").manifest_digest == ref.manifest_digest
     assert sorted(p.name for p in tmp_path.iterdir()) == ["img", "t1", "t2"]

@@ -11,6 +11,8 @@ import sys
 import tempfile
 from typing import Any
 
+from rootfs_forge.commands.fmt import human_size
+
 FAIL_CONDITIONS = ("missing-libs", "unowned-files")
 _MACHINE_TO_DEB = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "armhf", "i686": "i386", "ppc64le": "ppc64el",
                    "s390x": "s390x", "riscv64": "riscv64"}
@@ -56,14 +58,6 @@ def _canonical(data: object) -> str:
 def _arch(args: argparse.Namespace) -> str:
     return str(args.arch or _MACHINE_TO_DEB.get(platform.machine(), platform.machine()))
 
-
-def _human(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"
 
 
 def _table(rows: list[list[str]], right: set[int] | None = None) -> list[str]:
@@ -111,22 +105,22 @@ def _audit_lines(report: Any, top: int) -> list[str]:
     os_name = " ".join(report.os_release.get(k, "") for k in ("ID", "VERSION_ID")).strip() or "unknown OS"
     sizes = report.sizes
     lines = [f"{target.spec}: {target.kind}{' ' + target.ref if target.ref else ''}, {os_name}, "
-             f"{len(report.inventory.packages)} packages, {sizes.total_files} files, {_human(sizes.total_bytes)}"]
+             f"{len(report.inventory.packages)} packages, {sizes.total_files} files, {human_size(sizes.total_bytes)}"]
     if target.layers:
         lines.append(f"layers: {len(target.layers)}")
     rows = [["PACKAGE", "VERSION", "ARCH", "SIZE", "FILES KEPT/SHIPPED"]]
-    rows += [[u.name, u.version, u.architecture, _human(u.bytes), f"{u.files_kept}/{u.files_shipped}"]
+    rows += [[u.name, u.version, u.architecture, human_size(u.bytes), f"{u.files_kept}/{u.files_shipped}"]
              for u in report.inventory.packages]
     lines += ["", *_table(rows, {3})]
     if sizes.largest_packages:
         lines += ["", f"largest packages (top {top}):"]
-        lines += ["  " + r for r in _table([[k, _human(b)] for k, b in sizes.largest_packages], {1})]
+        lines += ["  " + r for r in _table([[k, human_size(b)] for k, b in sizes.largest_packages], {1})]
     if sizes.largest_files:
         lines += ["", f"largest files (top {top}):"]
-        lines += ["  " + r for r in _table([[p, _human(b)] for p, b in sizes.largest_files], {1})]
+        lines += ["  " + r for r in _table([[p, human_size(b)] for p, b in sizes.largest_files], {1})]
     if sizes.saved_bytes is not None:
-        lines += ["", f"path filters saved {sizes.saved_files} files, {_human(sizes.saved_bytes)}"]
-        lines += ["  " + r for r in _table([[k, f"{f} files", _human(b)] for k, f, b in sizes.saved_by_package],
+        lines += ["", f"path filters saved {sizes.saved_files} files, {human_size(sizes.saved_bytes)}"]
+        lines += ["  " + r for r in _table([[k, f"{f} files", human_size(b)] for k, f, b in sizes.saved_by_package],
                                            {1, 2})]
     unowned = report.inventory.unowned
     lines += ["", f"files owned by no package: {len(unowned)}"]
@@ -199,10 +193,10 @@ def cmd_diff(args: argparse.Namespace) -> int:
     lines += [f"  ~ {k} {a} -> {b}" for k, a, b in report.changed]
     if report.compared_files:
         lines += ["", f"files: +{len(report.files_added)} -{len(report.files_removed)} ~{len(report.files_changed)}"
-                      f", bytes {'+' if report.bytes_delta >= 0 else '-'}{_human(abs(report.bytes_delta))}"]
-        lines += [f"  + {p} ({_human(n)})" for p, n in report.files_added]
-        lines += [f"  - {p} ({_human(n)})" for p, n in report.files_removed]
-        lines += [f"  ~ {p} ({_human(a)} -> {_human(b)})" for p, a, b in report.files_changed]
+                      f", bytes {'+' if report.bytes_delta >= 0 else '-'}{human_size(abs(report.bytes_delta))}"]
+        lines += [f"  + {p} ({human_size(n)})" for p, n in report.files_added]
+        lines += [f"  - {p} ({human_size(n)})" for p, n in report.files_removed]
+        lines += [f"  ~ {p} ({human_size(a)} -> {human_size(b)})" for p, a, b in report.files_changed]
     if report.shared_layers is not None:
         lines += ["", f"layers shared: {len(report.shared_layers)} of {len(report.a.layers)} / {len(report.b.layers)}"]
         lines += [f"  = {d}" for d in report.shared_layers]

@@ -59,6 +59,6 @@ def cmd_du(args: argparse.Namespace) -> int:
         print_json({"blobs": u.blobs, "blob_bytes": u.blob_bytes, "index_bytes": u.index_bytes,
                     "other_bytes": u.other_bytes, "total_bytes": u.total})
     else:
-        print(f"{u.blobs} entries, {human_size(u.blob_bytes)} downloads, {human_size(u.index_bytes)} indexes, "
-              f"{human_size(u.total)} in all")
+        print(f"{u.blobs} entries, {human_size(u.blob_bytes)} downloads, "
+              f"{human_size(u.index_bytes)} indexes and unpacked data, {human_size(u.total)} in all")
     return 0

@@ -8,6 +8,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+__all__ = ["human_size", "table"]  # re-exported for the commands
+
+from rootfs_forge.commands.fmt import human_size, table
 from rootfs_forge.context import Context, host_architecture
 from rootfs_forge.recipe import Recipe, load_recipe
 from rootfs_forge.sources import SourceEntry, resolve_sources
@@ -48,19 +51,3 @@ def sources_and_archs(recipe: Recipe | None, ctx: Context, arch: str | None = No
 
 def print_json(doc: Any) -> None:
     print(json.dumps(doc, sort_keys=True, separators=(",", ":")))
-
-
-def table(rows: list[list[str]], headers: list[str]) -> str:
-    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows, strict=False)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=False)).rstrip()]
-    for r in rows:
-        lines.append("  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=False)).rstrip())
-    return "\n".join(lines)
-
-
-def human_size(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(n) < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GiB"

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from rootfs_forge.commands.common import add_cache_args, add_json_arg, human_size, make_context, print_json
-from rootfs_forge.compose import Tree, build_tree, check_destination, staged_output
+from rootfs_forge.compose import Tree, build_tree, check_destination, layer_owners, staged_output
 from rootfs_forge.errors import ForgeError
 from rootfs_forge.fetch import TqdmProgress, fetch_debs
 from rootfs_forge.plan import plan
@@ -112,18 +112,12 @@ def _write_output(trees: list[Tree], recipe: Any, dest: Path, fmt: str, multi: b
         with staged_output(dest, directory=False) as out:
             out.parent.mkdir(parents=True, exist_ok=True)
             blob = write_layer(t.root, out.parent / "blob", epoch=t.epoch, compression="none",
-                               owners=_owners_if_unprivileged(t))
+                               owners=layer_owners(t))
             Path(blob.path).rename(out)
         return {"diff_id": blob.diff_id}
     from rootfs_forge.image import write_images
 
     return write_images(trees, recipe, dest, fmt)
-
-
-def _owners_if_unprivileged(tree: Tree) -> dict[str, tuple[int, int, int]] | None:
-    from rootfs_forge.compose import owners_of
-
-    return None if os.geteuid() == 0 else owners_of(tree)
 
 
 def _print_report(report: dict[str, Any], quiet: bool) -> None:

@@ -9,6 +9,8 @@ import argparse
 import os
 import sys
 
+from rootfs_forge.commands.fmt import human_size
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="run a command in a container made from an image or a rootfs directory",
@@ -111,20 +113,12 @@ def _ps(args: argparse.Namespace) -> int:
     rows = [("NAME", "IMAGE", "CREATED", "SIZE")]
     for name, meta, size in state.listing(_state_dir(args)):
         created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(meta.get("created", 0))))
-        rows.append((name, str(meta.get("image") or meta.get("rootfs") or "?"), created, _human(size)))
+        rows.append((name, str(meta.get("image") or meta.get("rootfs") or "?"), created, human_size(size)))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
     return 0
 
-
-def _human(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f}{unit}" if unit == "B" else f"{size:.1f}{unit}"
-        size /= 1024
-    return f"{n}B"
 
 
 def _rm(args: argparse.Namespace) -> int:

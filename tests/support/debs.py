@@ -10,7 +10,6 @@ import hashlib
 import io
 import lzma
 import tarfile
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -179,6 +178,3 @@ def build_deb(spec: DebSpec, *, raw_data_tar: bytes | None = None,
     }
     return ar_archive([parts[p] for p in order])
 
-
-def now() -> float:
-    return time.time()
