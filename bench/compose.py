@@ -45,6 +45,7 @@ class Runs:
     warm: list[float] = field(default_factory=list)
     packages: int | None = None
     size: int | None = None
+    phases: list[dict[str, float]] = field(default_factory=list)  # forge's --json "timings" of warm runs
 
     def cold_s(self) -> float | None:
         return statistics.median(self.cold) if self.cold else None
@@ -112,14 +113,17 @@ class Bench:
                             f"[image]\narchitecture = \"{self.arch}\"\n[paths]\nprofile = \"{cfg.profile}\"\n")
         return path
 
-    def forge_once(self, cfg: ForgeConfig, cache: Path, fmt: str = "rootfs") -> tuple[float, int, int]:
-        """One compose; returns (seconds, packages, bytes of the output tree)."""
+    def forge_once(self, cfg: ForgeConfig, cache: Path, fmt: str = "rootfs",
+                   phases: list[dict[str, float]] | None = None) -> tuple[float, int, int]:
+        """One compose; returns (seconds, packages, bytes of the output tree); appends its phase timings."""
         out = self._fresh(f"forge-{cfg.label}-{fmt}")
         argv = [sys.executable, "-m", "rootfs_forge", "compose", str(self.forge_recipe(cfg)), "--format", fmt,
                 "-o", str(out), "--cache-dir", str(cache), "--json"]
         try:
             secs, stdout = self._run(argv, f"forge {cfg.label} {fmt}")
             report = json.loads(stdout.strip().splitlines()[-1])
+            if phases is not None:
+                phases.append(report.get("timings", {}))
             return secs, int(report["architectures"][self.arch]["packages"]), du_apparent(out)
         finally:
             remove_tree(out)
@@ -273,6 +277,10 @@ def main() -> int:
     if args.quick:
         rows = [rows[5]]
 
+    # An installed forge runs from byte-code (pip compiles it on install); a checkout run with
+    # PYTHONDONTWRITEBYTECODE would compile every module at every start. Compile once, as an install would.
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "rootfs_forge")], check=True,
+                   capture_output=True)
     work = Path(tempfile.mkdtemp(prefix="forge-bench-compose-"))
     bench = Bench(work, args.arch, suite, mirrors, args.verbose)
     forge_runs: dict[str, Runs] = {}
@@ -290,10 +298,11 @@ def main() -> int:
             for d in (mcache / "debs", mcache / "lists"):
                 d.mkdir(parents=True, exist_ok=True)
 
-            def f_once(cold: bool, f: ForgeConfig = f, fcache: Path = fcache) -> tuple[float, int, int]:
+            def f_once(cold: bool, f: ForgeConfig = f, fcache: Path = fcache,
+                       fr: Runs = fr) -> tuple[float, int, int]:
                 if cold:
                     remove_tree(fcache)
-                return bench.forge_once(f, fcache)
+                return bench.forge_once(f, fcache, phases=None if cold else fr.phases)
 
             def m_once(cold: bool, m: MmConfig = m, mcache: Path = mcache) -> tuple[float, int, int]:
                 if cold:
@@ -358,6 +367,12 @@ def main() -> int:
         print(f"forge layer writing measured in-process (write_layer, default gzip, median of {args.repeat}): "
               f"{tar_bytes / 1e6:.1f} MB tar in {secs:.2f} s = {tar_bytes / secs / 1e6:.0f} MB/s")
     fmin, mmu = forge_runs.get(f_min.label), mm_runs.get(mm_ess_mu.label)
+    if fmin and fmin.phases:
+        names = list(dict.fromkeys(k for d in fmin.phases for k in d))
+        spent = {k: statistics.median(d.get(k, 0.0) for d in fmin.phases) for k in names}
+        print("forge warm essential (minimal), where the time goes (median s per phase, from --json timings): "
+              + ", ".join(f"{k} {v:.2f}" for k, v in sorted(spent.items(), key=lambda kv: -kv[1]) if v >= 0.005)
+              + f"; start-up and exit {fmin.warm_s() - sum(spent.values()):.2f}" if fmin.warm_s() else "")
     fext, mext = forge_runs.get(f_ext.label), mm_runs.get(mm_ext.label)
     mdef = mm_runs.get(mm_ess.label)
     if fmin and mmu and fext and mext and mdef:
@@ -365,7 +380,8 @@ def main() -> int:
               f"mmdebstrap [{ratio(mmu.warm_s(), fmin.warm_s())} vs merged-usr hook, "
               f"{ratio(mdef.warm_s(), fmin.warm_s())} vs default]; >= 2x faster than extract variant "
               f"[{ratio(mext.warm_s(), fext.warm_s())} warm]; cold >= 5x faster "
-              f"[{ratio(mmu.cold_s(), fmin.cold_s())} essential]; minimal size <= 50% of mmdebstrap "
+              f"[{ratio(mdef.cold_s(), fmin.cold_s())} vs default, {ratio(mmu.cold_s(), fmin.cold_s())} vs "
+              f"merged-usr hook]; minimal size <= 50% of mmdebstrap "
               f"[{ratio(fmin.size, mdef.size)} of default, {ratio(fmin.size, mmu.size)} of merged-usr hook]")
     else:
         print("targets (not asserted, full run only): warm essential <= 1.5 s and >= 10x faster than mmdebstrap; "

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from rootfs_forge.errors import FetchError
+from rootfs_forge.errors import CacheError, FetchError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -46,7 +46,10 @@ class Cache:
 
     def __post_init__(self) -> None:
         for sub in ("blobs/sha256", "index", "state", "tmp", "unpacked"):
-            (self.root / sub).mkdir(parents=True, exist_ok=True)
+            try:
+                (self.root / sub).mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise CacheError("create", f"cache directory {self.root / sub}", exc.strerror or str(exc)) from exc
 
     def blob_path(self, sha256: str) -> Path:
         return self.root / "blobs" / "sha256" / sha256

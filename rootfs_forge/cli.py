@@ -67,13 +67,19 @@ def main(argv: list[str] | None = None) -> int:
     except ForgeError as exc:
         print(f"forge: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print("forge: interrupted", file=sys.stderr)
-        return 130
     except BrokenPipeError:
         # output piped into `head` and friends: not an error of ours
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as exc:
+        # The machine refused something no check foresaw (a full disk, a read-only or vanished directory):
+        # still one line naming the path, never a traceback.
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"forge: cannot {args.command}{where}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("forge: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from pathlib import Path
 import libarchive
 
 from rootfs_forge.cache import Cache
-from rootfs_forge.debfile import DebControl, extract_data_tar, read_control
+from rootfs_forge.debfile import DebControl, extract_data_tar, parse_md5sums, read_control
 from rootfs_forge.dpkgdb import InstalledPackage, write_dpkg_db
 from rootfs_forge.effects import EffectsRun, apply_effects
 from rootfs_forge.effects.base import EffectContext, EffectOptions, HostTools, PackageInfo
@@ -33,7 +33,8 @@ from rootfs_forge.filters import PathFilter
 from rootfs_forge.model import Package, Resolution
 from rootfs_forge.recipe import Recipe
 from rootfs_forge.relations import RelationSyntaxError, parse_field
-from rootfs_forge.rootfs import PackageFiles, TreeWriter
+from rootfs_forge.rootfs import PackageFiles, PackageJob, TreeWriter
+from rootfs_forge.timing import Timings
 
 FORGE_MANIFEST = "/var/lib/forge/manifest.json"
 BOMB_MARGIN = 4  # a package may unpack to at most 4x its declared Installed-Size (+16 MiB)
@@ -94,8 +95,9 @@ def _replaces_names(control: DebControl) -> list[str]:
 
 def build_tree(root: Path, recipe: Recipe, arch: str, resolution: Resolution, debs: Mapping[str, Path],
                epoch: int | None, *, host: HostTools | None = None, threads: int = 2,
-               cache: Cache | None = None) -> Tree:
+               cache: Cache | None = None, timings: Timings | None = None) -> Tree:
     """Unpack ``resolution`` into the empty directory ``root``, apply effects, write the dpkg database."""
+    t = timings or Timings()
     host = host or HostTools.detect()
     by_key = {p.key: p for p in resolution.packages}
     order = [k for k in resolution.order if k in by_key] + sorted(set(by_key) - set(resolution.order))
@@ -103,27 +105,23 @@ def build_tree(root: Path, recipe: Recipe, arch: str, resolution: Resolution, de
         epoch = max((deb_build_time(debs[k]) for k in order), default=0)
     path_filter = PathFilter(recipe.profile, exclude=recipe.path_exclude, include=recipe.path_include,
                              keep_locales=recipe.locales, slices=dict(recipe.slices))
-    try:
-        writer, controls, files = _unpack_all(root, recipe, arch, epoch, order, by_key, debs, path_filter, threads,
-                                              cache)
-    except RootfsError:
-        if threads == 1:
-            raise
-        # TreeWriter settles ownership by relationship, not arrival; the one case it cannot settle out of order
-        # (three packages chained through Replaces) is retried in install order before it counts as a conflict.
-        _clear(root)
-        writer, controls, files = _unpack_all(root, recipe, arch, epoch, order, by_key, debs, path_filter, 1, cache)
+    with t.phase("unpack"):
+        writer, controls, files = _unpack_all(root, recipe, arch, epoch, order, by_key, debs, path_filter,
+                                              threads, cache)
     tree = Tree(root, arch, resolution, epoch, writer, files, controls, effects=EffectsRun((), ()))
     _add_local_files(tree, recipe)
     options = EffectOptions.from_recipe(recipe, suite=_suite_of(resolution))
     infos = {name: PackageInfo(name, control.fields, control.scripts, files[name].paths)
              for name, control in controls.items()}
-    writer.finish()
+    with t.phase("unpack"):
+        writer.finish()
     set_owners = os.geteuid() == 0
-    tree.effects = apply_effects(EffectContext(root, infos, arch, host, epoch, options, set_owners))
+    with t.phase("effects"):
+        tree.effects = apply_effects(EffectContext(root, infos, arch, host, epoch, options, set_owners))
     tree.changed_paths |= {c.path for c in tree.effects.changed}
     if recipe.slim:
-        files = _slim(tree, recipe)
+        with t.phase("slim"):
+            files = _slim(tree, recipe)
         tree.files = files
     installed = [
         InstalledPackage(
@@ -136,10 +134,12 @@ def build_tree(root: Path, recipe: Recipe, arch: str, resolution: Resolution, de
     foreign = sorted({p.architecture for p in resolution.packages} - {arch, "all"})
     # TreeWriter hashed every kept file as it wrote it; re-reading the tree to hash it again costs ~1 s for the
     # essential set and proves nothing new
-    db = write_dpkg_db(root, installed, arch, foreign, epoch=epoch, set_owners=set_owners, check_disk=False)
+    with t.phase("dpkg-db"):
+        db = write_dpkg_db(root, installed, arch, foreign, epoch=epoch, set_owners=set_owners, check_disk=False)
     tree.db_notes = db.notes
     tree.changed_paths |= {c.path for c in db.changed}
-    _write_manifest(tree, recipe)
+    with t.phase("manifest"):
+        _write_manifest(tree, recipe)
     return tree
 
 
@@ -218,38 +218,32 @@ def _unpack_all(root: Path, recipe: Recipe, arch: str, epoch: int, order: Sequen
                 by_key: Mapping[str, Package], debs: Mapping[str, Path], path_filter: PathFilter,
                 threads: int, cache: Cache | None = None) -> tuple[TreeWriter, dict[str, DebControl],
                                                                  dict[str, PackageFiles]]:
-    """Unpack every package; decompression runs in ``threads`` threads (the codecs release the GIL)."""
+    """Unpack every package: control parts read and data.tars decompressed in ``threads`` threads (the codecs
+    release the GIL), then the tree decided in install order and written by ``threads`` processes."""
     writer = TreeWriter(root, merged_usr=recipe.merged_usr, arch_multiarch=arch, allow_devices=recipe.allow_devices,
                         epoch=epoch, conflict_policy=dict(recipe.conflicts_prefer))
 
-    def unpack(job: tuple[int, str]) -> tuple[str, DebControl, PackageFiles]:
-        rank, key = job
-        pkg = by_key[key]
-        control = read_control(debs[key])
+    def prepare(item: tuple[int, str]) -> tuple[DebControl, PackageJob]:
+        rank, key = item
+        pkg, deb = by_key[key], debs[key]
+        control = read_control(deb)
         declared = max(control.installed_size, pkg.installed_size)
         limit = declared * 1024 * BOMB_MARGIN + (16 << 20)
-        files = writer.add_package(
-            pkg.name, debs[key], replaces=_replaces_names(control), path_filter=path_filter,
-            max_bytes=limit, multi_arch_same=control.multi_arch == "same", rank=rank,
-            data_tar=data_tar(cache, pkg, debs[key], limit),
-        )
-        return pkg.name, control, files
+        job = PackageJob(pkg.name, deb, data_tar(cache, pkg, deb, limit), tuple(_replaces_names(control)),
+                         path_filter, limit, control.multi_arch == "same", rank, parse_md5sums(control.md5sums))
+        return control, job
 
-    jobs = list(enumerate(order))
+    items = list(enumerate(order))
     if threads > 1:
         with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="unpack") as pool:
-            results = list(pool.map(unpack, jobs))
+            prepared = list(pool.map(prepare, items))
     else:
-        results = [unpack(j) for j in jobs]
-    controls = {name: control for name, control, _ in results}
+        prepared = [prepare(i) for i in items]
+    writer.add_packages([job for _, job in prepared], workers=threads)
+    controls = {job.name: control for control, job in prepared}
     # a later package may have taken over paths of an earlier one (Replaces): take every list as it ends up
-    files = {name: writer.package_files(name) for name, _, _ in results}
+    files = {job.name: writer.package_files(job.name) for _, job in prepared}
     return writer, controls, files
-
-
-def _clear(root: Path) -> None:
-    _rmtree(root)
-    root.mkdir()
 
 
 def _suite_of(res: Resolution) -> str:

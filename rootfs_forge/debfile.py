@@ -34,6 +34,7 @@ SCRIPT_NAMES = ("config", "postinst", "postrm", "preinst", "prerm", "triggers")
 # member-name suffix -> libarchive read filter; anything else is refused
 _FILTERS = {"": "none", ".gz": "gzip", ".xz": "xz", ".zst": "zstd", ".bz2": "bzip2"}
 _DEBIAN_BINARY = re.compile(r"2\.\d+\n?")
+_HEX = re.compile(r"[0-9a-fA-F]{32}")
 _BLOCK = 1 << 16
 
 
@@ -140,6 +141,24 @@ def normalize_path(name: str) -> str:
         else:
             out.append(part)
     return "/" + "/".join(out)
+
+
+def parse_md5sums(text: str) -> dict[str, str]:
+    """A package's ``md5sums`` control file as {member path (normalised): md5 hex} (pure).
+
+    Lines that do not read ``<32 hex digits>  <path>`` are left out: their files are then hashed on unpack.
+    """
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        digest, _, name = line.partition(" ")
+        name = name.lstrip(" *")
+        if len(digest) != 32 or not name or not _HEX.fullmatch(digest):
+            continue
+        try:
+            out[normalize_path(name)] = digest.lower()
+        except ValueError:
+            continue
+    return out
 
 
 def read_control(path: Path | str) -> DebControl:

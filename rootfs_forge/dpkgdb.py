@@ -213,8 +213,10 @@ def kept_md5sums(tree: RootDir, pkg: InstalledPackage, check_disk: bool) -> tupl
         path = "/" + f.strip("/")
         if path in conffiles or path == "/":
             continue
-        if path in given and not check_disk:
-            out[path] = given[path]  # the caller vouches for it (TreeWriter hashed it while writing)
+        if not check_disk:
+            # the caller vouches that ``md5sums`` covers every kept regular file (TreeWriter records each one)
+            if path in given:
+                out[path] = given[path]
             continue
         h = _regular(tree, path)
         if h is None:
@@ -251,6 +253,7 @@ def write_dpkg_db(
         tree.mkdir(d, 0o755)
     # dpkg names the info files of Multi-Arch: same packages PKG:ARCH.* only in info format 1
     changed.append(tree.write_file(f"{info}/format", b"1\n"))
+    info_dir = tree.directory(info)  # resolved once for the ~2 files a package gets there
     stanzas = []
     wanted: set[str] = set()
     for pkg in ordered:
@@ -265,15 +268,15 @@ def write_dpkg_db(
         sums, differ = kept_md5sums(tree, pkg, check_disk)
         notes += differ
         stanzas.append(status_stanza(pkg))
-        base = f"{info}/{pkg.db_name}"
-        changed.append(tree.write_file(f"{base}.list", list_file(pkg.files).encode()))
-        changed.append(tree.write_file(f"{base}.md5sums", md5sums_file(sums).encode()))
-        wanted |= {f"{pkg.db_name}.list", f"{pkg.db_name}.md5sums"}
+        base = pkg.db_name
+        changed.append(tree.write_in(info_dir, f"{base}.list", list_file(pkg.files).encode()))
+        changed.append(tree.write_in(info_dir, f"{base}.md5sums", md5sums_file(sums).encode()))
+        wanted |= {f"{base}.list", f"{base}.md5sums"}
         if conffiles:
             changed.append(
-                tree.write_file(f"{base}.conffiles", "".join(f"{p}\n" for p, _ in conffiles).encode())
+                tree.write_in(info_dir, f"{base}.conffiles", "".join(f"{p}\n" for p, _ in conffiles).encode())
             )
-            wanted.add(f"{pkg.db_name}.conffiles")
+            wanted.add(f"{base}.conffiles")
     for stale in tree.listdir(info):
         if stale.endswith(_INFO_SUFFIXES) and stale not in wanted:  # left by an earlier write
             os.unlink(tree.host(f"{info}/{stale}", follow_last=False))

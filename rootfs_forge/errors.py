@@ -19,6 +19,12 @@ class ForgeError(Exception):
         super().__init__(f"cannot {verb} {obj}: {reason}")
 
 
+class CacheError(ForgeError):
+    """The download cache cannot be created or used (a path that is a file, no permission, a full disk)."""
+
+    exit_code = 5
+
+
 class RecipeError(ForgeError):
     """A recipe (or lock) that does not parse or validate. ``problems`` holds every problem found."""
 

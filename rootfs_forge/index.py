@@ -15,6 +15,7 @@ import os
 import re
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,57 +47,65 @@ def decompress(data: bytes, compression: str, what: str) -> bytes:
 def scan_stanzas(text: bytes) -> Iterator[tuple[int, int, bytes, list[bytes], bool, bytes]]:
     """Yield (start, end, name, provided names, essential, short description) for every stanza.
 
-    Pure and fast: bytes.find over the raw text, no field parsing beyond the four fields the maps need.
+    Pure and fast: bytes.find over the raw text within each stanza's bounds (no copies), no field parsing
+    beyond the four fields the maps need. 63,000 stanzas: the loop body is kept free of function calls.
     """
+    find, startswith = text.find, text.startswith
     pos = 0
     n = len(text)
+    fields = [(name + b":", b"\n" + name + b":") for name in (b"Package", b"Provides", b"Essential", b"Description")]
     while pos < n:
         while pos < n and text[pos] in b"\n\r":
             pos += 1
         if pos >= n:
             break
-        end = text.find(b"\n\n", pos)
+        end = find(b"\n\n", pos)
         if end < 0:
             end = n
-        stanza = text[pos:end]
-        name = _field(stanza, b"Package")
+        values = []
+        for head, needle in fields:  # the first "Name:" line of the stanza, as _field finds it
+            if startswith(head, pos):
+                i = pos + len(head)
+            else:
+                i = find(needle, pos, end)
+                if i < 0:
+                    values.append(b"")
+                    continue
+                i += len(needle)
+            j = find(b"\n", i, end)
+            values.append(text[i:end if j < 0 else j])
+        name, prov, essential, desc = values
         provides: list[bytes] = []
-        prov = _field(stanza, b"Provides")
         if prov:
             for item in prov.split(b","):
                 word = item.strip().split(b" ", 1)[0].split(b"(", 1)[0].split(b":", 1)[0]
                 if word:
                     provides.append(word)
-        essential = _field(stanza, b"Essential").strip().lower() == b"yes"
-        desc = _field(stanza, b"Description")
-        yield pos, end, name.strip(), provides, essential, desc.strip()
+        yield pos, end, name.strip(), provides, essential.strip().lower() == b"yes", desc.strip()
         pos = end + 2
-
-
-def _field(stanza: bytes, name: bytes) -> bytes:
-    if stanza.startswith(name + b":"):
-        i = len(name) + 1
-    else:
-        i = stanza.find(b"\n" + name + b":")
-        if i < 0:
-            return b""
-        i += len(name) + 2
-    j = stanza.find(b"\n", i)
-    return stanza[i:] if j < 0 else stanza[i:j]
 
 
 def build_index(text: bytes, db_path: Path) -> None:
     """Write the index of a decompressed Packages text: ``<db>`` (SQLite maps) and ``<db>.txt`` (the text).
 
-    Both go through temp names; the database is renamed last, so its presence means both are complete.
+    Both go through temp names; the database is renamed last, so its presence means both are complete. The
+    text (50 MB for bookworm main) is written by a second thread while the stanzas are scanned (the write
+    releases the GIL).
     """
     text_path = db_path.with_name(db_path.name + ".txt")
     tmp_text = text_path.with_name(text_path.name + ".tmp")
-    tmp_text.write_bytes(text)
-    tmp_text.replace(text_path)
     tmp = db_path.with_name(db_path.name + ".tmp")
     tmp.unlink(missing_ok=True)
-    con = sqlite3.connect(tmp)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="index-text") as pool:
+        written = pool.submit(tmp_text.write_bytes, text)
+        _build_db(text, tmp)
+        written.result()
+    tmp_text.replace(text_path)
+    tmp.replace(db_path)
+
+
+def _build_db(text: bytes, path: Path) -> None:
+    con = sqlite3.connect(path)
     try:
         con.executescript(
             "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;"
@@ -119,7 +128,6 @@ def build_index(text: bytes, db_path: Path) -> None:
         con.commit()
     finally:
         con.close()
-    tmp.replace(db_path)
 
 
 @dataclass

@@ -38,19 +38,24 @@ package keeps lands below it, so ``/usr/share/doc/<pkg>`` survives a minimal pro
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import itertools
+import json
 import os
+import signal
 import stat
+import tempfile
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Protocol
 
-from rootfs_forge.debfile import DataMember, iter_data, iter_tar, normalize_path
+from rootfs_forge.debfile import DataMember, extract_data_tar, iter_tar, normalize_path
 from rootfs_forge.errors import RootfsError
 from rootfs_forge.filters import PathFilter, Verdict
 
@@ -132,10 +137,39 @@ class _Node:
     owner: str | None = None  # package (for a directory: the first to ship it); None: made by forge
     implicit: bool = False  # a directory made because a child needed it; adopts a package's metadata
     children: int = 0
+    disk: tuple[int, int, int] = (-1, -1, -1)  # a directory's (mode, uid, gid) as last set on disk
+    planned: _Write | None = None  # a regular file (or hard link) whose content is written in the write phase
 
     def entry(self) -> Entry:
         return Entry(self.kind, self.mode, self.uid, self.gid, self.size, self.target, self.mtime,
                      self.hardlink, self.devmajor, self.devminor, self.md5)
+
+
+@dataclass(slots=True, eq=False)
+class _Write:
+    """A regular member whose content is still to be written: to ``keys[0]``, hard-linked to the other keys.
+
+    A later package that takes one of the keys removes it from ``keys``; with none left nothing is written.
+    """
+
+    index: int  # position of the member in its data.tar (a path may occur twice in one archive)
+    node: _Node
+    keys: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class PackageJob:
+    """One package for :meth:`TreeWriter.add_packages`."""
+
+    name: str
+    deb: Path
+    data_tar: Path | None = None  # its data.tar already decompressed (the cache keeps one per .deb)
+    replaces: Sequence[str] = ()
+    path_filter: PathFilter | None = None
+    max_bytes: int | None = None
+    multi_arch_same: bool = False
+    rank: int | None = None
+    md5sums: Mapping[str, str] | None = None  # member path -> md5 hex, from the package's own md5sums
 
 
 @dataclass(slots=True)
@@ -153,6 +187,7 @@ class _Record:
     pending: dict[str, tuple[str, _Node]] = field(default_factory=dict)  # key -> (member path, node): PARENT
     # directories, made (and listed) only once something this package keeps lands below them
     lost: set[str] = field(default_factory=set)  # keys a later package took over
+    writes: dict[int, _Write] = field(default_factory=dict)  # member index -> content still to write
 
     def snapshot(self) -> PackageFiles:
         paths = tuple(p for p in dict.fromkeys(self.paths) if self.keys.get(p) not in self.lost)
@@ -200,6 +235,74 @@ def resolve_in_root(nodes: Mapping[str, NodeLike], path: str, *, follow_last: bo
     return "/" + "/".join(out)
 
 
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _run_forked(parts: Sequence[Callable[[], None]]) -> None:
+    """Run ``parts[0]`` here and each other part in a forked child; wait for all; re-raise the first failure.
+
+    A child reports a ``RootfsError`` (or any other failure, as text) through a pipe and exits with
+    ``os._exit``: it never returns into the caller's code, flushes no inherited buffers, runs no atexit hooks.
+    """
+    children: list[tuple[int, int]] = []
+    try:
+        for part in parts[1:]:
+            read_end, write_end = os.pipe()
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover - runs in the child; its effects are what the tests check
+                status = 0
+                try:
+                    os.close(read_end)
+                    part()
+                except BaseException as exc:  # everything must end in os._exit
+                    status = 1
+                    doc = (["write", exc.obj, exc.reason] if isinstance(exc, RootfsError)
+                           else ["write", "the tree", f"{type(exc).__name__}: {exc}"])
+                    with contextlib.suppress(BaseException):
+                        os.write(write_end, json.dumps(doc).encode())
+                finally:
+                    os._exit(status)
+            os.close(write_end)
+            children.append((pid, read_end))
+        parts[0]()
+    except BaseException:
+        for pid, _ in children:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        raise
+    finally:
+        failures = []
+        for pid, read_end in children:
+            with open(read_end, "rb") as pipe:
+                message = pipe.read()
+            _, status = os.waitpid(pid, 0)
+            if status != 0:
+                failures.append(message)
+    for message in failures:
+        try:
+            verb, obj, reason = json.loads(message)
+        except ValueError:
+            verb, obj, reason = "write", "the tree", "a writer process died"
+        raise RootfsError(str(verb), str(obj), str(reason))
+
+
+def _current_umask() -> int:
+    """The process umask, read without changing it (``os.umask`` can only swap, which races other threads)."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    old = os.umask(0o022)
+    os.umask(old)
+    return old
+
+
 def _parent(key: str) -> str:
     return key.rsplit("/", 1)[0] or "/"
 
@@ -234,6 +337,8 @@ class TreeWriter:
         self.conflict_policy = dict(sorted((conflict_policy or {}).items()))
         self.privileged = os.geteuid() == 0 if privileged is None else privileged
         self._lock = threading.RLock()
+        self._umask = _current_umask()
+        self._creds = (os.geteuid(), os.getegid())
         self._nodes: dict[str, _Node] = {"/": _Node("dir", 0o755, mtime=self._clamp(None), implicit=True)}
         self._links_to: dict[str, set[str]] = {}
         self._records: dict[str, _Record] = {}
@@ -249,26 +354,63 @@ class TreeWriter:
     def add_package(self, name: str, deb: Path, *, replaces: Sequence[str] = (),
                     path_filter: PathFilter | None = None, max_bytes: int | None = None,
                     multi_arch_same: bool = False, rank: int | None = None,
-                    data_tar: Path | None = None) -> PackageFiles:
-        """Unpack the data members of ``deb`` as package ``name``. Thread-safe for concurrent packages.
+                    data_tar: Path | None = None, md5sums: Mapping[str, str] | None = None) -> PackageFiles:
+        """Unpack the data members of ``deb`` as package ``name`` (see :meth:`add_packages`)."""
+        job = PackageJob(name, Path(deb), data_tar, tuple(replaces), path_filter, max_bytes, multi_arch_same,
+                         rank, md5sums)
+        return self.add_packages([job])[0]
 
-        ``data_tar``: the package's data.tar already decompressed (the cache keeps one per .deb), read instead
-        of decompressing ``deb`` again; the same checks apply to its members.
+    def add_packages(self, jobs: Sequence[PackageJob], *, workers: int = 1) -> list[PackageFiles]:
+        """Unpack several packages: decide every path in install order, then write the file contents.
+
+        1. *Scan*, in the order of ``jobs``: each member's header is checked (size bound, filters, devices),
+           resolved in the tree model and decided against what is there (conflicts, Replaces, ranks).
+           Directories, symlinks and removals happen now; a regular file only becomes a planned write. Its
+           md5 is the one the package's md5sums file gives (as dpkg records it), or hashed here when absent.
+        2. *Write*: every planned file is written once, to its final name — no temporary name, no rename —
+           by ``workers`` processes (forked; their packages split by size), so that extraction uses several
+           cores despite the GIL. Every parent directory exists and is one the writer made, so the kernel
+           follows no symlink on the way; ``O_EXCL|O_NOFOLLOW`` makes sure of it.
+
+        ``data_tar`` of a job: the package's data.tar already decompressed (read instead of the .deb); without
+        it the .deb is decompressed once into a scratch file. Not re-entrant; call it from one thread.
 
         ``rank`` is the package's position in the install order (default: the order of the calls). A directory
-        shipped by several packages keeps the metadata of the lowest rank, as dpkg keeps the first package's;
-        pass it when calling from several threads so the tree does not depend on timing.
+        shipped by several packages keeps the metadata of the lowest rank, as dpkg keeps the first package's.
         """
-        with self._lock:
-            if name in self._records:
-                raise RootfsError("unpack", f"package {name}", "it was already unpacked into this tree")
-            record = self._records[name] = _Record(name, rank=next(self._ranks) if rank is None else rank)
-            self._replaces[name] = frozenset(replaces)
-            self._ma_same[name] = multi_arch_same
+        with self._lock, contextlib.ExitStack() as stack:
+            scratch: str | None = None
+            plans: list[tuple[PackageJob, Path, _Record]] = []
+            for job in jobs:
+                if job.data_tar is None:
+                    scratch = scratch or stack.enter_context(tempfile.TemporaryDirectory(prefix="forge-unpack-"))
+                    tar = Path(scratch) / f"{len(plans)}.tar"
+                    extract_data_tar(job.deb, tar, job.max_bytes)  # bounded as it decompresses
+                else:
+                    tar = job.data_tar
+                plans.append((job, tar, self._scan(job, tar)))
+            self._write_planned([(job, tar, rec) for job, tar, rec in plans if rec.writes], workers)
+            out = []
+            for _, _, record in plans:
+                for write in record.writes.values():
+                    for key in write.keys:  # on disk now
+                        self._nodes[key].planned = None
+                record.writes.clear()
+                out.append(record.snapshot())
+            return out
+
+    def _scan(self, job: PackageJob, tar: Path) -> _Record:
+        name = job.name
+        if name in self._records:
+            raise RootfsError("unpack", f"package {name}", "it was already unpacked into this tree")
+        record = self._records[name] = _Record(name, rank=next(self._ranks) if job.rank is None else job.rank)
+        self._replaces[name] = frozenset(job.replaces)
+        self._ma_same[name] = job.multi_arch_same
         unpacked = 0
-        members = iter_tar(data_tar, deb) if data_tar is not None else iter_data(deb)
+        members = iter_tar(tar, job.deb)
+        path_filter, max_bytes = job.path_filter, job.max_bytes
         try:
-            for m in members:
+            for index, m in enumerate(members):
                 # the tar stream so far: a 512-byte header per member plus its data in 512-byte blocks. This
                 # bounds huge files and floods of empty members alike, before anything of the member is written.
                 unpacked += 512 + -(-m.size // 512) * 512
@@ -286,13 +428,15 @@ class TreeWriter:
                     record.skipped.append((m.path, m.kind))
                     continue
                 with _os_errors(m.path):
-                    self._add_member(record, m, verdict)
+                    if m.kind == "file":
+                        self._plan_regular(record, m, index, job.md5sums)
+                    else:
+                        self._add_member(record, m, verdict)
         finally:
             members.close()
-        with self._lock:
-            record.files_dropped += len(record.pending)  # PARENT directories nothing kept went into
-            record.pending.clear()
-            return record.snapshot()
+        record.files_dropped += len(record.pending)  # PARENT directories nothing kept went into
+        record.pending.clear()
+        return record
 
     def package_files(self, name: str) -> PackageFiles:
         """The current file list of ``name``: paths a later package took over are gone from it."""
@@ -392,54 +536,46 @@ class TreeWriter:
     # -- members ----------------------------------------------------------------------------------------
 
     def _add_member(self, record: _Record, m: DataMember, verdict: Verdict) -> None:
-        if m.kind == "file":
-            self._add_regular(record, m)
-            return
-        with self._lock:
-            if m.kind == "dir":
-                self._add_dir_member(record, m, verdict)
-            elif m.kind == "symlink":
-                node = _Node("symlink", 0o777, m.uid, m.gid, target=m.linkname, mtime=self._clamp(m.mtime),
-                             owner=record.name)
-                key = self._prepare(m.path, record)
-                if self._claim(record, m.path, key, node):
-                    self._remove_node(key)
-                    self._make_symlink(key, node)
-            elif m.kind == "hardlink":
-                self._add_hardlink(record, m)
-            else:
-                node = _Node(m.kind, m.mode, m.uid, m.gid, mtime=self._clamp(m.mtime), devmajor=m.devmajor,
-                             devminor=m.devminor, owner=record.name)
-                key = self._prepare(m.path, record)
-                if self._claim(record, m.path, key, node):
-                    self._remove_node(key)
-                    self._make_special(key, node)
-
-    def _add_regular(self, record: _Record, m: DataMember) -> None:
-        with self._lock:
+        if m.kind == "dir":
+            self._add_dir_member(record, m, verdict)
+        elif m.kind == "symlink":
+            node = _Node("symlink", 0o777, m.uid, m.gid, target=m.linkname, mtime=self._clamp(m.mtime),
+                         owner=record.name)
             key = self._prepare(m.path, record)
-            parent = self._nodes[_parent(key)]
-            parent.children += 1  # a pending write: its directory is neither pruned nor replaced meanwhile
-        node = _Node("file", m.mode, m.uid, m.gid, m.size, mtime=self._clamp(m.mtime), owner=record.name)
-        tmp = ""
-        pending = True
-        try:
-            tmp = self._write_temp(key, m.blocks(), node)  # the expensive part, outside the lock
-            with self._lock:
-                parent.children -= 1
-                pending = False
-                if self._claim(record, m.path, key, node):
-                    self._remove_node(key)
-                    os.rename(tmp, self._abs(key))
-                    tmp = ""
-                    self._set_node(key, node)
-                    record.bytes_kept += node.size
-        finally:
-            if pending:
-                with self._lock:
-                    parent.children -= 1
-            if tmp:
-                os.unlink(tmp)
+            if self._claim(record, m.path, key, node):
+                self._remove_node(key)
+                self._make_symlink(key, node)
+        elif m.kind == "hardlink":
+            self._add_hardlink(record, m)
+        else:
+            node = _Node(m.kind, m.mode, m.uid, m.gid, mtime=self._clamp(m.mtime), devmajor=m.devmajor,
+                         devminor=m.devminor, owner=record.name)
+            key = self._prepare(m.path, record)
+            if self._claim(record, m.path, key, node):
+                self._remove_node(key)
+                self._make_special(key, node)
+
+    def _plan_regular(self, record: _Record, m: DataMember, index: int, md5sums: Mapping[str, str] | None) -> None:
+        """Decide a regular member now; its content is written later (see :meth:`add_packages`)."""
+        key = self._prepare(m.path, record)
+        md5 = md5sums.get(m.path) if md5sums else None
+        if md5 is None:  # not in the package's md5sums (conffiles are not, and some packages ship none)
+            digest = hashlib.md5(usedforsecurity=False)
+            size = 0
+            for block in m.blocks():
+                digest.update(block)
+                size += len(block)
+            if size != m.size:
+                raise RootfsError("write", m.path, f"{size} bytes read, the archive declares {m.size}")
+            md5 = digest.hexdigest()
+        node = _Node("file", m.mode, m.uid, m.gid, m.size, mtime=self._clamp(m.mtime), owner=record.name, md5=md5)
+        if self._claim(record, m.path, key, node):
+            self._remove_node(key)
+            write = _Write(index, node, [key])
+            node.planned = write
+            record.writes[index] = write
+            self._set_node(key, node)
+            record.bytes_kept += node.size
 
     def _add_dir_member(self, record: _Record, m: DataMember, verdict: Verdict) -> None:
         key = self._prepare(m.path, record)
@@ -488,7 +624,11 @@ class TreeWriter:
                      md5=target.md5, hardlink=target_key, owner=record.name)
         if self._claim(record, m.path, key, node):
             self._remove_node(key)
-            os.link(self._abs(target_key), self._abs(key), follow_symlinks=False)
+            if target.planned is not None:  # its content is still to be written: the link comes with it
+                target.planned.keys.append(key)
+                node.planned = target.planned
+            else:
+                os.link(self._abs(target_key), self._abs(key), follow_symlinks=False)
             self._set_node(key, node)
             self._links_to.setdefault(target_key, set()).add(key)
 
@@ -630,12 +770,15 @@ class TreeWriter:
             for sub in sorted((k for k in self._nodes if k.startswith(prefix)), reverse=True):
                 self._forget(sub)
             self._rmtree(key)
-        else:
+        elif node.planned is None:  # a planned file is not on disk yet: _forget drops it from its write
             os.unlink(self._abs(key))
         self._forget(key)
 
     def _forget(self, key: str) -> None:
         node = self._nodes.pop(key)
+        if node.planned is not None:
+            node.planned.keys.remove(key)
+            node.planned = None
         self._nodes[_parent(key)].children -= 1
         for dependent in self._links_to.pop(key, ()):
             if dependent in self._nodes:
@@ -654,26 +797,39 @@ class TreeWriter:
         os.rmdir(top)
 
     def _make_dir(self, key: str, node: _Node) -> None:
+        mode = (node.mode | 0o700) & 0o777
         try:
-            os.mkdir(self._abs(key), 0o700)
+            os.mkdir(self._abs(key), mode)
         except FileExistsError:
             raise RootfsError("write", key, "exists on disk but not in the tree model") from None
+        parent = self._nodes[_parent(key)] if key != "/" else None
+        if parent is not None and parent.mode & stat.S_ISGID:
+            node.disk = (-1, -1, -1)  # group and setgid bit inherited from the parent: set both explicitly
+        else:
+            node.disk = (mode & ~self._umask, *self._creds)
         self._set_node(key, node)
         self._apply_dir_meta(key, node, final=False)
 
     def _apply_dir_meta(self, key: str, node: _Node, *, final: bool) -> None:
+        """Bring a directory's owner and mode (and, when ``final``, mtime) on disk in line with ``node``,
+        skipping the calls that would change nothing."""
         path = self._abs(key)
-        if self.privileged:
+        mode, uid, gid = node.disk
+        if self.privileged and (uid, gid) != (node.uid, node.gid):
             os.chown(path, node.uid, node.gid, follow_symlinks=False)
+            mode = -1  # chown may clear setuid/setgid bits: set the mode again
         # until finish(), directories stay writable for the writer (an unprivileged build needs that)
-        os.chmod(path, node.mode if final else node.mode | 0o700, follow_symlinks=False)
+        want = node.mode if final else node.mode | 0o700
+        if mode != want:
+            os.chmod(path, want, follow_symlinks=False)
+        node.disk = (want, node.uid, node.gid) if self.privileged else (want, uid, gid)
         if final:
             os.utime(path, ns=(node.mtime * 10**9, node.mtime * 10**9), follow_symlinks=False)
 
     def _make_symlink(self, key: str, node: _Node) -> None:
         path = self._abs(key)
         os.symlink(node.target, path)
-        if self.privileged:
+        if self.privileged and (node.uid, node.gid) != self._creds:
             os.chown(path, node.uid, node.gid, follow_symlinks=False)
         os.utime(path, ns=(node.mtime * 10**9, node.mtime * 10**9), follow_symlinks=False)
         self._set_node(key, node)
@@ -696,9 +852,9 @@ class TreeWriter:
 
     def _write_temp(self, key: str, blocks: Iterable[bytes], node: _Node) -> str:
         """Write ``blocks`` to a fresh temporary file next to ``key``; fill in size and md5 of ``node``."""
-        parent = self._abs(_parent(key))
+        folder = self._abs(_parent(key))
         while True:
-            tmp = f"{parent}/.forge-tmp-{threading.get_ident()}-{next(self._tmp)}"
+            tmp = f"{folder}/.forge-tmp-{threading.get_ident()}-{next(self._tmp)}"
             try:
                 fd = os.open(tmp, _O_NEW, 0o600)
                 break
@@ -709,24 +865,80 @@ class TreeWriter:
             size = 0
             for block in blocks:
                 digest.update(block)
-                view = memoryview(block)
-                while view:
-                    written = os.write(fd, view)
-                    view = view[written:]
+                _write_all(fd, block)
                 size += len(block)
-            if size != node.size:
-                raise RootfsError("write", key, f"{size} bytes read, the archive declares {node.size}")
+            node.size = size
             node.md5 = digest.hexdigest()
-            if self.privileged:
-                os.fchown(fd, node.uid, node.gid)
-            os.fchmod(fd, node.mode)  # after chown, which clears setuid/setgid
-            os.utime(fd, ns=(node.mtime * 10**9, node.mtime * 10**9))
+            self._set_meta(fd, node, 0o600, True)
         except BaseException:
             os.close(fd)
             os.unlink(tmp)
             raise
         os.close(fd)
         return tmp
+
+    def _set_meta(self, fd: int, node: _Node, created: int, inherits_group: bool) -> None:
+        """Owner, mode and mtime of a file just created with mode ``created``; calls that would change
+        nothing are skipped (as root, a new file is already root's; the umask may have kept the mode)."""
+        chowned = self.privileged and ((node.uid, node.gid) != self._creds or inherits_group)
+        if chowned:
+            os.fchown(fd, node.uid, node.gid)
+        if chowned or node.mode != created & ~self._umask:
+            os.fchmod(fd, node.mode)  # after chown, which clears setuid/setgid
+        os.utime(fd, ns=(node.mtime * 10**9, node.mtime * 10**9))
+
+    # -- the write phase --------------------------------------------------------------------------------
+
+    def _write_planned(self, tasks: Sequence[tuple[PackageJob, Path, _Record]], workers: int) -> None:
+        """Write the content of every planned file; ``workers`` > 1 forks helpers that take a share each."""
+        # The children only read tars and write files: they take no lock another thread of this process may
+        # hold at the fork (everything they call was imported before), so forking from a threaded process is safe.
+        if workers > 1 and len(tasks) > 1:
+            shares: list[list[tuple[PackageJob, Path, _Record]]] = [[] for _ in range(min(workers, len(tasks)))]
+            loads = [0] * len(shares)
+            for task in sorted(tasks, key=lambda t: -sum(w.node.size + 4096 for w in t[2].writes.values())):
+                i = loads.index(min(loads))
+                shares[i].append(task)
+                loads[i] += sum(w.node.size + 4096 for w in task[2].writes.values())
+            _run_forked([functools.partial(self._write_share, share) for share in shares])
+        else:
+            self._write_share(tasks)
+
+    def _write_share(self, tasks: Sequence[tuple[PackageJob, Path, _Record]]) -> None:
+        for job, tar, record in tasks:
+            last = max(record.writes)
+            members = iter_tar(tar, job.deb)
+            try:
+                for index, m in enumerate(members):
+                    write = record.writes.get(index)
+                    if write is not None and write.keys:
+                        with _os_errors(m.path):
+                            self._write_member(write, m)
+                    if index >= last:
+                        break
+            finally:
+                members.close()
+
+    def _write_member(self, write: _Write, m: DataMember) -> None:
+        node, first = write.node, write.keys[0]
+        created = node.mode & 0o777
+        fd = os.open(self._abs(first), _O_NEW, created)
+        try:
+            size = 0
+            for block in m.blocks():
+                _write_all(fd, block)
+                size += len(block)
+            if size != node.size:
+                raise RootfsError("write", m.path, f"{size} bytes read, the archive declares {node.size}")
+            parent = self._nodes[_parent(first)]
+            self._set_meta(fd, node, created, parent.disk[0] == -1 or bool(parent.disk[0] & stat.S_ISGID))
+        except BaseException:
+            os.close(fd)
+            os.unlink(self._abs(first))
+            raise
+        os.close(fd)
+        for key in write.keys[1:]:
+            os.link(self._abs(first), self._abs(key), follow_symlinks=False)
 
     # -- layout -----------------------------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ digests themselves; a transport only promises "these are the bytes the server se
 
 from __future__ import annotations
 
+import threading
 import time
 import urllib.parse
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from rootfs_forge.errors import FetchError
 if TYPE_CHECKING:
     import requests
 
+_SESSION_LOCK = threading.Lock()
 RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 
@@ -41,11 +43,12 @@ class Transport:
     user_agent: str = "rootfs-forge/0.1"
 
     def _session(self) -> requests.Session:
-        if self.session is None:
-            import requests
+        with _SESSION_LOCK:  # threads share one session (its connection pool is thread-safe)
+            if self.session is None:
+                import requests
 
-            self.session = requests.Session()
-        return self.session
+                self.session = requests.Session()
+            return self.session
 
     def get_bytes(self, url: str, what: str | None = None) -> bytes:
         chunks: list[bytes] = []

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rootfs_forge.effects import (
     EFFECTS,
@@ -32,6 +34,7 @@ from rootfs_forge.effects import (
     dirs,
     identity,
     ldconfig,
+    scripts,
     timezone,
 )
 from rootfs_forge.effects.scripts import commands
@@ -1095,3 +1098,29 @@ def test_real_packages(real_image: tuple[Path, dict[str, PackageInfo]]) -> None:
     if host.ldconfig and os.geteuid() == 0:
         assert status["ldconfig"] == ("applied", "")
         assert b"libc.so.6" in (root / "etc/ld.so.cache").read_bytes()
+
+
+# -- the word splitter -------------------------------------------------------------------------------------------
+
+_SHELLISH = st.text(alphabet=st.sampled_from(list("ab $();&|<>'\"\\\t=-/.`")), max_size=40)
+
+
+@given(_SHELLISH)
+@settings(max_examples=600, deadline=None)
+def test_fast_word_split_agrees_with_shlex(line: str) -> None:
+    fast = scripts.split_words(line)
+    reference = scripts._shlex_words(line)
+    if fast is not None:  # where the regular expressions answer, they answer as shlex does
+        assert fast == reference
+    if reference is None:  # what shlex refuses (an open quote, a trailing backslash) is never answered
+        assert fast is None
+
+
+@pytest.mark.parametrize(("line", "words"), [
+    ("adduser --system --home /var/lib/x 'a b'", ["adduser", "--system", "--home", "/var/lib/x", "a b"]),
+    ('echo "x\\"y" >/dev/null 2>&1', ["echo", 'x"y', ">", "/dev/null", "2", ">&", "1"]),
+    ("a&&b||c;;d", ["a", "&&", "b", "||", "c", ";;", "d"]),
+    ("it's", None),
+])
+def test_word_split_examples(line: str, words: list[str] | None) -> None:
+    assert scripts.split_words(line) == words

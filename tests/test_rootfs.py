@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from rootfs_forge.debfile import read_control
 from rootfs_forge.errors import DebError, RootfsError
 from rootfs_forge.filters import PathFilter
-from rootfs_forge.rootfs import Entry, PackageFiles, TreeWriter, resolve_in_root, tree_dump
+from rootfs_forge.rootfs import Entry, PackageFiles, PackageJob, TreeWriter, resolve_in_root, tree_dump
 from tests.support.debs import MTIME, DebSpec, Dev, Dir, Fifo, Hard, Lnk, Member, Reg, build_deb, make_tar
 
 ROOT = "0:0"
@@ -389,7 +389,8 @@ def test_decompression_bomb_is_bounded(box: Sandbox, members: list[Member]) -> N
     deb = box.deb(DebSpec("bomb", members=members))
     assert deb.stat().st_size < 64 << 10  # tiny on the wire
     w = box.writer()
-    with pytest.raises(RootfsError, match="contents exceed the limit of 1048576 bytes"):
+    # refused while decompressing (the tar outgrows the limit) or while reading member headers
+    with pytest.raises((RootfsError, DebError), match=r"exceeds? the limit of 1048576 bytes"):
         w.add_package("bomb", deb, max_bytes=1 << 20)
     written = list(box.root.rglob("*"))
     assert sum(f.stat().st_size for f in written if f.is_file()) <= 1 << 20 and len(written) < 2048
@@ -553,6 +554,79 @@ def test_parallel_packages_give_the_same_tree_as_serial(box: Sandbox) -> None:
         assert disk_dump(box.root) == disk_dump(serial_box.root)
         for sd in debs:
             assert w.package_files(sd[0].name).paths == serial.package_files(sd[0].name).paths
+
+
+def _jobs(box: Sandbox, specs: Sequence[DebSpec], **kw: object) -> list[PackageJob]:
+    return [PackageJob(spec.name, box.deb(spec), replaces=tuple(r.strip() for r in spec.fields.get("Replaces", "")
+                                                                 .split(",") if r.strip()), **kw)  # type: ignore[arg-type]
+            for spec in specs]
+
+
+SPREAD = [DebSpec(f"p{i}", members=[Dir("usr"), Dir("usr/share"), Dir(f"usr/share/p{i}"),
+                                    *(Reg(f"usr/share/p{i}/f{j}", f"{i}-{j}" * (100 + 500 * j)) for j in range(12)),
+                                    Reg(f"usr/share/p{i}/suid", "s", 0o4755), Hard(f"usr/share/p{i}/hl",
+                                                                                  f"usr/share/p{i}/f1")],
+                  fields={"Replaces": "p0"} if i == 3 else {})
+          for i in range(6)]
+SPREAD[0] = DebSpec("p0", members=[*SPREAD[0].members, Dir("usr/share/p3"), Reg("usr/share/p3/f0", "old"),
+                                   Hard("usr/share/p3/keep", "usr/share/p3/f0")])
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+def test_forked_writers_give_the_same_tree_as_one(box: Sandbox, workers: int,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    one = Sandbox(box.base / "one")
+    one.base.mkdir()
+    serial = one.writer()
+    serial.add_packages(_jobs(one, SPREAD), workers=1)
+    serial.finish()
+    forks: list[int] = []
+    real_fork = os.fork
+
+    def counting_fork() -> int:
+        pid = real_fork()
+        if pid:
+            forks.append(pid)
+        return pid
+
+    monkeypatch.setattr(os, "fork", counting_fork)
+    w = box.writer()
+    results = w.add_packages(_jobs(box, SPREAD), workers=workers)
+    w.finish()
+    assert len(forks) == workers - 1  # the parent writes one share itself
+    assert tree_dump(w.entries(), box.root) == tree_dump(serial.entries(), one.root)
+    assert disk_dump(box.root) == disk_dump(one.root)
+    assert [r.paths for r in results] == [serial.package_files(s.name).paths for s in SPREAD]
+    # p3 took p0's /usr/share/p3/f0; p0's hard link to it keeps the content p0 shipped
+    assert (box.root / "usr/share/p3/f0").read_text() == "3-0" * 100
+    assert (box.root / "usr/share/p3/keep").read_text() == "old"
+    assert stat.S_IMODE(os.stat(box.root / "usr/share/p2/suid").st_mode) == 0o4755
+    assert os.stat(box.root / "usr/share/p2/hl").st_ino == os.stat(box.root / "usr/share/p2/f1").st_ino
+
+
+def test_failure_in_a_forked_writer_fails_the_unpack(box: Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    real, parent = TreeWriter._write_member, os.getpid()
+
+    def failing_in_child(self: TreeWriter, write: object, m: object) -> None:
+        if os.getpid() != parent:  # only the forked writer fails: its report must reach the parent
+            raise RootfsError("write", getattr(m, "path", "?"), "No space left on device")
+        real(self, write, m)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(TreeWriter, "_write_member", failing_in_child)
+    w = box.writer()
+    with pytest.raises(RootfsError, match=r"cannot write /usr/share/p\d/\w+: No space left on device"):
+        w.add_packages(_jobs(box, SPREAD), workers=2)
+    assert box.outside_untouched()
+
+
+def test_md5sums_come_from_the_package_when_it_ships_them(box: Sandbox) -> None:
+    spec = DebSpec("sums", members=[Dir("etc"), Reg("etc/conf", "c"), Dir("usr"), Reg("usr/x", "payload")])
+    w = box.writer()
+    # what dpkg records: the package's own md5sums, hashed here only for files it does not list (conffiles)
+    (job,) = _jobs(box, [spec], md5sums={"/usr/x": "0" * 32})
+    (files,) = w.add_packages([job])
+    assert files.md5sums == {"/etc/conf": hashlib.md5(b"c").hexdigest(), "/usr/x": "0" * 32}
+    assert (box.root / "usr/x").read_text() == "payload"
 
 
 # -- filters ---------------------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from rootfs_forge.errors import ForgeError
 from rootfs_forge.fetch import TqdmProgress, fetch_debs
 from rootfs_forge.plan import plan
 from rootfs_forge.recipe import FORMATS, load_recipe
+from rootfs_forge.timing import Timings
 
 DEFAULT_FORMAT = "oci"
 
@@ -42,13 +43,15 @@ def _default_output(name: str, tag: str, fmt: str) -> Path:
 
 def cmd_compose(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
+    timings = Timings()
     ctx = make_context(args)
     recipe = load_recipe(Path(args.recipe), ctx.host_arch)
     if args.jobs < 1:
         raise ForgeError("compose", recipe.path.name, "--jobs must be at least 1")
     dest = Path(args.output) if args.output else _default_output(recipe.name, recipe.tag, args.format)
     check_destination(dest.absolute(), directory=args.format in ("oci", "rootfs"))  # before any work, not after
-    result = plan(recipe, ctx, locked=args.locked, use_lock=not args.no_lock)
+    with timings.phase("plan"):
+        result = plan(recipe, ctx, locked=args.locked, use_lock=not args.no_lock)
     mirrors = {e.url: e.mirrors for e in result.entries if e.mirrors}
     show_progress = not args.quiet and not args.json and sys.stderr.isatty()
     trees: list[Tree] = []
@@ -60,11 +63,12 @@ def cmd_compose(args: argparse.Namespace) -> int:
                                      dir=_work_parent(dest)) as work:
         for arch in recipe.architectures:
             res = result.resolutions[arch]
-            fetched = fetch_debs(list(res.packages), ctx.cache, ctx.transport, jobs=args.jobs, mirrors=mirrors,
-                                 progress=TqdmProgress(show_progress))
+            with timings.phase("fetch"):
+                fetched = fetch_debs(list(res.packages), ctx.cache, ctx.transport, jobs=args.jobs,
+                                     mirrors=mirrors, progress=TqdmProgress(show_progress))
             debs = {f.package.key: f.path for f in fetched}
             root = Path(work) / f"rootfs-{arch}"
-            tree = build_tree(root, recipe, arch, res, debs, ctx.epoch, cache=ctx.cache)
+            tree = build_tree(root, recipe, arch, res, debs, ctx.epoch, cache=ctx.cache, timings=timings)
             trees.append(tree)
             files_dropped, bytes_dropped = tree.dropped()
             report["architectures"][arch] = {
@@ -78,8 +82,11 @@ def cmd_compose(args: argparse.Namespace) -> int:
                 "notes": list(res.notes) + list(tree.db_notes),
                 "epoch": tree.epoch,
             }
-        report.update(_write_output(trees, recipe, dest, args.format, multi))
+        with timings.phase("output"):
+            report.update(_write_output(trees, recipe, dest, args.format, multi))
     report["seconds"] = round(time.perf_counter() - t0, 3)
+    # where the time went (wall seconds per phase); the start-up before the command ran is not in it
+    report["timings"] = timings.report()
     if args.json:
         print_json(report)
     else:

@@ -149,20 +149,40 @@ class RootDir:
         """Replace ``path`` with a regular file holding ``data`` (a symlink there is replaced, not
         followed)."""
         dirpath, name = self._parent(path)
-        tmp = dirpath / f".{name}.forge-tmp"
-        if os.path.lexists(tmp):
-            os.unlink(tmp)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        return self.write_in(dirpath, name, data, mode, uid, gid, what=path)
+
+    def directory(self, path: str) -> Path:
+        """The host path of the in-root directory ``path`` (made if missing), for :meth:`write_in`."""
+        return self._ensure_dir(self.resolve(path))
+
+    def write_in(self, dirpath: Path, name: str, data: bytes, mode: int = 0o644, uid: int = 0, gid: int = 0,
+                 *, what: str = "") -> Change:
+        """Write the file ``name`` in ``dirpath``, a host path :meth:`directory` (or a resolution) gave: many
+        files into one directory resolve it once. A new name is written in place; an existing file or symlink
+        is replaced by a rename from a temporary name, never written through."""
+        final = dirpath / name
+        try:
+            existing = os.lstat(final)
+        except FileNotFoundError:
+            existing = None
+        if existing is not None and stat.S_ISDIR(existing.st_mode):
+            raise RootfsError("write", what or self._inroot(final), "a directory is in the way")
+        target = final if existing is None else dirpath / f".{name}.forge-tmp"
+        if existing is not None and os.path.lexists(target):
+            os.unlink(target)
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode & 0o777)
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
-            self._finish(tmp, mode, uid, gid)
-            self._replace(tmp, dirpath / name, path)
+                f.flush()
+                self._finish_fd(f.fileno(), mode, uid, gid)
+            if existing is not None:
+                os.replace(target, final)
         except BaseException:
-            if os.path.lexists(tmp):
-                os.unlink(tmp)
+            if os.path.lexists(target):
+                os.unlink(target)
             raise
-        return Change(self._inroot(dirpath / name), "file", mode, uid, gid)
+        return Change(self._inroot(final), "file", mode, uid, gid)
 
     def symlink(self, path: str, target: str) -> Change:
         """Make ``path`` a symlink to ``target`` (text as given), replacing a file or link already there."""
@@ -214,6 +234,17 @@ class RootDir:
         if final.is_dir() and not final.is_symlink():
             raise RootfsError("write", path, "a directory is in the way")
         os.replace(tmp, final)
+
+    def _finish_fd(self, fd: int, mode: int, uid: int, gid: int) -> None:
+        """Like :meth:`_finish` for a file just created with ``mode`` (umask permitting) by this process:
+        the calls that would change nothing are skipped."""
+        chowned = self.set_owners and (uid, gid) != (os.geteuid(), os.getegid())
+        if chowned:
+            os.fchown(fd, uid, gid)
+        if chowned or stat.S_IMODE(os.fstat(fd).st_mode) != mode:
+            os.fchmod(fd, mode)
+        if self.epoch is not None:
+            os.utime(fd, (self.epoch, self.epoch))
 
     def _finish(self, h: Path, mode: int, uid: int, gid: int) -> None:
         if self.set_owners:
