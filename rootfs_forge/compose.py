@@ -235,8 +235,11 @@ def _unpack_all(root: Path, recipe: Recipe, arch: str, epoch: int, order: Sequen
 
     items = list(enumerate(order))
     if threads > 1:
+        # largest first, so that no thread is left decompressing a big package alone at the end
+        by_size = sorted(items, key=lambda item: -by_key[item[1]].size)
         with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="unpack") as pool:
-            prepared = list(pool.map(prepare, items))
+            done = dict(zip((key for _, key in by_size), pool.map(prepare, by_size), strict=True))
+        prepared = [done[key] for _, key in items]
     else:
         prepared = [prepare(i) for i in items]
     writer.add_packages([job for _, job in prepared], workers=threads)

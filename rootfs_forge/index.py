@@ -9,15 +9,19 @@ Stanzas are parsed with python-debian only when asked for, and kept per index ob
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import lzma
 import os
+import queue
 import re
 import sqlite3
+import threading
+import zlib
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from debian.deb822 import Deb822
 
@@ -86,25 +90,110 @@ def scan_stanzas(text: bytes) -> Iterator[tuple[int, int, bytes, list[bytes], bo
 
 
 def build_index(text: bytes, db_path: Path) -> None:
-    """Write the index of a decompressed Packages text: ``<db>`` (SQLite maps) and ``<db>.txt`` (the text).
+    """Write the index of a decompressed Packages text: ``<db>`` (SQLite maps) and ``<db>.txt`` (the text)."""
+    build_index_streamed(iter((text,)), db_path)
 
-    Both go through temp names; the database is renamed last, so its presence means both are complete. The
-    text (50 MB for bookworm main) is written by a second thread while the stanzas are scanned (the write
-    releases the GIL).
+
+def build_index_compressed(raw: bytes, compression: str, what: str, db_path: Path) -> None:
+    """Like :func:`build_index` from the Packages file as downloaded: one thread decompresses (the codecs
+    release the GIL) and writes the text while this one scans the stanzas already complete."""
+    pieces: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=16)
+
+    def produce() -> None:
+        try:
+            for piece in _decompressed(raw, compression, what):
+                pieces.put(piece)
+            pieces.put(None)
+        except BaseException as exc:  # handed to the consumer, which raises it
+            pieces.put(exc)
+
+    def consume() -> Iterator[bytes]:
+        while True:
+            item = pieces.get()
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    producer = threading.Thread(target=produce, name="index-decompress", daemon=True)
+    producer.start()
+    try:
+        build_index_streamed(consume(), db_path)
+    finally:
+        while producer.is_alive():  # unblock a producer waiting on a full queue after a failure
+            with contextlib.suppress(queue.Empty):
+                pieces.get_nowait()
+            producer.join(0.01)
+
+
+def _decompressed(raw: bytes, compression: str, what: str) -> Iterator[bytes]:
+    step = 1 << 20
+    if compression not in (".gz", ".xz"):
+        for i in range(0, len(raw), 8 * step):
+            yield raw[i:i + 8 * step]
+        return
+    codec: Any = zlib.decompressobj(wbits=47) if compression == ".gz" else lzma.LZMADecompressor()
+    try:
+        for i in range(0, len(raw), step):
+            out = codec.decompress(raw[i:i + step])
+            if out:
+                yield out
+        if compression == ".gz":
+            tail = codec.flush()
+            if tail:
+                yield tail
+        if not codec.eof:
+            raise IndexError_("decompress", what, "compressed stream ended early (truncated)")
+        if compression == ".gz" and codec.unused_data:
+            raise IndexError_("decompress", what, "trailing data after the compressed stream")
+    except (zlib.error, lzma.LZMAError, EOFError) as exc:
+        raise IndexError_("decompress", what, str(exc)) from None
+
+
+def build_index_streamed(chunks: Iterator[bytes], db_path: Path) -> None:
+    """The index of a Packages text that arrives in ``chunks``: each chunk's complete stanzas are scanned as it
+    comes, the text written as it comes.
+
+    Both files go through temp names; the database is renamed last, so its presence means both are complete.
     """
     text_path = db_path.with_name(db_path.name + ".txt")
     tmp_text = text_path.with_name(text_path.name + ".tmp")
     tmp = db_path.with_name(db_path.name + ".tmp")
     tmp.unlink(missing_ok=True)
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="index-text") as pool:
-        written = pool.submit(tmp_text.write_bytes, text)
-        _build_db(text, tmp)
-        written.result()
+    rows: list[tuple[int, str, int, str, int, int]] = []
+    prov_rows: list[tuple[str, int]] = []
+
+    def scan(text: bytes, base: int) -> None:
+        for start, end, name, provides, essential, desc in scan_stanzas(text):
+            i = len(rows)
+            rows.append((i, name.decode("utf-8", "replace"), int(essential), desc.decode("utf-8", "replace"),
+                         base + start, end - start))
+            prov_rows.extend((p.decode("utf-8", "replace"), i) for p in provides)
+
+    size = 0
+    carry, base = b"", 0
+    with open(tmp_text, "wb") as out:
+        for chunk in chunks:
+            out.write(chunk)
+            size += len(chunk)
+            buf = carry + chunk
+            cut = buf.rfind(b"\n\n")
+            while cut > 0 and buf[cut - 1] == 10:  # the first newline of the blank run ends the stanza
+                cut -= 1
+            if cut <= 0:
+                carry = buf
+                continue
+            scan(buf[:cut], base)
+            carry, base = buf[cut:], base + cut
+        scan(carry, base)
+    _write_db(tmp, rows, prov_rows, size)
     tmp_text.replace(text_path)
     tmp.replace(db_path)
 
 
-def _build_db(text: bytes, path: Path) -> None:
+def _write_db(path: Path, rows: list[tuple[int, str, int, str, int, int]], prov_rows: list[tuple[str, int]],
+              text_size: int) -> None:
     con = sqlite3.connect(path)
     try:
         con.executescript(
@@ -113,18 +202,12 @@ def _build_db(text: bytes, path: Path) -> None:
             "CREATE TABLE stanza(id INTEGER PRIMARY KEY, name TEXT, essential INT, descr TEXT, start INT, len INT);"
             "CREATE TABLE provides(name TEXT, id INT);"
         )
-        rows = []
-        prov_rows: list[tuple[str, int]] = []
-        for i, (start, end, name, provides, essential, desc) in enumerate(scan_stanzas(text)):
-            rows.append((i, name.decode("utf-8", "replace"), int(essential), desc.decode("utf-8", "replace"),
-                         start, end - start))
-            prov_rows.extend((p.decode("utf-8", "replace"), i) for p in provides)
         con.executemany("INSERT INTO stanza VALUES (?,?,?,?,?,?)", rows)
         con.executemany("INSERT INTO provides VALUES (?,?)", prov_rows)
         con.execute("CREATE INDEX stanza_name ON stanza(name)")
         con.execute("CREATE INDEX provides_name ON provides(name)")
         con.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
-        con.execute("INSERT INTO meta VALUES ('text_size', ?)", (str(len(text)),))
+        con.execute("INSERT INTO meta VALUES ('text_size', ?)", (str(text_size),))
         con.commit()
     finally:
         con.close()
@@ -159,7 +242,7 @@ class PackageIndex:
                 with cache.lock(f"index-{f.sha256}"):
                     if not _valid_db(db):
                         raw = cache.blob_path(f.sha256).read_bytes()
-                        build_index(decompress(raw, f.compression, f.label), db)
+                        build_index_compressed(raw, f.compression, f.label, db)
             con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, check_same_thread=False)
             fd = os.open(db.with_name(db.name + ".txt"), os.O_RDONLY | os.O_CLOEXEC)
             parts.append(_Part(f, con, fd))

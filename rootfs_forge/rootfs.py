@@ -25,11 +25,14 @@ Owners and modes: the intended values are kept in :meth:`TreeWriter.entries` (cl
 so a layer can carry them even when the tree was written without root. ``chown`` happens only as root.
 Directories stay writable by the writer until :meth:`TreeWriter.finish` applies their final modes and mtimes.
 
-Concurrency. :meth:`TreeWriter.add_package` may run in several threads at once: decompressing, hashing and
-writing file contents happen outside the lock (libarchive and hashlib release the GIL), resolution, conflict
-checks and the rename into place under it. Conflicts are decided by relations (Replaces, the conflict policy,
-Multi-Arch: same), never by who came first, and a directory shipped by several packages keeps the metadata of
-the package with the lowest ``rank`` (the install order), so the tree does not depend on thread timing.
+Two phases. :meth:`TreeWriter.add_packages` first *scans* every package in install order, reading only tar
+headers: each member is checked, resolved and decided against the model (conflicts by relations — Replaces,
+the conflict policy, Multi-Arch: same — and a directory shipped by several packages keeps the metadata of the
+lowest ``rank``). Directories, symlinks and removals happen during the scan; a regular file becomes a planned
+write. Then the *write* phase puts every planned file's content at its final name exactly once, split over
+forked worker processes by package (the GIL would serialise threads). The scan is serial, so the tree never
+depends on timing; the write phase only fills in contents the scan already decided. Calls from several
+threads are serialised by a lock.
 
 Path filters. A member the filter drops is not written; a directory whose verdict is ``PARENT`` (dpkg keeps it
 because an include rule may match below it) is made — and listed for the package — only when something the

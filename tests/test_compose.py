@@ -225,3 +225,23 @@ def test_cache_verify_drops_a_tampered_decompressed_data_tar(tmp_path: Path, rep
     assert forge("compose", str(r), "--format", "rootfs", "-o", str(tmp_path / "b"), cache=cache_dir).returncode == 0
     assert tars[0].exists()
     assert (tmp_path / "a/usr/bin/hello").read_bytes() == (tmp_path / "b/usr/bin/hello").read_bytes()
+
+
+def test_cache_dir_that_is_a_file_is_one_line_error(tmp_path: Path, repo_server: RepoServer, signer: Signer) -> None:
+    r = recipe(tmp_path, repo_server, signer, 'packages = ["hello"]')
+    blocker = tmp_path / "cache"
+    blocker.write_text("not a directory\n")
+    proc = forge("compose", str(r), "--format", "rootfs", "-o", str(tmp_path / "out"), cache=blocker)
+    assert proc.returncode == 5
+    assert proc.stderr.strip() == f"forge: cannot create cache directory {blocker}/blobs/sha256: Not a directory"
+    assert not (tmp_path / "out").exists()
+
+
+def test_timings_report_every_phase(tmp_path: Path, repo_server: RepoServer, signer: Signer,
+                                   cache_dir: Path) -> None:
+    r = recipe(tmp_path, repo_server, signer, 'packages = ["hello"]')
+    proc = forge("compose", str(r), "--format", "rootfs", "-o", str(tmp_path / "out"), "--json", cache=cache_dir)
+    assert proc.returncode == 0, proc.stderr
+    timings = json.loads(proc.stdout.splitlines()[-1])["timings"]
+    assert set(timings) == {"plan", "fetch", "unpack", "effects", "dpkg-db", "manifest", "output"}
+    assert all(v >= 0 for v in timings.values())

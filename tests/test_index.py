@@ -1,12 +1,24 @@
 from __future__ import annotations
 
+import gzip
+import itertools
+import lzma
+import sqlite3
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from rootfs_forge.archive import IndexFile
 from rootfs_forge.errors import IndexError_
-from rootfs_forge.index import build_index, scan_stanzas, stanza_to_package
+from rootfs_forge.index import (
+    build_index,
+    build_index_compressed,
+    build_index_streamed,
+    scan_stanzas,
+    stanza_to_package,
+)
 from rootfs_forge.sources import SourceEntry
 
 ORIGIN = IndexFile(SourceEntry("http://x.invalid/debian", "testing", ("main",)), "main", "amd64", "0" * 64, "",
@@ -54,3 +66,48 @@ def test_build_index_is_atomic(tmp_path: Path) -> None:
     build_index(GOOD, db)
     assert db.is_file() and (tmp_path / "x.idx.txt").read_bytes() == GOOD
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.idx", "x.idx.txt"]
+
+
+def _dump(db: Path) -> list[object]:
+    con = sqlite3.connect(db)
+    try:
+        return [con.execute(q).fetchall() for q in ("SELECT * FROM stanza ORDER BY id",
+                                                     "SELECT * FROM provides ORDER BY rowid", "SELECT * FROM meta")]
+    finally:
+        con.close()
+
+
+STANZAS = [GOOD, b"Package: b\nProvides: x\n", b"\n\n\nPackage: c\nEssential: yes\n", b"Package: d\nDescription: d"]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.sampled_from(STANZAS), min_size=1, max_size=6), st.lists(st.integers(0, 400), max_size=5))
+def test_index_built_from_chunks_equals_index_built_whole(tmp_path: Path, stanzas: list[bytes],
+                                                          cuts: list[int]) -> None:
+    text = b"\n".join(stanzas)
+    bounds = sorted({min(c, len(text)) for c in cuts} | {0, len(text)})
+    chunks = [text[a:b] for a, b in itertools.pairwise(bounds)]
+    n = len(list(tmp_path.iterdir()))  # hypothesis reuses the directory: fresh names each example
+    whole, streamed = tmp_path / f"w{n}.idx", tmp_path / f"s{n}.idx"
+    build_index(text, whole)
+    build_index_streamed(iter(chunks), streamed)
+    assert _dump(streamed) == _dump(whole)
+    assert streamed.with_name(streamed.name + ".txt").read_bytes() == text
+
+
+@pytest.mark.parametrize("compression", [".gz", ".xz"])
+def test_index_from_compressed_file_equals_plain(tmp_path: Path, compression: str) -> None:
+    text = b"\n".join(STANZAS * 500)
+    raw = gzip.compress(text) if compression == ".gz" else lzma.compress(text)
+    build_index(text, tmp_path / "plain.idx")
+    build_index_compressed(raw, compression, "Packages" + compression, tmp_path / "packed.idx")
+    assert _dump(tmp_path / "packed.idx") == _dump(tmp_path / "plain.idx")
+
+
+@pytest.mark.parametrize("compression", [".gz", ".xz"])
+def test_truncated_compressed_index_is_refused_and_leaves_no_database(tmp_path: Path, compression: str) -> None:
+    text = b"\n".join(STANZAS * 500)
+    raw = gzip.compress(text) if compression == ".gz" else lzma.compress(text)
+    with pytest.raises(IndexError_, match=f"cannot decompress Packages{compression}: "):
+        build_index_compressed(raw[: len(raw) // 2], compression, f"Packages{compression}", tmp_path / "x.idx")
+    assert not (tmp_path / "x.idx").exists()
