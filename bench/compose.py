@@ -6,6 +6,8 @@ directory rootfs as root, and are timed cold (empty caches: indexes and packages
 kept). mmdebstrap's warm cache follows its manual ("EXAMPLES": sync-in/sync-out special hooks with
 --skip=essential/unlink): the downloaded .debs *and* the apt lists are synced out of the chroot after the cold run
 and synced back in before every warm run, so its `apt-get update` only revalidates, as forge revalidates InRelease.
+Every output tree is deleted right after its run and the disk is synced before the next timed run, so no run pays
+for the deletion (and the writeback) of the previous tool's tree.
 
 Run from the project root, as root: `python3 bench/compose.py [--repeat N] [--cold-repeat N] [--quick]`.
 Takes several minutes (mmdebstrap's essential variant runs dpkg and maintainer scripts for ~70 packages).
@@ -127,6 +129,7 @@ class Bench:
             return secs, int(report["architectures"][self.arch]["packages"]), du_apparent(out)
         finally:
             remove_tree(out)
+            os.sync()
 
     # mmdebstrap -------------------------------------------------------------------------------------------
     def mm_once(self, cfg: MmConfig, cache: Path, cold: bool) -> tuple[float, int, int]:
@@ -161,6 +164,7 @@ class Bench:
             return secs, int(pkgs), du_apparent(out)
         finally:
             remove_tree(out)
+            os.sync()
 
     def layer_throughput(self, cfg: ForgeConfig, cache: Path, repeat: int) -> tuple[float, int]:
         """Median seconds of ``write_layer`` (the image's default gzip) over one composed tree, and its tar bytes."""

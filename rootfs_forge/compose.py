@@ -340,10 +340,10 @@ def staged_output(dest: Path, *, directory: bool) -> Iterator[Path]:
         else:
             os.replace(target, dest)
     except BaseException:
-        _rmtree(tmp)
+        remove_tree(tmp)
         raise
     if not directory:
-        _rmtree(tmp)
+        remove_tree(tmp)
 
 
 def check_destination(dest: Path, *, directory: bool) -> None:
@@ -360,7 +360,7 @@ def check_destination(dest: Path, *, directory: bool) -> None:
         raise ForgeError("write", str(dest), f"{dest.parent} is not a directory")
 
 
-def _rmtree(path: Path) -> None:
+def remove_tree(path: Path) -> None:
     if path.exists():
         # a rootfs contains read-only directories (e.g. /proc 0555); make them writable before removal
         for dirpath, dirnames, _ in os.walk(path):
@@ -376,11 +376,11 @@ def _clean_stale_temps(dest: Path) -> None:
     """Remove temp siblings left by forge processes that were killed."""
     for p in dest.parent.glob(f".{dest.name}.forge-*"):
         pid = p.name.rsplit(".forge-", 1)[-1].split("-", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
-            _rmtree(p)
+        if pid.isdigit() and not process_alive(int(pid)):
+            remove_tree(p)
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

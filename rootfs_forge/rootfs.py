@@ -42,6 +42,7 @@ package keeps lands below it, so ``/usr/share/doc/<pkg>`` survives a minimal pro
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import functools
 import hashlib
 import itertools
@@ -251,6 +252,7 @@ def _run_forked(parts: Sequence[Callable[[], None]]) -> None:
     ``os._exit``: it never returns into the caller's code, flushes no inherited buffers, runs no atexit hooks.
     """
     children: list[tuple[int, int]] = []
+    parent = os.getpid()
     try:
         for part in parts[1:]:
             read_end, write_end = os.pipe()
@@ -259,6 +261,7 @@ def _run_forked(parts: Sequence[Callable[[], None]]) -> None:
                 status = 0
                 try:
                     os.close(read_end)
+                    _die_with_parent(parent)
                     part()
                 except BaseException as exc:  # everything must end in os._exit
                     status = 1
@@ -290,6 +293,15 @@ def _run_forked(parts: Sequence[Callable[[], None]]) -> None:
         except ValueError:
             verb, obj, reason = "write", "the tree", "a writer process died"
         raise RootfsError(str(verb), str(obj), str(reason))
+
+
+def _die_with_parent(parent: int) -> None:
+    """A writer must not outlive a compose that was killed: it would go on writing into a tree being removed."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the parent died before the signal was armed
+        os._exit(1)
 
 
 def _current_umask() -> int:

@@ -245,3 +245,20 @@ def test_timings_report_every_phase(tmp_path: Path, repo_server: RepoServer, sig
     timings = json.loads(proc.stdout.splitlines()[-1])["timings"]
     assert set(timings) == {"plan", "fetch", "unpack", "effects", "dpkg-db", "manifest", "output"}
     assert all(v >= 0 for v in timings.values())
+
+
+def test_scratch_tree_in_memory_is_removed_and_a_killed_ones_swept(tmp_path: Path, repo_server: RepoServer,
+                                                                   signer: Signer, cache_dir: Path) -> None:
+    r = recipe(tmp_path, repo_server, signer, 'packages = ["hello"]')
+    work = tmp_path / "work"
+    work.mkdir()
+    stale = work / "forge-work-4000001-xyz"  # left by a compose that was SIGKILLed (no such pid)
+    (stale / "rootfs-amd64/usr").mkdir(parents=True)
+    os.chmod(stale / "rootfs-amd64", 0o555)
+    env = {**os.environ, "SOURCE_DATE_EPOCH": "1700000000", "FORGE_WORK_DIR": str(work)}
+    proc = subprocess.run([sys.executable, "-m", "rootfs_forge", "compose", str(r), "--format", "oci", "-o",
+                           str(tmp_path / "img"), "--cache-dir", str(cache_dir)], capture_output=True, text=True,
+                          env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert list(work.iterdir()) == []  # its own build directory is gone, and so is the stale one
+    assert (tmp_path / "img" / "index.json").is_file()

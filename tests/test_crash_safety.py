@@ -48,9 +48,12 @@ def test_sigkill_at_random_points_leaves_absent_or_complete_output(tmp_path: Pat
                    check=True, env=ENV, capture_output=True)
     full = time.perf_counter() - t0
     rng = random.Random(20261129)
+    work = tmp_path / "work"  # where the scratch trees of the image builds go (else /dev/shm, shared)
+    work.mkdir()
+    env = {**ENV, "FORGE_WORK_DIR": str(work)}
     for trial in range(20):
         out = tmp_path / "out"
-        proc = subprocess.Popen(forge_cmd("compose", str(recipe), "-o", str(out), "-q", cache=cache), env=ENV,
+        proc = subprocess.Popen(forge_cmd("compose", str(recipe), "-o", str(out), "-q", cache=cache), env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(rng.uniform(0.0, full))
         proc.send_signal(signal.SIGKILL)
@@ -61,11 +64,13 @@ def test_sigkill_at_random_points_leaves_absent_or_complete_output(tmp_path: Pat
                                 env=ENV)
         assert verify.returncode == 0 and json.loads(verify.stdout)["removed"] == [], f"trial {trial}"
     final = subprocess.run(forge_cmd("compose", str(recipe), "-o", str(tmp_path / "out"), "-q", cache=cache),
-                           env=ENV, capture_output=True, text=True)
+                           env=env, capture_output=True, text=True)
     assert final.returncode == 0, final.stderr
     assert digest(tmp_path / "out") == expected
-    # temp siblings of killed runs are cleaned by the next run into the same place
+    # temp siblings and build directories of killed runs are cleaned by the next run (forked writers die with
+    # their compose, so nothing writes into them any more)
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    assert list(work.iterdir()) == []
 
 
 def test_four_concurrent_composes_share_one_cache(tmp_path: Path, repo_server: RepoServer, signer: Signer) -> None:

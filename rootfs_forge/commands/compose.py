@@ -10,8 +10,17 @@ import time
 from pathlib import Path
 from typing import Any
 
+from rootfs_forge import workdir
 from rootfs_forge.commands.common import add_cache_args, add_json_arg, human_size, make_context, print_json
-from rootfs_forge.compose import Tree, build_tree, check_destination, layer_owners, staged_output
+from rootfs_forge.compose import (
+    Tree,
+    build_tree,
+    check_destination,
+    layer_owners,
+    process_alive,
+    remove_tree,
+    staged_output,
+)
 from rootfs_forge.errors import ForgeError
 from rootfs_forge.fetch import TqdmProgress, fetch_debs
 from rootfs_forge.plan import plan
@@ -58,9 +67,7 @@ def cmd_compose(args: argparse.Namespace) -> int:
     report: dict[str, Any] = {"recipe": str(recipe.path), "output": str(dest), "format": args.format,
                               "from_lock": result.from_lock, "architectures": {}}
     multi = len(recipe.architectures) > 1
-    # named like staged outputs (".<dest>.forge-<pid>-…") so that a later run cleans it up if this one is killed
-    with tempfile.TemporaryDirectory(prefix=f".{dest.name}.forge-{os.getpid()}-work-",
-                                     dir=_work_parent(dest)) as work:
+    with _work_dir(dest, args.format, result) as work:
         for arch in recipe.architectures:
             res = result.resolutions[arch]
             with timings.phase("fetch"):
@@ -98,6 +105,19 @@ def _work_parent(dest: Path) -> str:
     parent = dest.absolute().parent
     parent.mkdir(parents=True, exist_ok=True)
     return str(parent)
+
+
+def _work_dir(dest: Path, fmt: str, result: Any) -> tempfile.TemporaryDirectory[str]:
+    """A temporary directory for the trees: in memory for scratch trees that fit (see rootfs_forge.workdir)."""
+    estimate = sum(p.installed_size for res in result.resolutions.values() for p in res.packages) * 1024
+    parent = Path(_work_parent(dest))
+    where = workdir.choose(estimate, parent, scratch=fmt != "rootfs", env=os.environ.get("FORGE_WORK_DIR"))
+    if where == parent:
+        # named like staged outputs (".<dest>.forge-<pid>-…"): a later run cleans it up if this one is killed
+        return tempfile.TemporaryDirectory(prefix=f".{dest.name}.forge-{os.getpid()}-work-", dir=parent)
+    for old in workdir.stale(where, process_alive):
+        remove_tree(old)
+    return tempfile.TemporaryDirectory(prefix=f"{workdir.WORK_PREFIX}{os.getpid()}-", dir=where)
 
 
 def _write_output(trees: list[Tree], recipe: Any, dest: Path, fmt: str, multi: bool) -> dict[str, Any]:
