@@ -5,6 +5,7 @@ Layout under the cache root::
     blobs/sha256/<hex>      verified downloads (.deb files, Packages indexes), named by their SHA256
     index/<hex>.idx         name/provides maps built from the Packages file <hex> (see rootfs_forge.index)
     unpacked/<hex>.tar      the decompressed data.tar of the .deb <hex> (a warm compose skips xz entirely)
+    unpacked/<hex>.members.json  its member table (a warm compose reads no tar header to plan the tree)
     state/<hex>.json        the last verified index set of a source list (offline composes use it)
     tmp/                    temp names; a file enters blobs/ only after its digest was checked
 
@@ -62,6 +63,9 @@ class Cache:
 
     def data_tar_path(self, sha256: str) -> Path:
         return self.root / "unpacked" / f"{sha256}.tar"
+
+    def members_path(self, sha256: str) -> Path:
+        return self.root / "unpacked" / f"{sha256}.members.json"
 
     def state_path(self, key: str) -> Path:
         return self.root / "state" / f"{key}.json"

@@ -58,9 +58,16 @@ def verify(cache: Cache) -> tuple[int, list[str]]:
     _drop_orphans(cache)
     for tar in sorted((cache.root / "unpacked").glob("*.tar")):
         checked += 1
+        table = tar.with_name(tar.name[: -len(".tar")] + ".members.json")
         if not _tar_matches(tar):
             bad.append(f"unpacked/{tar.name}")
             tar.unlink(missing_ok=True)
+            table.unlink(missing_ok=True)
+        elif table.exists():
+            checked += 1
+            if not _table_matches(table, tar):
+                bad.append(f"unpacked/{table.name}")
+                table.unlink(missing_ok=True)
     # temp files of killed processes are never valid entries; a day-old one belongs to no live download
     cutoff = time.time() - 86400
     for t in (cache.root / "tmp").iterdir():
@@ -125,6 +132,36 @@ def _tar_matches(tar: Path) -> bool:
     return h.hexdigest() == want
 
 
+def _table_matches(table: Path, tar: Path) -> bool:
+    """A member table still describes its data.tar: every header field, and the md5 of the files it hashed."""
+    from rootfs_forge.debfile import MEMBER_TABLE_SCHEMA, iter_tar
+    from rootfs_forge.errors import DebError
+
+    try:
+        doc = json.loads(table.read_bytes())
+        rows = doc["members"] if doc.get("schema") == MEMBER_TABLE_SCHEMA else None
+        if not isinstance(rows, list):
+            return False
+        n = 0
+        for m in iter_tar(tar, tar):
+            if n >= len(rows):
+                return False
+            row = rows[n]
+            n += 1
+            if list(row[:10]) != [m.path, m.kind, m.mode, m.uid, m.gid, m.mtime, m.size, m.linkname, m.devmajor,
+                                  m.devminor]:
+                return False
+            if row[10]:
+                digest = hashlib.md5(usedforsecurity=False)
+                for block in m.blocks():
+                    digest.update(block)
+                if digest.hexdigest() != row[10]:
+                    return False
+        return n == len(rows)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError, DebError):
+        return False
+
+
 def _drop_orphans(cache: Cache) -> int:
     """Remove derived entries (decompressed data.tars) whose .deb is gone; return the bytes freed."""
     freed = 0
@@ -136,4 +173,9 @@ def _drop_orphans(cache: Cache) -> int:
     for side in (cache.root / "unpacked").glob("*.tar.sha256"):
         if not side.with_name(side.name[: -len(".sha256")]).exists():
             side.unlink(missing_ok=True)
+    for table in (cache.root / "unpacked").glob("*.members.json"):  # derived from the tar: goes with it
+        if not table.with_name(table.name[: -len(".members.json")] + ".tar").exists():
+            with contextlib.suppress(FileNotFoundError):
+                freed += table.stat().st_size
+                table.unlink()
     return freed

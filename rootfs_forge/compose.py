@@ -19,11 +19,20 @@ from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import libarchive
 
 from rootfs_forge.cache import Cache
-from rootfs_forge.debfile import DebControl, extract_data_tar, parse_md5sums, read_control
+from rootfs_forge.debfile import (
+    MEMBER_TABLE_SCHEMA,
+    DebControl,
+    extract_data_tar,
+    member_table,
+    members_of,
+    parse_md5sums,
+    read_control,
+)
 from rootfs_forge.dpkgdb import InstalledPackage, write_dpkg_db
 from rootfs_forge.effects import EffectsRun, apply_effects
 from rootfs_forge.effects.base import EffectContext, EffectOptions, HostTools, PackageInfo
@@ -214,6 +223,21 @@ def data_tar(cache: Cache | None, pkg: Package, deb: Path, max_bytes: int) -> Pa
     return path
 
 
+def member_rows(cache: Cache, pkg: Package, deb: Path, tar: Path, md5sums: Mapping[str, str]) -> list[list[Any]]:
+    """The member table of a cached data.tar (``unpacked/<sha256>.members.json``, made on first use): a warm
+    compose reads it instead of walking the tar's headers through libarchive."""
+    path = cache.members_path(pkg.sha256)
+    try:
+        doc = json.loads(path.read_bytes())
+        if doc.get("schema") == MEMBER_TABLE_SCHEMA and isinstance(doc.get("members"), list):
+            return list(doc["members"])
+    except (OSError, ValueError, AttributeError):
+        pass
+    rows = member_table(tar, deb, md5sums)
+    cache.write_atomic(path, canonical_json({"schema": MEMBER_TABLE_SCHEMA, "members": rows}))
+    return rows
+
+
 def _unpack_all(root: Path, recipe: Recipe, arch: str, epoch: int, order: Sequence[str],
                 by_key: Mapping[str, Package], debs: Mapping[str, Path], path_filter: PathFilter,
                 threads: int, cache: Cache | None = None) -> tuple[TreeWriter, dict[str, DebControl],
@@ -229,8 +253,14 @@ def _unpack_all(root: Path, recipe: Recipe, arch: str, epoch: int, order: Sequen
         control = read_control(deb)
         declared = max(control.installed_size, pkg.installed_size)
         limit = declared * 1024 * BOMB_MARGIN + (16 << 20)
-        job = PackageJob(pkg.name, deb, data_tar(cache, pkg, deb, limit), tuple(_replaces_names(control)),
-                         path_filter, limit, control.multi_arch == "same", rank, parse_md5sums(control.md5sums))
+        tar = data_tar(cache, pkg, deb, limit)
+        md5sums = parse_md5sums(control.md5sums)
+        members = None
+        if cache is not None and tar is not None:
+            members, extra = members_of(member_rows(cache, pkg, deb, tar, md5sums))
+            md5sums.update(extra)
+        job = PackageJob(pkg.name, deb, tar, tuple(_replaces_names(control)), path_filter, limit,
+                         control.multi_arch == "same", rank, md5sums, members)
         return control, job
 
     items = list(enumerate(order))

@@ -13,9 +13,10 @@ large package never sits in memory and libarchive decompresses with the GIL rele
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import os
 import re
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -143,6 +144,36 @@ def normalize_path(name: str) -> str:
     return "/" + "/".join(out)
 
 
+MEMBER_TABLE_SCHEMA = 1
+
+
+def member_table(tar: Path | str, deb: Path | str, md5sums: Mapping[str, str]) -> list[list[Any]]:
+    """The members of a decompressed data.tar as rows (JSON-able): path, kind, mode, uid, gid, mtime, size,
+    linkname, devmajor, devminor, md5 — the md5 only for a regular file ``md5sums`` does not give (hashed)."""
+    rows: list[list[Any]] = []
+    for m in iter_tar(tar, deb):
+        md5 = ""
+        if m.kind == "file" and m.path not in md5sums:
+            digest = hashlib.md5(usedforsecurity=False)
+            for block in m.blocks():
+                digest.update(block)
+            md5 = digest.hexdigest()
+        rows.append([m.path, m.kind, m.mode, m.uid, m.gid, m.mtime, m.size, m.linkname, m.devmajor, m.devminor,
+                     md5])
+    return rows
+
+
+def members_of(rows: Sequence[Sequence[Any]]) -> tuple[list[DataMember], dict[str, str]]:
+    """DataMembers (without content: the scan needs none) and the md5s a member table carries."""
+    members, md5s = [], {}
+    for path, kind, mode, uid, gid, mtime, size, linkname, devmajor, devminor, md5 in rows:
+        members.append(DataMember(str(path), str(kind), int(mode), int(uid), int(gid), int(mtime), int(size),
+                                  str(linkname), int(devmajor), int(devminor)))
+        if md5:
+            md5s[str(path)] = str(md5)
+    return members, md5s
+
+
 def parse_md5sums(text: str) -> dict[str, str]:
     """A package's ``md5sums`` control file as {member path (normalised): md5 hex} (pure).
 
@@ -246,7 +277,6 @@ def extract_data_tar(deb: Path | str, dest: Path | str, max_bytes: int | None = 
     decompression bomb and raises before the disk fills.
     """
     import bz2
-    import hashlib
     import lzma
     import zlib
 

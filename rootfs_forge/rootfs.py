@@ -52,7 +52,7 @@ import signal
 import stat
 import tempfile
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
@@ -157,6 +157,7 @@ class _Write:
     """
 
     index: int  # position of the member in its data.tar (a path may occur twice in one archive)
+    path: str  # the member's path, checked against the archive when the content is read
     node: _Node
     keys: list[str]
 
@@ -174,6 +175,8 @@ class PackageJob:
     multi_arch_same: bool = False
     rank: int | None = None
     md5sums: Mapping[str, str] | None = None  # member path -> md5 hex, from the package's own md5sums
+    members: Sequence[DataMember] | None = None  # the data.tar's members as listed before (a cache); the
+    # write phase checks each one it writes against the archive
 
 
 @dataclass(slots=True)
@@ -422,7 +425,7 @@ class TreeWriter:
         self._replaces[name] = frozenset(job.replaces)
         self._ma_same[name] = job.multi_arch_same
         unpacked = 0
-        members = iter_tar(tar, job.deb)
+        members = iter_tar(tar, job.deb) if job.members is None else iter(job.members)
         path_filter, max_bytes = job.path_filter, job.max_bytes
         try:
             for index, m in enumerate(members):
@@ -444,11 +447,12 @@ class TreeWriter:
                     continue
                 with _os_errors(m.path):
                     if m.kind == "file":
-                        self._plan_regular(record, m, index, job.md5sums)
+                        self._plan_regular(record, m, index, job.md5sums, listed=job.members is not None)
                     else:
                         self._add_member(record, m, verdict)
         finally:
-            members.close()
+            if isinstance(members, Generator):
+                members.close()
         record.files_dropped += len(record.pending)  # PARENT directories nothing kept went into
         record.pending.clear()
         return record
@@ -570,10 +574,14 @@ class TreeWriter:
                 self._remove_node(key)
                 self._make_special(key, node)
 
-    def _plan_regular(self, record: _Record, m: DataMember, index: int, md5sums: Mapping[str, str] | None) -> None:
+    def _plan_regular(self, record: _Record, m: DataMember, index: int, md5sums: Mapping[str, str] | None, *,
+                      listed: bool = False) -> None:
         """Decide a regular member now; its content is written later (see :meth:`add_packages`)."""
         key = self._prepare(m.path, record)
         md5 = md5sums.get(m.path) if md5sums else None
+        if md5 is None and listed:  # a member table gives every md5 the package's md5sums does not
+            raise RootfsError("write", m.path, "the cached member list does not match the package "
+                                               "(run 'forge cache verify')")
         if md5 is None:  # not in the package's md5sums (conffiles are not, and some packages ship none)
             digest = hashlib.md5(usedforsecurity=False)
             size = 0
@@ -586,7 +594,7 @@ class TreeWriter:
         node = _Node("file", m.mode, m.uid, m.gid, m.size, mtime=self._clamp(m.mtime), owner=record.name, md5=md5)
         if self._claim(record, m.path, key, node):
             self._remove_node(key)
-            write = _Write(index, node, [key])
+            write = _Write(index, m.path, node, [key])
             node.planned = write
             record.writes[index] = write
             self._set_node(key, node)
@@ -936,6 +944,9 @@ class TreeWriter:
 
     def _write_member(self, write: _Write, m: DataMember) -> None:
         node, first = write.node, write.keys[0]
+        if (m.kind, m.path, m.size, m.mode) != ("file", write.path, node.size, node.mode):
+            raise RootfsError("write", write.path, f"member {write.index} of the data.tar is {m.kind} {m.path} "
+                              "now: the cached member list does not match it (run 'forge cache verify')")
         created = node.mode & 0o777
         fd = os.open(self._abs(first), _O_NEW, created)
         try:

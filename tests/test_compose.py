@@ -262,3 +262,26 @@ def test_scratch_tree_in_memory_is_removed_and_a_killed_ones_swept(tmp_path: Pat
     assert proc.returncode == 0, proc.stderr
     assert list(work.iterdir()) == []  # its own build directory is gone, and so is the stale one
     assert (tmp_path / "img" / "index.json").is_file()
+
+
+@pytest.mark.parametrize("field", [0, 2])  # a file's path (caught by the plan), its mode (caught by the writer)
+def test_tampered_member_table_is_refused_and_verify_drops_it(tmp_path: Path, repo_server: RepoServer,
+                                                              signer: Signer, cache_dir: Path, field: int) -> None:
+    r = recipe(tmp_path, repo_server, signer, 'packages = ["hello"]')
+    assert forge("compose", str(r), "--format", "rootfs", "-o", str(tmp_path / "a"), cache=cache_dir).returncode == 0
+    tables = sorted((cache_dir / "unpacked").glob("*.members.json"))
+    assert tables, "a compose leaves the member table of every unpacked package"
+    # a table that no longer matches its data.tar (here: a file's path changed) is caught when the content is
+    # written, and `forge cache verify` drops it
+    victim = next(t for t in tables if '"file"' in t.read_text())
+    doc = json.loads(victim.read_text())
+    row = next(row for row in doc["members"] if row[1] == "file")
+    row[field] = row[0] + "-moved" if field == 0 else row[2] | 0o4000  # setuid, as an attacker would like
+    victim.write_text(json.dumps(doc))
+    proc = forge("compose", str(r), "--format", "rootfs", "-o", str(tmp_path / "b"), cache=cache_dir)
+    assert proc.returncode == 6 and "the cached member list does not match" in proc.stderr
+    assert not (tmp_path / "b").exists()
+    verify = forge("cache", "verify", "--json", cache=cache_dir)
+    assert json.loads(verify.stdout)["removed"] == [f"unpacked/{victim.name}"]
+    assert forge("compose", str(r), "--format", "rootfs", "-o", str(tmp_path / "c"), cache=cache_dir).returncode == 0
+    assert victim.exists()  # made again from the data.tar
