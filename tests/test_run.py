@@ -795,3 +795,19 @@ def test_choose_platform_picks_this_machine_from_an_index() -> None:
     assert img.choose_platform(index, "x")["digest"] == "sha256:" + "b" * 64
     with pytest.raises(ImageError, match=f"no manifest for linux/{arch}"):
         img.choose_platform({"manifests": index["manifests"][:1] * 2}, "x")
+
+
+@pytest.mark.root
+def test_cgroup_left_by_a_killed_run_is_removed_by_the_next(world: dict[str, Path]) -> None:
+    own = parse_proc_cgroup(Path("/proc/self/cgroup").read_text())
+    base = Path("/sys/fs/cgroup") / "memory" / own.get("memory", "/").lstrip("/")
+    if not (Path("/sys/fs/cgroup/memory").is_dir()):  # pure v2: the unified hierarchy
+        base = Path("/sys/fs/cgroup") / own.get("", "/").lstrip("/")
+    stale = base / "forge-4000001-0123456789ab"  # as `forge run` (pid 4000001, long gone) would have named it
+    stale.mkdir()
+    try:
+        forge(world, "run", "--memory", "32m", str(world["rootfs"]), "true", check=0)
+        assert not stale.exists()
+    finally:
+        if stale.exists():
+            stale.rmdir()

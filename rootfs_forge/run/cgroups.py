@@ -6,9 +6,11 @@ hierarchy that carries a requested limit, so a launcher that itself lives in a l
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
+from collections.abc import Callable, Iterable
 
 from rootfs_forge.errors import RunError
 from rootfs_forge.run.spec import CFS_PERIOD_US, Limits
@@ -135,6 +137,16 @@ class Cgroup:
                     time.sleep(0.01)
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def send_signal(pid: int, sig: int) -> bool:
     """``os.kill`` that reports a vanished process as False instead of raising."""
     try:
@@ -149,10 +161,39 @@ def _own_dir(controller_root: str, own: dict[str, str], key: str) -> str:
     return os.path.join(controller_root, rel) if rel else controller_root
 
 
+def run_name(pid: int, run_id: str) -> str:
+    """The cgroup of one ``forge run``: it carries the pid of the forge process that owns it."""
+    return f"forge-{pid}-{run_id}"
+
+
+def stale_runs(parent: str, alive: Callable[[int], bool]) -> list[str]:
+    """Cgroup dirs under ``parent`` left by ``forge run`` processes that are gone (SIGKILLed: no ``finally``)."""
+    out: list[str] = []
+    try:
+        names = sorted(os.listdir(parent))
+    except OSError:
+        return out
+    for name in names:
+        pid = name[len("forge-"):].split("-", 1)[0] if name.startswith("forge-") else ""
+        if pid.isdigit() and not alive(int(pid)) and os.path.isdir(os.path.join(parent, name)):
+            out.append(os.path.join(parent, name))
+    return out
+
+
+def sweep(parents: Iterable[str], alive: Callable[[int], bool]) -> None:
+    """Remove the empty run cgroups of dead forge processes under ``parents``. One that still holds processes
+    is left alone: its pid may belong to another pid namespace, and nothing is killed on a guess."""
+    for parent in parents:
+        for d in stale_runs(parent, alive):
+            with contextlib.suppress(OSError):  # EBUSY: not empty
+                os.rmdir(d)
+
+
 def create(limits: Limits, name: str, root: str = CGROUP_ROOT, proc_cgroup: str | None = None) -> Cgroup:
     """Create ``name`` under the caller's cgroup in every hierarchy a limit needs and write the limits.
 
-    On any failure the dirs created so far are removed before raising."""
+    Run cgroups of dead forge processes found next to it are removed first. On any failure the dirs created
+    so far are removed before raising."""
     own = parse_proc_cgroup(read_text("/proc/self/cgroup") if proc_cgroup is None else proc_cgroup)
     if is_pure_v2(root):
         cg = Cgroup(2, {"": os.path.join(_own_dir(root, own, ""), name)}, limits)
@@ -160,6 +201,7 @@ def create(limits: Limits, name: str, root: str = CGROUP_ROOT, proc_cgroup: str 
         wanted = [c for c, on in (("memory", limits.memory), ("pids", limits.pids), ("cpu", limits.cpu_quota_us))
                   if on is not None]
         cg = Cgroup(1, {c: os.path.join(_own_dir(os.path.join(root, c), own, c), name) for c in wanted}, limits)
+    sweep(sorted({os.path.dirname(d) for d in cg.dirs.values()}), _alive)
     made: dict[str, str] = {}
     try:
         for key, d in cg.dirs.items():

@@ -198,7 +198,7 @@ def run(opts: RunOptions, warn: Warn) -> RunResult:
                              rootless=rootless, etc_files=etc_files(hostname, opts.network),
                              no_init=opts.no_init, tmp_size=opts.tmp_size)
         if opts.limits.any:
-            cg = cgroups.create(opts.limits, f"forge-{run_id}")
+            cg = cgroups.create(opts.limits, cgroups.run_name(os.getpid(), run_id))
         return _supervise(plan, cg, tty_path, opts.stop_timeout)
     finally:
         try:
