@@ -26,9 +26,9 @@ import libarchive
 from rootfs_forge.cache import Cache
 from rootfs_forge.debfile import (
     MEMBER_TABLE_SCHEMA,
+    DataMember,
     DebControl,
     extract_data_tar,
-    member_table,
     members_of,
     parse_md5sums,
     read_control,
@@ -211,31 +211,38 @@ def data_tar(cache: Cache | None, pkg: Package, deb: Path, max_bytes: int) -> Pa
     if cache is None:
         return None
     path = cache.data_tar_path(pkg.sha256)
-    if not path.is_file():
-        tmp = cache.root / "tmp" / f"{pkg.sha256}.{os.getpid()}.{threading.get_ident()}.tar"
-        try:
-            _, digest = extract_data_tar(deb, tmp, max_bytes)
-            # its digest, for `forge cache verify`; written first, so a tar never exists without one
-            cache.write_atomic(path.with_name(path.name + ".sha256"), digest.encode())
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+    if path.is_file():
+        return path
+    with cache.lock(f"unpack-{pkg.sha256}"):  # one decompression per package, across threads and processes
+        if not path.is_file():
+            tmp = cache.root / "tmp" / f"{pkg.sha256}.{os.getpid()}.{threading.get_ident()}.tar"
+            try:
+                _, digest = extract_data_tar(deb, tmp, max_bytes)
+                # its digest, for `forge cache verify`; written first, so a tar never exists without one
+                cache.write_atomic(path.with_name(path.name + ".sha256"), digest.encode())
+                os.replace(tmp, path)
+            finally:
+                tmp.unlink(missing_ok=True)
     return path
 
 
-def member_rows(cache: Cache, pkg: Package, deb: Path, tar: Path, md5sums: Mapping[str, str]) -> list[list[Any]]:
-    """The member table of a cached data.tar (``unpacked/<sha256>.members.json``, made on first use): a warm
-    compose reads it instead of walking the tar's headers through libarchive."""
-    path = cache.members_path(pkg.sha256)
+def unpack_limit(pkg: Package, control: DebControl) -> int:
+    """The most bytes a package's data.tar may hold: its declared Installed-Size with a wide margin."""
+    declared = max(control.installed_size, pkg.installed_size)
+    return declared * 1024 * BOMB_MARGIN + (16 << 20)
+
+
+def cached_member_rows(cache: Cache, pkg: Package) -> list[list[Any]] | None:
+    """The member table of a cached data.tar (``unpacked/<sha256>.members.json``), or None: a warm compose
+    reads it instead of walking the tar's headers through libarchive. The first compose that unpacks the
+    package records it while it scans."""
     try:
-        doc = json.loads(path.read_bytes())
+        doc = json.loads(cache.members_path(pkg.sha256).read_bytes())
         if doc.get("schema") == MEMBER_TABLE_SCHEMA and isinstance(doc.get("members"), list):
             return list(doc["members"])
     except (OSError, ValueError, AttributeError):
         pass
-    rows = member_table(tar, deb, md5sums)
-    cache.write_atomic(path, canonical_json({"schema": MEMBER_TABLE_SCHEMA, "members": rows}))
-    return rows
+    return None
 
 
 def _unpack_all(root: Path, recipe: Recipe, arch: str, epoch: int, order: Sequence[str],
@@ -251,16 +258,19 @@ def _unpack_all(root: Path, recipe: Recipe, arch: str, epoch: int, order: Sequen
         rank, key = item
         pkg, deb = by_key[key], debs[key]
         control = read_control(deb)
-        declared = max(control.installed_size, pkg.installed_size)
-        limit = declared * 1024 * BOMB_MARGIN + (16 << 20)
+        limit = unpack_limit(pkg, control)
         tar = data_tar(cache, pkg, deb, limit)
         md5sums = parse_md5sums(control.md5sums)
-        members = None
-        if cache is not None and tar is not None:
-            members, extra = members_of(member_rows(cache, pkg, deb, tar, md5sums))
+        members: list[DataMember] | None = None
+        table: list[list[Any]] | None = None
+        rows = cached_member_rows(cache, pkg) if cache is not None else None
+        if rows is not None:
+            members, extra = members_of(rows)
             md5sums.update(extra)
+        elif cache is not None:
+            table = []  # the scan fills it in; saved below
         job = PackageJob(pkg.name, deb, tar, tuple(_replaces_names(control)), path_filter, limit,
-                         control.multi_arch == "same", rank, md5sums, members)
+                         control.multi_arch == "same", rank, md5sums, members, table)
         return control, job
 
     items = list(enumerate(order))
@@ -273,6 +283,10 @@ def _unpack_all(root: Path, recipe: Recipe, arch: str, epoch: int, order: Sequen
     else:
         prepared = [prepare(i) for i in items]
     writer.add_packages([job for _, job in prepared], workers=threads)
+    for key, (_, job) in zip(order, prepared, strict=True):
+        if cache is not None and job.table:
+            cache.write_atomic(cache.members_path(by_key[key].sha256),
+                               canonical_json({"schema": MEMBER_TABLE_SCHEMA, "members": job.table}))
     controls = {job.name: control for control, job in prepared}
     # a later package may have taken over paths of an earlier one (Replaces): take every list as it ends up
     files = {job.name: writer.package_files(job.name) for _, job in prepared}

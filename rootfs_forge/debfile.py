@@ -16,7 +16,7 @@ import ctypes
 import hashlib
 import os
 import re
-from collections.abc import Generator, Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -145,22 +145,6 @@ def normalize_path(name: str) -> str:
 
 
 MEMBER_TABLE_SCHEMA = 1
-
-
-def member_table(tar: Path | str, deb: Path | str, md5sums: Mapping[str, str]) -> list[list[Any]]:
-    """The members of a decompressed data.tar as rows (JSON-able): path, kind, mode, uid, gid, mtime, size,
-    linkname, devmajor, devminor, md5 — the md5 only for a regular file ``md5sums`` does not give (hashed)."""
-    rows: list[list[Any]] = []
-    for m in iter_tar(tar, deb):
-        md5 = ""
-        if m.kind == "file" and m.path not in md5sums:
-            digest = hashlib.md5(usedforsecurity=False)
-            for block in m.blocks():
-                digest.update(block)
-            md5 = digest.hexdigest()
-        rows.append([m.path, m.kind, m.mode, m.uid, m.gid, m.mtime, m.size, m.linkname, m.devmajor, m.devminor,
-                     md5])
-    return rows
 
 
 def members_of(rows: Sequence[Sequence[Any]]) -> tuple[list[DataMember], dict[str, str]]:

@@ -57,7 +57,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from rootfs_forge.debfile import DataMember, extract_data_tar, iter_tar, normalize_path
 from rootfs_forge.errors import RootfsError
@@ -177,6 +177,8 @@ class PackageJob:
     md5sums: Mapping[str, str] | None = None  # member path -> md5 hex, from the package's own md5sums
     members: Sequence[DataMember] | None = None  # the data.tar's members as listed before (a cache); the
     # write phase checks each one it writes against the archive
+    table: list[list[Any]] | None = None  # without ``members``: the scan appends the member table here (every
+    # member in archive order, with the md5 of files ``md5sums`` does not list), for the cache
 
 
 @dataclass(slots=True)
@@ -240,6 +242,18 @@ def resolve_in_root(nodes: Mapping[str, NodeLike], path: str, *, follow_last: bo
             continue
         out.append(part)
     return "/" + "/".join(out)
+
+
+def _md5_of(m: DataMember) -> str:
+    """The md5 of a regular member's content (read while it is the current member)."""
+    digest = hashlib.md5(usedforsecurity=False)
+    size = 0
+    for block in m.blocks():
+        digest.update(block)
+        size += len(block)
+    if size != m.size:
+        raise RootfsError("write", m.path, f"{size} bytes read, the archive declares {m.size}")
+    return digest.hexdigest()
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -427,6 +441,8 @@ class TreeWriter:
         unpacked = 0
         members = iter_tar(tar, job.deb) if job.members is None else iter(job.members)
         path_filter, max_bytes = job.path_filter, job.max_bytes
+        table = job.table if job.members is None else None
+        md5sums = job.md5sums or {}
         try:
             for index, m in enumerate(members):
                 # the tar stream so far: a 512-byte header per member plus its data in 512-byte blocks. This
@@ -435,6 +451,12 @@ class TreeWriter:
                 if max_bytes is not None and unpacked > max_bytes:
                     raise RootfsError("unpack", f"package {name}",
                                       f"its contents exceed the limit of {max_bytes} bytes (decompression bomb?)")
+                known = ""
+                if table is not None:
+                    if m.kind == "file" and m.path not in md5sums:  # the table is kept for any filter
+                        known = _md5_of(m)
+                    table.append([m.path, m.kind, m.mode, m.uid, m.gid, m.mtime, m.size, m.linkname, m.devmajor,
+                                  m.devminor, known])
                 if m.path == "/":
                     continue
                 verdict = path_filter.verdict(name, m.path, m.kind) if path_filter else Verdict.KEEP
@@ -447,7 +469,8 @@ class TreeWriter:
                     continue
                 with _os_errors(m.path):
                     if m.kind == "file":
-                        self._plan_regular(record, m, index, job.md5sums, listed=job.members is not None)
+                        self._plan_regular(record, m, index, md5sums, listed=job.members is not None,
+                                           known=known)
                     else:
                         self._add_member(record, m, verdict)
         finally:
@@ -574,23 +597,16 @@ class TreeWriter:
                 self._remove_node(key)
                 self._make_special(key, node)
 
-    def _plan_regular(self, record: _Record, m: DataMember, index: int, md5sums: Mapping[str, str] | None, *,
-                      listed: bool = False) -> None:
+    def _plan_regular(self, record: _Record, m: DataMember, index: int, md5sums: Mapping[str, str], *,
+                      listed: bool = False, known: str = "") -> None:
         """Decide a regular member now; its content is written later (see :meth:`add_packages`)."""
         key = self._prepare(m.path, record)
-        md5 = md5sums.get(m.path) if md5sums else None
+        md5 = known or md5sums.get(m.path)
         if md5 is None and listed:  # a member table gives every md5 the package's md5sums does not
             raise RootfsError("write", m.path, "the cached member list does not match the package "
                                                "(run 'forge cache verify')")
         if md5 is None:  # not in the package's md5sums (conffiles are not, and some packages ship none)
-            digest = hashlib.md5(usedforsecurity=False)
-            size = 0
-            for block in m.blocks():
-                digest.update(block)
-                size += len(block)
-            if size != m.size:
-                raise RootfsError("write", m.path, f"{size} bytes read, the archive declares {m.size}")
-            md5 = digest.hexdigest()
+            md5 = _md5_of(m)
         node = _Node("file", m.mode, m.uid, m.gid, m.size, mtime=self._clamp(m.mtime), owner=record.name, md5=md5)
         if self._claim(record, m.path, key, node):
             self._remove_node(key)
