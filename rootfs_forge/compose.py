@@ -15,7 +15,7 @@ import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -116,7 +116,7 @@ def build_tree(root: Path, recipe: Recipe, arch: str, resolution: Resolution, de
                              keep_locales=recipe.locales, slices=dict(recipe.slices))
     with t.phase("unpack"):
         writer, controls, files = _unpack_all(root, recipe, arch, epoch, order, by_key, debs, path_filter,
-                                              threads, cache)
+                                              threads, cache, t)
     tree = Tree(root, arch, resolution, epoch, writer, files, controls, effects=EffectsRun((), ()))
     _add_local_files(tree, recipe)
     options = EffectOptions.from_recipe(recipe, suite=_suite_of(resolution))
@@ -247,8 +247,8 @@ def cached_member_rows(cache: Cache, pkg: Package) -> list[list[Any]] | None:
 
 def _unpack_all(root: Path, recipe: Recipe, arch: str, epoch: int, order: Sequence[str],
                 by_key: Mapping[str, Package], debs: Mapping[str, Path], path_filter: PathFilter,
-                threads: int, cache: Cache | None = None) -> tuple[TreeWriter, dict[str, DebControl],
-                                                                 dict[str, PackageFiles]]:
+                threads: int, cache: Cache | None = None, timings: Timings | None = None
+                ) -> tuple[TreeWriter, dict[str, DebControl], dict[str, PackageFiles]]:
     """Unpack every package: control parts read and data.tars decompressed in ``threads`` threads (the codecs
     release the GIL), then the tree decided in install order and written by ``threads`` processes."""
     writer = TreeWriter(root, merged_usr=recipe.merged_usr, arch_multiarch=arch, allow_devices=recipe.allow_devices,
@@ -274,6 +274,23 @@ def _unpack_all(root: Path, recipe: Recipe, arch: str, epoch: int, order: Sequen
         return control, job
 
     items = list(enumerate(order))
+    t = timings or Timings()
+    with t.phase("unpack:prepare"):  # control parts read, data.tars decompressed (cold) or found (warm)
+        prepared = _prepare_all(items, prepare, by_key, threads)
+    with t.phase("unpack:tree"):  # the scan, then the forked writers
+        writer.add_packages([job for _, job in prepared], workers=threads)
+    for key, (_, job) in zip(order, prepared, strict=True):
+        if cache is not None and job.table:  # for the next compose: it plans without reading tar headers
+            cache.write_atomic(cache.members_path(by_key[key].sha256),
+                               canonical_json({"schema": MEMBER_TABLE_SCHEMA, "members": job.table}))
+    controls = {job.name: control for control, job in prepared}
+    # a later package may have taken over paths of an earlier one (Replaces): take every list as it ends up
+    files = {job.name: writer.package_files(job.name) for _, job in prepared}
+    return writer, controls, files
+
+
+def _prepare_all(items: list[tuple[int, str]], prepare: Callable[[tuple[int, str]], tuple[DebControl, PackageJob]],
+                 by_key: Mapping[str, Package], threads: int) -> list[tuple[DebControl, PackageJob]]:
     if threads > 1:
         # largest first, so that no thread is left decompressing a big package alone at the end
         by_size = sorted(items, key=lambda item: -by_key[item[1]].size)
@@ -282,15 +299,7 @@ def _unpack_all(root: Path, recipe: Recipe, arch: str, epoch: int, order: Sequen
         prepared = [done[key] for _, key in items]
     else:
         prepared = [prepare(i) for i in items]
-    writer.add_packages([job for _, job in prepared], workers=threads)
-    for key, (_, job) in zip(order, prepared, strict=True):
-        if cache is not None and job.table:
-            cache.write_atomic(cache.members_path(by_key[key].sha256),
-                               canonical_json({"schema": MEMBER_TABLE_SCHEMA, "members": job.table}))
-    controls = {job.name: control for control, job in prepared}
-    # a later package may have taken over paths of an earlier one (Replaces): take every list as it ends up
-    files = {job.name: writer.package_files(job.name) for _, job in prepared}
-    return writer, controls, files
+    return prepared
 
 
 def _suite_of(res: Resolution) -> str:

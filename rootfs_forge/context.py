@@ -18,6 +18,7 @@ from rootfs_forge.cache import Cache, default_cache_dir
 from rootfs_forge.errors import ArchiveError, ForgeError
 from rootfs_forge.index import PackageIndex
 from rootfs_forge.sources import SourceEntry
+from rootfs_forge.timing import Timings
 from rootfs_forge.transport import Transport
 
 
@@ -54,6 +55,7 @@ class Context:
     host_arch: str = field(default_factory=host_architecture)
     offline: bool = False
     warn: Callable[[str], None] | None = None
+    timings: Timings = field(default_factory=Timings)  # "plan:update" and "plan:index" (see --json)
 
     @classmethod
     def create(cls, cache_dir: str | None = None, *, offline: bool = False,
@@ -71,13 +73,16 @@ class Context:
             if missing:
                 raise ArchiveError("load", missing[0], "offline and it is not in the cache")
             return files
-        files = update_sources(entries, architectures, self.cache, self.transport, self.now, self.warn)
+        with self.timings.phase("plan:update"):
+            files = update_sources(entries, architectures, self.cache, self.transport, self.now, self.warn)
         doc = [_file_to_json(f) for f in files]
         self.cache.write_atomic(state, json.dumps(doc, sort_keys=True, separators=(",", ":")).encode())
         return files
 
     def open_index(self, entries: Sequence[SourceEntry], architectures: Sequence[str]) -> PackageIndex:
-        return PackageIndex.open(self.index_files(entries, architectures), self.cache)
+        files = self.index_files(entries, architectures)
+        with self.timings.phase("plan:index"):
+            return PackageIndex.open(files, self.cache)
 
 
 def _state_key(entries: Sequence[SourceEntry], architectures: Sequence[str]) -> str:

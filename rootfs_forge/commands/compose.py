@@ -25,7 +25,6 @@ from rootfs_forge.errors import ForgeError
 from rootfs_forge.fetch import TqdmProgress, fetch_debs
 from rootfs_forge.plan import plan
 from rootfs_forge.recipe import FORMATS, load_recipe
-from rootfs_forge.timing import Timings
 
 DEFAULT_FORMAT = "oci"
 
@@ -52,8 +51,8 @@ def _default_output(name: str, tag: str, fmt: str) -> Path:
 
 def cmd_compose(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
-    timings = Timings()
     ctx = make_context(args)
+    timings = ctx.timings
     recipe = load_recipe(Path(args.recipe), ctx.host_arch)
     if args.jobs < 1:
         raise ForgeError("compose", recipe.path.name, "--jobs must be at least 1")
