@@ -11,7 +11,9 @@ import json
 import os
 import subprocess
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from rootfs_forge.archive import IndexFile, update_sources
 from rootfs_forge.cache import Cache, default_cache_dir
@@ -56,6 +58,10 @@ class Context:
     offline: bool = False
     warn: Callable[[str], None] | None = None
     timings: Timings = field(default_factory=Timings)  # "plan:update" and "plan:index" (see --json)
+    # Optimistic update: use the index set the last update verified while this one runs in the background;
+    # nothing may be output before confirm() says it is still current (see index_files).
+    optimistic: bool = False
+    _pending: list[tuple[list[IndexFile], Future[list[IndexFile]], Path]] = field(default_factory=list)
 
     @classmethod
     def create(cls, cache_dir: str | None = None, *, offline: bool = False,
@@ -63,21 +69,63 @@ class Context:
         return cls(Cache(default_cache_dir(cache_dir)), epoch=source_date_epoch(), offline=offline, warn=warn)
 
     def index_files(self, entries: Sequence[SourceEntry], architectures: Sequence[str]) -> list[IndexFile]:
-        """Verified index files: fetched now, or (offline) the set the last update verified."""
+        """Verified index files: fetched now, or (offline) the set the last update verified.
+
+        ``optimistic``: when an earlier update verified a set that is still in the cache, return it at once and
+        verify the suites again in a background thread; the caller must call :meth:`confirm` before it outputs
+        anything built from it (an apt-get update that overlaps the work instead of preceding it).
+        """
         state = self.cache.state_path(_state_key(entries, architectures))
-        if self.offline:
-            if not state.is_file():
-                raise ArchiveError("load", "package index", "offline and no earlier 'forge update' of these sources")
-            files = [_file_from_json(d) for d in json.loads(state.read_text())]
-            missing = [f.label for f in files if not self.cache.has(f.sha256)]
-            if missing:
-                raise ArchiveError("load", missing[0], "offline and it is not in the cache")
-            return files
+        if self.offline or self.optimistic:
+            previous = self._last_verified(state)
+            if self.offline:
+                assert previous is not None  # offline, _last_verified raises instead
+                return previous
+            if previous is not None:
+                pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="revalidate")
+                future = pool.submit(update_sources, entries, architectures, self.cache, self.transport, self.now,
+                                     self.warn)
+                pool.shutdown(wait=False)
+                self._pending.append((previous, future, state))
+                return previous
         with self.timings.phase("plan:update"):
             files = update_sources(entries, architectures, self.cache, self.transport, self.now, self.warn)
+        self._save_state(state, files)
+        return files
+
+    def confirm(self) -> bool:
+        """Wait for the background updates of an optimistic plan. True: every index set used is still the
+        verified one. False: an index changed (plan again without ``optimistic``). A failed update raises
+        its error, as it would have before the work."""
+        current = True
+        with self.timings.phase("plan:confirm"):
+            pending, self._pending = self._pending, []
+            for previous, future, state in pending:
+                files = future.result()
+                self._save_state(state, files)
+                current = current and files == previous
+        return current
+
+    def _last_verified(self, state: Path) -> list[IndexFile] | None:
+        """The index set the last update verified, if all of it is still cached (offline: or an error)."""
+        try:
+            files = [_file_from_json(d) for d in json.loads(state.read_text())]
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            files = None
+        if files is None:
+            if self.offline:
+                raise ArchiveError("load", "package index", "offline and no earlier 'forge update' of these sources")
+            return None
+        missing = [f.label for f in files if not self.cache.has(f.sha256)]
+        if missing:
+            if self.offline:
+                raise ArchiveError("load", missing[0], "offline and it is not in the cache")
+            return None
+        return files
+
+    def _save_state(self, state: Path, files: list[IndexFile]) -> None:
         doc = [_file_to_json(f) for f in files]
         self.cache.write_atomic(state, json.dumps(doc, sort_keys=True, separators=(",", ":")).encode())
-        return files
 
     def open_index(self, entries: Sequence[SourceEntry], architectures: Sequence[str]) -> PackageIndex:
         files = self.index_files(entries, architectures)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -290,3 +291,55 @@ def test_tampered_member_table_is_refused_and_verify_drops_it(tmp_path: Path, re
     assert json.loads(verify.stdout)["removed"] == [f"unpacked/{victim.name}"]
     assert forge("compose", str(r), "--format", "rootfs", "-o", str(tmp_path / "c"), cache=cache_dir).returncode == 0
     assert victim.exists()  # made again from the data.tar
+
+
+def _installed_version(root: Path, name: str) -> str:
+    status = (root / "var/lib/dpkg/status").read_text()
+    stanza = next(s for s in status.split("\n\n") if s.startswith(f"Package: {name}\n"))
+    return next(line.split(": ", 1)[1] for line in stanza.splitlines() if line.startswith("Version: "))
+
+
+@pytest.mark.parametrize("old_deb", ["cached", "gone"])  # gone: the optimistic attempt fails to fetch it
+def test_optimistic_plan_is_redone_when_the_mirror_changed(tmp_path: Path, signer: Signer, cache_dir: Path,
+                                                           old_deb: str) -> None:
+    """A warm compose plans against the last verified index while it verifies the suites again; when the archive
+    moved on meanwhile (a new hello, the old .deb gone), it composes again from the new index."""
+    from tests.conftest import base_specs
+
+    specs = base_specs()
+    repo = build_repo(tmp_path / "repo", specs, signer=signer)
+    with serve(repo.root) as server:
+        r = recipe(tmp_path, server, signer, 'packages = ["hello"]\n')
+        first = forge("compose", str(r), "--format", "rootfs", "-o", str(tmp_path / "a"), cache=cache_dir)
+        assert first.returncode == 0, first.stderr
+        assert _installed_version(tmp_path / "a", "hello") == "2.10-3"
+        newer = DebSpec("hello", "2.11-1", specs[0].architecture, {"Depends": "libc6"},
+                        members=[Dir("usr"), Dir("usr/bin"), Reg("usr/bin/hello", "#!/bin/sh\necho new\n", 0o755)])
+        shutil.rmtree(repo.root)
+        build_repo(tmp_path / "repo", [s for s in specs if s.name != "hello"] + [newer], signer=signer)
+        if old_deb == "gone":
+            sha = json.loads((tmp_path / "a/var/lib/forge/manifest.json").read_text())["packages"]["hello"]["sha256"]
+            for p in [cache_dir / "blobs/sha256" / sha, *(cache_dir / "unpacked").glob(f"{sha}*")]:
+                p.unlink()
+        second = forge("compose", str(r), "--format", "rootfs", "-o", str(tmp_path / "b"), "--json",
+                       cache=cache_dir)
+    assert second.returncode == 0, second.stderr
+    assert _installed_version(tmp_path / "b", "hello") == "2.11-1"
+    assert "plan:confirm" in json.loads(second.stdout.splitlines()[-1])["timings"]
+
+
+def test_optimistic_plan_outputs_nothing_when_the_suite_no_longer_verifies(tmp_path: Path, signer: Signer,
+                                                                           cache_dir: Path) -> None:
+    from tests.conftest import base_specs
+
+    repo = build_repo(tmp_path / "repo", base_specs(), signer=signer)
+    with serve(repo.root) as server:
+        r = recipe(tmp_path, server, signer, 'packages = ["hello"]\n')
+        first = forge("compose", str(r), "--format", "rootfs", "-o", str(tmp_path / "a"), cache=cache_dir)
+        assert first.returncode == 0, first.stderr
+        inrelease = repo.root / "dists" / "testing" / "InRelease"
+        inrelease.write_bytes(inrelease.read_bytes().replace(b"Suite: testing", b"Suite: testinG"))  # tampered
+        proc = forge("compose", str(r), "--format", "rootfs", "-o", str(tmp_path / "b"), cache=cache_dir)
+    assert proc.returncode == 3, proc.stderr
+    assert proc.stderr.startswith("forge: cannot verify InRelease of ") and proc.stderr.count("\n") == 1
+    assert not (tmp_path / "b").exists()

@@ -52,12 +52,40 @@ def _default_output(name: str, tag: str, fmt: str) -> Path:
 def cmd_compose(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     ctx = make_context(args)
-    timings = ctx.timings
     recipe = load_recipe(Path(args.recipe), ctx.host_arch)
     if args.jobs < 1:
         raise ForgeError("compose", recipe.path.name, "--jobs must be at least 1")
     dest = Path(args.output) if args.output else _default_output(recipe.name, recipe.tag, args.format)
     check_destination(dest.absolute(), directory=args.format in ("oci", "rootfs"))  # before any work, not after
+    # Optimistic: plan against the index set the last update verified while the suites are verified again in
+    # the background; the result is written only once that update confirms the set is still current. If an
+    # index changed (or the work failed on an index that has since changed), everything is done again.
+    ctx.optimistic = not ctx.offline
+    try:
+        report = _compose(args, ctx, recipe, dest)
+    except _IndexChanged:
+        report = _compose(args, ctx, recipe, dest)
+    except ForgeError:
+        if not ctx.optimistic or ctx.confirm():  # the error stands: the index it was met with is current
+            raise
+        ctx.optimistic = False
+        report = _compose(args, ctx, recipe, dest)
+    report["seconds"] = round(time.perf_counter() - t0, 3)
+    # where the time went (wall seconds per phase); the start-up before the command ran is not in it
+    report["timings"] = ctx.timings.report()
+    if args.json:
+        print_json(report)
+    else:
+        _print_report(report, quiet=args.quiet)
+    return 0
+
+
+class _IndexChanged(Exception):
+    """The optimistic plan's index set is no longer the current one: compose again."""
+
+
+def _compose(args: argparse.Namespace, ctx: Any, recipe: Any, dest: Path) -> dict[str, Any]:
+    timings = ctx.timings
     with timings.phase("plan"):
         result = plan(recipe, ctx, locked=args.locked, use_lock=not args.no_lock)
     mirrors = {e.url: e.mirrors for e in result.entries if e.mirrors}
@@ -88,16 +116,12 @@ def cmd_compose(args: argparse.Namespace) -> int:
                 "notes": list(res.notes) + list(tree.db_notes),
                 "epoch": tree.epoch,
             }
+        if ctx.optimistic and not ctx.confirm():  # nothing is output from an index that is not current
+            ctx.optimistic = False
+            raise _IndexChanged()
         with timings.phase("output"):
             report.update(_write_output(trees, recipe, dest, args.format, multi))
-    report["seconds"] = round(time.perf_counter() - t0, 3)
-    # where the time went (wall seconds per phase); the start-up before the command ran is not in it
-    report["timings"] = timings.report()
-    if args.json:
-        print_json(report)
-    else:
-        _print_report(report, quiet=args.quiet)
-    return 0
+    return report
 
 
 def _work_parent(dest: Path) -> str:
