@@ -40,6 +40,7 @@ from rootfs_forge.effects.tree import RootDir
 from rootfs_forge.errors import ForgeError, RootfsError
 from rootfs_forge.filters import PathFilter
 from rootfs_forge.model import Package, Resolution
+from rootfs_forge.pids import process_alive
 from rootfs_forge.recipe import Recipe
 from rootfs_forge.relations import RelationSyntaxError, parse_field
 from rootfs_forge.rootfs import PackageFiles, PackageJob, TreeWriter
@@ -431,16 +432,6 @@ def _clean_stale_temps(dest: Path) -> None:
         pid = p.name.rsplit(".forge-", 1)[-1].split("-", 1)[0]
         if pid.isdigit() and not process_alive(int(pid)):
             remove_tree(p)
-
-
-def process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def layer_owners(tree: Tree) -> dict[str, tuple[int, int, int]] | None:

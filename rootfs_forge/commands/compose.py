@@ -17,12 +17,12 @@ from rootfs_forge.compose import (
     build_tree,
     check_destination,
     layer_owners,
-    process_alive,
     remove_tree,
     staged_output,
 )
 from rootfs_forge.errors import ForgeError
 from rootfs_forge.fetch import TqdmProgress, fetch_debs
+from rootfs_forge.pids import process_alive
 from rootfs_forge.plan import plan
 from rootfs_forge.recipe import FORMATS, load_recipe
 

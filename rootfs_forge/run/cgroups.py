@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterable
 
 from rootfs_forge.errors import RunError
+from rootfs_forge.pids import process_alive
 from rootfs_forge.run.spec import CFS_PERIOD_US, Limits
 
 CGROUP_ROOT = "/sys/fs/cgroup"
@@ -137,16 +138,6 @@ class Cgroup:
                     time.sleep(0.01)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def send_signal(pid: int, sig: int) -> bool:
     """``os.kill`` that reports a vanished process as False instead of raising."""
     try:
@@ -201,7 +192,7 @@ def create(limits: Limits, name: str, root: str = CGROUP_ROOT, proc_cgroup: str 
         wanted = [c for c, on in (("memory", limits.memory), ("pids", limits.pids), ("cpu", limits.cpu_quota_us))
                   if on is not None]
         cg = Cgroup(1, {c: os.path.join(_own_dir(os.path.join(root, c), own, c), name) for c in wanted}, limits)
-    sweep(sorted({os.path.dirname(d) for d in cg.dirs.values()}), _alive)
+    sweep(sorted({os.path.dirname(d) for d in cg.dirs.values()}), process_alive)
     made: dict[str, str] = {}
     try:
         for key, d in cg.dirs.items():
