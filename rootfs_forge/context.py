@@ -61,7 +61,8 @@ class Context:
     # Optimistic update: use the index set the last update verified while this one runs in the background;
     # nothing may be output before confirm() says it is still current (see index_files).
     optimistic: bool = False
-    _pending: list[tuple[list[IndexFile], Future[list[IndexFile]], Path]] = field(default_factory=list)
+    _pending: list[tuple[list[IndexFile], Future[list[IndexFile]], Path]] = field(default_factory=list, init=False,
+                                                                                 repr=False)
 
     @classmethod
     def create(cls, cache_dir: str | None = None, *, offline: bool = False,

@@ -20,11 +20,12 @@ from rootfs_forge.compose import (
     remove_tree,
     staged_output,
 )
+from rootfs_forge.context import Context
 from rootfs_forge.errors import ForgeError
 from rootfs_forge.fetch import TqdmProgress, fetch_debs
 from rootfs_forge.pids import process_alive
-from rootfs_forge.plan import plan
-from rootfs_forge.recipe import FORMATS, load_recipe
+from rootfs_forge.plan import Plan, plan
+from rootfs_forge.recipe import FORMATS, Recipe, load_recipe
 
 DEFAULT_FORMAT = "oci"
 
@@ -84,7 +85,7 @@ class _IndexChanged(Exception):
     """The optimistic plan's index set is no longer the current one: compose again."""
 
 
-def _compose(args: argparse.Namespace, ctx: Any, recipe: Any, dest: Path) -> dict[str, Any]:
+def _compose(args: argparse.Namespace, ctx: Context, recipe: Recipe, dest: Path) -> dict[str, Any]:
     timings = ctx.timings
     with timings.phase("plan"):
         result = plan(recipe, ctx, locked=args.locked, use_lock=not args.no_lock)
@@ -130,7 +131,7 @@ def _work_parent(dest: Path) -> str:
     return str(parent)
 
 
-def _work_dir(dest: Path, fmt: str, result: Any) -> tempfile.TemporaryDirectory[str]:
+def _work_dir(dest: Path, fmt: str, result: Plan) -> tempfile.TemporaryDirectory[str]:
     """A temporary directory for the trees: in memory for scratch trees that fit (see rootfs_forge.workdir)."""
     estimate = sum(p.installed_size for res in result.resolutions.values() for p in res.packages) * 1024
     parent = Path(_work_parent(dest))
