@@ -150,6 +150,7 @@ def build_tree(root: Path, recipe: Recipe, arch: str, resolution: Resolution, de
     tree.changed_paths |= {c.path for c in db.changed}
     with t.phase("manifest"):
         _write_manifest(tree, recipe)
+        RootDir(root, epoch=epoch).clamp_dir_mtimes()  # what was written after the unpack touched directories
     return tree
 
 

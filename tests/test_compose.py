@@ -57,6 +57,10 @@ def test_compose_rootfs_installs_closure_filters_and_effects(tmp_path: Path, rep
     assert manifest["requested"] == ["hello:amd64"] or manifest["requested"] == ["hello"]
     assert manifest["packages"]["libc6"]["dropped_files"] == 1
     assert "mawk/postinst" in proc.stdout or "maintainer scripts not run" in proc.stdout
+    # SOURCE_DATE_EPOCH clamps every mtime of the directory output, those of the directories the effects, the
+    # dpkg database and the manifest wrote into after the unpack included
+    later = [str(p.relative_to(out)) for p in [out, *out.rglob("*")] if os.lstat(p).st_mtime > 1700000000]
+    assert later == []
 
 
 def test_compose_tar_is_a_plain_rootfs_tarball(tmp_path: Path, repo_server: RepoServer, signer: Signer,

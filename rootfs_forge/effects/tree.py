@@ -218,6 +218,22 @@ class RootDir:
             raise RootfsError("write", path, "it is the root itself")
         return self._ensure_dir(parent or "/"), name
 
+    def clamp_dir_mtimes(self) -> int:
+        """Set every directory whose mtime is later than the epoch back to the epoch; return how many.
+
+        Writing a file into a directory sets its mtime to now: after the effects, the dpkg database and the
+        manifest have written into directories the unpack had finished, this makes the tree the same on
+        every run (as ``tar --clamp-mtime`` would). Symlinks are not followed.
+        """
+        if self.epoch is None:
+            return 0
+        clamped = 0
+        for dirpath, _, _ in os.walk(self.root):  # os.walk does not descend into symlinked directories
+            if os.lstat(dirpath).st_mtime > self.epoch:
+                os.utime(dirpath, (self.epoch, self.epoch), follow_symlinks=False)
+                clamped += 1
+        return clamped
+
     def _ensure_dir(self, real: str) -> Path:
         """Create the already-resolved in-root directory ``real`` and its parents; return its host path."""
         h = self.root / real.lstrip("/")
