@@ -6,8 +6,12 @@ directory rootfs as root, and are timed cold (empty caches: indexes and packages
 kept). mmdebstrap's warm cache follows its manual ("EXAMPLES": sync-in/sync-out special hooks with
 --skip=essential/unlink): the downloaded .debs *and* the apt lists are synced out of the chroot after the cold run
 and synced back in before every warm run, so its `apt-get update` only revalidates, as forge revalidates InRelease.
-Every output tree is deleted right after its run and the disk is synced before the next timed run, so no run pays
-for the deletion (and the writeback) of the previous tool's tree.
+Every output tree is kept until the whole benchmark ends and the disk is synced after each run, so no run pays for
+the writeback of the previous run's tree, nor for its deletion: on ext4, creating inodes within minutes of deleting
+many others is slow (perf shows the inode allocator's recently_deleted() check on every free inode it passes;
+measured here: copying a 2,300-entry essential tree took 0.16-0.21 s, and 0.85-1.7 s right after deleting the
+previous copy, nearly all of it system time), a cost of the benchmark loop that would land on whichever tool runs
+next. The kept trees need a few GB in the temp directory.
 
 Run from the project root, as root: `python3 bench/compose.py [--repeat N] [--cold-repeat N] [--quick]`.
 Takes several minutes (mmdebstrap's essential variant runs dpkg and maintainer scripts for ~70 packages).
@@ -128,8 +132,7 @@ class Bench:
                 phases.append(report.get("timings", {}))
             return secs, int(report["architectures"][self.arch]["packages"]), du_apparent(out)
         finally:
-            remove_tree(out)
-            os.sync()
+            os.sync()  # the tree itself stays until the end (see the module docstring)
 
     # mmdebstrap -------------------------------------------------------------------------------------------
     def mm_once(self, cfg: MmConfig, cache: Path, cold: bool) -> tuple[float, int, int]:
@@ -163,8 +166,8 @@ class Bench:
                 pkgs = int(count_file.read_text().strip() or 0)
             return secs, int(pkgs), du_apparent(out)
         finally:
-            remove_tree(out)
-            os.sync()
+            unmount_below(out)  # an interrupted chroot's mounts go now, its tree at the end
+            os.sync()  # the tree itself stays until the end (see the module docstring)
 
     def layer_throughput(self, cfg: ForgeConfig, cache: Path, repeat: int) -> tuple[float, int]:
         """Median seconds of ``write_layer`` (the image's default gzip) over one composed tree, and its tar bytes."""
@@ -209,6 +212,14 @@ def du_apparent(path: Path) -> int:
 
 def remove_tree(path: Path) -> None:
     """Unmount whatever is still mounted below ``path`` (an interrupted chroot), then delete it."""
+    unmount_below(path)
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+def unmount_below(path: Path) -> None:
     prefix = str(path.resolve()) + "/"
     try:
         mounts = [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()]
@@ -216,10 +227,6 @@ def remove_tree(path: Path) -> None:
         mounts = []
     for m in sorted((m for m in mounts if (m + "/").startswith(prefix)), key=len, reverse=True):
         subprocess.run(["umount", "-l", m], capture_output=True)
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    elif path.exists() or path.is_symlink():
-        path.unlink()
 
 
 def mirror_lines(entries: Sequence[SourceEntry]) -> list[str]:
