@@ -11,13 +11,13 @@ import json
 import os
 import subprocess
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from rootfs_forge.archive import IndexFile, update_sources
 from rootfs_forge.cache import Cache, default_cache_dir
 from rootfs_forge.errors import ArchiveError, ForgeError
+from rootfs_forge.forked import Forked
 from rootfs_forge.index import PackageIndex
 from rootfs_forge.sources import SourceEntry
 from rootfs_forge.timing import Timings
@@ -61,8 +61,8 @@ class Context:
     # Optimistic update: use the index set the last update verified while this one runs in the background;
     # nothing may be output before confirm() says it is still current (see index_files).
     optimistic: bool = False
-    _pending: list[tuple[list[IndexFile], Future[list[IndexFile]], Path]] = field(default_factory=list, init=False,
-                                                                                 repr=False)
+    _pending: list[tuple[list[IndexFile], Forked, Callable[[], list[IndexFile]], Path]] = field(
+        default_factory=list, init=False, repr=False)
 
     @classmethod
     def create(cls, cache_dir: str | None = None, *, offline: bool = False,
@@ -73,24 +73,26 @@ class Context:
         """Verified index files: fetched now, or (offline) the set the last update verified.
 
         ``optimistic``: when an earlier update verified a set that is still in the cache, return it at once and
-        verify the suites again in a background thread; the caller must call :meth:`confirm` before it outputs
-        anything built from it (an apt-get update that overlaps the work instead of preceding it).
+        verify the suites again in a forked child process (see rootfs_forge.forked); the caller must call
+        :meth:`confirm` before it outputs anything built from it (an apt-get update that overlaps the work
+        instead of preceding it).
         """
         state = self.cache.state_path(_state_key(entries, architectures))
+
+        def update() -> list[IndexFile]:
+            return update_sources(entries, architectures, self.cache, self.transport, self.now, self.warn)
+
         if self.offline or self.optimistic:
             previous = self._last_verified(state)
             if self.offline:
                 assert previous is not None  # offline, _last_verified raises instead
                 return previous
             if previous is not None:
-                pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="revalidate")
-                future = pool.submit(update_sources, entries, architectures, self.cache, self.transport, self.now,
-                                     self.warn)
-                pool.shutdown(wait=False)
-                self._pending.append((previous, future, state))
+                child = Forked(lambda: [_file_to_json(f) for f in update()])
+                self._pending.append((previous, child, update, state))
                 return previous
         with self.timings.phase("plan:update"):
-            files = update_sources(entries, architectures, self.cache, self.transport, self.now, self.warn)
+            files = update()
         self._save_state(state, files)
         return files
 
@@ -101,8 +103,10 @@ class Context:
         current = True
         with self.timings.phase("plan:confirm"):
             pending, self._pending = self._pending, []
-            for previous, future, state in pending:
-                files = future.result()
+            for previous, child, update, state in pending:
+                done = child.result()
+                # a child that died without a ForgeError: update here, and meet whatever it met first-hand
+                files = [_file_from_json(d) for d in done] if isinstance(done, list) else update()
                 self._save_state(state, files)
                 current = current and files == previous
         return current
