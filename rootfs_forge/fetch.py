@@ -60,10 +60,13 @@ def download_verified(urls: Sequence[str], cache: Cache, sha256: str, size: int 
 
 def fetch_debs(packages: Sequence[Package], cache: Cache, transport: Transport, *, jobs: int = 8,
                mirrors: Mapping[str, Sequence[str]] | None = None,
-               progress: Progress | None = None) -> list[FetchedDeb]:
+               progress: Progress | None = None,
+               on_ready: Callable[[Package, Path], None] | None = None) -> list[FetchedDeb]:
     """Fetch every package not already cached; return them in the order given.
 
     ``mirrors`` maps a package's ``base_url`` to alternative archive roots tried in turn when it fails.
+    ``on_ready(package, path)`` is called for each verified .deb as soon as it is in the cache (from a fetch
+    thread), so that its unpacking can begin while the other downloads go on.
     """
     progress = progress or Progress()
     todo = [p for p in packages if not cache.has(p.sha256)]
@@ -81,11 +84,14 @@ def fetch_debs(packages: Sequence[Package], cache: Cache, transport: Transport, 
                           what, transport, advance)
         with lock:
             progress.done_one(pkg.name)
+        if on_ready is not None:
+            on_ready(pkg, cache.blob_path(pkg.sha256))
 
     try:
         if todo:
             with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(todo))), thread_name_prefix="fetch") as pool:
-                futures = [pool.submit(one, p) for p in todo]
+                # largest first: its unpacking (on_ready) takes longest, and no big download is left alone at the end
+                futures = [pool.submit(one, p) for p in sorted(todo, key=lambda p: -p.size)]
                 errors = []
                 for f in futures:
                     exc = f.exception()

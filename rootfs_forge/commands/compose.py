@@ -14,6 +14,7 @@ from rootfs_forge import workdir
 from rootfs_forge.commands.common import add_cache_args, add_json_arg, human_size, make_context, print_json
 from rootfs_forge.compose import (
     Tree,
+    UnpackAhead,
     build_tree,
     check_destination,
     layer_owners,
@@ -98,12 +99,16 @@ def _compose(args: argparse.Namespace, ctx: Context, recipe: Recipe, dest: Path)
     with _work_dir(dest, args.format, result) as work:
         for arch in recipe.architectures:
             res = result.resolutions[arch]
-            with timings.phase("fetch"):
-                fetched = fetch_debs(list(res.packages), ctx.cache, ctx.transport, jobs=args.jobs,
-                                     mirrors=mirrors, progress=TqdmProgress(show_progress))
-            debs = {f.package.key: f.path for f in fetched}
-            root = Path(work) / f"rootfs-{arch}"
-            tree = build_tree(root, recipe, arch, res, debs, ctx.epoch, cache=ctx.cache, timings=timings)
+            with UnpackAhead(ctx.cache) as ahead:
+                with timings.phase("fetch"):  # each .deb is decompressed as soon as it is in
+                    fetched = fetch_debs(list(res.packages), ctx.cache, ctx.transport, jobs=args.jobs,
+                                         mirrors=mirrors, progress=TqdmProgress(show_progress),
+                                         on_ready=ahead.submit)
+                debs = {f.package.key: f.path for f in fetched}
+                root = Path(work) / f"rootfs-{arch}"
+                ahead.close()
+                tree = build_tree(root, recipe, arch, res, debs, ctx.epoch, cache=ctx.cache, timings=timings,
+                                  controls=ahead.controls)
             trees.append(tree)
             files_dropped, bytes_dropped = tree.dropped()
             report["architectures"][arch] = {
