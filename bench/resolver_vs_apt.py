@@ -310,7 +310,7 @@ def index_names(ctx: Context, entries: Sequence[SourceEntry], arch: str) -> list
     names: set[str] = set()
     for f in ctx.index_files(entries, [arch]):
         text = decompress(ctx.cache.blob_path(f.sha256).read_bytes(), f.compression, f.label)
-        names.update(name.decode() for _, _, name, _, _, _ in scan_stanzas(text))
+        names.update(n for n in scan_stanzas(text).names if n)
     return sorted(names)
 
 

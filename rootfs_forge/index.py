@@ -9,6 +9,7 @@ Stanzas are parsed with python-debian only when asked for, and kept per index ob
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import gzip
 import lzma
@@ -18,8 +19,8 @@ import re
 import sqlite3
 import threading
 import zlib
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,55 +49,104 @@ def decompress(data: bytes, compression: str, what: str) -> bytes:
     return data
 
 
-def scan_stanzas(text: bytes) -> Iterator[tuple[int, int, bytes, list[bytes], bool, bytes]]:
-    """Yield (start, end, name, provided names, essential, short description) for every stanza.
+_SEPARATOR = re.compile(rb"\n\n[\n\r]*")  # what ends a stanza, and the blank run before the next one
+_LEAD = re.compile(rb"[\n\r]*")
+_FIELDS = rb"(Package|Provides|Essential|Description):([^\n]*)"
+_FIELD_AT = re.compile(_FIELDS)
+_FIELD_LINE = re.compile(rb"\n" + _FIELDS)
 
-    Pure and fast: bytes.find over the raw text within each stanza's bounds (no copies), no field parsing
-    beyond the four fields the maps need. 63,000 stanzas: the loop body is kept free of function calls.
+
+@dataclass
+class Columns:
+    """The scan of a Packages text, one list per column, one entry per stanza (in text order)."""
+
+    starts: list[int] = field(default_factory=list)
+    lengths: list[int] = field(default_factory=list)
+    names: list[str] = field(default_factory=list)
+    essential: list[int] = field(default_factory=list)
+    descriptions: list[str] = field(default_factory=list)
+    provides: list[tuple[str, int]] = field(default_factory=list)  # (provided name, stanza number)
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+
+def scan_stanzas(text: bytes, base: int = 0, into: Columns | None = None) -> Columns:
+    """Find every stanza of ``text`` and the four fields the maps need: its name, what it provides, whether it
+    is Essential, its short description. Offsets are ``base`` + the offset in ``text``.
+
+    A stanza starts at the first character that is not a line break after a blank line and ends at the next
+    blank line; a field is the first line of the stanza that starts with its name and a colon. The work is done
+    by regular expressions over the whole text (C loops) and list operations per column: a per-stanza Python
+    loop over 63,000 stanzas took three times as long.
     """
-    find, startswith = text.find, text.startswith
-    pos = 0
+    out = into if into is not None else Columns()
     n = len(text)
-    fields = [(name + b":", b"\n" + name + b":") for name in (b"Package", b"Provides", b"Essential", b"Description")]
-    while pos < n:
-        while pos < n and text[pos] in b"\n\r":
-            pos += 1
-        if pos >= n:
-            break
-        end = find(b"\n\n", pos)
-        if end < 0:
-            end = n
-        values = []
-        for head, needle in fields:  # the first "Name:" line of the stanza, as _field finds it
-            if startswith(head, pos):
-                i = pos + len(head)
-            else:
-                i = find(needle, pos, end)
-                if i < 0:
-                    values.append(b"")
-                    continue
-                i += len(needle)
-            j = find(b"\n", i, end)
-            values.append(text[i:end if j < 0 else j])
-        name, prov, essential, desc = values
-        provides: list[bytes] = []
+    lead = _LEAD.match(text).end()  # type: ignore[union-attr]  # matches the empty string at least
+    starts = [lead]
+    ends: list[int] = []
+    for m in _SEPARATOR.finditer(text, lead):
+        ends.append(m.start())
+        starts.append(m.end())
+    if starts[-1] >= n:
+        starts.pop()
+    else:
+        ends.append(n)
+    count = len(starts)
+    if not count:
+        return out
+    cols: dict[bytes, list[bytes | None]] = {f: [None] * count for f in (b"Package", b"Provides", b"Essential",
+                                                                        b"Description")}
+    # a field on a stanza's first line follows no newline when the stanza starts the text (or a carriage return)
+    for i, start in enumerate(starts):
+        if i == 0 or text[start - 1] != 10:
+            at = _FIELD_AT.match(text, start)
+            if at:
+                cols[at.group(1)][i] = at.group(2)
+    i, nxt, after = 0, (starts[1] if count > 1 else n + 1), (starts[2] if count > 2 else n + 1)
+    for m in _FIELD_LINE.finditer(text, lead):  # in text order: walk the stanzas alongside
+        pos = m.start() + 1
+        if pos >= nxt:
+            i = i + 1 if pos < after else bisect.bisect_right(starts, pos) - 1
+            nxt = starts[i + 1] if i + 1 < count else n + 1
+            after = starts[i + 2] if i + 2 < count else n + 1
+        col = cols[m.group(1)]
+        if col[i] is None:
+            col[i] = m.group(2)
+    first = len(out)
+    out.starts.extend(base + s for s in starts)
+    out.lengths.extend(e - s for s, e in zip(starts, ends, strict=True))
+    out.names.extend(_decoded(cols[b"Package"]))
+    out.descriptions.extend(_decoded(cols[b"Description"]))
+    out.essential.extend(int(v is not None and v.strip().lower() == b"yes") for v in cols[b"Essential"])
+    for i, prov in enumerate(cols[b"Provides"]):
         if prov:
             for item in prov.split(b","):
                 word = item.strip().split(b" ", 1)[0].split(b"(", 1)[0].split(b":", 1)[0]
                 if word:
-                    provides.append(word)
-        yield pos, end, name.strip(), provides, essential.strip().lower() == b"yes", desc.strip()
-        pos = end + 2
+                    out.provides.append((word.decode("utf-8", "replace"), first + i))
+    return out
 
 
-def build_index(text: bytes, db_path: Path) -> None:
+def _decoded(values: list[bytes | None]) -> list[str]:
+    """Strip and decode a column in one call (a value is one line: a newline cannot occur in it)."""
+    return b"\n".join((v or b"").strip() for v in values).decode("utf-8", "replace").split("\n")
+
+
+def build_index(text: bytes, db_path: Path) -> Columns:
     """Write the index of a decompressed Packages text: ``<db>`` (SQLite maps) and ``<db>.txt`` (the text)."""
-    build_index_streamed(iter((text,)), db_path)
+    return build_index_streamed(iter((text,)), db_path)
 
 
-def build_index_compressed(raw: bytes, compression: str, what: str, db_path: Path) -> None:
+def build_index_compressed(raw: bytes, compression: str, what: str, db_path: Path, *,
+                           background: bool = False) -> Columns:
     """Like :func:`build_index` from the Packages file as downloaded: one thread decompresses (the codecs
-    release the GIL) and writes the text while this one scans the stanzas already complete."""
+    release the GIL) and writes the text while this one scans the stanzas already complete.
+
+    ``background``: the database is written by a detached child process (see :func:`detach`) while this one
+    goes on with the scan it returns: for bookworm main that takes 0.3-0.4 s off the critical path of a cold
+    compose. Until the child has renamed the database into place, another process builds its own.
+    """
     pieces: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=16)
 
     def produce() -> None:
@@ -119,12 +169,21 @@ def build_index_compressed(raw: bytes, compression: str, what: str, db_path: Pat
     producer = threading.Thread(target=produce, name="index-decompress", daemon=True)
     producer.start()
     try:
-        build_index_streamed(consume(), db_path)
+        columns, size = _scan_to_text(consume(), db_path)
     finally:
         while producer.is_alive():  # unblock a producer waiting on a full queue after a failure
             with contextlib.suppress(queue.Empty):
                 pieces.get_nowait()
             producer.join(0.01)
+    forked = detach() if background else None
+    if forked is None:
+        write_db(db_path, columns, size)
+    elif forked:
+        try:  # the detached child
+            write_db(db_path, columns, size)
+        finally:
+            os._exit(0)
+    return columns
 
 
 def _decompressed(raw: bytes, compression: str, what: str) -> Iterator[bytes]:
@@ -151,49 +210,80 @@ def _decompressed(raw: bytes, compression: str, what: str) -> Iterator[bytes]:
         raise IndexError_("decompress", what, str(exc)) from None
 
 
-def build_index_streamed(chunks: Iterator[bytes], db_path: Path) -> None:
+def build_index_streamed(chunks: Iterator[bytes], db_path: Path) -> Columns:
     """The index of a Packages text that arrives in ``chunks``: each chunk's complete stanzas are scanned as it
-    comes, the text written as it comes.
+    comes, the text written as it comes; then the database. Returns the scan (it answers lookups at once).
 
     Both files go through temp names; the database is renamed last, so its presence means both are complete.
     """
+    columns, size = _scan_to_text(chunks, db_path)
+    write_db(db_path, columns, size)
+    return columns
+
+
+def _scan_to_text(chunks: Iterator[bytes], db_path: Path) -> tuple[Columns, int]:
+    """Scan ``chunks`` and write them to ``<db>.txt`` (temp name, then renamed); the scan and the text size."""
     text_path = db_path.with_name(db_path.name + ".txt")
-    tmp_text = text_path.with_name(text_path.name + ".tmp")
-    tmp = db_path.with_name(db_path.name + ".tmp")
-    tmp.unlink(missing_ok=True)
-    rows: list[tuple[int, str, int, str, int, int]] = []
-    prov_rows: list[tuple[str, int]] = []
-
-    def scan(text: bytes, base: int) -> None:
-        for start, end, name, provides, essential, desc in scan_stanzas(text):
-            i = len(rows)
-            rows.append((i, name.decode("utf-8", "replace"), int(essential), desc.decode("utf-8", "replace"),
-                         base + start, end - start))
-            prov_rows.extend((p.decode("utf-8", "replace"), i) for p in provides)
-
+    tmp_text = text_path.with_name(f"{text_path.name}.{os.getpid()}.tmp")
+    columns = Columns()
     size = 0
     carry, base = b"", 0
-    with open(tmp_text, "wb") as out:
-        for chunk in chunks:
-            out.write(chunk)
-            size += len(chunk)
-            buf = carry + chunk
-            cut = buf.rfind(b"\n\n")
-            while cut > 0 and buf[cut - 1] == 10:  # the first newline of the blank run ends the stanza
-                cut -= 1
-            if cut <= 0:
-                carry = buf
-                continue
-            scan(buf[:cut], base)
-            carry, base = buf[cut:], base + cut
-        scan(carry, base)
-    _write_db(tmp, rows, prov_rows, size)
-    tmp_text.replace(text_path)
-    tmp.replace(db_path)
+    try:
+        with open(tmp_text, "wb") as out:
+            for chunk in chunks:
+                out.write(chunk)
+                size += len(chunk)
+                buf = carry + chunk
+                cut = buf.rfind(b"\n\n")
+                while cut > 0 and buf[cut - 1] == 10:  # the first newline of the blank run ends the stanza
+                    cut -= 1
+                if cut <= 0:
+                    carry = buf
+                    continue
+                scan_stanzas(buf[:cut], base, columns)
+                carry, base = buf[cut:], base + cut
+            scan_stanzas(carry, base, columns)
+        tmp_text.replace(text_path)
+    except BaseException:
+        tmp_text.unlink(missing_ok=True)
+        raise
+    return columns, size
 
 
-def _write_db(path: Path, rows: list[tuple[int, str, int, str, int, int]], prov_rows: list[tuple[str, int]],
-              text_size: int) -> None:
+def detach() -> bool | None:
+    """Fork a child that no one waits for (a grandchild, reparented at once): True in it, False here. None,
+    without forking, when other threads run (a fork copies none of them, nor the state of their locks)."""
+    if threading.active_count() > 1:
+        return None
+    pid = os.fork()
+    if pid == 0:
+        try:
+            if os.fork() != 0:
+                os._exit(0)
+            # standard streams to /dev/null: whoever reads this process's output must not wait for the child
+            null = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(null, fd)
+        except BaseException:
+            os._exit(1)
+        return True
+    os.waitpid(pid, 0)
+    return False
+
+
+def write_db(path: Path, columns: Columns, text_size: int) -> None:
+    """The SQLite maps of a scan, through a temp name (renamed last: a present database is complete)."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        _write_db(tmp, columns, text_size)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _write_db(path: Path, c: Columns, text_size: int) -> None:
     con = sqlite3.connect(path)
     try:
         con.executescript(
@@ -202,8 +292,9 @@ def _write_db(path: Path, rows: list[tuple[int, str, int, str, int, int]], prov_
             "CREATE TABLE stanza(id INTEGER PRIMARY KEY, name TEXT, essential INT, descr TEXT, start INT, len INT);"
             "CREATE TABLE provides(name TEXT, id INT);"
         )
-        con.executemany("INSERT INTO stanza VALUES (?,?,?,?,?,?)", rows)
-        con.executemany("INSERT INTO provides VALUES (?,?)", prov_rows)
+        con.executemany("INSERT INTO stanza VALUES (?,?,?,?,?,?)",
+                        zip(range(len(c)), c.names, c.essential, c.descriptions, c.starts, c.lengths, strict=True))
+        con.executemany("INSERT INTO provides VALUES (?,?)", c.provides)
         con.execute("CREATE INDEX stanza_name ON stanza(name)")
         con.execute("CREATE INDEX provides_name ON provides(name)")
         con.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
@@ -213,14 +304,99 @@ def _write_db(path: Path, rows: list[tuple[int, str, int, str, int, int]], prov_
         con.close()
 
 
-@dataclass
+Row = tuple[int, int, int]  # stanza number, start, length
+
+
 class _Part:
-    file: IndexFile
-    con: sqlite3.Connection
-    text_fd: int
+    """One Packages file of an index: its text (read with pread) and the maps over it."""
+
+    def __init__(self, file: IndexFile, text_fd: int) -> None:
+        self.file = file
+        self.text_fd = text_fd
 
     def body(self, start: int, length: int) -> bytes:
         return os.pread(self.text_fd, length, start)
+
+    def named(self, name: str) -> list[Row]:
+        raise NotImplementedError
+
+    def providing(self, name: str) -> list[Row]:
+        raise NotImplementedError
+
+    def essential(self) -> list[Row]:
+        raise NotImplementedError
+
+    def described(self) -> Iterator[tuple[int, str, str, int, int]]:
+        """(stanza number, name, short description, start, length) of every stanza, in text order."""
+        raise NotImplementedError
+
+    def count(self) -> int:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        os.close(self.text_fd)
+
+
+class _SqlPart(_Part):
+    """The maps as the SQLite database a build left in the cache."""
+
+    def __init__(self, file: IndexFile, text_fd: int, con: sqlite3.Connection) -> None:
+        super().__init__(file, text_fd)
+        self.con = con
+
+    def named(self, name: str) -> list[Row]:
+        return self.con.execute("SELECT id, start, len FROM stanza WHERE name = ?", (name,)).fetchall()
+
+    def providing(self, name: str) -> list[Row]:
+        return self.con.execute("SELECT s.id, s.start, s.len FROM provides p JOIN stanza s ON s.id = p.id "
+                                "WHERE p.name = ?", (name,)).fetchall()
+
+    def essential(self) -> list[Row]:
+        return self.con.execute("SELECT id, start, len FROM stanza WHERE essential = 1").fetchall()
+
+    def described(self) -> Iterator[tuple[int, str, str, int, int]]:
+        yield from self.con.execute("SELECT id, name, descr, start, len FROM stanza")
+
+    def count(self) -> int:
+        return int(self.con.execute("SELECT count(*) FROM stanza").fetchone()[0])
+
+    def close(self) -> None:
+        self.con.close()
+        super().close()
+
+
+class _MemoryPart(_Part):
+    """The maps of a scan this process just made (its database is being written meanwhile): the same rows,
+    in the same order, as the database gives."""
+
+    def __init__(self, file: IndexFile, text_fd: int, columns: Columns) -> None:
+        super().__init__(file, text_fd)
+        self.c = columns
+        self._names: dict[str, list[int]] = {}
+        for i, n in enumerate(columns.names):
+            self._names.setdefault(n, []).append(i)
+        self._provided: dict[str, list[int]] = {}
+        for n, i in columns.provides:
+            self._provided.setdefault(n, []).append(i)
+
+    def _rows(self, ids: Iterable[int]) -> list[Row]:
+        return [(i, self.c.starts[i], self.c.lengths[i]) for i in ids]
+
+    def named(self, name: str) -> list[Row]:
+        return self._rows(self._names.get(name, ()))
+
+    def providing(self, name: str) -> list[Row]:
+        return self._rows(self._provided.get(name, ()))
+
+    def essential(self) -> list[Row]:
+        return self._rows(i for i, e in enumerate(self.c.essential) if e)
+
+    def described(self) -> Iterator[tuple[int, str, str, int, int]]:
+        c = self.c
+        yield from zip(range(len(c)), c.names, c.descriptions, c.starts, c.lengths, strict=True)
+
+    def count(self) -> int:
+        return len(self.c)
 
 
 class PackageIndex:
@@ -235,23 +411,33 @@ class PackageIndex:
 
     @classmethod
     def open(cls, files: Iterable[IndexFile], cache: Cache) -> PackageIndex:
-        parts = []
-        for f in files:
-            db = cache.index_path(f.sha256)
-            if not _valid_db(db):
-                with cache.lock(f"index-{f.sha256}"):
-                    if not _valid_db(db):
-                        raw = cache.blob_path(f.sha256).read_bytes()
-                        build_index_compressed(raw, f.compression, f.label, db)
-            con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, check_same_thread=False)
-            fd = os.open(db.with_name(db.name + ".txt"), os.O_RDONLY | os.O_CLOEXEC)
-            parts.append(_Part(f, con, fd))
+        """The index of ``files``. A Packages file seen for the first time is scanned now, and its database
+        written in the background (see :func:`build_index_compressed`) while this index answers from the scan."""
+        parts: list[_Part] = []
+        try:
+            for f in files:
+                db = cache.index_path(f.sha256)
+                columns = None
+                if not _valid_db(db):
+                    with cache.lock(f"index-{f.sha256}"):
+                        if not _valid_db(db):
+                            raw = cache.blob_path(f.sha256).read_bytes()
+                            columns = build_index_compressed(raw, f.compression, f.label, db, background=True)
+                fd = os.open(db.with_name(db.name + ".txt"), os.O_RDONLY | os.O_CLOEXEC)
+                if columns is not None:
+                    parts.append(_MemoryPart(f, fd, columns))
+                else:
+                    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, check_same_thread=False)
+                    parts.append(_SqlPart(f, fd, con))
+        except BaseException:
+            for part in parts:
+                part.close()
+            raise
         return cls(parts)
 
     def close(self) -> None:
         for p in self._parts:
-            p.con.close()
-            os.close(p.text_fd)
+            p.close()
 
     @property
     def files(self) -> list[IndexFile]:
@@ -261,19 +447,17 @@ class PackageIndex:
 
     def packages(self, name: str) -> Sequence[Package]:
         if name not in self._by_name:
-            self._by_name[name] = self._query("SELECT id, start, len FROM stanza WHERE name = ?", (name,))
+            self._by_name[name] = self._gather(lambda part: part.named(name))
         return self._by_name[name]
 
     def providers(self, name: str) -> Sequence[Package]:
         if name not in self._by_provided:
-            self._by_provided[name] = self._query(
-                "SELECT s.id, s.start, s.len FROM provides p JOIN stanza s ON s.id = p.id WHERE p.name = ?", (name,)
-            )
+            self._by_provided[name] = self._gather(lambda part: part.providing(name))
         return self._by_provided[name]
 
     def essential(self) -> Sequence[Package]:
         if self._essential is None:
-            self._essential = self._query("SELECT id, start, len FROM stanza WHERE essential = 1", ())
+            self._essential = self._gather(lambda part: part.essential())
         return self._essential
 
     # ------------------------------------------------------------------------------------------ extras
@@ -282,21 +466,17 @@ class PackageIndex:
         """Packages whose name or short description matches ``pattern`` (one stanza per name and version)."""
         hits: list[Package] = []
         for pi, part in enumerate(self._parts):
-            for sid, name, descr, start, length in part.con.execute(
-                    "SELECT id, name, descr, start, len FROM stanza"):
+            for sid, name, descr, start, length in part.described():
                 if pattern.search(name) or pattern.search(descr):
                     hits.append(self._package(pi, sid, start, length))
         return hits
 
     def count(self) -> int:
-        return sum(p.con.execute("SELECT count(*) FROM stanza").fetchone()[0] for p in self._parts)
+        return sum(part.count() for part in self._parts)
 
-    def _query(self, sql: str, params: tuple[object, ...]) -> list[Package]:
-        out = []
-        for pi, part in enumerate(self._parts):
-            for sid, start, length in part.con.execute(sql, params):
-                out.append(self._package(pi, sid, start, length))
-        return out
+    def _gather(self, rows: Callable[[_Part], list[Row]]) -> list[Package]:
+        return [self._package(pi, sid, start, length)
+                for pi, part in enumerate(self._parts) for sid, start, length in rows(part)]
 
     def _package(self, part_no: int, sid: int, start: int, length: int) -> Package:
         key = (part_no, sid)
@@ -329,9 +509,9 @@ def stanza_to_package(body: bytes, origin: IndexFile) -> Package:
     para = Deb822(body.decode("utf-8", "replace"))
     name = para.get("Package", "").strip()
     what = f"stanza {name or '(no Package field)'} in {origin.label}"
-    for field in MANDATORY:
-        if not para.get(field, "").strip():
-            raise IndexError_("read", what, f"missing mandatory field {field}")
+    for key in MANDATORY:
+        if not para.get(key, "").strip():
+            raise IndexError_("read", what, f"missing mandatory field {key}")
     version = para["Version"].strip()
     if not VERSION_RE.match(version):
         raise IndexError_("read", what, f"Version {version!r} is not a Debian version")

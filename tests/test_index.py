@@ -3,6 +3,7 @@ from __future__ import annotations
 import gzip
 import itertools
 import lzma
+import re
 import sqlite3
 from pathlib import Path
 
@@ -30,10 +31,59 @@ GOOD = (b"Package: foo\nVersion: 1:2.0~rc1-1\nArchitecture: amd64\nProvides: bar
 
 def test_scan_finds_names_provides_and_essential() -> None:
     text = GOOD + b"\nPackage: other\nVersion: 1\nDescription: x\n\n\n"
-    rows = list(scan_stanzas(text))
-    assert [(r[2], r[3], r[4], r[5]) for r in rows] == [
-        (b"foo", [b"bar", b"baz"], True, b"the foo"), (b"other", [], False, b"x")]
-    assert text[rows[1][0]:rows[1][1]].startswith(b"Package: other")
+    c = scan_stanzas(text)
+    assert (c.names, c.essential, c.descriptions) == (["foo", "other"], [1, 0], ["the foo", "x"])
+    assert c.provides == [("bar", 0), ("baz", 0)]
+    assert text[c.starts[1]:c.starts[1] + c.lengths[1]].startswith(b"Package: other")
+
+
+def _reference_scan(text: bytes) -> list[tuple[int, int, bytes, list[bytes], bool, bytes]]:
+    """The scan as a plain loop over stanzas (what the index did before it used regular expressions)."""
+    out = []
+    pos, n = 0, len(text)
+    fields = [(name + b":", b"\n" + name + b":") for name in (b"Package", b"Provides", b"Essential", b"Description")]
+    while pos < n:
+        while pos < n and text[pos] in b"\n\r":
+            pos += 1
+        if pos >= n:
+            break
+        end = text.find(b"\n\n", pos)
+        end = n if end < 0 else end
+        values = []
+        for head, needle in fields:
+            if text.startswith(head, pos):
+                i = pos + len(head)
+            else:
+                i = text.find(needle, pos, end)
+                if i < 0:
+                    values.append(b"")
+                    continue
+                i += len(needle)
+            j = text.find(b"\n", i, end)
+            values.append(text[i:end if j < 0 else j])
+        name, prov, essential, desc = values
+        provides = [w for item in prov.split(b",") if (w := item.strip().split(b" ", 1)[0].split(b"(", 1)[0]
+                                                       .split(b":", 1)[0])] if prov else []
+        out.append((pos, end, name.strip(), provides, essential.strip().lower() == b"yes", desc.strip()))
+        pos = end + 2
+    return out
+
+
+_PIECES = [b"Package: a", b"Package:b", b"Provides: x, y (= 1), z:any", b"Essential: yes", b"Essential:no",
+           b"Description: d", b"\n", b"\n\n", b"\r", b" cont", b"x", b"Package: \xff\xfe", b":"]
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.lists(st.sampled_from(_PIECES), max_size=16))
+def test_scan_agrees_with_a_plain_loop_over_stanzas(pieces: list[bytes]) -> None:
+    text = b"".join(pieces)
+    c = scan_stanzas(text)
+    got = [(s, s + ln, nm, [p for p, i in c.provides if i == k], bool(e), d)
+           for k, (s, ln, nm, e, d) in enumerate(zip(c.starts, c.lengths, c.names, c.essential, c.descriptions,
+                                                    strict=True))]
+    want = [(s, e, nm.decode("utf-8", "replace"), [p.decode() for p in prov], ess, d.decode("utf-8", "replace"))
+            for s, e, nm, prov, ess, d in _reference_scan(text)]
+    assert got == want
 
 
 def test_stanza_becomes_package() -> None:
@@ -111,3 +161,47 @@ def test_truncated_compressed_index_is_refused_and_leaves_no_database(tmp_path: 
     with pytest.raises(IndexError_, match=f"cannot decompress Packages{compression}: "):
         build_index_compressed(raw[: len(raw) // 2], compression, f"Packages{compression}", tmp_path / "x.idx")
     assert not (tmp_path / "x.idx").exists()
+
+
+def _stanza(name: str, provides: str = "", essential: bool = False) -> bytes:
+    extra = (f"Provides: {provides}\n" if provides else "") + ("Essential: yes\n" if essential else "")
+    return (f"Package: {name}\nVersion: 1.0\nArchitecture: amd64\n{extra}Filename: pool/{name}.deb\nSize: 10\n"
+            f"SHA256: {'b' * 64}\nDescription: the {name}\n").encode()
+
+
+def test_fresh_index_answers_from_its_scan_while_the_database_is_written_in_the_background(tmp_path: Path) -> None:
+    import dataclasses
+    import hashlib
+    import time
+
+    from rootfs_forge.cache import Cache
+    from rootfs_forge.index import PackageIndex
+
+    text = b"\n".join([_stanza("a", "x"), _stanza("b", "x, y (= 1)", essential=True), _stanza("a")] * 200)
+    raw = gzip.compress(text)
+    cache = Cache(tmp_path / "cache")
+    sha = hashlib.sha256(raw).hexdigest()
+    cache.blob_path(sha).write_bytes(raw)
+    f = dataclasses.replace(ORIGIN, sha256=sha, compression=".gz")
+
+    def answers(index: PackageIndex) -> object:
+        return ([(p.name, p.provides) for p in index.packages("a")], [p.name for p in index.providers("x")],
+                [p.name for p in index.providers("y")], [p.name for p in index.essential()], index.count(),
+                len(index.search(re.compile("the b"))))
+
+    fresh = PackageIndex.open([f], cache)
+    first = answers(fresh)
+    fresh.close()
+    assert first == ([("a", "x"), ("a", "")] * 200, ["a", "b"] * 200, ["b"] * 200, ["b"] * 200, 600, 200)
+    db = cache.index_path(sha)
+    deadline = time.monotonic() + 30
+    while not db.exists() and time.monotonic() < deadline:  # the detached child renames it into place
+        time.sleep(0.05)
+    assert db.exists()
+    again = PackageIndex.open([f], cache)
+    try:
+        assert type(again._parts[0]).__name__ == "_SqlPart"
+        assert answers(again) == first
+    finally:
+        again.close()
+    assert sorted(p.name for p in (tmp_path / "cache" / "index").iterdir()) == [db.name, db.name + ".txt"]
