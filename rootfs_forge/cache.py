@@ -6,6 +6,7 @@ Layout under the cache root::
     index/<hex>.idx         name/provides maps built from the Packages file <hex> (see rootfs_forge.index)
     unpacked/<hex>.tar      the decompressed data.tar of the .deb <hex> (a warm compose skips xz entirely)
     unpacked/<hex>.members.json  its member table (a warm compose reads no tar header to plan the tree)
+    unpacked/<hex>.control.json  the files of its control.tar (a warm compose decompresses no control.tar)
     state/<hex>.json        the last verified index set of a source list (offline composes use it)
     tmp/                    temp names; a file enters blobs/ only after its digest was checked
 
@@ -66,6 +67,9 @@ class Cache:
 
     def members_path(self, sha256: str) -> Path:
         return self.root / "unpacked" / f"{sha256}.members.json"
+
+    def control_path(self, sha256: str) -> Path:
+        return self.root / "unpacked" / f"{sha256}.control.json"
 
     def state_path(self, key: str) -> Path:
         return self.root / "state" / f"{key}.json"

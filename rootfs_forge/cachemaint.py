@@ -68,6 +68,11 @@ def verify(cache: Cache) -> tuple[int, list[str]]:
             if not _table_matches(table, tar):
                 bad.append(f"unpacked/{table.name}")
                 table.unlink(missing_ok=True)
+    for saved in sorted((cache.root / "unpacked").glob("*.control.json")):
+        checked += 1
+        if not _control_matches(cache, saved):
+            bad.append(f"unpacked/{saved.name}")
+            saved.unlink(missing_ok=True)
     # temp files of killed processes are never valid entries; a day-old one belongs to no live download
     cutoff = time.time() - 86400
     for t in (cache.root / "tmp").iterdir():
@@ -162,6 +167,19 @@ def _table_matches(table: Path, tar: Path) -> bool:
         return False
 
 
+def _control_matches(cache: Cache, saved: Path) -> bool:
+    """A saved control part is the one its .deb holds, byte for byte."""
+    from rootfs_forge.compose import control_doc
+    from rootfs_forge.debfile import read_control
+    from rootfs_forge.errors import DebError
+
+    deb = cache.blob_path(saved.name[: -len(".control.json")])
+    try:
+        return saved.read_bytes() == control_doc(read_control(deb))
+    except (OSError, DebError):
+        return False
+
+
 def _drop_orphans(cache: Cache) -> int:
     """Remove derived entries (decompressed data.tars) whose .deb is gone; return the bytes freed."""
     freed = 0
@@ -173,6 +191,11 @@ def _drop_orphans(cache: Cache) -> int:
     for side in (cache.root / "unpacked").glob("*.tar.sha256"):
         if not side.with_name(side.name[: -len(".sha256")]).exists():
             side.unlink(missing_ok=True)
+    for saved in (cache.root / "unpacked").glob("*.control.json"):  # derived from the .deb: goes with it
+        if not cache.has(saved.name[: -len(".control.json")]):
+            with contextlib.suppress(FileNotFoundError):
+                freed += saved.stat().st_size
+                saved.unlink()
     for table in (cache.root / "unpacked").glob("*.members.json"):  # derived from the tar: goes with it
         if not table.with_name(table.name[: -len(".members.json")] + ".tar").exists():
             with contextlib.suppress(FileNotFoundError):

@@ -8,6 +8,8 @@ result where the user asked for one.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 import hashlib
 import json
@@ -28,6 +30,7 @@ from rootfs_forge.debfile import (
     MEMBER_TABLE_SCHEMA,
     DataMember,
     DebControl,
+    control_from_files,
     extract_data_tar,
     members_of,
     parse_md5sums,
@@ -251,7 +254,7 @@ class UnpackAhead:
 
     def _warm(self, pkg: Package, deb: Path) -> None:
         try:
-            control = read_control(deb)
+            control = cached_control(self.cache, pkg, deb)
             data_tar(self.cache, pkg, deb, unpack_limit(pkg, control))
         except ForgeError:
             return
@@ -267,6 +270,32 @@ class UnpackAhead:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+CONTROL_SCHEMA = 1
+
+
+def cached_control(cache: Cache | None, pkg: Package, deb: Path) -> DebControl:
+    """The control part of ``deb``: from ``unpacked/<sha256>.control.json`` when an earlier compose saved it
+    there (read_control decompresses the control.tar of every package on every compose otherwise)."""
+    if cache is None:
+        return read_control(deb)
+    path = cache.control_path(pkg.sha256)
+    try:
+        doc = json.loads(path.read_bytes())
+        if doc.get("schema") == CONTROL_SCHEMA:
+            return control_from_files(str(deb), {k: base64.b64decode(v) for k, v in doc["files"].items()})
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, binascii.Error):
+        pass
+    control = read_control(deb)
+    cache.write_atomic(path, control_doc(control))
+    return control
+
+
+def control_doc(control: DebControl) -> bytes:
+    """What :func:`cached_control` saves: the control.tar's files, base64, in canonical JSON."""
+    files = {k: base64.b64encode(v).decode() for k, v in control.files.items()}
+    return canonical_json({"schema": CONTROL_SCHEMA, "files": files})
 
 
 def unpack_limit(pkg: Package, control: DebControl) -> int:
@@ -301,7 +330,7 @@ def _unpack_all(root: Path, recipe: Recipe, arch: str, epoch: int, order: Sequen
     def prepare(item: tuple[int, str]) -> tuple[DebControl, PackageJob]:
         rank, key = item
         pkg, deb = by_key[key], debs[key]
-        control = (known or {}).get(key) or read_control(deb)
+        control = (known or {}).get(key) or cached_control(cache, pkg, deb)
         limit = unpack_limit(pkg, control)
         tar = data_tar(cache, pkg, deb, limit)
         md5sums = parse_md5sums(control.md5sums)

@@ -193,6 +193,11 @@ def read_control(path: Path | str) -> DebControl:
                         raise DebError("read", deb, f"{name}: {exc}") from None
                     except ArchiveError as exc:
                         raise feed.error(exc) from None
+    return control_from_files(deb, files)
+
+
+def control_from_files(deb: str, files: dict[str, bytes]) -> DebControl:
+    """The control part made of the regular files of a control.tar (``deb`` names it in errors)."""
     if "control" not in files:
         raise DebError("read", deb, "control.tar has no control file")
     try:

@@ -232,6 +232,30 @@ def test_cache_verify_drops_a_tampered_decompressed_data_tar(tmp_path: Path, rep
     assert (tmp_path / "a/usr/bin/hello").read_bytes() == (tmp_path / "b/usr/bin/hello").read_bytes()
 
 
+def test_cache_verify_drops_a_tampered_saved_control_part(tmp_path: Path, repo_server: RepoServer,
+                                                          signer: Signer, cache_dir: Path) -> None:
+    import base64
+
+    r = recipe(tmp_path, repo_server, signer, 'packages = ["hello"]\n')
+    assert forge("compose", str(r), "--format", "rootfs", "-o", str(tmp_path / "a"), cache=cache_dir).returncode == 0
+    saved = sorted((cache_dir / "unpacked").glob("*.control.json"))
+    assert len(saved) == 3
+    doc = json.loads(saved[0].read_text())
+    control = base64.b64decode(doc["files"]["control"]).decode()
+    doc["files"]["postinst"] = base64.b64encode(b"#!/bin/sh\nupdate-alternatives --install /x x /y 99\n").decode()
+    saved[0].write_text(json.dumps(doc))
+    verify = subprocess.run([sys.executable, "-m", "rootfs_forge", "cache", "verify", "--json", "--cache-dir",
+                             str(cache_dir)], capture_output=True, text=True)
+    assert json.loads(verify.stdout)["removed"] == [f"unpacked/{saved[0].name}"]
+    assert not saved[0].exists()
+    # the next compose reads the control part from the verified .deb again and saves it as it is there
+    assert forge("compose", str(r), "--format", "rootfs", "-o", str(tmp_path / "b"), cache=cache_dir).returncode == 0
+    again = json.loads(saved[0].read_text())
+    assert "postinst" not in again["files"] or again["files"]["postinst"] != doc["files"]["postinst"]
+    assert base64.b64decode(again["files"]["control"]).decode() == control
+    assert not (tmp_path / "b/x").exists()
+
+
 def test_cache_dir_that_is_a_file_is_one_line_error(tmp_path: Path, repo_server: RepoServer, signer: Signer) -> None:
     r = recipe(tmp_path, repo_server, signer, 'packages = ["hello"]')
     blocker = tmp_path / "cache"
