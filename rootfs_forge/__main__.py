@@ -1,3 +1,3 @@
-from rootfs_forge.cli import main
+from rootfs_forge.cli import entry
 
-raise SystemExit(main())
+entry()

@@ -11,6 +11,7 @@ import argparse
 import importlib
 import os
 import sys
+import threading
 
 # command name -> module under rootfs_forge.commands (several names may share a module)
 COMMANDS: dict[str, str] = {
@@ -82,5 +83,24 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def entry() -> None:
+    """The console script (and ``python -m rootfs_forge``): :func:`main`, then a quick exit.
+
+    Once the command has returned, all its work is done and its files closed (every temporary directory is a
+    context manager); what the interpreter's own shutdown would still do — free every object, run the
+    finalizers — cost a warm compose 0.07-0.1 s. So, when no other thread is left, the standard streams are
+    flushed and the process ends at once; otherwise, or when a flush fails, it exits the usual way.
+    """
+    code = main()
+    if threading.active_count() == 1:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            raise SystemExit(code) from None
+        os._exit(code)
+    raise SystemExit(code)
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    entry()
