@@ -169,13 +169,18 @@ def _stanza(name: str, provides: str = "", essential: bool = False) -> bytes:
             f"SHA256: {'b' * 64}\nDescription: the {name}\n").encode()
 
 
-def test_fresh_index_answers_from_its_scan_while_the_database_is_written_in_the_background(tmp_path: Path) -> None:
+@pytest.mark.parametrize("background_from", [0, 1 << 40], ids=["detached-writer", "written-inline"])
+def test_fresh_index_answers_from_its_scan_while_the_database_is_written_in_the_background(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, background_from: int) -> None:
     import dataclasses
     import hashlib
     import time
 
+    from rootfs_forge import index as index_module
     from rootfs_forge.cache import Cache
     from rootfs_forge.index import PackageIndex
+
+    monkeypatch.setattr(index_module, "BACKGROUND_DB_MIN", background_from)
 
     text = b"\n".join([_stanza("a", "x"), _stanza("b", "x, y (= 1)", essential=True), _stanza("a")] * 200)
     raw = gzip.compress(text)
@@ -205,3 +210,31 @@ def test_fresh_index_answers_from_its_scan_while_the_database_is_written_in_the_
     finally:
         again.close()
     assert sorted(p.name for p in (tmp_path / "cache" / "index").iterdir()) == [db.name, db.name + ".txt"]
+
+
+@pytest.mark.parametrize("compression", [".gz", ".xz"])
+def test_index_scanned_with_a_helper_process_equals_plain(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                          compression: str) -> None:
+    from rootfs_forge import index as index_module
+
+    monkeypatch.setattr(index_module, "PARALLEL_SCAN_MIN", 0)  # the first 60 % is scanned by a child
+    monkeypatch.setattr(index_module, "DECOMPRESS_STEP", 4096)
+    text = b"\n".join([_stanza(f"p{i}", f"v{i % 7}", essential=i % 50 == 0) for i in range(40000)])
+    raw = gzip.compress(text) if compression == ".gz" else lzma.compress(text)
+    build_index(text, tmp_path / "plain.idx")
+    build_index_compressed(raw, compression, "Packages" + compression, tmp_path / "helped.idx")
+    assert _dump(tmp_path / "helped.idx") == _dump(tmp_path / "plain.idx")
+
+
+def test_scan_helper_that_dies_costs_only_time() -> None:
+    import os
+    import signal
+
+    from rootfs_forge.index import _ScanHelper
+
+    text = b"\n".join(_stanza(f"s{i}", "v") for i in range(3000))
+    helper = _ScanHelper(text)
+    os.kill(helper._pid, signal.SIGKILL)
+    got = helper.result()
+    assert got.as_lists() == scan_stanzas(text).as_lists()
+    assert got.names[-1] == "s2999"
