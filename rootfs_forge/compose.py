@@ -346,12 +346,11 @@ def _unpack_all(root: Path, recipe: Recipe, arch: str, epoch: int, order: Sequen
                          control.multi_arch == "same", rank, md5sums, members, table)
         return control, job
 
-    items = list(enumerate(order))
     t = timings or Timings()
-    with t.phase("unpack:prepare"):  # control parts read, data.tars decompressed (cold) or found (warm)
-        prepared = _prepare_all(items, prepare, by_key, threads)
-    with t.phase("unpack:tree"):  # the scan, then the forked writers
-        writer.add_packages([job for _, job in prepared], workers=threads)
+    prepared: list[tuple[DebControl, PackageJob]] = []
+    with t.phase("unpack:tree"):  # the scan (as the packages become ready), then the forked writers
+        writer.add_packages(_prepared_in_order(list(enumerate(order)), prepare, threads, t, prepared),
+                            workers=threads)
     for key, (_, job) in zip(order, prepared, strict=True):
         if cache is not None and job.table:  # for the next compose: it plans without reading tar headers
             cache.write_atomic(cache.members_path(by_key[key].sha256),
@@ -362,17 +361,29 @@ def _unpack_all(root: Path, recipe: Recipe, arch: str, epoch: int, order: Sequen
     return writer, controls, files
 
 
-def _prepare_all(items: list[tuple[int, str]], prepare: Callable[[tuple[int, str]], tuple[DebControl, PackageJob]],
-                 by_key: Mapping[str, Package], threads: int) -> list[tuple[DebControl, PackageJob]]:
-    if threads > 1:
-        # largest first, so that no thread is left decompressing a big package alone at the end
-        by_size = sorted(items, key=lambda item: -by_key[item[1]].size)
-        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="unpack") as pool:
-            done = dict(zip((key for _, key in by_size), pool.map(prepare, by_size), strict=True))
-        prepared = [done[key] for _, key in items]
-    else:
-        prepared = [prepare(i) for i in items]
-    return prepared
+def _prepared_in_order(items: list[tuple[int, str]],
+                       prepare: Callable[[tuple[int, str]], tuple[DebControl, PackageJob]], threads: int,
+                       timings: Timings, out: list[tuple[DebControl, PackageJob]]) -> Iterator[PackageJob]:
+    """The packages' jobs in install order, each as soon as it is prepared (control part read, data.tar
+    decompressed or found): ``threads`` threads prepare the ones after it while the scan of the tree takes
+    it — the codecs release the interpreter lock, the scan holds it. ``out`` collects (control, job).
+    ``unpack:wait`` times how long the scan waited for a package."""
+    if threads <= 1:
+        for item in items:
+            with timings.phase("unpack:wait"):
+                out.append(prepare(item))
+            yield out[-1][1]
+        return
+    pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="unpack")
+    try:
+        futures = [pool.submit(prepare, item) for item in items]
+        for future in futures:
+            with timings.phase("unpack:wait"):
+                out.append(future.result())
+            yield out[-1][1]
+    finally:
+        # before the tree's writers fork (right after the last job): no thread of this pool may be left
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _suite_of(res: Resolution) -> str:

@@ -5,6 +5,10 @@ once per verified Packages digest, a single pass over the raw text records where
 names it defines or provides, into an SQLite file in the cache (``index/<sha256>.idx``; stdlib, atomic rename,
 milliseconds to open) next to the decompressed text (``index/<sha256>.idx.txt``, read with pread).
 Stanzas are parsed with python-debian only when asked for, and kept per index object.
+
+The process that meets a Packages file first scans it (on two cores when it is large), answers from the scan
+and the text in memory, and leaves writing both files to a detached child: a cold compose does not wait
+for the database.
 """
 
 from __future__ import annotations

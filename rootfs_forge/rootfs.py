@@ -392,7 +392,7 @@ class TreeWriter:
                          rank, md5sums)
         return self.add_packages([job])[0]
 
-    def add_packages(self, jobs: Sequence[PackageJob], *, workers: int = 1) -> list[PackageFiles]:
+    def add_packages(self, jobs: Iterable[PackageJob], *, workers: int = 1) -> list[PackageFiles]:
         """Unpack several packages: decide every path in install order, then write the file contents.
 
         1. *Scan*, in the order of ``jobs``: each member's header is checked (size bound, filters, devices),
