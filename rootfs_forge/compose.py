@@ -108,11 +108,8 @@ def _replaces_names(control: DebControl) -> list[str]:
 
 def build_tree(root: Path, recipe: Recipe, arch: str, resolution: Resolution, debs: Mapping[str, Path],
                epoch: int | None, *, host: HostTools | None = None, threads: int = 2,
-               cache: Cache | None = None, timings: Timings | None = None,
-               controls: Mapping[str, DebControl] | None = None) -> Tree:
-    """Unpack ``resolution`` into the empty directory ``root``, apply effects, write the dpkg database.
-
-    ``controls``: control parts already read (by :class:`UnpackAhead`), by package key."""
+               cache: Cache | None = None, timings: Timings | None = None) -> Tree:
+    """Unpack ``resolution`` into the empty directory ``root``, apply effects, write the dpkg database."""
     t = timings or Timings()
     host = host or HostTools.detect()
     by_key = {p.key: p for p in resolution.packages}
@@ -122,13 +119,13 @@ def build_tree(root: Path, recipe: Recipe, arch: str, resolution: Resolution, de
     path_filter = PathFilter(recipe.profile, exclude=recipe.path_exclude, include=recipe.path_include,
                              keep_locales=recipe.locales, slices=dict(recipe.slices))
     with t.phase("unpack"):
-        writer, pkg_controls, files = _unpack_all(root, recipe, arch, epoch, order, by_key, debs, path_filter,
-                                                  threads, cache, t, controls or {})
-    tree = Tree(root, arch, resolution, epoch, writer, files, pkg_controls, effects=EffectsRun((), ()))
+        writer, controls, files = _unpack_all(root, recipe, arch, epoch, order, by_key, debs, path_filter,
+                                              threads, cache, t)
+    tree = Tree(root, arch, resolution, epoch, writer, files, controls, effects=EffectsRun((), ()))
     _add_local_files(tree, recipe)
     options = EffectOptions.from_recipe(recipe, suite=_suite_of(resolution))
     infos = {name: PackageInfo(name, control.fields, control.scripts, files[name].paths)
-             for name, control in pkg_controls.items()}
+             for name, control in controls.items()}
     with t.phase("unpack"):
         writer.finish()
     set_owners = os.geteuid() == 0
@@ -145,7 +142,7 @@ def build_tree(root: Path, recipe: Recipe, arch: str, resolution: Resolution, de
             # a conffile the filters dropped is not installed, so it is no conffile of this image
             conffiles=tuple((c, files[name].md5sums[c]) for c in control.conffiles if c in files[name].md5sums),
         )
-        for name, control in sorted(pkg_controls.items())
+        for name, control in sorted(controls.items())
     ]
     foreign = sorted({p.architecture for p in resolution.packages} - {arch, "all"})
     # TreeWriter hashed every kept file as it wrote it; re-reading the tree to hash it again costs ~1 s for the
@@ -238,14 +235,13 @@ class UnpackAhead:
     """Decompress each package's data.tar into the cache as soon as its .deb is there, while the other
     downloads go on: a cold compose then decompresses in the shadow of the network instead of after it.
 
-    Only warms the cache (through :func:`data_tar`, under its per-package lock); :func:`build_tree` does the
-    real work and finds it done. A package that fails here is left alone: build_tree meets the same failure
-    and reports it. The control parts read on the way are handed on in :attr:`controls`.
+    Only warms the cache (the control part and the data.tar, through :func:`cached_control` and
+    :func:`data_tar`, under its per-package lock); :func:`build_tree` does the real work and finds it done. A
+    package that fails here is left alone: build_tree meets the same failure and reports it.
     """
 
     def __init__(self, cache: Cache, threads: int = 2) -> None:
         self.cache = cache
-        self.controls: dict[str, DebControl] = {}
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="unpack-ahead")
 
     def submit(self, pkg: Package, deb: Path) -> None:
@@ -253,16 +249,12 @@ class UnpackAhead:
             self._pool.submit(self._warm, pkg, deb)
 
     def _warm(self, pkg: Package, deb: Path) -> None:
-        try:
-            control = cached_control(self.cache, pkg, deb)
-            data_tar(self.cache, pkg, deb, unpack_limit(pkg, control))
-        except ForgeError:
-            return
-        self.controls[pkg.key] = control
+        with contextlib.suppress(ForgeError):
+            data_tar(self.cache, pkg, deb, unpack_limit(pkg, cached_control(self.cache, pkg, deb)))
 
     def close(self) -> None:
-        """Drop what has not started (build_tree does it, largest first) and wait for what runs: build_tree
-        forks its writers, and no thread of this pool may be in the middle of anything then."""
+        """Drop what has not started (build_tree does it) and wait for what runs: build_tree forks its
+        writers, and no thread of this pool may be in the middle of anything then."""
         self._pool.shutdown(wait=True, cancel_futures=True)
 
     def __enter__(self) -> UnpackAhead:
@@ -319,8 +311,7 @@ def cached_member_rows(cache: Cache, pkg: Package) -> list[list[Any]] | None:
 
 def _unpack_all(root: Path, recipe: Recipe, arch: str, epoch: int, order: Sequence[str],
                 by_key: Mapping[str, Package], debs: Mapping[str, Path], path_filter: PathFilter,
-                threads: int, cache: Cache | None = None, timings: Timings | None = None,
-                known: Mapping[str, DebControl] | None = None
+                threads: int, cache: Cache | None = None, timings: Timings | None = None
                 ) -> tuple[TreeWriter, dict[str, DebControl], dict[str, PackageFiles]]:
     """Unpack every package: control parts read and data.tars decompressed in ``threads`` threads (the codecs
     release the GIL), then the tree decided in install order and written by ``threads`` processes."""
@@ -330,7 +321,7 @@ def _unpack_all(root: Path, recipe: Recipe, arch: str, epoch: int, order: Sequen
     def prepare(item: tuple[int, str]) -> tuple[DebControl, PackageJob]:
         rank, key = item
         pkg, deb = by_key[key], debs[key]
-        control = (known or {}).get(key) or cached_control(cache, pkg, deb)
+        control = cached_control(cache, pkg, deb)
         limit = unpack_limit(pkg, control)
         tar = data_tar(cache, pkg, deb, limit)
         md5sums = parse_md5sums(control.md5sums)

@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import subprocess
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -87,7 +88,7 @@ class Context:
             if self.offline:
                 assert previous is not None  # offline, _last_verified raises instead
                 return previous
-            if previous is not None:
+            if previous is not None and threading.active_count() == 1:  # a fork copies no other thread
                 child = Forked(lambda: [_file_to_json(f) for f in update()])
                 self._pending.append((previous, child, update, state))
                 return previous

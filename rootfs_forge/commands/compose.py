@@ -107,8 +107,7 @@ def _compose(args: argparse.Namespace, ctx: Context, recipe: Recipe, dest: Path)
                 debs = {f.package.key: f.path for f in fetched}
                 root = Path(work) / f"rootfs-{arch}"
                 ahead.close()
-                tree = build_tree(root, recipe, arch, res, debs, ctx.epoch, cache=ctx.cache, timings=timings,
-                                  controls=ahead.controls)
+                tree = build_tree(root, recipe, arch, res, debs, ctx.epoch, cache=ctx.cache, timings=timings)
             trees.append(tree)
             files_dropped, bytes_dropped = tree.dropped()
             report["architectures"][arch] = {
