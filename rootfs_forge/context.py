@@ -10,7 +10,6 @@ import hashlib
 import json
 import os
 import subprocess
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -18,7 +17,7 @@ from pathlib import Path
 from rootfs_forge.archive import IndexFile, update_sources
 from rootfs_forge.cache import Cache, default_cache_dir
 from rootfs_forge.errors import ArchiveError, ForgeError
-from rootfs_forge.forked import Forked
+from rootfs_forge.forked import Forked, can_fork
 from rootfs_forge.index import PackageIndex
 from rootfs_forge.sources import SourceEntry
 from rootfs_forge.timing import Timings
@@ -88,7 +87,7 @@ class Context:
             if self.offline:
                 assert previous is not None  # offline, _last_verified raises instead
                 return previous
-            if previous is not None and threading.active_count() == 1:  # a fork copies no other thread
+            if previous is not None and can_fork():
                 child = Forked(lambda: [_file_to_json(f) for f in update()])
                 self._pending.append((previous, child, update, state))
                 return previous

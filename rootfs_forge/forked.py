@@ -1,17 +1,25 @@
-"""Run one call in a forked child process and collect its result later: work that overlaps the main job
-without taking its interpreter lock (a thread that parses HTTP and imports requests slows every sqlite query
-and every unpack step of the main thread while it runs; a child process runs on the other core).
+"""Work in forked child processes, for Python work that overlaps the main job without taking its interpreter
+lock (a thread that parses HTTP and imports requests slows every sqlite query and every unpack step of the main
+thread while it runs; a child process runs on the other core).
 
-The result travels back as JSON through a pipe. A ``ForgeError`` raised in the child is raised again in the
-parent, with its class, verb, object and reason. Anything else that goes wrong in the child (a crash, an
+:class:`Forked` runs one call in a child and collects its result later; the result travels back through a pipe
+with ``marshal`` (plain data: numbers, strings, lists, tuples, dicts), and the child shares the parent's memory
+as it was at the fork, so its input is never copied. A ``ForgeError`` raised in the child is raised again in
+the parent, with its class, verb, object and reason. Anything else that goes wrong in the child (a crash, an
 unexpected exception, a result that does not arrive) makes :meth:`Forked.result` return ``None``, so that the
 caller can do the work itself and meet the error first-hand.
+
+:func:`detach` forks a child that nobody waits for. Both fork only when no other thread runs: a fork copies
+no thread, nor the state of the locks they hold.
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
+import marshal
 import os
+import signal
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -19,8 +27,13 @@ from rootfs_forge import errors
 from rootfs_forge.errors import ForgeError
 
 
+def can_fork() -> bool:
+    """True when this process runs no other thread (see the module docstring)."""
+    return threading.active_count() == 1
+
+
 class Forked:
-    """``call()`` in a child forked now; :meth:`result` waits for it. Fork before starting any thread."""
+    """``call()`` in a child forked now; :meth:`result` waits for it. Fork only when :func:`can_fork`."""
 
     def __init__(self, call: Callable[[], Any]) -> None:
         self._result: Any = None
@@ -33,32 +46,47 @@ class Forked:
         os.close(write)
         self._pid, self._read = pid, read
 
+    @property
+    def pid(self) -> int:
+        return self._pid
+
     def result(self) -> Any:
-        """The call's JSON result, or None when the child failed for another reason than a ForgeError."""
+        """The call's result, or None when the child failed for another reason than a ForgeError."""
         if not self._done:
             self._done = True
             with os.fdopen(self._read, "rb") as f:
                 raw = f.read()
             os.waitpid(self._pid, 0)
+            self._pid = 0
             try:
-                doc = json.loads(raw)
-            except ValueError:
+                doc = marshal.loads(raw)
+            except (ValueError, EOFError, TypeError):
                 doc = None
-            if isinstance(doc, dict) and "error" in doc:
-                raise _error_from(doc["error"])
-            self._result = doc.get("result") if isinstance(doc, dict) else None
+            if isinstance(doc, tuple) and len(doc) == 2 and doc[0] == "error":
+                raise _error_from(doc[1])
+            self._result = doc[1] if isinstance(doc, tuple) and len(doc) == 2 and doc[0] == "result" else None
         return self._result
+
+    def close(self) -> None:
+        """End the child if its result was never asked for (after a failure in the parent)."""
+        if self._pid and not self._done:
+            self._done = True
+            with contextlib.suppress(OSError):
+                os.close(self._read)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self._pid, signal.SIGKILL)
+            os.waitpid(self._pid, 0)
+            self._pid = 0
 
 
 def _child(call: Callable[[], Any], fd: int) -> None:
     code = 1
     try:
         try:
-            doc: dict[str, Any] = {"result": call()}
+            doc: tuple[str, Any] = ("result", call())
         except ForgeError as exc:
-            doc = {"error": [type(exc).__name__, exc.verb, exc.obj, exc.reason]}
-        data = json.dumps(doc).encode()
-        view = memoryview(data)
+            doc = ("error", [type(exc).__name__, exc.verb, exc.obj, exc.reason])
+        view = memoryview(marshal.dumps(doc))
         while view:
             view = view[os.write(fd, view):]
         code = 0
@@ -76,3 +104,24 @@ def _error_from(parts: list[str]) -> ForgeError:
     exc = cls.__new__(cls)
     ForgeError.__init__(exc, verb, obj, reason)  # the subclasses' own __init__ take other arguments
     return exc
+
+
+def detach() -> bool | None:
+    """Fork a child that no one waits for (a grandchild, reparented at once): True in it, False here. None,
+    without forking, when other threads run. The child's standard streams go to /dev/null, so that whoever
+    reads this process's output does not wait for the child; it must end in ``os._exit``."""
+    if not can_fork():
+        return None
+    pid = os.fork()
+    if pid == 0:
+        try:
+            if os.fork() != 0:
+                os._exit(0)
+            null = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(null, fd)
+        except BaseException:
+            os._exit(1)
+        return True
+    os.waitpid(pid, 0)
+    return False

@@ -14,15 +14,12 @@ for the database.
 from __future__ import annotations
 
 import bisect
-import contextlib
+import functools
 import gzip
 import lzma
-import marshal
 import os
 import re
-import signal
 import sqlite3
-import threading
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -34,6 +31,7 @@ from debian.deb822 import Deb822
 from rootfs_forge.archive import IndexFile
 from rootfs_forge.cache import Cache
 from rootfs_forge.errors import IndexError_
+from rootfs_forge.forked import Forked, can_fork, detach
 from rootfs_forge.model import Package
 
 SCHEMA_VERSION = 3
@@ -172,7 +170,7 @@ def build_index_compressed(raw: bytes, compression: str, what: str, db_path: Pat
     critical path of a cold compose. Until the child has renamed the database into place, another process
     builds its own.
     """
-    if len(raw) >= PARALLEL_SCAN_MIN and threading.active_count() == 1:
+    if len(raw) >= PARALLEL_SCAN_MIN and can_fork():
         columns, text = _scan_in_two(_decompressed(raw, compression, what), -(-len(raw) // DECOMPRESS_STEP))
     else:
         columns, text = _scan_chunks(_decompressed(raw, compression, what))
@@ -253,26 +251,33 @@ def _scan_in_two(pieces: Iterator[bytes], count: int) -> tuple[Columns, bytes]:
     nothing is copied to it — while this process decompresses and scans the rest. The two finish about
     together: the child starts after 60 % of the decompression and scans 60 % of the text."""
     parts: list[bytes] = []
-    helper: _ScanHelper | None = None
+    helper: Forked | None = None
+    head = b""
     try:
         for n, piece in enumerate(pieces, 1):
             parts.append(piece)
             if helper is None and n * 5 >= count * 3:
-                head = b"".join(parts)
-                cut = _last_boundary(head)
+                text = b"".join(parts)
+                cut = _last_boundary(text)
                 if cut > 0:
-                    helper = _ScanHelper(head[:cut])
-                    parts = [head]
+                    head = text[:cut]
+                    helper = Forked(functools.partial(_scan_lists, head))
+                    parts = [text]
         text = b"".join(parts)
         if helper is None:
             return scan_stanzas(text), text
-        rest = scan_stanzas(text[helper.length:], helper.length)  # while the child scans the head
-        columns = helper.result()
+        rest = scan_stanzas(text[len(head):], len(head))  # while the child scans the head
+        done = helper.result()
+        columns = Columns(*done) if done is not None else scan_stanzas(head)  # a failed child costs only time
         columns.extend(rest)
         return columns, text
     finally:
         if helper is not None:
             helper.close()
+
+
+def _scan_lists(text: bytes) -> tuple[list[Any], ...]:
+    return scan_stanzas(text).as_lists()
 
 
 def write_index(db_path: Path, columns: Columns, text: bytes) -> None:
@@ -286,69 +291,6 @@ def write_index(db_path: Path, columns: Columns, text: bytes) -> None:
         tmp_text.unlink(missing_ok=True)
         raise
     write_db(db_path, columns, len(text))
-
-
-class _ScanHelper:
-    """A forked child that scans ``text`` (which it shares with this process) and answers with the scan
-    (marshal) through a pipe. A child that fails costs only time: the text is then scanned here."""
-
-    def __init__(self, text: bytes) -> None:
-        self.text, self.length = text, len(text)
-        read, write = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            os.close(read)
-            code = 1
-            try:
-                data = memoryview(marshal.dumps(scan_stanzas(text).as_lists()))
-                while data:
-                    data = data[os.write(write, data):]
-                code = 0
-            finally:
-                os._exit(code)
-        os.close(write)
-        self._pid, self._read = pid, read
-
-    def result(self) -> Columns:
-        with os.fdopen(self._read, "rb") as f:
-            raw = f.read()
-        os.waitpid(self._pid, 0)
-        self._pid = 0
-        try:
-            return Columns(*marshal.loads(raw))
-        except (ValueError, EOFError, TypeError):
-            return scan_stanzas(self.text)
-
-    def close(self) -> None:
-        """End the child if it still runs (after a failure here)."""
-        if self._pid:
-            with contextlib.suppress(OSError):
-                os.close(self._read)
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self._pid, signal.SIGKILL)
-            os.waitpid(self._pid, 0)
-            self._pid = 0
-
-
-def detach() -> bool | None:
-    """Fork a child that no one waits for (a grandchild, reparented at once): True in it, False here. None,
-    without forking, when other threads run (a fork copies none of them, nor the state of their locks)."""
-    if threading.active_count() > 1:
-        return None
-    pid = os.fork()
-    if pid == 0:
-        try:
-            if os.fork() != 0:
-                os._exit(0)
-            # standard streams to /dev/null: whoever reads this process's output must not wait for the child
-            null = os.open(os.devnull, os.O_RDWR)
-            for fd in (0, 1, 2):
-                os.dup2(null, fd)
-        except BaseException:
-            os._exit(1)
-        return True
-    os.waitpid(pid, 0)
-    return False
 
 
 def write_db(path: Path, columns: Columns, text_size: int) -> None:

@@ -46,6 +46,6 @@ def test_child_that_fails_otherwise_gives_none_for_the_caller_to_redo(how: str) 
             raise RuntimeError("boom")
         if how == "exit":
             os._exit(9)
-        return {"x": object()}  # not JSON
+        return {"x": object()}  # not plain data: marshal refuses it
 
     assert Forked(fail).result() is None

@@ -226,15 +226,25 @@ def test_index_scanned_with_a_helper_process_equals_plain(tmp_path: Path, monkey
     assert _dump(tmp_path / "helped.idx") == _dump(tmp_path / "plain.idx")
 
 
-def test_scan_helper_that_dies_costs_only_time() -> None:
+def test_scan_helper_that_dies_costs_only_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import os
     import signal
 
-    from rootfs_forge.index import _ScanHelper
+    from rootfs_forge import forked
+    from rootfs_forge import index as index_module
 
+    killed = []
+
+    class Killed(forked.Forked):  # the helper child dies at once
+        def __init__(self, call: object) -> None:
+            super().__init__(call)  # type: ignore[arg-type]
+            os.kill(self.pid, signal.SIGKILL)
+            killed.append(self.pid)
+
+    monkeypatch.setattr(index_module, "Forked", Killed)
+    monkeypatch.setattr(index_module, "PARALLEL_SCAN_MIN", 0)
+    monkeypatch.setattr(index_module, "DECOMPRESS_STEP", 4096)
     text = b"\n".join(_stanza(f"s{i}", "v") for i in range(3000))
-    helper = _ScanHelper(text)
-    os.kill(helper._pid, signal.SIGKILL)
-    got = helper.result()
-    assert got.as_lists() == scan_stanzas(text).as_lists()
-    assert got.names[-1] == "s2999"
+    columns, got = build_index_compressed(gzip.compress(text), ".gz", "Packages.gz", tmp_path / "x.idx")
+    assert len(killed) == 1 and got == text
+    assert columns.as_lists() == scan_stanzas(text).as_lists()
