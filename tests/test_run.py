@@ -449,6 +449,26 @@ def test_oci_archive(world: dict[str, Path], tmp_path: Path) -> None:
 
 
 @pytest.mark.root
+@pytest.mark.parametrize("kind", ["layout", "oci-archive"])
+def test_relative_image_and_cache_paths_work_from_any_directory(world: dict[str, Path], tmp_path: Path,
+                                                                kind: str) -> None:
+    """The README's quick start runs ``forge run out/NAME:TAG``: relative image and cache paths, layers not yet
+    cached (the layer unpack changes directory; a relative blob path must not break it)."""
+    if kind == "layout":
+        shutil.copytree(world["layout"], tmp_path / "out" / "img")
+    else:
+        (tmp_path / "out").mkdir()
+        with tarfile.open(tmp_path / "out" / "img", "w") as tar:
+            tar.add(world["layout"], arcname=".")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-m", "rootfs_forge", "run", "--cache-dir", "rel-cache",
+                           "--state-dir", str(world["state"]), "out/img:base", "cat", "/data/new"],
+                          capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path)
+    assert (proc.returncode, proc.stdout) == (0, "upper\n"), proc.stderr
+    assert any((tmp_path / "rel-cache" / "layers" / "sha256").iterdir())
+
+
+@pytest.mark.root
 def test_unknown_tag_is_a_one_line_error(world: dict[str, Path]) -> None:
     out = forge(world, "run", f"{world['layout']}:nope", "true", check=7)
     assert out.stderr.strip() == f"forge: cannot find tag {world['layout']}:nope: the layout has base"

@@ -148,6 +148,7 @@ def extract_archive(archive: str, dest: str) -> None:
     import libarchive.extract as lx
 
     flags = (lx.EXTRACT_SECURE_NODOTDOT | lx.EXTRACT_SECURE_SYMLINKS | lx.EXTRACT_SECURE_NOABSOLUTEPATHS)
+    archive = os.path.abspath(archive)  # read after the chdir below
     cwd = os.getcwd()
     try:
         os.chdir(dest)
@@ -212,6 +213,7 @@ def unpack_layer(blob: str, digest: str, final: str, rootless: bool = False) -> 
     import libarchive
     import libarchive.extract as lx
 
+    blob, final = os.path.abspath(blob), os.path.abspath(final)  # both are used after the chdir below
     _verify_blob(blob, digest)
     parent = os.path.dirname(final)
     os.makedirs(parent, exist_ok=True)
