@@ -285,8 +285,8 @@ def test_command_is_pid_1_with_no_init(world: dict[str, Path]) -> None:
 
 @pytest.mark.root
 def test_forge_init_is_pid_1_and_command_pid_2(world: dict[str, Path]) -> None:
-    out = forge(world, "run", str(world["rootfs"]), "sh", "-c", "echo $$; cat /proc/1/comm", check=0).stdout
-    assert out.split("\n")[:2] == ["2", "forge-init"]
+    out = forge(world, "run", str(world["rootfs"]), "sh", "-c", "echo $$; cat /proc/1/cmdline", check=0).stdout
+    assert out.split("\n")[0] == "2" and out.split("\n")[1].startswith("forge-init\0--\0/bin/sh\0"), out
 
 
 @pytest.mark.root

@@ -1,4 +1,4 @@
-"""PID 1 of the container: build the filesystem, harden, start the command, reap zombies, forward signals.
+"""PID 1 of the container until it execs the init: build the filesystem, harden, become the user, exec.
 
 Runs in the forked grandchild, already inside the new namespaces. Setup failures are written to ``errfd``
 (close-on-exec; the launcher reads it until EOF) as ``code\\0verb\\0object\\0reason``; on exec the pipe closes
@@ -11,11 +11,11 @@ import os
 import signal
 
 from rootfs_forge.errors import RunError
-from rootfs_forge.run import mounts
+from rootfs_forge.run import mounts, staticinit
 from rootfs_forge.run import syscalls as sc
-from rootfs_forge.run.cgroups import send_signal
 from rootfs_forge.run.spec import ContainerPlan, User, resolve_user
 
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2,
              signal.SIGWINCH, signal.SIGCONT)
 SETUP_FAILED = 125  # like `docker run`: the launcher itself failed
@@ -86,8 +86,13 @@ def command_env(plan: ContainerPlan, user: User, term: str | None) -> dict[str, 
 
 
 def which(name: str, path: str) -> str:
-    """``name`` looked up in the container's ``PATH`` (execvp rules: names with a slash are taken as they are)."""
+    """``name`` looked up in the container's ``PATH`` (execvp rules: names with a slash are taken as they are),
+    checked the way execve would refuse it, because the init execs it where forge can no longer report why."""
     if "/" in name:
+        if not os.path.exists(name):
+            raise FileNotFoundError(2, os.strerror(2), name)
+        if not (os.path.isfile(name) and os.access(name, os.X_OK)):
+            raise PermissionError(13, os.strerror(13), name)
         return name
     denied = None
     for d in path.split(":"):
@@ -102,21 +107,20 @@ def which(name: str, path: str) -> str:
 
 
 def container_main(plan: ContainerPlan, errfd: int, tty_path: str | None) -> int:
-    """Everything PID 1 does. Returns its exit code (the caller ``os._exit``s with it).
+    """Everything PID 1 does before it becomes the container's init. Returns an exit code only on failure (the
+    caller ``os._exit``s with it); on success the process image is replaced.
 
-    PID 1 becomes the container's user itself and starts the command with ``posix_spawn`` (vfork: no copy of
-    this Python process), then reaps every child and forwards signals until the command exits."""
-    cmd_pid = 0
+    PID 1 builds the filesystem, hardens itself, becomes the container's user, and then execs: the static init
+    from a sealed memfd (``plan.init_fd``, see ``staticinit``), which starts the command, reaps and forwards
+    signals; or, with ``--no-init`` or no static init on the host, the command itself. Either way nothing of
+    forge (its memory, the caller's environment) stays in the container."""
     pending: list[int] = []
 
-    def forward(signum: int, _frame: object) -> None:
-        if cmd_pid:
-            send_signal(cmd_pid, signum)
-        else:
-            pending.append(signum)
+    def hold(signum: int, _frame: object) -> None:
+        pending.append(signum)  # nothing to forward to yet
 
     for sig in FORWARDED:
-        signal.signal(sig, forward)
+        signal.signal(sig, hold)
     term = os.environ.get("TERM")
     try:
         sc.set_pdeathsig(signal.SIGKILL)
@@ -140,25 +144,21 @@ def container_main(plan: ContainerPlan, errfd: int, tty_path: str | None) -> int
     argv = list(plan.process.argv)
     try:
         path = which(argv[0], env.get("PATH", ""))
-        if plan.no_init:  # the command itself becomes PID 1 (Docker's default without --init)
-            if not plan.interactive:
-                os.dup2(os.open("/dev/null", os.O_RDONLY), 0)
-            for sig in (signal.SIGPIPE, signal.SIGXFSZ):
-                signal.signal(sig, signal.SIG_DFL)
-            os.execve(path, argv, env)
-        actions = [] if plan.interactive else [(os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0)]
-        cmd_pid = os.posix_spawn(path, argv, env, file_actions=actions, setsigdef=(signal.SIGPIPE, signal.SIGXFSZ))
+        stops = [s for s in pending if s in STOP_SIGNALS]
+        if stops:  # asked to stop before the command started: it never starts
+            os.close(errfd)
+            return 128 + stops[0]
+        if not plan.interactive:
+            os.dup2(os.open("/dev/null", os.O_RDONLY), 0)
+        for sig in (signal.SIGPIPE, signal.SIGXFSZ):
+            signal.signal(sig, signal.SIG_DFL)  # Python ignores them; an exec would keep them ignored
+        if plan.init_fd >= 0:
+            staticinit.exec_from_memfd(plan.init_fd, ["forge-init", "--", path, *argv[1:]], env)
+        os.execve(path, argv, env)
     except OSError as exc:
         code = 126 if isinstance(exc, PermissionError) else EXEC_FAILED
         report(errfd, code, RunError("execute", argv[0], exc.strerror or str(exc)))
         return code
-    os.close(errfd)
-    for signum in pending:
-        forward(signum, None)
-    while True:
-        try:
-            reaped, status = os.waitpid(-1, 0)
-        except ChildProcessError:
-            return SETUP_FAILED
-        if reaped == cmd_pid:
-            return wait_status_to_code(status)
+    except BaseException as exc:  # after pivot_root nothing of the host can be imported: say what happened
+        report(errfd, SETUP_FAILED, exc)
+    return SETUP_FAILED

@@ -178,6 +178,16 @@ def run(opts: RunOptions, warn: Warn) -> RunResult:
     temps: list[str] = []
     cg: cgroups.Cgroup | None = None
     kept = created = False
+    init_fd = -1
+    if not opts.no_init:
+        from rootfs_forge.run import staticinit
+
+        init_path = staticinit.find()
+        if init_path is None:
+            warn("no static init on this host (apt-get install tini): the command runs as PID 1 and does not "
+                 "reap orphaned zombies")
+        else:
+            init_fd = os.open(init_path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         lowers, config, meta = _source(opts, rootless, temps)
         process = plan_process(config, opts.cmd, env, opts.workdir, opts.user, opts.target)
@@ -196,11 +206,13 @@ def run(opts: RunOptions, warn: Warn) -> RunResult:
                              volumes=opts.volumes, read_only=opts.read_only, network=opts.network,
                              hostname=hostname, interactive=opts.interactive or opts.tty, tty=opts.tty,
                              rootless=rootless, etc_files=etc_files(hostname, opts.network),
-                             no_init=opts.no_init, tmp_size=opts.tmp_size)
+                             no_init=opts.no_init, tmp_size=opts.tmp_size, init_fd=init_fd)
         if opts.limits.any:
             cg = cgroups.create(opts.limits, cgroups.run_name(os.getpid(), run_id))
         return _supervise(plan, cg, tty_path, opts.stop_timeout)
     finally:
+        if init_fd >= 0:
+            os.close(init_fd)
         try:
             if cg is not None:
                 cg.remove()
@@ -213,16 +225,21 @@ def run(opts: RunOptions, warn: Warn) -> RunResult:
                 state.remove(opts.state_dir, opts.name)
 
 
-def _close_fds(keep: int) -> None:
-    os.closerange(3, keep)
-    os.closerange(keep + 1, 1 << 16)
+def _close_fds(*keep: int) -> None:
+    """Close every inherited descriptor from 3 up except ``keep`` (all of them: close_range has no 64k cap)."""
+    low = 3
+    for fd in sorted(k for k in keep if k >= 3):
+        if fd > low:
+            sc.close_range(low, fd - 1)
+        low = fd + 1
+    sc.close_range(low, 0xFFFFFFFF)
 
 
 def _pid1(plan: ContainerPlan, cg: cgroups.Cgroup | None, errw: int) -> int:
     """As root: already PID 1 of the new PID namespace (the launcher unshared it for us). Join the cgroup,
     unshare the other namespaces, become init. Returns an exit code for ``os._exit``."""
     try:
-        _close_fds(errw)
+        _close_fds(errw, plan.init_fd)
         sc.set_pdeathsig(signal.SIGKILL)
         if cg is not None:
             cg.join(0)  # 0: this process; before anything of the container exists, let alone runs
@@ -241,7 +258,7 @@ def _child(plan: ContainerPlan, cg: cgroups.Cgroup | None, errw: int, parent: in
     """Rootless: the namespace creator (user namespace first, then the rest), parent of PID 1. Returns an exit
     code for ``os._exit``."""
     try:
-        _close_fds(errw)
+        _close_fds(errw, plan.init_fd)
         sc.set_pdeathsig(signal.SIGKILL)
         if os.getppid() != parent:
             return init.SETUP_FAILED
@@ -253,6 +270,7 @@ def _child(plan: ContainerPlan, cg: cgroups.Cgroup | None, errw: int, parent: in
             for file, text in (("setgroups", "deny"), ("uid_map", f"0 {uid} 1"), ("gid_map", f"0 {gid} 1")):
                 with open(f"/proc/self/{file}", "w") as f:
                     f.write(text)
+            sc.set_dumpable(False)  # this process stays alive holding forge's memory: no /proc access to it
         flags = sc.CLONE_NEWNS | sc.CLONE_NEWUTS | sc.CLONE_NEWIPC | sc.CLONE_NEWPID | sc.CLONE_NEWCGROUP
         if plan.network == "none":
             flags |= sc.CLONE_NEWNET
@@ -278,9 +296,6 @@ def _child(plan: ContainerPlan, cg: cgroups.Cgroup | None, errw: int, parent: in
             return init.SETUP_FAILED
 
 
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
-
-
 def _forward_to(pid: int, stop_timeout: float, escalated: list[bool]) -> dict[int, object]:
     """Forward signals to the container; a stop signal not obeyed within ``stop_timeout`` s becomes SIGKILL."""
 
@@ -290,7 +305,7 @@ def _forward_to(pid: int, stop_timeout: float, escalated: list[bool]) -> dict[in
 
     def forward(signum: int, _frame: object) -> None:
         cgroups.send_signal(pid, signum)
-        if signum in STOP_SIGNALS and stop_timeout >= 0 and signal.getitimer(signal.ITIMER_REAL)[0] == 0:
+        if signum in init.STOP_SIGNALS and stop_timeout >= 0 and signal.getitimer(signal.ITIMER_REAL)[0] == 0:
             signal.setitimer(signal.ITIMER_REAL, max(stop_timeout, 0.001))
 
     previous: dict[int, object] = {sig: signal.signal(sig, forward) for sig in init.FORWARDED}

@@ -222,14 +222,15 @@ class ContainerPlan:
     ``etc_files`` maps ``hostname``/``hosts``/``resolv.conf`` to their generated text; ``rt`` is the host dir
     the container's scratch tmpfs is mounted on (inside the container's mount namespace only)."""
 
-    __slots__ = ("etc_files", "hostname", "interactive", "lowers", "network", "no_init", "process", "read_only",
-                 "rootless", "rt", "storage", "tmp_size", "tty", "upper", "volumes", "work")
+    __slots__ = ("etc_files", "hostname", "init_fd", "interactive", "lowers", "network", "no_init", "process",
+                 "read_only", "rootless", "rt", "storage", "tmp_size", "tty", "upper", "volumes", "work")
 
     def __init__(self, *, rt: str, lowers: tuple[str, ...], process: Process, upper: str | None = None,
                  work: str | None = None, storage: str = "overlay", volumes: tuple[Volume, ...] = (),
                  read_only: bool = False, network: str = "none", hostname: str = "forge",
                  interactive: bool = False, tty: bool = False, rootless: bool = False,
-                 etc_files: dict[str, str] | None = None, no_init: bool = False, tmp_size: int = 0) -> None:
+                 etc_files: dict[str, str] | None = None, no_init: bool = False, tmp_size: int = 0,
+                 init_fd: int = -1) -> None:
         self.rt = rt
         self.tmp_size = tmp_size  # bytes for the container's /tmp tmpfs; 0: the kernel default (half of RAM)
         self.lowers = lowers
@@ -246,3 +247,4 @@ class ContainerPlan:
         self.rootless = rootless
         self.etc_files = dict(etc_files or {})
         self.no_init = no_init
+        self.init_fd = init_fd  # an open static init binary to exec as PID 1 (staticinit), or -1

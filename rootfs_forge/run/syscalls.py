@@ -35,6 +35,7 @@ MS_STRICTATIME = 1 << 24
 MNT_DETACH = 2
 
 PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
 PR_CAPBSET_DROP = 24
 PR_SET_NO_NEW_PRIVS = 38
 PR_CAP_AMBIENT = 47
@@ -52,6 +53,8 @@ _PIVOT_ROOT_NR = {
     "x86_64": 155, "i386": 217, "i686": 217, "aarch64": 41, "riscv64": 41, "armv7l": 218, "armv6l": 218,
     "ppc64le": 203, "ppc64": 203, "s390x": 217, "loongarch64": 41,
 }
+
+_CLOSE_RANGE_NR = 436  # the same on every architecture (added after the syscall tables were unified)
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
@@ -112,6 +115,16 @@ def prctl(option: int, arg2: int = 0, arg3: int = 0, what: str = "prctl") -> Non
 
 def set_pdeathsig(sig: int) -> None:
     prctl(PR_SET_PDEATHSIG, sig, what="PR_SET_PDEATHSIG")
+
+
+def set_dumpable(on: bool) -> None:
+    prctl(PR_SET_DUMPABLE, 1 if on else 0, what="PR_SET_DUMPABLE")
+
+
+def close_range(first: int, last: int) -> None:
+    """close_range(2) (Linux 5.9): every descriptor in [first, last], however high; a loop on older kernels."""
+    if _libc.syscall(ctypes.c_long(_CLOSE_RANGE_NR), ctypes.c_uint(first), ctypes.c_uint(last), 0) != 0:
+        os.closerange(first, min(last, 1 << 20) + 1)
 
 
 def set_no_new_privs() -> None:

@@ -53,9 +53,12 @@ def interpreter() -> str:
 class HostileImage:
     root: Path
     volumes: tuple[str, ...]
+    python: str
 
     @classmethod
-    def build(cls, where: Path) -> HostileImage:
+    def build(cls, where: Path, python: str | None = None) -> HostileImage:
+        """``python``: the interpreter the probes run with inside (default: the test's own; rootless tests pass
+        /usr/bin/python3, since an unprivileged user cannot read an interpreter under /root)."""
         root = where / "hostile-root"
         root.mkdir(parents=True)
         for name in ("bin", "lib", "lib64", "sbin"):
@@ -67,17 +70,18 @@ class HostileImage:
         (root / "etc" / "passwd").write_text(PASSWD)
         (root / "etc" / "group").write_text(GROUP)
         vols = ["/usr:/usr:ro"]
+        python = python or interpreter()
         prefix = os.path.realpath(sys.base_prefix)
-        if not prefix.startswith("/usr/"):
+        if python == interpreter() and not prefix.startswith("/usr/"):
             vols.append(f"{prefix}:{prefix}:ro")
-        return cls(root=root, volumes=tuple(vols))
+        return cls(root=root, volumes=tuple(vols), python=python)
 
     def argv(self, options: Sequence[str], code: str, *, forge_args: Sequence[str] = ()) -> list[str]:
         """The ``forge run`` command line that runs ``code`` (with PRELUDE) in this image."""
         args: list[str] = [sys.executable, "-m", "rootfs_forge", "run", *forge_args]
         for vol in self.volumes:
             args += ["-v", vol]
-        return [*args, *options, str(self.root), interpreter(), "-I", "-S", "-c", PRELUDE + code]
+        return [*args, *options, str(self.root), self.python, "-I", "-S", "-c", PRELUDE + code]
 
     def run(self, options: Sequence[str], code: str, *, env: Mapping[str, str] | None = None,
             timeout: float = 60, **kw: object) -> subprocess.CompletedProcess[str]:
