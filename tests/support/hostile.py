@@ -98,3 +98,69 @@ def results(proc: subprocess.CompletedProcess[str]) -> dict[str, str]:
         if sep:
             out[key.strip()] = value.strip()
     return out
+
+
+# Attacks on the host, each harmless even when it works (it writes back what is there, opens without writing,
+# removes what it made). A probe prints ``name=open`` when the attack got through, ``name=blocked`` otherwise.
+PROBES: dict[str, str] = {
+    # attack 1: machine-wide sysctls (kernel.core_pattern → host root via a crashing process)
+    "core_pattern": r'''
+cur = open("/proc/sys/kernel/core_pattern").read()
+def w():
+    with open("/proc/sys/kernel/core_pattern", "w") as f:
+        f.write(cur)
+print("core_pattern=" + ("open" if attempt(w) == "ok" else "blocked"))
+''',
+    "sysrq_trigger": r'''
+print("sysrq_trigger=" + ("open" if attempt(lambda: open("/proc/sysrq-trigger", "w").detach()) == "ok"
+                          else "blocked"))
+''',
+    "kcore": r'''
+def r():
+    with open("/proc/kcore", "rb") as f:
+        if not f.read(16):
+            raise OSError(errno.ENODATA, "empty")
+print("kcore=" + ("open" if attempt(r) == "ok" else "blocked"))
+''',
+    # attack 3: host devices through a node the container makes
+    "mknod_host_device": r'''
+import stat
+def m():
+    os.mknod("/tmp/forge-probe-null", stat.S_IFCHR | 0o600, os.makedev(1, 3))
+    fd = os.open("/tmp/forge-probe-null", os.O_RDWR)
+    os.close(fd)
+print("mknod_host_device=" + ("open" if attempt(m) == "ok" else "blocked"))
+''',
+    "mount_tmpfs": r'''
+os.makedirs("/tmp/forge-probe-mnt", exist_ok=True)
+r = err(lambda: libc.mount(b"none", b"/tmp/forge-probe-mnt", b"tmpfs", 0, None))
+if r == "ok":
+    libc.umount2(b"/tmp/forge-probe-mnt", 2)
+print("mount_tmpfs=" + ("open" if r == "ok" else "blocked"))
+''',
+    # attack 4: a nested user namespace (then cgroup v1 mounts to lift limits)
+    "unshare_userns": r'''
+pid = os.fork()
+if pid == 0:
+    os._exit(0 if libc.unshare(0x10000000) == 0 else 1)
+print("unshare_userns=" + ("open" if os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0 else "blocked"))
+''',
+    # attack 5: the caller's keyring
+    "keyctl": r'''
+print("keyctl=" + ("open" if libc.syscall({keyctl}, 0, -3, 0) > 0 else "blocked"))
+'''.replace("{keyctl}", "250" if os.uname().machine == "x86_64" else "219"),
+    "host_cgroup_mkdir": r'''
+import glob
+made = "blocked"
+for base in sorted(glob.glob("/sys/fs/cgroup/*/")) + ["/sys/fs/cgroup/"]:
+    path = base + "forge-probe-%d" % os.getpid()
+    if attempt(os.mkdir, path) == "ok":
+        os.rmdir(path)
+        made = "open"
+print("host_cgroup_mkdir=" + made)
+''',
+    "sys_write": r'''
+print("sys_write=" + ("open" if attempt(lambda: open("/sys/kernel/uevent_helper", "w").detach()) == "ok"
+                      else "blocked"))
+''',
+}
