@@ -122,3 +122,27 @@ def test_pid1_holds_no_caller_environment_rootless(tmp_path: Path) -> None:
     finally:
         shutil.rmtree(base)
     _check(proc)
+
+
+def test_inherited_descriptor_above_65536_is_closed(tmp_path: Path) -> None:
+    """A descriptor forge inherits above 65535 (the old closing loop's limit) must not reach the container,
+    where it would be a handle on a host file outside the root."""
+    import resource
+
+    secret = tmp_path / "host-secret"
+    secret.write_text("host data\n")
+    high = 70000
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard != resource.RLIM_INFINITY and hard <= high:
+        # raising the hard limit needs CAP_SYS_RESOURCE, which some sandboxes (this project's CI) withhold
+        pytest.skip(f"the hard RLIMIT_NOFILE ({hard}) cannot hold a descriptor above 65536 here")
+    img = HostileImage.build(tmp_path)
+
+    def preexec() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (high + 1, hard))
+        fd = os.open(secret, os.O_RDONLY)
+        os.dup2(fd, high, inheritable=True)
+
+    proc = img.run([], f'print("leak=" + attempt(os.fstat, {high}))', preexec_fn=preexec)
+    assert proc.returncode == 0, proc.stderr
+    assert results(proc)["leak"] == "EBADF"
