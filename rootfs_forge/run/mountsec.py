@@ -127,7 +127,7 @@ def read_only(root: str, names: tuple[str, ...]) -> None:
         if not os.path.lexists(where):
             continue
         sc.mount(where, where, None, sc.MS_BIND | sc.MS_REC)
-        remount_adding(where, MOUNT_FLAGS)
+        add_flags_recursive(where, MOUNT_FLAGS)
 
 
 def harden_proc(proc: str) -> None:
