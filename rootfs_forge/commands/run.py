@@ -22,7 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-w", "--workdir", help="working directory inside the container")
     p.add_argument("-u", "--user", help="NAME[:GROUP] from the image's /etc/passwd, or UID[:GID]")
     p.add_argument("--hostname", help="hostname inside the container")
-    p.add_argument("-v", "--volume", action="append", default=[], metavar="HOST:CTR[:ro]", help="bind mount")
+    p.add_argument("-v", "--volume", action="append", default=[], metavar="HOST:CTR[:OPTS]",
+                   help="bind mount; OPTS: comma list of ro|rw, dev, suid, noexec (default rw, nosuid, nodev; ro, "
+                        "nosuid, nodev and noexec apply to every mount below HOST too)")
     p.add_argument("--network", default="none", choices=("none", "host"),
                    help="none: a new network namespace with only lo (default); host: the host's network")
     p.add_argument("-m", "--memory", help="memory limit, e.g. 64m (exceeding it kills the container)")
@@ -39,11 +41,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="overlay (default when available) or copy the layers into a tmpfs at start")
     p.add_argument("--no-init", action="store_true",
                    help="exec the command as PID 1 instead of under forge's reaping, signal-forwarding init")
-    p.add_argument("--tmp-size", metavar="SIZE", help="size of the container's /tmp tmpfs, e.g. 64m (default: "
-                                                      "the kernel's, half of RAM)")
+    p.add_argument("--tmp-size", metavar="SIZE", help="size of the container's /tmp tmpfs, e.g. 64m (default: a "
+                                                      "quarter of --memory, at most an eighth of RAM)")
     p.add_argument("--stop-timeout", type=float, default=10.0, metavar="SECONDS",
                    help="after SIGTERM/SIGINT/SIGHUP/SIGQUIT, SIGKILL a container still running this long (default "
                         "10; negative: never)")
+    p.add_argument("--upper-size", metavar="SIZE",
+                   help="size of the tmpfs holding the container's writable layer (default as --tmp-size; a named "
+                        "container's layer is kept on disk instead)")
     p.set_defaults(func=_run)
 
     ps = sub.add_parser("ps", help="list kept (named) containers")
@@ -86,6 +91,7 @@ def _run(args: argparse.Namespace) -> int:
         interactive=args.interactive, tty=args.tty, read_only=args.read_only, cache_dir=args.cache_dir,
         state_dir=args.state_dir, storage=args.storage, no_init=args.no_init, stop_timeout=args.stop_timeout,
         tmp_size=parse_size(args.tmp_size, "--tmp-size") if args.tmp_size else 0,
+        upper_size=parse_size(args.upper_size, "--upper-size") if args.upper_size else 0,
     )
     sys.stdout.flush()
     result = run(opts, _warn)

@@ -28,7 +28,15 @@ from collections.abc import Callable
 from rootfs_forge.errors import RunError
 from rootfs_forge.run import cgroups, init, paths
 from rootfs_forge.run import syscalls as sc
-from rootfs_forge.run.spec import ContainerPlan, ImageConfig, Limits, Volume, parse_env, plan_process
+from rootfs_forge.run.spec import (
+    ContainerPlan,
+    ImageConfig,
+    Limits,
+    Volume,
+    default_tmpfs_size,
+    parse_env,
+    plan_process,
+)
 
 Warn = Callable[[str], None]
 
@@ -38,7 +46,7 @@ class RunOptions:
 
     __slots__ = ("cache_dir", "cmd", "env", "hostname", "interactive", "limits", "name", "network", "no_init",
                  "now", "read_only", "remove", "runtime_dir", "state_dir", "stop_timeout", "storage", "target",
-                 "tmp_size", "tty", "user", "volumes", "workdir")
+                 "tmp_size", "tty", "upper_size", "user", "volumes", "workdir")
 
     def __init__(self, target: str, cmd: list[str], *, now: float, env: list[str] | None = None,
                  workdir: str | None = None, user: str | None = None, hostname: str | None = None,
@@ -46,7 +54,7 @@ class RunOptions:
                  name: str | None = None, remove: bool = False, interactive: bool = False, tty: bool = False,
                  read_only: bool = False, cache_dir: str | None = None, state_dir: str | None = None,
                  runtime_dir: str | None = None, storage: str = "auto", no_init: bool = False,
-                 stop_timeout: float = 10.0, tmp_size: int = 0) -> None:
+                 stop_timeout: float = 10.0, tmp_size: int = 0, upper_size: int = 0) -> None:
         self.target = target
         self.cmd = cmd
         self.now = now
@@ -68,7 +76,8 @@ class RunOptions:
         self.storage = storage
         self.no_init = no_init
         self.stop_timeout = stop_timeout
-        self.tmp_size = tmp_size
+        self.tmp_size = tmp_size  # 0: spec.default_tmpfs_size
+        self.upper_size = upper_size  # 0: spec.default_tmpfs_size
 
 
 class RunResult:
@@ -192,12 +201,16 @@ def run(opts: RunOptions, warn: Warn) -> RunResult:
         lowers, config, meta = _source(opts, rootless, temps)
         process = plan_process(config, opts.cmd, env, opts.workdir, opts.user, opts.target)
         hostname = opts.hostname or opts.name or f"forge-{run_id}"
+        ram = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        default_size = default_tmpfs_size(opts.limits.memory, ram)  # for /tmp and the writable layer
         upper = work = None
         if opts.name:
             from rootfs_forge.run import state
 
             if storage == "copy":
                 warn(f"container {opts.name}: without overlayfs its changes are not kept")
+            elif opts.upper_size:
+                warn(f"container {opts.name}: its writable layer is kept on disk, --upper-size does not bound it")
             meta.update(name=opts.name, image=opts.target, created=int(opts.now), command=list(process.argv),
                         lowers=list(lowers), mountpoints=[v.target for v in opts.volumes])
             upper, work = state.create(opts.state_dir, opts.name, meta)
@@ -206,7 +219,8 @@ def run(opts: RunOptions, warn: Warn) -> RunResult:
                              volumes=opts.volumes, read_only=opts.read_only, network=opts.network,
                              hostname=hostname, interactive=opts.interactive or opts.tty, tty=opts.tty,
                              rootless=rootless, etc_files=etc_files(hostname, opts.network),
-                             no_init=opts.no_init, tmp_size=opts.tmp_size, init_fd=init_fd)
+                             no_init=opts.no_init, tmp_size=opts.tmp_size or default_size,
+                             upper_size=opts.upper_size or default_size, init_fd=init_fd)
         if opts.limits.any:
             cg = cgroups.create(opts.limits, cgroups.run_name(os.getpid(), run_id))
         return _supervise(plan, cg, tty_path, opts.stop_timeout)

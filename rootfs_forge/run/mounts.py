@@ -4,6 +4,13 @@ Layers are mounted read-only with overlayfs under a writable upper (tmpfs, or a 
 without overlayfs the layers are copied into a tmpfs instead. Every mount target is resolved *inside* the new
 root (an image's symlinks cannot point a mount at the host), then /proc, a minimal /dev, a read-only /sys, /tmp,
 the generated /etc files and volumes are mounted, and the root is switched with ``pivot_root``.
+
+Every mount is nodev except forge's own device nodes (bound from the host's /dev) and /dev/pts (devpts, whose
+nodes cannot be made with mknod): a device node shipped in an image, found on a volume or made inside cannot be
+opened. nosuid is where Docker has it (/proc, /dev, /dev/pts, /dev/shm, /sys) plus /tmp and volumes; the root
+keeps setuid programs working. /proc and /sys have Docker's masked and read-only paths (see ``mountsec``). The
+writable layer and /tmp are tmpfs of a bounded size (``plan.upper_size``, ``plan.tmp_size``): filling them is
+ENOSPC inside the container.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ import os
 import stat
 
 from rootfs_forge.errors import RunError
+from rootfs_forge.run import mountsec
 from rootfs_forge.run import syscalls as sc
 from rootfs_forge.run.spec import ContainerPlan
 
@@ -68,19 +76,15 @@ def mountpoint(root: str, path: str, is_dir: bool = True) -> str:
     return where
 
 
-def bind(source: str, target: str, read_only: bool = False, recursive: bool = True) -> None:
+def bind(source: str, target: str, read_only: bool = False, recursive: bool = True, flags: int = 0) -> None:
+    """Bind ``source`` on ``target``; ``read_only`` and the MS_NOSUID/NODEV/NOEXEC ``flags`` are added to every
+    mount of the bound tree when ``recursive`` (the default), else to the one bind mount."""
     sc.mount(source, target, None, sc.MS_BIND | (sc.MS_REC if recursive else 0))
-    if read_only:
-        sc.mount(None, target, None, sc.MS_REMOUNT | sc.MS_BIND | sc.MS_RDONLY | _locked_flags(target))
-
-
-def _locked_flags(path: str) -> int:
-    """nosuid/nodev/noexec of the mount under ``path``: a read-only remount must keep them."""
-    try:
-        flags = os.statvfs(path).f_flag
-    except OSError:
-        return 0
-    return flags & (sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC)
+    flags |= sc.MS_RDONLY if read_only else 0
+    if flags and recursive:
+        mountsec.add_flags_recursive(target, flags)
+    elif flags:
+        mountsec.remount_adding(target, flags)
 
 
 def mount_layers(plan: ContainerPlan, scratch: str, merged: str) -> None:
@@ -89,7 +93,14 @@ def mount_layers(plan: ContainerPlan, scratch: str, merged: str) -> None:
         tree = os.path.join(scratch, "root")
         os.mkdir(tree, 0o755)
         copy_layers(plan.lowers, tree)
-        bind(tree, merged)
+        if plan.upper_size > 0:  # the copy plus the writable space asked for
+            st = os.statvfs(scratch)
+            opts = mountsec.tmpfs_options(plan.upper_size, (st.f_blocks - st.f_bfree) * st.f_frsize,
+                                          st.f_files - st.f_ffree)
+            sc.mount(None, scratch, None, sc.MS_REMOUNT | sc.MS_NOSUID | sc.MS_NODEV, opts)
+        bind(tree, merged, recursive=False)
+        # the root is nodev, but not nosuid (the scratch tmpfs is): setuid programs work as on overlay
+        sc.mount(None, merged, None, sc.MS_REMOUNT | sc.MS_BIND | sc.MS_NODEV)
         return
     upper, work = plan.upper, plan.work
     if upper is None or work is None:
@@ -103,7 +114,7 @@ def mount_layers(plan: ContainerPlan, scratch: str, merged: str) -> None:
         opts = f"lowerdir={lower},upperdir={upper},workdir={work}"
         if plan.rootless:
             opts += ",userxattr"
-        sc.mount("overlay", merged, "overlay", 0, opts)
+        sc.mount("overlay", merged, "overlay", sc.MS_NODEV, opts)
     finally:
         for fd in fds:
             os.close(fd)
@@ -111,7 +122,8 @@ def mount_layers(plan: ContainerPlan, scratch: str, merged: str) -> None:
 
 def mount_dev(root: str, tty_path: str | None, rootless: bool) -> None:
     dev = mountpoint(root, "/dev")
-    sc.mount("tmpfs", dev, "tmpfs", sc.MS_NOSUID | sc.MS_STRICTATIME, "mode=755,size=65536k")
+    # nodev: forge's nodes below are bind mounts carrying the host devtmpfs's flags, so they still open
+    sc.mount("tmpfs", dev, "tmpfs", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_STRICTATIME, "mode=755,size=65536k")
     for name in DEVICES:
         target = os.path.join(dev, name)
         os.close(os.open(target, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o666))
@@ -122,6 +134,7 @@ def mount_dev(root: str, tty_path: str | None, rootless: bool) -> None:
         bind(tty_path, target, recursive=False)
     pts = os.path.join(dev, "pts")
     os.mkdir(pts, 0o755)
+    # not nodev (its pty nodes must open, as with runc/crun); devpts has no mknod, so no other node gets there
     sc.mount("devpts", pts, "devpts", sc.MS_NOSUID | sc.MS_NOEXEC,
              "newinstance,ptmxmode=0666,mode=0620" + ("" if rootless else ",gid=5"))
     shm = os.path.join(dev, "shm")
@@ -135,10 +148,12 @@ def mount_sys(root: str) -> None:
     target = mountpoint(root, "/sys")
     flags = sc.MS_RDONLY | sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC
     try:
-        sc.mount("sysfs", target, "sysfs", flags)
+        sc.mount("sysfs", target, "sysfs", flags)  # a fresh sysfs: no cgroup filesystems below it
     except RunError:
-        # no sysfs of our own (rootless with the host's network): the host's, bound read-only
-        bind("/sys", target, read_only=True)
+        # no sysfs of our own (rootless with the host's network): the host's, read-only all the way down (the
+        # cgroup filesystems mounted below it included)
+        bind("/sys", target, read_only=True, flags=flags)
+    mountsec.harden_sys(target)
 
 
 def write_etc_files(plan: ContainerPlan, scratch: str) -> dict[str, str]:
@@ -166,26 +181,31 @@ def setup_root(plan: ContainerPlan, tty_path: str | None) -> str:
     RCU grace period per directory)."""
     sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
     scratch = plan.rt
-    sc.mount("tmpfs", scratch, "tmpfs", sc.MS_NOSUID | sc.MS_NODEV, "mode=0755")
+    size = "" if plan.storage == "copy" else mountsec.tmpfs_options(plan.upper_size)  # copy: sized after copying
+    sc.mount("tmpfs", scratch, "tmpfs", sc.MS_NOSUID | sc.MS_NODEV, "mode=0755" + (size and "," + size))
     merged = os.path.join(scratch, "merged")
     os.mkdir(merged, 0o755)
     etc_files = write_etc_files(plan, scratch)
     mount_layers(plan, scratch, merged)
     proc = mountpoint(merged, "/proc")
     sc.mount("proc", proc, "proc", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC)
+    mountsec.harden_proc(proc)
     mount_dev(merged, tty_path, plan.rootless)
     mount_sys(merged)
     tmp = mountpoint(merged, "/tmp")
-    size = f",size={plan.tmp_size}" if plan.tmp_size else ""
-    sc.mount("tmpfs", tmp, "tmpfs", sc.MS_NOSUID | sc.MS_NODEV, f"mode=1777{size}")
-    for name, source in sorted(etc_files.items()):
+    size = mountsec.tmpfs_options(plan.tmp_size)
+    sc.mount("tmpfs", tmp, "tmpfs", sc.MS_NOSUID | sc.MS_NODEV, "mode=1777" + (size and "," + size))
+    for name, source in sorted(etc_files.items()):  # nosuid,nodev like the scratch tmpfs they are bound from
         bind(source, mountpoint(merged, f"/etc/{name}", is_dir=False), recursive=False)
     for vol in plan.volumes:
         if not os.path.exists(vol.host):
             raise RunError("mount volume", vol.host, "no such file or directory on the host")
-        bind(vol.host, mountpoint(merged, vol.target, is_dir=os.path.isdir(vol.host)), read_only=vol.read_only)
+        flags = ((0 if vol.suid else sc.MS_NOSUID) | (0 if vol.dev else sc.MS_NODEV)
+                 | (sc.MS_NOEXEC if vol.noexec else 0))
+        bind(vol.host, mountpoint(merged, vol.target, is_dir=os.path.isdir(vol.host)), read_only=vol.read_only,
+             flags=flags)
     if plan.read_only:
-        sc.mount(None, merged, None, sc.MS_REMOUNT | sc.MS_BIND | sc.MS_RDONLY | _locked_flags(merged))
+        mountsec.remount_adding(merged, sc.MS_RDONLY)
     return merged
 
 

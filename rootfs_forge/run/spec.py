@@ -30,22 +30,32 @@ class Limits:
 
 
 class Volume:
-    __slots__ = ("host", "read_only", "target")
+    """A bind mount. Forge adds nosuid and nodev (to every mount below ``host`` too) unless ``suid``/``dev``
+    ask it not to; ``noexec`` adds noexec; ``read_only`` applies to every mount below ``host`` as well."""
 
-    def __init__(self, host: str, target: str, read_only: bool = False) -> None:
+    __slots__ = ("dev", "host", "noexec", "read_only", "suid", "target")
+
+    def __init__(self, host: str, target: str, read_only: bool = False, *, dev: bool = False, suid: bool = False,
+                 noexec: bool = False) -> None:
         self.host = host
         self.target = target
         self.read_only = read_only
+        self.dev = dev
+        self.suid = suid
+        self.noexec = noexec
+
+    def _key(self) -> tuple[str, str, bool, bool, bool, bool]:
+        return (self.host, self.target, self.read_only, self.dev, self.suid, self.noexec)
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Volume) and (self.host, self.target, self.read_only) == (
-            other.host, other.target, other.read_only)
+        return isinstance(other, Volume) and self._key() == other._key()
 
     def __hash__(self) -> int:
-        return hash((self.host, self.target, self.read_only))
+        return hash(self._key())
 
     def __repr__(self) -> str:
-        return f"Volume({self.host!r}, {self.target!r}, read_only={self.read_only})"
+        return (f"Volume({self.host!r}, {self.target!r}, read_only={self.read_only}, dev={self.dev}, "
+                f"suid={self.suid}, noexec={self.noexec})")
 
 
 class ImageConfig:
@@ -141,17 +151,42 @@ def parse_limits(memory: str | None, pids: str | None, cpus: str | None) -> Limi
     )
 
 
+# volume option -> (what it sets, its value); an option and its opposite set the same thing
+VOLUME_OPTIONS = {"ro": ("read_only", True), "rw": ("read_only", False), "dev": ("dev", True),
+                  "nodev": ("dev", False), "suid": ("suid", True), "nosuid": ("suid", False),
+                  "exec": ("noexec", False), "noexec": ("noexec", True)}
+
+
 def parse_volume(text: str) -> Volume:
+    """``HOST:CONTAINER[:OPTS]``, OPTS a comma list of ro|rw, dev|nodev, suid|nosuid, exec|noexec (defaults:
+    rw, nodev, nosuid, exec)."""
     parts = text.split(":")
-    ro = False
-    if len(parts) == 3 and parts[2] in ("ro", "rw"):
-        ro = parts[2] == "ro"
-        parts = parts[:2]
-    if len(parts) != 2 or not parts[0] or not parts[1]:
-        raise RunError("parse", f"volume {text!r}", "expected HOST:CONTAINER[:ro]")
+    what = f"volume {text!r}"
+    if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
+        raise RunError("parse", what, "expected HOST:CONTAINER[:OPTIONS]")
     if not parts[1].startswith("/"):
-        raise RunError("parse", f"volume {text!r}", "the container path must be absolute")
-    return Volume(parts[0], parts[1], ro)
+        raise RunError("parse", what, "the container path must be absolute")
+    chosen: dict[str, tuple[str, bool]] = {}
+    for opt in parts[2].split(",") if len(parts) == 3 else ():
+        if opt not in VOLUME_OPTIONS:
+            raise RunError("parse", what, f"unknown volume option {opt!r} (choose from ro, rw, dev, nodev, suid, "
+                                          "nosuid, exec, noexec)")
+        field, value = VOLUME_OPTIONS[opt]
+        if field in chosen and chosen[field][1] != value:
+            raise RunError("parse", what, f"conflicting volume options {chosen[field][0]!r} and {opt!r}")
+        chosen[field] = (opt, value)
+    flags = {field: value for field, (_, value) in chosen.items()}
+    return Volume(parts[0], parts[1], flags.pop("read_only", False), **flags)
+
+
+def default_tmpfs_size(memory: int | None, ram: int) -> int:
+    """The default size of the container's /tmp and of its writable layer (each): an eighth of the host's RAM,
+    and with a memory limit at most a quarter of it (tmpfs pages count against the limit: both full leave half
+    of it to the processes). At least 1 MiB, in whole 4 KiB pages."""
+    size = ram // 8
+    if memory:
+        size = min(size, memory // 4)
+    return max(size, 1 << 20) & ~4095
 
 
 def parse_env(items: list[str]) -> tuple[str, ...]:
@@ -223,16 +258,18 @@ class ContainerPlan:
     the container's scratch tmpfs is mounted on (inside the container's mount namespace only)."""
 
     __slots__ = ("etc_files", "hostname", "init_fd", "interactive", "lowers", "network", "no_init", "process",
-                 "read_only", "rootless", "rt", "storage", "tmp_size", "tty", "upper", "volumes", "work")
+                 "read_only", "rootless", "rt", "storage", "tmp_size", "tty", "upper", "upper_size", "volumes",
+                 "work")
 
     def __init__(self, *, rt: str, lowers: tuple[str, ...], process: Process, upper: str | None = None,
                  work: str | None = None, storage: str = "overlay", volumes: tuple[Volume, ...] = (),
                  read_only: bool = False, network: str = "none", hostname: str = "forge",
                  interactive: bool = False, tty: bool = False, rootless: bool = False,
                  etc_files: dict[str, str] | None = None, no_init: bool = False, tmp_size: int = 0,
-                 init_fd: int = -1) -> None:
+                 upper_size: int = 0, init_fd: int = -1) -> None:
         self.rt = rt
         self.tmp_size = tmp_size  # bytes for the container's /tmp tmpfs; 0: the kernel default (half of RAM)
+        self.upper_size = upper_size  # bytes for the writable layer's tmpfs (not a kept one); 0: kernel default
         self.lowers = lowers
         self.process = process
         self.upper = upper
