@@ -769,6 +769,7 @@ def test_rootless_maps_caller_to_root_in_user_namespace(world: dict[str, Path]) 
         img.layer_dirs(img.open_layout(str(world["layout"]), "base"), str(cache), rootless=True)
         layout = base / "layout"
         shutil.copytree(world["layout"], layout)
+        (base / "xdg").mkdir(mode=0o700)  # a real XDG_RUNTIME_DIR (a missing one is not used)
         for p in [base, *base.rglob("*")]:
             os.lchown(p, 65534, 65534)
         env = {"PATH": "/usr/bin:/bin", "HOME": str(base), "XDG_RUNTIME_DIR": str(base / "xdg"),
