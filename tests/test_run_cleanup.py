@@ -32,6 +32,7 @@ from rootfs_forge import pids
 from rootfs_forge.errors import RunError
 from rootfs_forge.pids import parse_owner
 from rootfs_forge.run import cgroups, paths, runtime, sweep
+from rootfs_forge.run import image as img
 from rootfs_forge.run.rmtree import remove_tree
 from rootfs_forge.run.runtime import ARCHIVE_PREFIX
 
@@ -131,14 +132,30 @@ def give(base: Path, uid: int) -> None:
         os.lchown(p, uid, uid)
 
 
-def as_user(uid: int, base: Path, *args: str, xdg: str | None = None) -> subprocess.CompletedProcess[str]:
+def user_argv(uid: int, base: Path, *args: str, xdg: str | None = None) -> tuple[list[str], dict[str, str]]:
     env = {"PATH": "/usr/bin:/bin", "HOME": str(base), "XDG_STATE_HOME": str(base / "state"),
            "PYTHONPATH": str(base / "pkg"), "PYTHONDONTWRITEBYTECODE": "1"}
     if xdg is not None:
         env["XDG_RUNTIME_DIR"] = xdg
-    return subprocess.run(["setpriv", "--reuid", str(uid), "--regid", str(uid), "--clear-groups", SYSTEM_PYTHON,
-                           "-m", "rootfs_forge", *args], capture_output=True, text=True, env=env, timeout=60,
-                          cwd=base)
+    return ["setpriv", "--reuid", str(uid), "--regid", str(uid), "--clear-groups", SYSTEM_PYTHON, "-m",
+            "rootfs_forge", *args], env
+
+
+def as_user(uid: int, base: Path, *args: str, xdg: str | None = None) -> subprocess.CompletedProcess[str]:
+    argv, env = user_argv(uid, base, *args, xdg=xdg)
+    return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60, cwd=base)
+
+
+def processes_of(uid: int) -> list[int]:
+    out = []
+    for entry in os.listdir("/proc"):
+        try:
+            status = Path(f"/proc/{entry}/status").read_text() if entry.isdigit() else ""
+        except OSError:
+            continue
+        if any(line.split()[1:2] == [str(uid)] for line in status.splitlines() if line.startswith("Uid:")):
+            out.append(int(entry))
+    return out
 
 
 def remove_planted(path: str) -> None:
@@ -373,15 +390,17 @@ class Isolated:
             assert proc.returncode == check, (proc.returncode, proc.stdout, proc.stderr)
         return proc
 
-    def killed_run(self, name: str) -> int:
+    def killed_run(self, name: str) -> tuple[int, list[Path]]:
         """Start a limited ``--rm`` run of the oci-archive, wait until its command runs, SIGKILL forge alone
-        (nothing of forge's own cleanup runs); returns its pid once the container's processes are gone."""
+        (nothing of forge's own cleanup runs); once the container's processes are gone, returns its pid and the
+        cgroup dirs it had while running (a concurrent test's forge run may sweep them as soon as it is dead)."""
         argv = self.argv("run", "--memory", "64m", "--pids", "50", "--cpus", "0.5", "--name", name, "--rm",
                          f"{self.world['archive']}:base", "sh", "-c", "echo ready; exec sleep 60")
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=self.env())
         try:
             ready, _, _ = select.select([proc.stdout], [], [], 30)
             assert ready and proc.stdout is not None and proc.stdout.readline() == b"ready\n", proc.stderr
+            made = run_cgroups(proc.pid)
         finally:
             os.kill(proc.pid, signal.SIGKILL)  # unshare and sh exec'd: this is the forge process
             proc.wait()
@@ -392,7 +411,7 @@ class Isolated:
         while any((d / "cgroup.procs").read_text().strip() for d in run_cgroups(proc.pid)):
             assert time.monotonic() < deadline, "the container outlived its killed launcher"
             time.sleep(0.05)
-        return proc.pid
+        return proc.pid, made
 
     def cleanup(self, pid: int) -> None:
         for d in run_cgroups(pid):
@@ -416,10 +435,11 @@ def test_killed_run_leaves_nothing_after_next_run(world: dict[str, Path], tmp_pa
     iso("run", "--name", "kept", str(world["rootfs"]), "true")
     if next_command == "rm":
         iso("run", "--name", "other", str(world["rootfs"]), "true")
-    pid = iso.killed_run("victim")
+    pid, made = iso.killed_run("victim")
     try:
+        assert made  # memory, pids and cpu (v1), or one v2 dir
         left = leftovers(iso, pid, "victim")
-        assert left["cgroups"] and left["runtime dir"] and left["container"], left  # what the kill left
+        assert left["runtime dir"] and left["container"], left  # what the kill left
         if next_command == "run":
             iso("run", str(world["rootfs"]), "true")
         elif next_command == "ps":
@@ -548,3 +568,45 @@ def test_every_hierarchy_is_swept_not_only_the_limited_ones() -> None:
     assert cgroups.hierarchies(hybrid, "/cg") == ["/cg/cpu,cpuacct/a", "/cg/systemd/user.slice", "/cg/memory/m/x",
                                                   "/cg/pids", "/cg/unified/user.slice"]
     assert cgroups.hierarchies("0::/user.slice/x\n", "/cg") == ["/cg/user.slice/x"]
+
+
+@pytest.mark.root
+@needs_setpriv
+def test_killed_rootless_run_leaves_nothing_after_next_run(world: dict[str, Path], victim_home: Path) -> None:
+    """Rootless (no cgroups): a SIGKILLed ``--rm`` run leaves its container in $XDG_STATE_HOME/forge; the next
+    run of that user removes it, and the dead owners' archive dir and partial layer unpack too."""
+    victim = 65525
+    cache = victim_home / "cache"
+    img.layer_dirs(img.open_layout(str(world["layout"]), "base"), str(cache), rootless=True)  # no libarchive
+    shutil.copytree(world["layout"], victim_home / "layout")
+    xdg = victim_home / "xdg"
+    xdg.mkdir(mode=0o700)
+    rt = xdg / "forge"
+    give(victim_home, victim)
+    argv, env = user_argv(victim, victim_home, "run", "--cache-dir", str(cache), "--name", "gone", "--rm",
+                          f"{victim_home / 'layout'}:base", "sh", "-c", "echo ready; exec sleep 60", xdg=str(xdg))
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=victim_home)
+    try:
+        ready, _, _ = select.select([proc.stdout], [], [], 30)
+        assert ready and proc.stdout is not None and proc.stdout.readline() == b"ready\n", proc.stderr
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)  # setpriv exec'd: this is the forge process
+        proc.wait()
+        assert proc.stdout is not None and proc.stderr is not None
+        proc.stdout.close()
+        proc.stderr.close()
+    deadline = time.monotonic() + 10
+    while processes_of(victim):
+        assert time.monotonic() < deadline, "the container outlived its killed launcher"
+        time.sleep(0.05)
+    container = victim_home / "state" / "forge" / "gone"
+    assert container.is_dir()
+    planted = [rt / f"{ARCHIVE_PREFIX}{proc.pid}-1-{pids.pid_namespace()}-0a1b",
+               next((cache / "layers-userns" / "sha256").iterdir()).with_name(f"{'0' * 64}.tmp-{proc.pid}-0a1b")]
+    for d in planted:
+        (d / "etc").mkdir(parents=True)
+        give(d, victim)
+    done = as_user(victim, victim_home, "run", "--cache-dir", str(cache), f"{victim_home / 'layout'}:base", "true",
+                   xdg=str(xdg))
+    assert done.returncode == 0, done.stderr
+    assert (container.exists(), [d.exists() for d in planted]) == (False, [False, False])

@@ -23,14 +23,15 @@ ARCHIVE_PREFIX = "archive-"  # an unpacked oci-archive: archive-OWNER-RANDOM (OW
 
 def problem(st: os.stat_result, euid: int) -> str | None:
     """Why a directory with this ``lstat`` result cannot be the runtime dir of ``euid`` (None: it can)."""
+    hint = "" if euid == 0 else "; set XDG_RUNTIME_DIR to a private directory of yours"
     if stat.S_ISLNK(st.st_mode):
-        return "it is a symlink (forge uses only a directory it made itself)"
+        return f"it is a symlink, not a directory forge made{hint}"
     if not stat.S_ISDIR(st.st_mode):
-        return "not a directory"
+        return f"not a directory{hint}"
     if st.st_uid != euid:
-        return f"owned by uid {st.st_uid}, not {euid} (remove it or use a runtime dir of your own)"
+        return f"owned by uid {st.st_uid}, not {euid}{hint}"
     if st.st_mode & 0o022:
-        return f"writable by group or others (mode {st.st_mode & 0o7777:04o}; forge needs 0700)"
+        return f"writable by group or others (mode {st.st_mode & 0o7777:04o}, forge needs 0700){hint}"
     return None
 
 
