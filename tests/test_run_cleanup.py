@@ -610,3 +610,21 @@ def test_killed_rootless_run_leaves_nothing_after_next_run(world: dict[str, Path
                    xdg=str(xdg))
     assert done.returncode == 0, done.stderr
     assert (container.exists(), [d.exists() for d in planted]) == (False, [False, False])
+
+
+@pytest.mark.root
+def test_removal_does_not_cross_into_a_mount(tmp_path: Path) -> None:
+    """A directory mounted inside a leftover (a bind mount of host files) is not emptied: removal stops there."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep").write_text("not forge's\n")
+    tree = tmp_path / "leftover"
+    (tree / "mnt").mkdir(parents=True)
+    (tree / "file").write_text("x")
+    script = f'mount --bind "{outside}" "{tree}/mnt" && exec "$0" -c "$1" "{tree}"'
+    code = ("import sys\nfrom rootfs_forge.run.rmtree import remove_tree\ntry:\n    remove_tree(sys.argv[1])\n"
+            "except OSError as exc:\n    print(exc.errno)\n")
+    proc = subprocess.run(["unshare", "-m", "sh", "-c", script, sys.executable, code], capture_output=True,
+                          text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=60)
+    assert (outside / "keep").read_text() == "not forge's\n"
+    assert proc.stdout == "18\n", proc.stderr  # EXDEV

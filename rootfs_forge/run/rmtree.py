@@ -2,6 +2,8 @@
 with ``O_NOFOLLOW``, and whatever is not a directory (a symlink included) is unlinked, never entered. A
 directory swapped for a symlink between listing and descending is therefore unlinked too, not followed.
 
+It never crosses into a mount point below the top (``rm --one-file-system``): that is an error.
+
 An explicit stack (one descriptor per level) instead of recursion: a container can leave a tree deeper than
 Python's recursion limit. ``shutil`` is not imported (``forge run`` stays lean).
 """
@@ -21,9 +23,23 @@ def _unlink(dir_fd: int, name: str) -> None:
         os.unlink(name, dir_fd=dir_fd)
 
 
-def _open_dir(dir_fd: int, name: str) -> int | None:
+def _mount_id(fd: int) -> int | None:
+    """The id of the mount ``fd`` is on (``mnt_id`` in /proc/self/fdinfo; a bind mount of the same filesystem
+    has the same ``st_dev`` but its own mount id); None if /proc cannot tell."""
+    try:
+        with open(f"/proc/self/fdinfo/{fd}", "rb") as f:
+            info = f.read()
+    except OSError:
+        return None
+    at = info.find(b"mnt_id:")
+    value = info[at + 7:].split(None, 1)[0] if at >= 0 else b""
+    return int(value) if value.isdigit() else None
+
+
+def _open_dir(dir_fd: int, name: str, mount: int | None = None) -> int | None:
     """``name`` in ``dir_fd`` opened as a directory; None when it is gone or is not a directory (then it has
-    been unlinked). A directory its owner made unreadable (mode 000, rootless) is given ``u+rwx`` first."""
+    been unlinked). A directory its owner made unreadable (mode 000, rootless) is given ``u+rwx`` first. One on
+    another mount than ``mount`` (a mount point) is an error: removal never crosses into a mount."""
     for attempt in (0, 1):
         try:
             fd = os.open(name, _DIR, dir_fd=dir_fd)
@@ -39,6 +55,9 @@ def _open_dir(dir_fd: int, name: str) -> int | None:
                 raise
             _unlink(dir_fd, name)
             return None
+        if mount is not None and _mount_id(fd) != mount:
+            os.close(fd)
+            raise OSError(errno.EXDEV, "a mount point: not removing what is mounted there", name)
         st = os.fstat(fd)
         if st.st_uid == os.geteuid() and st.st_mode & 0o700 != 0o700:
             os.fchmod(fd, (st.st_mode & 0o7777) | 0o700)  # so that its entries can be removed
@@ -77,6 +96,7 @@ def remove_at(dir_fd: int, name: str) -> None:
     top = _open_dir(dir_fd, name)
     if top is None:
         return
+    mount = _mount_id(top)
     stack: list[tuple[int, str, list[str]]] = [(top, name, [])]  # (fd, name in its parent, subdirs left)
     try:
         stack[-1][2].extend(_clear(top))
@@ -84,7 +104,7 @@ def remove_at(dir_fd: int, name: str) -> None:
             fd, own, subdirs = stack[-1]
             if subdirs:
                 child = subdirs.pop()
-                sub = _open_dir(fd, child)
+                sub = _open_dir(fd, child, mount)
                 if sub is not None:
                     stack.append((sub, child, []))
                     stack[-1][2].extend(_clear(sub))
