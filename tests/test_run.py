@@ -733,22 +733,36 @@ def _cgroup_children() -> set[str]:
 
 @pytest.mark.root
 def test_nothing_left_on_host(world: dict[str, Path]) -> None:
+    """Only what belongs to this test's own runs counts (other workers run containers at the same time): host
+    mounts naming the runtime dir or the test's paths, and cgroup dirs and runtime-dir entries named after the
+    pids of its forge processes (recorded as each starts)."""
     rt = Path("/run/forge")
-    before = (Path("/proc/self/mountinfo").read_text(), _cgroup_children(),
-              sorted(rt.iterdir()) if rt.exists() else [], sorted(world["state"].iterdir())
-              if world["state"].exists() else [])
+    pids_r, pids_w = os.pipe()
+    record = {"preexec_fn": lambda: os.write(pids_w, b"%d\n" % os.getpid())}
+
+    def mounts() -> list[str]:
+        return [line for line in Path("/proc/self/mountinfo").read_text().splitlines()
+                if str(rt) in line or str(world["base"]) in line]
+
+    before = (mounts(), sorted(world["state"].iterdir()) if world["state"].exists() else [])
     root = str(world["rootfs"])
-    forge(world, "run", root, "true", check=0)
+    forge(world, "run", root, "true", check=0, **record)
     forge(world, "run", "--memory", "32m", "--pids", "20", "--cpus", "0.5", root, "sh", "-c",
-          "head -c 100m /dev/zero | tail", check=137)
-    forge(world, "run", "--pids", "8", root, "sh", "-c", "for i in 1 2 3 4 5 6 7 8 9; do sleep 9 & done")
-    forge(world, "run", root, "sh", "-c", "kill -KILL $$", check=137)
-    forge(world, "run", "--name", "tmp1", "--rm", f"{world['layout']}:base", "sh", "-c", "echo x > /y", check=0)
-    forge(world, "run", root, "/no/such", check=127)
-    after = (Path("/proc/self/mountinfo").read_text(), _cgroup_children(),
-             sorted(rt.iterdir()) if rt.exists() else [], sorted(world["state"].iterdir())
-             if world["state"].exists() else [])
+          "head -c 100m /dev/zero | tail", check=137, **record)
+    forge(world, "run", "--pids", "8", root, "sh", "-c", "for i in 1 2 3 4 5 6 7 8 9; do sleep 9 & done", **record)
+    forge(world, "run", root, "sh", "-c", "kill -KILL $$", check=137, **record)
+    forge(world, "run", "--name", "tmp1", "--rm", f"{world['layout']}:base", "sh", "-c", "echo x > /y", check=0,
+          **record)
+    forge(world, "run", root, "/no/such", check=127, **record)
+    os.close(pids_w)
+    with os.fdopen(pids_r) as f:
+        pids = {int(line) for line in f.read().split()}
+    assert len(pids) == 6
+    after = (mounts(), sorted(world["state"].iterdir()) if world["state"].exists() else [])
     assert after == before
+    owned = [p for p in [*map(Path, _cgroup_children()), *(rt.iterdir() if rt.exists() else [])]
+             if p.name.startswith(tuple(f"{kind}-{pid}-" for pid in pids for kind in ("forge", "archive")))]
+    assert owned == []
 
 
 SYSTEM_PYTHON = "/usr/bin/python3"
@@ -769,6 +783,7 @@ def test_rootless_maps_caller_to_root_in_user_namespace(world: dict[str, Path]) 
         img.layer_dirs(img.open_layout(str(world["layout"]), "base"), str(cache), rootless=True)
         layout = base / "layout"
         shutil.copytree(world["layout"], layout)
+        (base / "xdg").mkdir(mode=0o700)  # a real XDG_RUNTIME_DIR (a missing one is not used)
         for p in [base, *base.rglob("*")]:
             os.lchown(p, 65534, 65534)
         env = {"PATH": "/usr/bin:/bin", "HOME": str(base), "XDG_RUNTIME_DIR": str(base / "xdg"),

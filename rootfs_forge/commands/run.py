@@ -111,11 +111,21 @@ def _state_dir(args: argparse.Namespace) -> str:
     return str(args.state_dir or default_state_dir())
 
 
+def _sweep(state_dir: str) -> None:
+    """What killed runs left behind (cgroups, unpacked archives, partial layer unpacks, --rm containers)."""
+    from rootfs_forge.run import paths, sweep
+
+    problem = sweep.everything(state_dir, paths.default_runtime_dir(), paths.default_cache_dir())
+    if problem:
+        _warn(f"{problem}: not swept")
+
+
 def _ps(args: argparse.Namespace) -> int:
     import time
 
     from rootfs_forge.run import state
 
+    _sweep(_state_dir(args))
     rows = [("NAME", "IMAGE", "CREATED", "SIZE")]
     for name, meta, size in state.listing(_state_dir(args)):
         created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(meta.get("created", 0))))
@@ -131,6 +141,7 @@ def _rm(args: argparse.Namespace) -> int:
     from rootfs_forge.run import state
 
     d = _state_dir(args)
+    _sweep(d)
     for name in args.names:
         state.remove(d, name)
         print(name)

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterable
 
 from rootfs_forge.errors import RunError
-from rootfs_forge.pids import process_alive
+from rootfs_forge.pids import Owner, parse_owner
 from rootfs_forge.run.spec import CFS_PERIOD_US, Limits
 
 CGROUP_ROOT = "/sys/fs/cgroup"
@@ -152,26 +152,50 @@ def _own_dir(controller_root: str, own: dict[str, str], key: str) -> str:
     return os.path.join(controller_root, rel) if rel else controller_root
 
 
-def run_name(pid: int, run_id: str) -> str:
-    """The cgroup of one ``forge run``: it carries the pid of the forge process that owns it."""
-    return f"forge-{pid}-{run_id}"
+def run_name(owner: str, run_id: str) -> str:
+    """The cgroup of one ``forge run``: it carries the owner tag (``PID-START-PIDNS``, see ``pids``) of the
+    forge process that owns it."""
+    return f"forge-{owner}-{run_id}"
 
 
-def stale_runs(parent: str, alive: Callable[[int], bool]) -> list[str]:
+Alive = Callable[[Owner], bool]
+
+
+def stale_runs(parent: str, alive: Alive) -> list[str]:
     """Cgroup dirs under ``parent`` left by ``forge run`` processes that are gone (SIGKILLed: no ``finally``)."""
     out: list[str] = []
     try:
-        names = sorted(os.listdir(parent))
+        with os.scandir(parent) as entries:
+            names = sorted(e.name for e in entries if e.name.startswith("forge-") and e.is_dir(follow_symlinks=False))
     except OSError:
         return out
     for name in names:
-        pid = name[len("forge-"):].split("-", 1)[0] if name.startswith("forge-") else ""
-        if pid.isdigit() and not alive(int(pid)) and os.path.isdir(os.path.join(parent, name)):
+        parsed = parse_owner(name[len("forge-"):])
+        if parsed is not None and not alive(parsed[0]):
             out.append(os.path.join(parent, name))
     return out
 
 
-def sweep(parents: Iterable[str], alive: Callable[[int], bool]) -> None:
+def hierarchies(proc_cgroup: str, root: str = CGROUP_ROOT) -> list[str]:
+    """The caller's cgroup dir in every hierarchy it is in (each v1 controller or co-mounted group, named ones
+    such as ``name=systemd``, and v2), from the text of /proc/self/cgroup. Not checked for existence."""
+    lines = [line.split(":", 2) for line in proc_cgroup.splitlines()]
+    hybrid = any(len(p) == 3 and p[1] for p in lines)
+    out: list[str] = []
+    for parts in lines:
+        if len(parts) != 3:
+            continue
+        _, ctrls, path = parts
+        if not ctrls:
+            mount = os.path.join(root, "unified") if hybrid else root
+        else:  # "cpu,cpuacct" is mounted as such (with symlinks per controller); "name=systemd" as systemd
+            mount = os.path.join(root, ",".join(c.removeprefix("name=") for c in ctrls.split(",")))
+        rel = path.lstrip("/")
+        out.append(os.path.join(mount, rel) if rel else mount)
+    return out
+
+
+def sweep(parents: Iterable[str], alive: Alive) -> None:
     """Remove the empty run cgroups of dead forge processes under ``parents``. One that still holds processes
     is left alone: its pid may belong to another pid namespace, and nothing is killed on a guess."""
     for parent in parents:
@@ -180,11 +204,17 @@ def sweep(parents: Iterable[str], alive: Callable[[int], bool]) -> None:
                 os.rmdir(d)
 
 
+def sweep_all(alive: Alive, root: str = CGROUP_ROOT, proc_cgroup: str | None = None) -> None:
+    """``sweep`` in every hierarchy, whatever controllers the current run uses (a killed run may have used
+    others)."""
+    sweep(hierarchies(read_text("/proc/self/cgroup") if proc_cgroup is None else proc_cgroup, root), alive)
+
+
 def create(limits: Limits, name: str, root: str = CGROUP_ROOT, proc_cgroup: str | None = None) -> Cgroup:
     """Create ``name`` under the caller's cgroup in every hierarchy a limit needs and write the limits.
 
-    Run cgroups of dead forge processes found next to it are removed first. On any failure the dirs created
-    so far are removed before raising."""
+    On any failure the dirs created so far are removed before raising. (Run cgroups of dead forge processes
+    are swept by the caller beforehand, in every hierarchy: ``sweep_all``.)"""
     own = parse_proc_cgroup(read_text("/proc/self/cgroup") if proc_cgroup is None else proc_cgroup)
     if is_pure_v2(root):
         cg = Cgroup(2, {"": os.path.join(_own_dir(root, own, ""), name)}, limits)
@@ -192,7 +222,6 @@ def create(limits: Limits, name: str, root: str = CGROUP_ROOT, proc_cgroup: str 
         wanted = [c for c, on in (("memory", limits.memory), ("pids", limits.pids), ("cpu", limits.cpu_quota_us))
                   if on is not None]
         cg = Cgroup(1, {c: os.path.join(_own_dir(os.path.join(root, c), own, c), name) for c in wanted}, limits)
-    sweep(sorted({os.path.dirname(d) for d in cg.dirs.values()}), process_alive)
     made: dict[str, str] = {}
     try:
         for key, d in cg.dirs.items():

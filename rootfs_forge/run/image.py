@@ -9,11 +9,14 @@ Only the unpack path imports libarchive (and only on a cache miss).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import stat
 
 from rootfs_forge.errors import ImageError
+from rootfs_forge.pids import owner_tag
+from rootfs_forge.run.rmtree import remove_tree
 from rootfs_forge.run.spec import ImageConfig
 
 INDEX_MEDIA_TYPES = ("application/vnd.oci.image.index.v1+json",)
@@ -207,9 +210,8 @@ def _safe_dir(root: str, rel: str) -> str:
 
 
 def unpack_layer(blob: str, digest: str, final: str, rootless: bool = False) -> None:
-    """Verify ``blob`` and unpack it into ``final`` through a temp dir renamed into place."""
-    import shutil
-
+    """Verify ``blob`` and unpack it into ``final`` through a temp dir renamed into place. The temp dir's name
+    carries this process's owner tag, so that a later run can remove it if this one is killed."""
     import libarchive
     import libarchive.extract as lx
 
@@ -217,7 +219,7 @@ def unpack_layer(blob: str, digest: str, final: str, rootless: bool = False) -> 
     _verify_blob(blob, digest)
     parent = os.path.dirname(final)
     os.makedirs(parent, exist_ok=True)
-    tmp = f"{final}.tmp-{os.getpid()}-{os.urandom(4).hex()}"
+    tmp = f"{final}.tmp-{owner_tag()}-{os.urandom(4).hex()}"
     os.mkdir(tmp, 0o755)
     opaque_attr = "user.overlay.opaque" if rootless else "trusted.overlay.opaque"
     flags = (lx.EXTRACT_PERM | lx.EXTRACT_TIME | lx.EXTRACT_XATTR | lx.EXTRACT_SECURE_NODOTDOT
@@ -252,10 +254,11 @@ def unpack_layer(blob: str, digest: str, final: str, rootless: bool = False) -> 
         except OSError:
             if not os.path.isdir(final):  # lost a race with another run: theirs is as good as ours
                 raise
-            shutil.rmtree(tmp)
+            remove_tree(tmp)
     except BaseException as exc:
         os.chdir(cwd)
-        shutil.rmtree(tmp, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            remove_tree(tmp)
         if isinstance(exc, libarchive.ArchiveError):
             raise ImageError("unpack layer", digest, str(exc)) from None
         if isinstance(exc, OSError) and not isinstance(exc, ImageError):

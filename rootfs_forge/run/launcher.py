@@ -15,7 +15,8 @@ caller to root), then the others, forks PID 1 and relays its status.
 Mounts exist only in the container's mount namespace, so they vanish with it. The scratch space (upper dir,
 generated /etc files, merged root) is a tmpfs mounted inside that namespace on a fixed, always-empty host dir
 (``<runtime dir>/mnt``), so nothing per run is created on the host; cgroup dirs (and an unpacked oci-archive)
-are removed in ``finally`` blocks after the processes are gone.
+are removed in ``finally`` blocks after the processes are gone. The runtime dir is checked before use
+(``runtime``), and every run first sweeps what killed runs left behind (``sweep``).
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ import signal
 from collections.abc import Callable
 
 from rootfs_forge.errors import RunError
-from rootfs_forge.run import cgroups, init, paths
+from rootfs_forge.pids import owner_tag
+from rootfs_forge.run import cgroups, init, paths, runtime, sweep
 from rootfs_forge.run import syscalls as sc
 from rootfs_forge.run.spec import (
     ContainerPlan,
@@ -91,37 +93,11 @@ class RunResult:
         self.escalated = escalated  # a stop signal was ignored for stop_timeout seconds: killed
 
 
-def make_runtime_dir(base: str) -> str:
-    os.makedirs(base, mode=0o700, exist_ok=True)
-    for _ in range(100):
-        path = os.path.join(base, os.urandom(6).hex())
-        try:
-            os.mkdir(path, 0o700)
-            return path
-        except FileExistsError:
-            continue
-    raise RunError("create runtime dir", base, "no free name")
-
-
-def remove_tree(path: str) -> None:
-    """``shutil.rmtree`` without importing shutil (the start path stays lean); never follows symlinks."""
-    if not os.path.lexists(path):
-        return
-    for dirpath, dirnames, filenames in os.walk(path, topdown=False):
-        for name in filenames:
-            os.unlink(os.path.join(dirpath, name))
-        for name in dirnames:
-            full = os.path.join(dirpath, name)
-            if os.path.islink(full):
-                os.unlink(full)
-            else:
-                os.rmdir(full)
-    os.rmdir(path)
-
-
-def _source(opts: RunOptions, rootless: bool, temps: list[str]) -> tuple[tuple[str, ...], ImageConfig, dict]:
+def _source(opts: RunOptions, rootless: bool, temps: list[str],
+            rt_fd: int) -> tuple[tuple[str, ...], ImageConfig, dict]:
     """(lower dirs top first, image defaults, metadata for a named container). Temp dirs made on the way (an
-    unpacked oci-archive) are appended to ``temps`` for the caller to remove."""
+    unpacked oci-archive) in the runtime dir (open as ``rt_fd``) are appended to ``temps`` (names in it) for the
+    caller to remove."""
     target = opts.target
     if os.path.isdir(target) and not os.path.isfile(os.path.join(target, "oci-layout")):
         root = os.path.abspath(target)
@@ -130,15 +106,16 @@ def _source(opts: RunOptions, rootless: bool, temps: list[str]) -> tuple[tuple[s
 
     path, tag = img.split_ref(target)
     if os.path.isfile(path):
-        unpacked = make_runtime_dir(opts.runtime_dir)
-        temps.append(unpacked)
-        img.extract_archive(path, unpacked)
-        layout = unpacked
+        name = runtime.private_dir(rt_fd, runtime.ARCHIVE_PREFIX)
+        temps.append(name)
+        layout = os.path.join(opts.runtime_dir, name)
+        img.extract_archive(path, layout)
     elif os.path.isdir(path) and img.is_layout(path):
         layout = path
     else:
         raise RunError("run", target, "no such directory, OCI layout or oci-archive")
     image = img.open_layout(layout, tag)
+    sweep.layer_temps(opts.cache_dir)
     lowers = img.layer_dirs(image, opts.cache_dir, rootless)
     if not lowers:
         raise RunError("run", target, "the image has no layers")
@@ -181,9 +158,7 @@ def run(opts: RunOptions, warn: Warn) -> RunResult:
         tty_path = os.ttyname(0)
     storage = _storage(opts.storage, warn)
     run_id = os.urandom(6).hex()
-    anchor = os.path.join(opts.runtime_dir, "mnt")  # fixed and empty on the host; see mounts.setup_root
-    if not os.path.isdir(anchor):
-        os.makedirs(anchor, mode=0o700, exist_ok=True)
+    rt_fd = runtime.open_dir(opts.runtime_dir)
     temps: list[str] = []
     cg: cgroups.Cgroup | None = None
     kept = created = False
@@ -198,7 +173,9 @@ def run(opts: RunOptions, warn: Warn) -> RunResult:
         else:
             init_fd = os.open(init_path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        lowers, config, meta = _source(opts, rootless, temps)
+        anchor = runtime.anchor(rt_fd, opts.runtime_dir)
+        sweep.on_run(rt_fd, opts.state_dir)
+        lowers, config, meta = _source(opts, rootless, temps, rt_fd)
         process = plan_process(config, opts.cmd, env, opts.workdir, opts.user, opts.target)
         hostname = opts.hostname or opts.name or f"forge-{run_id}"
         ram = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
@@ -213,7 +190,7 @@ def run(opts: RunOptions, warn: Warn) -> RunResult:
                 warn(f"container {opts.name}: its writable layer is kept on disk, --upper-size does not bound it")
             meta.update(name=opts.name, image=opts.target, created=int(opts.now), command=list(process.argv),
                         lowers=list(lowers), mountpoints=[v.target for v in opts.volumes])
-            upper, work = state.create(opts.state_dir, opts.name, meta)
+            upper, work = state.create(opts.state_dir, opts.name, meta, owner_tag() if opts.remove else None)
             created, kept = True, not opts.remove
         plan = ContainerPlan(rt=anchor, lowers=lowers, process=process, upper=upper, work=work, storage=storage,
                              volumes=opts.volumes, read_only=opts.read_only, network=opts.network,
@@ -222,7 +199,7 @@ def run(opts: RunOptions, warn: Warn) -> RunResult:
                              no_init=opts.no_init, tmp_size=opts.tmp_size or default_size,
                              upper_size=opts.upper_size or default_size, init_fd=init_fd)
         if opts.limits.any:
-            cg = cgroups.create(opts.limits, cgroups.run_name(os.getpid(), run_id))
+            cg = cgroups.create(opts.limits, cgroups.run_name(owner_tag(), run_id))
         return _supervise(plan, cg, tty_path, opts.stop_timeout)
     finally:
         if init_fd >= 0:
@@ -231,12 +208,18 @@ def run(opts: RunOptions, warn: Warn) -> RunResult:
             if cg is not None:
                 cg.remove()
         finally:
-            for temp in temps:
-                remove_tree(temp)
+            try:
+                if temps:
+                    from rootfs_forge.run.rmtree import remove_at
+
+                    for temp in temps:
+                        remove_at(rt_fd, temp)
+            finally:
+                os.close(rt_fd)
             if opts.name and created and not kept:
                 from rootfs_forge.run import state
 
-                state.remove(opts.state_dir, opts.name)
+                state.release(opts.state_dir, opts.name, owner_tag())
 
 
 def _close_fds(*keep: int) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Mapping
 
 
@@ -27,10 +28,22 @@ def default_state_dir(environ: Mapping[str, str] | None = None, euid: int | None
 
 
 def default_runtime_dir(environ: Mapping[str, str] | None = None, euid: int | None = None) -> str:
-    """Base of the per-run temp dirs: /run/forge for root, else $XDG_RUNTIME_DIR/forge (or /tmp/forge-UID)."""
+    """Base of the per-run temp dirs: /run/forge for root, else $XDG_RUNTIME_DIR/forge when that is a real
+    directory of the caller that nobody else can write to, else /tmp/forge-UID. (Whichever it is, ``runtime``
+    checks it again before use: /tmp/forge-UID is predictable and may have been planted.)"""
     env = os.environ if environ is None else environ
     uid = os.geteuid() if euid is None else euid
     if uid == 0:
         return "/run/forge"
-    xdg = env.get("XDG_RUNTIME_DIR")
-    return os.path.join(xdg, "forge") if xdg else f"/tmp/forge-{uid}"
+    xdg = env.get("XDG_RUNTIME_DIR") or ""
+    if os.path.isabs(xdg) and _private_dir_of(xdg, uid):
+        return os.path.join(xdg, "forge")
+    return f"/tmp/forge-{uid}"
+
+
+def _private_dir_of(path: str, uid: int) -> bool:
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    return stat.S_ISDIR(st.st_mode) and st.st_uid == uid and not st.st_mode & 0o022
