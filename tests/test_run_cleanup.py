@@ -628,3 +628,34 @@ def test_removal_does_not_cross_into_a_mount(tmp_path: Path) -> None:
                           text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=60)
     assert (outside / "keep").read_text() == "not forge's\n"
     assert proc.stdout == "18\n", proc.stderr  # EXDEV
+
+
+@pytest.mark.root
+@pytest.mark.skipif(not shutil.which("setpriv"), reason="needs setpriv")
+def test_setuid_program_from_an_image_is_not_reachable_from_the_host_cache(tmp_path: Path) -> None:
+    """A hostile image ships a setuid-root copy of a shell. Unpacked as root into the layer cache it is a real
+    setuid-root file on the host: no other local user may reach it (the layers dir is the owner's only)."""
+    from tests.test_run import REPO, write_layout
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo("rootshell")
+        payload = b"#!/bin/sh\nid -u\n"
+        info.size, info.mode, info.uid, info.gid = len(payload), 0o4755, 0, 0
+        tar.addfile(info, io.BytesIO(payload))
+    write_layout(tmp_path / "layout", [buf.getvalue()], "t")
+    base = Path(tempfile.mkdtemp(prefix="forge-cache-"))  # outside pytest's 0700 tree: others may enter
+    try:
+        base.chmod(0o755)
+        cache = base / "cache"
+        cache.mkdir(mode=0o755)
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        subprocess.run([sys.executable, "-m", "rootfs_forge", "run", "--cache-dir", str(cache),
+                        f"{tmp_path / 'layout'}:t", "/rootshell"], capture_output=True, text=True, timeout=60, env=env)
+        unpacked = list(cache.glob("layers/sha256/*/rootshell"))
+        assert unpacked and unpacked[0].stat().st_mode & 0o4000  # it is there, setuid root, on the host
+        other = subprocess.run(["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", "stat",
+                                str(unpacked[0])], capture_output=True, text=True)
+    finally:
+        shutil.rmtree(base)
+    assert other.returncode != 0 and "Permission denied" in other.stderr, other.stdout

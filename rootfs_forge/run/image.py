@@ -165,7 +165,9 @@ def extract_archive(archive: str, dest: str) -> None:
 
 def layer_dirs(image: Image, cache_dir: str, rootless: bool = False) -> tuple[str, ...]:
     """Every layer unpacked (once) in the cache; returned top first, ready for ``lowerdir=``."""
-    base = os.path.join(cache_dir, "layers-userns" if rootless else "layers", "sha256")
+    top = os.path.join(cache_dir, "layers-userns" if rootless else "layers")
+    _private_dir(top)
+    base = os.path.join(top, "sha256")
     out: list[str] = []
     for desc, diff_id in image.layers:
         final = os.path.join(base, _check_digest(diff_id, image.layout)[7:])
@@ -174,6 +176,19 @@ def layer_dirs(image: Image, cache_dir: str, rootless: bool = False) -> tuple[st
                          rootless)
         out.append(final)
     return tuple(reversed(out))
+
+
+def _private_dir(path: str) -> None:
+    """The unpacked layers hold whatever an image ships, setuid-root programs included: only their owner may
+    reach them (as Docker keeps /var/lib/docker). Created 0700; an existing one of ours is narrowed to 0700."""
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if st.st_uid == os.geteuid() and st.st_mode & 0o077:
+            os.fchmod(fd, 0o700)
+    finally:
+        os.close(fd)
 
 
 def _verify_blob(path: str, digest: str) -> None:
@@ -234,6 +249,8 @@ def unpack_layer(blob: str, digest: str, final: str, rootless: bool = False) -> 
             while name.startswith("./"):
                 name = name[2:]
             head, _, base = name.rstrip("/").rpartition("/")
+            if entry.ischr or entry.isblk:
+                continue  # a host device on the host's disk, unusable inside (nodev): never made
             if base == OPAQUE:
                 os.setxattr(_safe_dir(tmp, head), opaque_attr, b"y")
             elif base.startswith(WHITEOUT):
