@@ -44,6 +44,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--stop-timeout", type=float, default=10.0, metavar="SECONDS",
                    help="after SIGTERM/SIGINT/SIGHUP/SIGQUIT, SIGKILL a container still running this long (default "
                         "10; negative: never)")
+    p.add_argument("--cap-add", action="append", default=[], metavar="CAP",
+                   help="add a capability (NET_ADMIN, CAP_SYS_PTRACE, ALL ...) to the default set")
+    p.add_argument("--cap-drop", action="append", default=[], metavar="CAP",
+                   help="drop a capability from the default set (ALL: all of them)")
+    p.add_argument("--security-opt", action="append", default=[], metavar="OPT",
+                   help="seccomp=unconfined (no filter), seccomp=PROFILE.json (Docker's format) or "
+                        "no-new-privileges (always on)")
     p.set_defaults(func=_run)
 
     ps = sub.add_parser("ps", help="list kept (named) containers")
@@ -86,6 +93,7 @@ def _run(args: argparse.Namespace) -> int:
         interactive=args.interactive, tty=args.tty, read_only=args.read_only, cache_dir=args.cache_dir,
         state_dir=args.state_dir, storage=args.storage, no_init=args.no_init, stop_timeout=args.stop_timeout,
         tmp_size=parse_size(args.tmp_size, "--tmp-size") if args.tmp_size else 0,
+        cap_add=args.cap_add, cap_drop=args.cap_drop, security_opt=args.security_opt,
     )
     sys.stdout.flush()
     result = run(opts, _warn)

@@ -26,7 +26,8 @@ import signal
 from collections.abc import Callable
 
 from rootfs_forge.errors import RunError
-from rootfs_forge.run import cgroups, init, paths
+from rootfs_forge.run import caps as capset
+from rootfs_forge.run import cgroups, init, paths, seccomp
 from rootfs_forge.run import syscalls as sc
 from rootfs_forge.run.spec import ContainerPlan, ImageConfig, Limits, Volume, parse_env, plan_process
 
@@ -36,9 +37,33 @@ Warn = Callable[[str], None]
 class RunOptions:
     """What the user asked for (already parsed by the CLI). Treated as immutable."""
 
-    __slots__ = ("cache_dir", "cmd", "env", "hostname", "interactive", "limits", "name", "network", "no_init",
-                 "now", "read_only", "remove", "runtime_dir", "state_dir", "stop_timeout", "storage", "target",
-                 "tmp_size", "tty", "user", "volumes", "workdir")
+    __slots__ = (
+        "cache_dir",
+        "cap_add",
+        "cap_drop",
+        "cmd",
+        "env",
+        "hostname",
+        "interactive",
+        "limits",
+        "name",
+        "network",
+        "no_init",
+        "now",
+        "read_only",
+        "remove",
+        "runtime_dir",
+        "security_opt",
+        "state_dir",
+        "stop_timeout",
+        "storage",
+        "target",
+        "tmp_size",
+        "tty",
+        "user",
+        "volumes",
+        "workdir",
+    )
 
     def __init__(self, target: str, cmd: list[str], *, now: float, env: list[str] | None = None,
                  workdir: str | None = None, user: str | None = None, hostname: str | None = None,
@@ -46,7 +71,8 @@ class RunOptions:
                  name: str | None = None, remove: bool = False, interactive: bool = False, tty: bool = False,
                  read_only: bool = False, cache_dir: str | None = None, state_dir: str | None = None,
                  runtime_dir: str | None = None, storage: str = "auto", no_init: bool = False,
-                 stop_timeout: float = 10.0, tmp_size: int = 0) -> None:
+                 stop_timeout: float = 10.0, tmp_size: int = 0, cap_add: list[str] | None = None,
+                 cap_drop: list[str] | None = None, security_opt: list[str] | None = None) -> None:
         self.target = target
         self.cmd = cmd
         self.now = now
@@ -69,6 +95,9 @@ class RunOptions:
         self.no_init = no_init
         self.stop_timeout = stop_timeout
         self.tmp_size = tmp_size
+        self.cap_add = cap_add or []
+        self.cap_drop = cap_drop or []
+        self.security_opt = security_opt or []
 
 
 class RunResult:
@@ -164,6 +193,8 @@ def run(opts: RunOptions, warn: Warn) -> RunResult:
     if opts.network not in ("none", "host"):
         raise RunError("use", f"network {opts.network!r}", "choose none or host")
     env = parse_env(opts.env)
+    caps = capset.effective(sc.DEFAULT_CAPS, opts.cap_add, opts.cap_drop)
+    profile = seccomp.parse_security_opts(opts.security_opt)
     rootless = os.geteuid() != 0
     tty_path = None
     if opts.tty:
@@ -181,6 +212,7 @@ def run(opts: RunOptions, warn: Warn) -> RunResult:
     try:
         lowers, config, meta = _source(opts, rootless, temps)
         process = plan_process(config, opts.cmd, env, opts.workdir, opts.user, opts.target)
+        filters = seccomp.programs(profile, caps, opts.cache_dir)
         hostname = opts.hostname or opts.name or f"forge-{run_id}"
         upper = work = None
         if opts.name:
@@ -196,7 +228,7 @@ def run(opts: RunOptions, warn: Warn) -> RunResult:
                              volumes=opts.volumes, read_only=opts.read_only, network=opts.network,
                              hostname=hostname, interactive=opts.interactive or opts.tty, tty=opts.tty,
                              rootless=rootless, etc_files=etc_files(hostname, opts.network),
-                             no_init=opts.no_init, tmp_size=opts.tmp_size)
+                             no_init=opts.no_init, tmp_size=opts.tmp_size, caps=caps, seccomp=filters)
         if opts.limits.any:
             cg = cgroups.create(opts.limits, cgroups.run_name(os.getpid(), run_id))
         return _supervise(plan, cg, tty_path, opts.stop_timeout)

@@ -222,14 +222,33 @@ class ContainerPlan:
     ``etc_files`` maps ``hostname``/``hosts``/``resolv.conf`` to their generated text; ``rt`` is the host dir
     the container's scratch tmpfs is mounted on (inside the container's mount namespace only)."""
 
-    __slots__ = ("etc_files", "hostname", "interactive", "lowers", "network", "no_init", "process", "read_only",
-                 "rootless", "rt", "storage", "tmp_size", "tty", "upper", "volumes", "work")
+    __slots__ = (
+        "caps",
+        "etc_files",
+        "hostname",
+        "interactive",
+        "lowers",
+        "network",
+        "no_init",
+        "process",
+        "read_only",
+        "rootless",
+        "rt",
+        "seccomp",
+        "storage",
+        "tmp_size",
+        "tty",
+        "upper",
+        "volumes",
+        "work",
+    )
 
     def __init__(self, *, rt: str, lowers: tuple[str, ...], process: Process, upper: str | None = None,
                  work: str | None = None, storage: str = "overlay", volumes: tuple[Volume, ...] = (),
                  read_only: bool = False, network: str = "none", hostname: str = "forge",
                  interactive: bool = False, tty: bool = False, rootless: bool = False,
-                 etc_files: dict[str, str] | None = None, no_init: bool = False, tmp_size: int = 0) -> None:
+                 etc_files: dict[str, str] | None = None, no_init: bool = False, tmp_size: int = 0,
+                 caps: frozenset[int] | None = None, seccomp: tuple[bytes, ...] = ()) -> None:
         self.rt = rt
         self.tmp_size = tmp_size  # bytes for the container's /tmp tmpfs; 0: the kernel default (half of RAM)
         self.lowers = lowers
@@ -246,3 +265,5 @@ class ContainerPlan:
         self.rootless = rootless
         self.etc_files = dict(etc_files or {})
         self.no_init = no_init
+        self.caps = caps  # the container's capability set; None: syscalls.DEFAULT_CAPS
+        self.seccomp = seccomp  # BPF programs PID 1 installs last; empty: unconfined
