@@ -99,6 +99,19 @@ def test_foreign_abi_syscall_is_refused_with_eperm(hostile: HostileImage, cache:
     assert results(proc)["result"] == "EPERM", proc.stdout
 
 
+@pytest.mark.root
+@needs_nr
+@pytest.mark.parametrize("options", [["--no-init"], ["-u", "nobody"], ["--no-init", "-u", "65534:65534"]])
+def test_keyring_is_refused_without_init_and_as_another_user(hostile: HostileImage, cache: Path,
+                                                             options: list[str]) -> None:
+    """The filter is installed on both start paths (init spawning the command, or the command as PID 1) and
+    survives the switch to a non-root user."""
+    proc = probe(hostile, cache, ATTACKS["keyring_keyctl"] + "\nprint(f'uid={os.getuid()}')", *options)
+    assert proc.returncode == 0, proc.stderr
+    got = results(proc)
+    assert got["result"] == "EPERM" and got["uid"] == ("65534" if "-u" in options else "0"), got
+
+
 NESTED_USERNS = r'''
 CLONE_NEWNS, CLONE_NEWUSER = 0x20000, 0x10000000
 def fresh(name, call):
