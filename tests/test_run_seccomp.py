@@ -91,12 +91,26 @@ def test_attack_syscall_is_refused_with_eperm(hostile: HostileImage, cache: Path
 @pytest.mark.root
 @pytest.mark.skipif(not X86_64, reason="the x32 ABI exists on x86_64 only")
 def test_foreign_abi_syscall_is_refused_with_eperm(hostile: HostileImage, cache: Path) -> None:
-    """An x32 syscall (number | 0x40000000) would dodge rules written for x86_64 numbers; the kernel answers
-    getpid through it (or ENOSYS without x32 support), the filter refuses every foreign ABI."""
+    """x32 (number | 0x40000000) and i386 (int 0x80) syscalls would dodge rules written for x86_64 numbers;
+    the kernel answers getpid through them (or ENOSYS without that ABI), the filter refuses every foreign ABI."""
     proc = probe(hostile, cache, "r = libc.syscall(0x40000000 | 39)\n"
-                                 "print('result=' + ('ok' if r > 0 else errno.errorcode[ctypes.get_errno()]))")
+                                 "print('result=' + ('ok' if r > 0 else errno.errorcode[ctypes.get_errno()]))\n"
+                                 + I386_GETPID)
     assert proc.returncode == 0, proc.stderr
-    assert results(proc)["result"] == "EPERM", proc.stdout
+    got = results(proc)
+    assert got["result"] == "EPERM", proc.stdout
+    assert got["i386"] == "EPERM", proc.stdout  # int 0x80 from a 64-bit process: the i386 ABI
+
+
+# getpid (20) through ``int 0x80``, the i386 entry, from a page of machine code: mov eax, 20; int 0x80; ret
+I386_GETPID = r'''
+import mmap
+page = mmap.mmap(-1, 4096, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
+page.write(bytes([0xb8, 20, 0, 0, 0, 0xcd, 0x80, 0xc3]))
+addr = ctypes.addressof(ctypes.c_char.from_buffer(page))
+r = ctypes.CFUNCTYPE(ctypes.c_int)(addr)()
+print('i386=' + ('ok' if r > 0 else errno.errorcode.get(-r, str(r))))
+'''
 
 
 @pytest.mark.root
