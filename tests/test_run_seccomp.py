@@ -520,3 +520,19 @@ def test_cache_file_round_trip_rejects_junk() -> None:
     assert seccomp.decode(seccomp.encode(progs)) == progs
     assert seccomp.decode(b"junk") is None
     assert seccomp.decode(seccomp.encode(progs)[:-1]) is None
+
+
+@pytest.mark.skipif(not os.path.exists(f"/usr/lib/{getattr(sys.implementation, '_multiarch', '')}/libseccomp.so.2"),
+                    reason="needs libseccomp2")
+def test_default_profile_written_as_docker_json_compiles_to_the_same_filter(tmp_path: Path) -> None:
+    """The built-in profile is data in Docker's structure: saved as JSON and given as
+    ``seccomp=PROFILE.json`` it gives the same main filter (without the extra ioctl filter)."""
+    from rootfs_forge.run.seccomp_default import PROFILE
+
+    path = tmp_path / "docker-default.json"
+    path.write_text(json.dumps(PROFILE))
+    for caps in (DEFAULT_CAPS, capset.ALL):
+        builtin = seccomp.programs(seccomp.DEFAULT, caps, str(tmp_path / "c"))
+        custom = seccomp.programs(str(path), caps, str(tmp_path / "c"))
+        assert len(builtin) == 2 and custom == builtin[:1]
+    assert len(list((tmp_path / "c" / "seccomp").iterdir())) == 4
