@@ -727,8 +727,15 @@ def _cgroup_children() -> set[str]:
     for ctrl in ("memory", "pids", "cpu"):
         base = Path("/sys/fs/cgroup") / ctrl / own.get(ctrl, "/").lstrip("/")
         if base.is_dir():
-            out |= {str(p) for p in base.iterdir() if p.is_dir()}
+            out |= {str(p) for p in base.iterdir() if p.is_dir() and not _of_live_launcher(p.name)}
     return out
+
+
+def _of_live_launcher(name: str) -> bool:
+    """``forge-<pid>-<id>`` of a launcher still running: a container of a test running in parallel (-n 2), not
+    one left behind."""
+    parts = name.split("-")
+    return len(parts) == 3 and parts[0] == "forge" and parts[1].isdigit() and os.path.exists(f"/proc/{parts[1]}")
 
 
 @pytest.mark.root
