@@ -49,6 +49,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--upper-size", metavar="SIZE",
                    help="size of the tmpfs holding the container's writable layer (default as --tmp-size; a named "
                         "container's layer is kept on disk instead)")
+    p.add_argument("--cap-add", action="append", default=[], metavar="CAP",
+                   help="add a capability (NET_ADMIN, CAP_SYS_PTRACE, ALL ...) to the default set")
+    p.add_argument("--cap-drop", action="append", default=[], metavar="CAP",
+                   help="drop a capability from the default set (ALL: all of them)")
+    p.add_argument("--security-opt", action="append", default=[], metavar="OPT",
+                   help="seccomp=unconfined (no filter), seccomp=PROFILE.json (Docker's format) or "
+                        "no-new-privileges (always on)")
     p.set_defaults(func=_run)
 
     ps = sub.add_parser("ps", help="list kept (named) containers")
@@ -92,6 +99,7 @@ def _run(args: argparse.Namespace) -> int:
         state_dir=args.state_dir, storage=args.storage, no_init=args.no_init, stop_timeout=args.stop_timeout,
         tmp_size=parse_size(args.tmp_size, "--tmp-size") if args.tmp_size else 0,
         upper_size=parse_size(args.upper_size, "--upper-size") if args.upper_size else 0,
+        cap_add=args.cap_add, cap_drop=args.cap_drop, security_opt=args.security_opt,
     )
     sys.stdout.flush()
     result = run(opts, _warn)

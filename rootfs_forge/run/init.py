@@ -11,7 +11,7 @@ import os
 import signal
 
 from rootfs_forge.errors import RunError
-from rootfs_forge.run import mounts, staticinit
+from rootfs_forge.run import mounts, seccomp, staticinit
 from rootfs_forge.run import syscalls as sc
 from rootfs_forge.run.spec import ContainerPlan, User, resolve_user
 
@@ -130,14 +130,17 @@ def container_main(plan: ContainerPlan, errfd: int, tty_path: str | None) -> int
         mounts.pivot(new_root)
         user = resolve_user(plan.process.user, _read_text("/etc/passwd"), _read_text("/etc/group"))
         sc.set_no_new_privs()
-        sc.limit_capabilities()
+        keep = sc.DEFAULT_CAPS if plan.caps is None else plan.caps
+        sc.drop_bounding(keep)
         env = command_env(plan, user, term)
-        _become(user)
+        _become(user)  # still with CAP_SETUID/SETGID, even when --cap-drop removes them from the container
+        sc.limit_sets(keep)
         sc.set_pdeathsig(signal.SIGKILL)  # a credential change clears it
         try:
             os.chdir(plan.process.workdir)
         except OSError as exc:
             raise RunError("enter working directory", plan.process.workdir, exc.strerror or str(exc)) from None
+        seccomp.install(plan.seccomp)  # the last step: whatever starts from here on (the command) inherits it
     except BaseException as exc:
         report(errfd, SETUP_FAILED, exc)
         return SETUP_FAILED

@@ -28,7 +28,8 @@ from collections.abc import Callable
 
 from rootfs_forge.errors import RunError
 from rootfs_forge.pids import owner_tag
-from rootfs_forge.run import cgroups, init, paths, runtime, sweep
+from rootfs_forge.run import caps as capset
+from rootfs_forge.run import cgroups, init, paths, runtime, seccomp, sweep
 from rootfs_forge.run import syscalls as sc
 from rootfs_forge.run.spec import (
     ContainerPlan,
@@ -46,9 +47,9 @@ Warn = Callable[[str], None]
 class RunOptions:
     """What the user asked for (already parsed by the CLI). Treated as immutable."""
 
-    __slots__ = ("cache_dir", "cmd", "env", "hostname", "interactive", "limits", "name", "network", "no_init",
-                 "now", "read_only", "remove", "runtime_dir", "state_dir", "stop_timeout", "storage", "target",
-                 "tmp_size", "tty", "upper_size", "user", "volumes", "workdir")
+    __slots__ = ("cache_dir", "cap_add", "cap_drop", "cmd", "env", "hostname", "interactive", "limits", "name",
+                 "network", "no_init", "now", "read_only", "remove", "runtime_dir", "security_opt", "state_dir",
+                 "stop_timeout", "storage", "target", "tmp_size", "tty", "upper_size", "user", "volumes", "workdir")
 
     def __init__(self, target: str, cmd: list[str], *, now: float, env: list[str] | None = None,
                  workdir: str | None = None, user: str | None = None, hostname: str | None = None,
@@ -56,7 +57,8 @@ class RunOptions:
                  name: str | None = None, remove: bool = False, interactive: bool = False, tty: bool = False,
                  read_only: bool = False, cache_dir: str | None = None, state_dir: str | None = None,
                  runtime_dir: str | None = None, storage: str = "auto", no_init: bool = False,
-                 stop_timeout: float = 10.0, tmp_size: int = 0, upper_size: int = 0) -> None:
+                 stop_timeout: float = 10.0, tmp_size: int = 0, upper_size: int = 0, cap_add: list[str] | None = None,
+                 cap_drop: list[str] | None = None, security_opt: list[str] | None = None) -> None:
         self.target = target
         self.cmd = cmd
         self.now = now
@@ -80,6 +82,9 @@ class RunOptions:
         self.stop_timeout = stop_timeout
         self.tmp_size = tmp_size  # 0: spec.default_tmpfs_size
         self.upper_size = upper_size  # 0: spec.default_tmpfs_size
+        self.cap_add = cap_add or []
+        self.cap_drop = cap_drop or []
+        self.security_opt = security_opt or []
 
 
 class RunResult:
@@ -150,6 +155,8 @@ def run(opts: RunOptions, warn: Warn) -> RunResult:
     if opts.network not in ("none", "host"):
         raise RunError("use", f"network {opts.network!r}", "choose none or host")
     env = parse_env(opts.env)
+    caps = capset.effective(sc.DEFAULT_CAPS, opts.cap_add, opts.cap_drop)
+    profile = seccomp.parse_security_opts(opts.security_opt)
     rootless = os.geteuid() != 0
     tty_path = None
     if opts.tty:
@@ -177,6 +184,7 @@ def run(opts: RunOptions, warn: Warn) -> RunResult:
         sweep.on_run(rt_fd, opts.state_dir)
         lowers, config, meta = _source(opts, rootless, temps, rt_fd)
         process = plan_process(config, opts.cmd, env, opts.workdir, opts.user, opts.target)
+        filters = seccomp.programs(profile, caps, opts.cache_dir)
         hostname = opts.hostname or opts.name or f"forge-{run_id}"
         ram = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
         default_size = default_tmpfs_size(opts.limits.memory, ram)  # for /tmp and the writable layer
@@ -197,7 +205,8 @@ def run(opts: RunOptions, warn: Warn) -> RunResult:
                              hostname=hostname, interactive=opts.interactive or opts.tty, tty=opts.tty,
                              rootless=rootless, etc_files=etc_files(hostname, opts.network),
                              no_init=opts.no_init, tmp_size=opts.tmp_size or default_size,
-                             upper_size=opts.upper_size or default_size, init_fd=init_fd)
+                             upper_size=opts.upper_size or default_size, init_fd=init_fd, caps=caps,
+                             seccomp=filters)
         if opts.limits.any:
             cg = cgroups.create(opts.limits, cgroups.run_name(owner_tag(), run_id))
         return _supervise(plan, cg, tty_path, opts.stop_timeout)

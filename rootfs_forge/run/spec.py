@@ -257,16 +257,17 @@ class ContainerPlan:
     ``etc_files`` maps ``hostname``/``hosts``/``resolv.conf`` to their generated text; ``rt`` is the host dir
     the container's scratch tmpfs is mounted on (inside the container's mount namespace only)."""
 
-    __slots__ = ("etc_files", "hostname", "init_fd", "interactive", "lowers", "network", "no_init", "process",
-                 "read_only", "rootless", "rt", "storage", "tmp_size", "tty", "upper", "upper_size", "volumes",
-                 "work")
+    __slots__ = ("caps", "etc_files", "hostname", "init_fd", "interactive", "lowers", "network", "no_init",
+                 "process", "read_only", "rootless", "rt", "seccomp", "storage", "tmp_size", "tty", "upper",
+                 "upper_size", "volumes", "work")
 
     def __init__(self, *, rt: str, lowers: tuple[str, ...], process: Process, upper: str | None = None,
                  work: str | None = None, storage: str = "overlay", volumes: tuple[Volume, ...] = (),
                  read_only: bool = False, network: str = "none", hostname: str = "forge",
                  interactive: bool = False, tty: bool = False, rootless: bool = False,
                  etc_files: dict[str, str] | None = None, no_init: bool = False, tmp_size: int = 0,
-                 upper_size: int = 0, init_fd: int = -1) -> None:
+                 upper_size: int = 0, init_fd: int = -1, caps: frozenset[int] | None = None,
+                 seccomp: tuple[bytes, ...] = ()) -> None:
         self.rt = rt
         self.tmp_size = tmp_size  # bytes for the container's /tmp tmpfs; 0: the kernel default (half of RAM)
         self.upper_size = upper_size  # bytes for the writable layer's tmpfs (not a kept one); 0: kernel default
@@ -285,3 +286,5 @@ class ContainerPlan:
         self.etc_files = dict(etc_files or {})
         self.no_init = no_init
         self.init_fd = init_fd  # an open static init binary to exec as PID 1 (staticinit), or -1
+        self.caps = caps  # the container's capability set; None: syscalls.DEFAULT_CAPS
+        self.seccomp = seccomp  # BPF programs PID 1 installs last; empty: unconfined

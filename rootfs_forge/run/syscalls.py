@@ -47,7 +47,8 @@ CAP_NUMBERS = {
     "SETPCAP": 8, "NET_BIND_SERVICE": 10, "NET_RAW": 13, "SYS_CHROOT": 18, "MKNOD": 27, "AUDIT_WRITE": 29,
     "SETFCAP": 31,
 }
-DEFAULT_CAPS = frozenset(CAP_NUMBERS.values())
+# forge's default: Docker's without MKNOD (no device cgroup here limits which nodes a container could make)
+DEFAULT_CAPS = frozenset(CAP_NUMBERS.values()) - {CAP_NUMBERS["MKNOD"]}
 
 _PIVOT_ROOT_NR = {
     "x86_64": 155, "i386": 217, "i686": 217, "aarch64": 41, "riscv64": 41, "armv7l": 218, "armv6l": 218,
@@ -152,11 +153,22 @@ def last_cap() -> int:
 def limit_capabilities(keep: frozenset[int] = DEFAULT_CAPS) -> None:
     """Drop every capability outside ``keep`` from the bounding set, then from the effective, permitted and
     inheritable sets (capset v3), and clear the ambient set. After exec the process holds at most ``keep``."""
+    drop_bounding(keep)
+    limit_sets(keep)
+
+
+def drop_bounding(keep: frozenset[int]) -> None:
+    """Drop every capability outside ``keep`` from the bounding set (needs CAP_SETPCAP; the effective set is
+    left alone, so e.g. setuid still works afterwards)."""
     for cap in range(last_cap() + 1):
         if cap not in keep and _libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
             err = ctypes.get_errno()
             if err != 22:  # EINVAL: capability unknown to this kernel
                 raise RunError("drop capability", str(cap), os.strerror(err))
+
+
+def limit_sets(keep: frozenset[int]) -> None:
+    """Reduce the effective, permitted and inheritable sets to ``keep`` and clear the ambient set."""
     _libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)  # EINVAL on old kernels: nothing to clear
     hdr = _CapHeader(0x20080522, 0)
     data = (_CapData * 2)()
