@@ -18,8 +18,9 @@ import stat
 from rootfs_forge.errors import RunError
 from rootfs_forge.run import syscalls as sc
 
-MASKED_PROC = ("acpi", "asound", "kcore", "keys", "latency_stats", "timer_list", "timer_stats", "sched_debug",
-               "scsi")
+# Docker's list; /proc/interrupts too (newer Docker masks it: per-CPU interrupt counts are a side channel)
+MASKED_PROC = ("acpi", "asound", "interrupts", "kcore", "keys", "latency_stats", "timer_list", "timer_stats",
+               "sched_debug", "scsi")
 MASKED_SYS = ("firmware", "devices/virtual/powercap")
 READ_ONLY_PROC = ("bus", "fs", "irq", "sys", "sysrq-trigger")
 
