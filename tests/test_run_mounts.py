@@ -28,8 +28,9 @@ from tests.support.hostile import PRELUDE, HostileImage, results
 REPO = Path(__file__).resolve().parents[1]
 ROOT = os.geteuid() == 0
 SYSTEM_PYTHON = "/usr/bin/python3"
-MASKED = ("/proc/acpi", "/proc/asound", "/proc/interrupts", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list",
-          "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware", "/sys/devices/virtual/powercap")
+MASKED = ("/proc/acpi", "/proc/asound", "/proc/interrupts", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+          "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware",
+          "/sys/devices/virtual/powercap")
 READ_ONLY = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys")
 ST_RDONLY, ST_NOSUID, ST_NODEV, ST_NOEXEC = os.ST_RDONLY, os.ST_NOSUID, os.ST_NODEV, os.ST_NOEXEC
 
