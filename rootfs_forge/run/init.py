@@ -18,6 +18,7 @@ from rootfs_forge.run.spec import ContainerPlan, User, resolve_user
 
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2,
              signal.SIGWINCH, signal.SIGCONT)
+TERMINAL_SIGNALS = (signal.SIGINT, signal.SIGQUIT, signal.SIGWINCH)  # with -t, made by the container's pty
 SETUP_FAILED = 125  # like `docker run`: the launcher itself failed
 EXEC_FAILED = 127
 
@@ -101,8 +102,9 @@ def which(name: str, path: str) -> str:
     raise FileNotFoundError(2, os.strerror(2), name)
 
 
-def container_main(plan: ContainerPlan, errfd: int, tty_path: str | None) -> int:
-    """Everything PID 1 does. Returns its exit code (the caller ``os._exit``s with it).
+def container_main(plan: ContainerPlan, errfd: int, console: int = -1) -> int:
+    """Everything PID 1 does. Returns its exit code (the caller ``os._exit``s with it). PID 1 is already the
+    leader of a session of its own; with ``-t``, ``console`` is the socket to send its terminal's master on.
 
     PID 1 becomes the container's user itself and starts the command with ``posix_spawn`` (vfork: no copy of
     this Python process), then reaps every child and forwards signals until the command exits."""
@@ -110,6 +112,8 @@ def container_main(plan: ContainerPlan, errfd: int, tty_path: str | None) -> int
     pending: list[int] = []
 
     def forward(signum: int, _frame: object) -> None:
+        if plan.tty and signum in TERMINAL_SIGNALS:
+            return  # the terminal signalled its foreground process group, the command's
         if cmd_pid:
             send_signal(cmd_pid, signum)
         else:
@@ -122,9 +126,14 @@ def container_main(plan: ContainerPlan, errfd: int, tty_path: str | None) -> int
         sc.set_pdeathsig(signal.SIGKILL)
         sc.set_process_title("forge-init")
         _hostname(plan)  # before pivot_root: it imports modules from the host's Python
-        new_root = mounts.setup_root(plan, tty_path)
+        new_root = mounts.setup_root(plan)
         mounts.pivot(new_root)
         user = resolve_user(plan.process.user, _read_text("/etc/passwd"), _read_text("/etc/group"))
+        sc.join_session_keyring()  # none of the caller's keys
+        if console >= 0:
+            from rootfs_forge.run import terminal  # already loaded by the launcher: nothing is read after pivot
+
+            terminal.attach(console, user.uid)
         sc.set_no_new_privs()
         sc.limit_capabilities()
         env = command_env(plan, user, term)

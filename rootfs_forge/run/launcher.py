@@ -30,6 +30,10 @@ from rootfs_forge.run import cgroups, init, paths
 from rootfs_forge.run import syscalls as sc
 from rootfs_forge.run.spec import ContainerPlan, ImageConfig, Limits, Volume, parse_env, plan_process
 
+TYPE_CHECKING = False  # typing itself stays off the start path; mypy reads this as typing.TYPE_CHECKING
+if TYPE_CHECKING:
+    from rootfs_forge.run import terminal
+
 Warn = Callable[[str], None]
 
 
@@ -165,11 +169,8 @@ def run(opts: RunOptions, warn: Warn) -> RunResult:
         raise RunError("use", f"network {opts.network!r}", "choose none or host")
     env = parse_env(opts.env)
     rootless = os.geteuid() != 0
-    tty_path = None
-    if opts.tty:
-        if not os.isatty(0):
-            raise RunError("allocate", "a terminal", "-t needs stdin to be a terminal")
-        tty_path = os.ttyname(0)
+    if opts.tty and not os.isatty(0):
+        raise RunError("allocate", "a terminal", "-t needs stdin to be a terminal")
     storage = _storage(opts.storage, warn)
     run_id = os.urandom(6).hex()
     anchor = os.path.join(opts.runtime_dir, "mnt")  # fixed and empty on the host; see mounts.setup_root
@@ -199,7 +200,7 @@ def run(opts: RunOptions, warn: Warn) -> RunResult:
                              no_init=opts.no_init, tmp_size=opts.tmp_size)
         if opts.limits.any:
             cg = cgroups.create(opts.limits, cgroups.run_name(os.getpid(), run_id))
-        return _supervise(plan, cg, tty_path, opts.stop_timeout)
+        return _supervise(plan, cg, opts.stop_timeout)
     finally:
         try:
             if cg is not None:
@@ -213,16 +214,20 @@ def run(opts: RunOptions, warn: Warn) -> RunResult:
                 state.remove(opts.state_dir, opts.name)
 
 
-def _close_fds(keep: int) -> None:
-    os.closerange(3, keep)
-    os.closerange(keep + 1, 1 << 16)
+def _close_fds(*keep: int) -> None:
+    low = 3
+    for fd in sorted(k for k in keep if k >= 3):
+        os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, 1 << 16)
 
 
-def _pid1(plan: ContainerPlan, cg: cgroups.Cgroup | None, errw: int) -> int:
-    """As root: already PID 1 of the new PID namespace (the launcher unshared it for us). Join the cgroup,
-    unshare the other namespaces, become init. Returns an exit code for ``os._exit``."""
+def _pid1(plan: ContainerPlan, cg: cgroups.Cgroup | None, errw: int, console: int) -> int:
+    """As root: already PID 1 of the new PID namespace (the launcher unshared it for us). Leave the caller's
+    session, join the cgroup, unshare the other namespaces, become init. Returns an exit code for ``os._exit``."""
     try:
-        _close_fds(errw)
+        os.setsid()  # first: nothing of the container may share the caller's session or controlling terminal
+        _close_fds(errw, console)
         sc.set_pdeathsig(signal.SIGKILL)
         if cg is not None:
             cg.join(0)  # 0: this process; before anything of the container exists, let alone runs
@@ -230,18 +235,18 @@ def _pid1(plan: ContainerPlan, cg: cgroups.Cgroup | None, errw: int) -> int:
         if plan.network == "none":
             flags |= sc.CLONE_NEWNET
         sc.unshare(flags)
-        tty_path = os.ttyname(0) if plan.tty else None
     except BaseException as exc:
         init.report(errw, init.SETUP_FAILED, exc)
         return init.SETUP_FAILED
-    return init.container_main(plan, errw, tty_path)
+    return init.container_main(plan, errw, console)
 
 
-def _child(plan: ContainerPlan, cg: cgroups.Cgroup | None, errw: int, parent: int) -> int:
+def _child(plan: ContainerPlan, cg: cgroups.Cgroup | None, errw: int, parent: int, console: int) -> int:
     """Rootless: the namespace creator (user namespace first, then the rest), parent of PID 1. Returns an exit
     code for ``os._exit``."""
     try:
-        _close_fds(errw)
+        os.setsid()  # first: nothing of the container may share the caller's session or controlling terminal
+        _close_fds(errw, console)
         sc.set_pdeathsig(signal.SIGKILL)
         if os.getppid() != parent:
             return init.SETUP_FAILED
@@ -257,7 +262,6 @@ def _child(plan: ContainerPlan, cg: cgroups.Cgroup | None, errw: int, parent: in
         if plan.network == "none":
             flags |= sc.CLONE_NEWNET
         sc.unshare(flags)
-        tty_path = os.ttyname(0) if plan.tty else None
         pid = os.fork()
     except BaseException as exc:
         init.report(errw, init.SETUP_FAILED, exc)
@@ -265,10 +269,13 @@ def _child(plan: ContainerPlan, cg: cgroups.Cgroup | None, errw: int, parent: in
     if pid == 0:
         code = init.SETUP_FAILED
         try:
-            code = init.container_main(plan, errw, tty_path)
+            os.setsid()  # PID 1 leads a session of its own, so it can take a terminal of its own (-t)
+            code = init.container_main(plan, errw, console)
         finally:
             os._exit(code)
     os.close(errw)
+    if console >= 0:
+        os.close(console)
     _forward_to(pid, -1, [])  # the outer forge process escalates; this middle process only forwards
     while True:
         try:
@@ -281,15 +288,18 @@ def _child(plan: ContainerPlan, cg: cgroups.Cgroup | None, errw: int, parent: in
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
 
 
-def _forward_to(pid: int, stop_timeout: float, escalated: list[bool]) -> dict[int, object]:
-    """Forward signals to the container; a stop signal not obeyed within ``stop_timeout`` s becomes SIGKILL."""
+def _forward_to(pid: int, stop_timeout: float, escalated: list[bool],
+                deliver: Callable[[int], bool] | None = None) -> dict[int, object]:
+    """Forward signals to the container; a stop signal not obeyed within ``stop_timeout`` s becomes SIGKILL.
+    ``deliver`` (``-t``) may deliver a signal itself instead, through the container's terminal."""
 
     def kill(_signum: int, _frame: object) -> None:
         escalated.append(True)
         os.kill(pid, signal.SIGKILL)  # PID 1 goes, and the kernel kills the rest of its namespace
 
     def forward(signum: int, _frame: object) -> None:
-        cgroups.send_signal(pid, signum)
+        if deliver is None or not deliver(signum):
+            cgroups.send_signal(pid, signum)
         if signum in STOP_SIGNALS and stop_timeout >= 0 and signal.getitimer(signal.ITIMER_REAL)[0] == 0:
             signal.setitimer(signal.ITIMER_REAL, max(stop_timeout, 0.001))
 
@@ -298,10 +308,24 @@ def _forward_to(pid: int, stop_timeout: float, escalated: list[bool]) -> dict[in
     return previous
 
 
-def _supervise(plan: ContainerPlan, cg: cgroups.Cgroup | None, tty_path: str | None,
-               stop_timeout: float = 10.0) -> RunResult:
-    del tty_path  # the child looks the terminal up itself (same fd 0)
+def _supervise(plan: ContainerPlan, cg: cgroups.Cgroup | None, stop_timeout: float = 10.0) -> RunResult:
+    if plan.tty:
+        from rootfs_forge.run import terminal  # socket, termios: only with -t
+
+        console: terminal.Console | None = terminal.Console()
+    else:
+        console = None
+    try:
+        return _supervise_with(plan, cg, stop_timeout, console)
+    finally:
+        if console is not None:
+            console.close()
+
+
+def _supervise_with(plan: ContainerPlan, cg: cgroups.Cgroup | None, stop_timeout: float,
+                    console: terminal.Console | None) -> RunResult:
     errr, errw = os.pipe()  # both close-on-exec
+    console_fd = console.child_fd if console is not None else -1
     oom_fd = cg.oom_eventfd() if cg is not None and cg.limits.memory is not None else None
     parent = os.getpid()
     # As root the launcher makes its next child PID 1 of a new PID namespace itself (one Python fork fewer on
@@ -318,7 +342,8 @@ def _supervise(plan: ContainerPlan, cg: cgroups.Cgroup | None, tty_path: str | N
             code = init.SETUP_FAILED
             try:
                 os.close(errr)
-                code = _pid1(plan, cg, errw) if direct else _child(plan, cg, errw, parent)
+                code = (_pid1(plan, cg, errw, console_fd) if direct
+                        else _child(plan, cg, errw, parent, console_fd))
             finally:
                 os._exit(code)
     finally:
@@ -326,16 +351,21 @@ def _supervise(plan: ContainerPlan, cg: cgroups.Cgroup | None, tty_path: str | N
             sc.setns(own_pidns, sc.CLONE_NEWPID)  # later forks of this process stay in the host namespace
             os.close(own_pidns)
     os.close(errw)
+    if console is not None:
+        console.forked()
     escalated: list[bool] = []
-    previous = _forward_to(pid, stop_timeout, escalated)
+    previous = _forward_to(pid, stop_timeout, escalated, console.signal if console is not None else None)
     status: int | None = None
     oom_event = False
     try:
+        attached = console is not None and console.receive()
         chunks = []
         while chunk := os.read(errr, 4096):
             chunks.append(chunk)
         failure = init.parse_report(b"".join(chunks))
-        if oom_fd is not None:
+        if console is not None and attached and failure is None:
+            oom_event = console.relay(pid, oom_fd)
+        elif oom_fd is not None:
             pidfd = os.pidfd_open(pid)
             try:
                 while True:
