@@ -68,9 +68,11 @@ class Terminal:
         self.output = bytearray()
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, argv: list[str], env: dict[str, str], cwd: str | None = None) -> None:
+    def start(self, argv: list[str], env: dict[str, str], cwd: str | None = None, ctty: bool = True) -> None:
+        """``ctty=False``: the terminal is nobody's controlling terminal (forge in a session without one)."""
         self.proc = subprocess.Popen(argv, stdin=self.slave, stdout=self.slave, stderr=self.slave, env=env,
-                                     cwd=cwd, start_new_session=True, preexec_fn=_make_controlling_tty)
+                                     cwd=cwd, start_new_session=True,
+                                     preexec_fn=_make_controlling_tty if ctty else None)
 
     def pump(self, timeout: float) -> None:
         ready, _, _ = select.select([self.master], [], [], timeout)
@@ -243,6 +245,20 @@ def test_tiocsti_cannot_reach_caller_terminal(forge: Forge, terminal: Terminal, 
     assert terminal.queued_input() == b"", out
 
 
+@pytest.mark.parametrize("options", [[], ["-i"], ["-t"]], ids=["plain", "i", "t"])
+def test_tiocsti_cannot_reach_a_terminal_nobody_controls(forge: Forge, terminal: Terminal,
+                                                          options: list[str]) -> None:
+    """The same attack when forge's terminal is no session's controlling terminal (forge started by setsid, or
+    by a program that never made it one): a process inside could take it as its own controlling terminal with
+    TIOCSCTTY and inject through it, unless the terminal never reaches the container."""
+    terminal.start(forge.probe(options, TIOCSTI_PROBE), forge.env, cwd=str(forge.base), ctty=False)
+    code = terminal.wait()
+    out = results(bytes(terminal.output))
+    assert code == 0, bytes(terminal.output)
+    assert "steal2" in out, bytes(terminal.output)
+    assert terminal.queued_input() == b"", out
+
+
 KEY_DESC = b"forge-test-secret"
 KEY_PAYLOAD = b"hunter2-payload"
 _KEY_NR = {"x86_64": (248, 250), "aarch64": (217, 219), "riscv64": (217, 219)}  # add_key, keyctl
@@ -383,6 +399,7 @@ NO_TTY_PROBE = r"""
 with open("/proc/self/stat") as f:
     print("tty_nr=" + f.read().rsplit(")", 1)[1].split()[4])
 print("dev_tty=" + attempt(os.open, "/dev/tty", os.O_RDWR))
+print("isatty=" + ",".join(str(os.isatty(fd)) for fd in (0, 1, 2)))
 """
 
 
@@ -393,6 +410,7 @@ def test_without_t_nothing_inside_has_a_controlling_terminal(forge: Forge, termi
     assert terminal.wait() == 0, bytes(terminal.output)
     out = results(bytes(terminal.output))
     assert out["tty_nr"] == "0" and out["dev_tty"] == "ENXIO", out
+    assert out["isatty"] == "False,False,False", out  # pipes in place of the caller's terminal (as Docker)
 
 
 def test_i_without_t_keeps_stdin_connected(as_root: Forge, terminal: Terminal) -> None:
@@ -409,3 +427,20 @@ def test_t_without_a_terminal_is_a_one_line_error(as_root: Forge) -> None:
                           stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
     assert proc.returncode != 0
     assert proc.stderr == "forge: cannot allocate a terminal: -t needs stdin to be a terminal\n"
+
+
+@pytest.mark.parametrize("options", [[], ["-t"]], ids=["plain", "t"])
+def test_terminal_modules_load_only_with_t(as_root: Forge, terminal: Terminal, options: list[str]) -> None:
+    """On a terminal, the start path without -t loads the pipe relay but not socket/termios/tty."""
+    code = ("import sys; from rootfs_forge.cli import main; rc = main(sys.argv[1:]); "
+            "print('modules=' + ','.join(sorted(sys.modules))); sys.exit(rc)")
+    argv = as_root.caller() + as_root.run_args(options, "true")
+    terminal.start([argv[0], "-c", code, *argv[3:]], as_root.env)  # argv[1:3]: "-m rootfs_forge"
+    assert terminal.wait() == 0, bytes(terminal.output)
+    loaded = set(results(bytes(terminal.output))["modules"].split(","))
+    assert "rootfs_forge.run.relay" in loaded
+    terminal_modules = {"socket", "termios", "tty", "rootfs_forge.run.terminal"}
+    if options:
+        assert terminal_modules <= loaded, loaded
+    else:
+        assert not terminal_modules & loaded, loaded

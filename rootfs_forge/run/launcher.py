@@ -12,6 +12,10 @@ Process tree as root::
 Rootless, a middle process (``_child``) sits between the two: it unshares the user namespace first (mapping the
 caller to root), then the others, forks PID 1 and relays its status.
 
+The first process forked calls ``setsid``: nothing of the container shares the caller's session, and the caller's
+terminal never enters it (-t: a pty of the container's own, see terminal.py; otherwise terminals on fds 0/1/2 are
+replaced by pipes, see relay.py).
+
 Mounts exist only in the container's mount namespace, so they vanish with it. The scratch space (upper dir,
 generated /etc files, merged root) is a tmpfs mounted inside that namespace on a fixed, always-empty host dir
 (``<runtime dir>/mnt``), so nothing per run is created on the host; cgroup dirs (and an unpacked oci-archive)
@@ -32,7 +36,7 @@ from rootfs_forge.run.spec import ContainerPlan, ImageConfig, Limits, Volume, pa
 
 TYPE_CHECKING = False  # typing itself stays off the start path; mypy reads this as typing.TYPE_CHECKING
 if TYPE_CHECKING:
-    from rootfs_forge.run import terminal
+    from rootfs_forge.run import relay, terminal
 
 Warn = Callable[[str], None]
 
@@ -309,21 +313,29 @@ def _forward_to(pid: int, stop_timeout: float, escalated: list[bool],
 
 
 def _supervise(plan: ContainerPlan, cg: cgroups.Cgroup | None, stop_timeout: float = 10.0) -> RunResult:
+    """The caller's terminal never enters the container: with -t it gets a pty of its own (run/terminal.py),
+    without, terminals on fds 0/1/2 are replaced by pipes (run/relay.py)."""
+    console: terminal.Console | None = None
+    pipes: relay.Pipes | None = None
     if plan.tty:
         from rootfs_forge.run import terminal  # socket, termios: only with -t
 
-        console: terminal.Console | None = terminal.Console()
-    else:
-        console = None
+        console = terminal.Console()
+    elif os.isatty(0) or os.isatty(1) or os.isatty(2):
+        from rootfs_forge.run import relay
+
+        pipes = relay.Pipes(plan.interactive)
     try:
-        return _supervise_with(plan, cg, stop_timeout, console)
+        return _supervise_with(plan, cg, stop_timeout, console, pipes)
     finally:
         if console is not None:
             console.close()
+        if pipes is not None:
+            pipes.close()
 
 
 def _supervise_with(plan: ContainerPlan, cg: cgroups.Cgroup | None, stop_timeout: float,
-                    console: terminal.Console | None) -> RunResult:
+                    console: terminal.Console | None, pipes: relay.Pipes | None) -> RunResult:
     errr, errw = os.pipe()  # both close-on-exec
     console_fd = console.child_fd if console is not None else -1
     oom_fd = cg.oom_eventfd() if cg is not None and cg.limits.memory is not None else None
@@ -342,6 +354,8 @@ def _supervise_with(plan: ContainerPlan, cg: cgroups.Cgroup | None, stop_timeout
             code = init.SETUP_FAILED
             try:
                 os.close(errr)
+                if pipes is not None:
+                    pipes.in_child()
                 code = (_pid1(plan, cg, errw, console_fd) if direct
                         else _child(plan, cg, errw, parent, console_fd))
             finally:
@@ -353,6 +367,8 @@ def _supervise_with(plan: ContainerPlan, cg: cgroups.Cgroup | None, stop_timeout
     os.close(errw)
     if console is not None:
         console.forked()
+    if pipes is not None:
+        pipes.forked()
     escalated: list[bool] = []
     previous = _forward_to(pid, stop_timeout, escalated, console.signal if console is not None else None)
     status: int | None = None
@@ -365,6 +381,8 @@ def _supervise_with(plan: ContainerPlan, cg: cgroups.Cgroup | None, stop_timeout
         failure = init.parse_report(b"".join(chunks))
         if console is not None and attached and failure is None:
             oom_event = console.relay(pid, oom_fd)
+        elif pipes is not None and failure is None:
+            oom_event = pipes.relay(pid, oom_fd)
         elif oom_fd is not None:
             pidfd = os.pidfd_open(pid)
             try:

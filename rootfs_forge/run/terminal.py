@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import select
 import signal
 import socket
 import struct
@@ -26,6 +25,7 @@ import termios
 import tty
 
 from rootfs_forge.errors import RunError
+from rootfs_forge.run import relay
 from rootfs_forge.run import syscalls as sc
 
 TIOCGPTN = 0x80045430  # _IOR('T', 0x30, unsigned int)
@@ -136,69 +136,15 @@ class Console:
 
     def relay(self, pid: int, oom_fd: int | None) -> bool:
         """Copy between the caller's terminal (raw meanwhile) and the master until ``pid`` exits, then drain the
-        master. ``oom_fd`` firing kills ``pid``; returns whether it fired."""
+        master. ``oom_fd`` firing kills ``pid``; returns whether it did."""
         saved = termios.tcgetattr(0)
-        pidfd = os.pidfd_open(pid)
         try:
             tty.setraw(0, termios.TCSANOW)
             copy_winsize(0, self.master)  # it may have changed while the container started
-            return self._copy(pid, pidfd, oom_fd)
+            return relay.copy([relay.Stream(0, self.master, own_dst=True), relay.Stream(self.master, 1, own_dst=False)],
+                              pid, oom_fd)
         finally:
-            os.close(pidfd)
             termios.tcsetattr(0, termios.TCSADRAIN, saved)
-
-    def _copy(self, pid: int, pidfd: int, oom_fd: int | None) -> bool:
-        master, pending, oom = self.master, b"", False
-        reading_in = reading_out = True
-        while True:
-            rlist = [pidfd]
-            if reading_out:
-                rlist.append(master)
-            if reading_in and not pending:
-                rlist.append(0)
-            if oom_fd is not None and not oom:
-                rlist.append(oom_fd)
-            ready, writable, _ = select.select(rlist, [master] if pending else [], [])
-            if master in ready and self._output() < 0:
-                reading_out = False
-            if 0 in ready:
-                try:
-                    pending = os.read(0, 65536)
-                except OSError:
-                    pending = b""
-                reading_in = bool(pending)
-            if master in writable:
-                try:
-                    pending = pending[os.write(master, pending):]
-                except BlockingIOError:
-                    pass
-                except OSError:  # nobody holds the slave any more
-                    pending, reading_in = b"", False
-            if oom_fd is not None and oom_fd in ready and not oom:
-                oom = True
-                os.kill(pid, signal.SIGKILL)
-            if pidfd in ready:
-                while reading_out and self._output() > 0:
-                    pass  # once no slave is left, reads return what is buffered, then EIO (never EAGAIN)
-                return oom
-
-    def _output(self) -> int:
-        """Copy what the master has to fd 1: 1 copied, 0 nothing now, -1 drained for good (EIO: no slave left)."""
-        try:
-            data = os.read(self.master, 65536)
-        except BlockingIOError:
-            return 0
-        except OSError:
-            return -1
-        if not data:
-            return -1
-        view = memoryview(data)
-        while view:
-            try:
-                view = view[os.write(1, view):]
-            except OSError:
-                break  # the caller's output is gone; keep draining so the container is not blocked
-        return 1
 
     def close(self) -> None:
         for fd in (self.master, self.child_fd):
