@@ -101,6 +101,8 @@ class Console:
         self._sock, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         self.child_fd = child.detach()  # PID 1's end; close it in the launcher once it has forked
         self.master = -1
+        self.queued: list[int] = []  # keyboard signals sent to forge before the command ran
+        self.live = False
 
     def forked(self) -> None:
         """In the launcher, after the fork: only the container holds the other end now."""
@@ -121,12 +123,14 @@ class Console:
 
     def signal(self, signum: int) -> bool:
         """Deliver ``signum`` sent to forge the way a terminal would; False: forward it to PID 1 instead."""
-        if self.master < 0:
-            return False
         if signum == signal.SIGWINCH:
-            copy_winsize(0, self.master)  # the kernel signals the pty's foreground process group
-            return True
+            if self.master >= 0:
+                copy_winsize(0, self.master)  # the kernel signals the pty's foreground process group
+            return True  # before: the size is copied when the relay starts
         if signum in KEYBOARD_SIGNALS:
+            if not self.live:  # PID 1 takes these for the terminal's own: keep them until the command runs
+                self.queued.append(signum)
+                return True
             try:
                 fcntl.ioctl(self.master, TIOCSIG, signum)
             except OSError:
@@ -141,6 +145,9 @@ class Console:
         try:
             tty.setraw(0, termios.TCSANOW)
             copy_winsize(0, self.master)  # it may have changed while the container started
+            self.live = True  # the command runs (PID 1 closed the error pipe after starting it)
+            for signum in self.queued:
+                self.signal(signum)
             return relay.copy([relay.Stream(0, self.master, own_dst=True), relay.Stream(self.master, 1, own_dst=False)],
                               pid, oom_fd)
         finally:
