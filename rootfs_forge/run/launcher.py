@@ -278,8 +278,12 @@ def _child(plan: ContainerPlan, cg: cgroups.Cgroup | None, errw: int, parent: in
         finally:
             os._exit(code)
     os.close(errw)
-    if console >= 0:
+    if console >= 0:  # -t: the caller's terminal stays with the launcher alone
         os.close(console)
+        null = os.open("/dev/null", os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+        os.close(null)
     _forward_to(pid, -1, [])  # the outer forge process escalates; this middle process only forwards
     while True:
         try:
