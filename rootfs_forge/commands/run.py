@@ -32,8 +32,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cpus", help="CPU quota, e.g. 0.5")
     p.add_argument("--name", help="keep the container's writable layer under this name (see ps, rm, commit)")
     p.add_argument("--rm", action="store_true", help="with --name: remove the container after it exits")
-    p.add_argument("-i", "--interactive", action="store_true", help="keep stdin connected")
-    p.add_argument("-t", "--tty", action="store_true", help="the command uses the caller's terminal")
+    p.add_argument("-i", "--interactive", action="store_true", help="keep stdin connected (else /dev/null)")
+    p.add_argument("-t", "--tty", action="store_true",
+                   help="give the command a pseudo-terminal of its own, relayed to yours (implies -i)")
     p.add_argument("--read-only", action="store_true", help="mount the container's root read-only")
     p.add_argument("--cache-dir", help="layer unpack cache (default $FORGE_CACHE or <project>/cache)")
     p.add_argument("--state-dir", help="named containers (default /var/lib/forge/containers as root)")

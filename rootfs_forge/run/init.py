@@ -18,6 +18,7 @@ from rootfs_forge.run.spec import ContainerPlan, User, resolve_user
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2,
              signal.SIGWINCH, signal.SIGCONT)
+TERMINAL_SIGNALS = (signal.SIGINT, signal.SIGQUIT, signal.SIGWINCH)  # with -t, made by the container's pty
 SETUP_FAILED = 125  # like `docker run`: the launcher itself failed
 EXEC_FAILED = 127
 
@@ -106,9 +107,10 @@ def which(name: str, path: str) -> str:
     raise FileNotFoundError(2, os.strerror(2), name)
 
 
-def container_main(plan: ContainerPlan, errfd: int, tty_path: str | None) -> int:
+def container_main(plan: ContainerPlan, errfd: int, console: int = -1) -> int:
     """Everything PID 1 does before it becomes the container's init. Returns an exit code only on failure (the
-    caller ``os._exit``s with it); on success the process image is replaced.
+    caller ``os._exit``s with it); on success the process image is replaced. PID 1 is already the leader of a
+    session of its own; with ``-t``, ``console`` is the socket to send its terminal's master on.
 
     PID 1 builds the filesystem, hardens itself, becomes the container's user, and then execs: the static init
     from a sealed memfd (``plan.init_fd``, see ``staticinit``), which starts the command, reaps and forwards
@@ -117,6 +119,8 @@ def container_main(plan: ContainerPlan, errfd: int, tty_path: str | None) -> int
     pending: list[int] = []
 
     def hold(signum: int, _frame: object) -> None:
+        if plan.tty and signum in TERMINAL_SIGNALS:
+            return  # with -t the launcher delivers these through the container's terminal
         pending.append(signum)  # nothing to forward to yet
 
     for sig in FORWARDED:
@@ -126,9 +130,14 @@ def container_main(plan: ContainerPlan, errfd: int, tty_path: str | None) -> int
         sc.set_pdeathsig(signal.SIGKILL)
         sc.set_process_title("forge-init")
         _hostname(plan)  # before pivot_root: it imports modules from the host's Python
-        new_root = mounts.setup_root(plan, tty_path)
+        new_root = mounts.setup_root(plan)
         mounts.pivot(new_root)
         user = resolve_user(plan.process.user, _read_text("/etc/passwd"), _read_text("/etc/group"))
+        sc.join_session_keyring()  # none of the caller's keys
+        if console >= 0:
+            from rootfs_forge.run import terminal  # already loaded by the launcher: nothing is read after pivot
+
+            terminal.attach(console, user.uid)
         sc.set_no_new_privs()
         keep = sc.DEFAULT_CAPS if plan.caps is None else plan.caps
         sc.drop_bounding(keep)

@@ -12,6 +12,10 @@ Process tree as root::
 Rootless, a middle process (``_child``) sits between the two: it unshares the user namespace first (mapping the
 caller to root), then the others, forks PID 1 and relays its status.
 
+The first process forked calls ``setsid``: nothing of the container shares the caller's session, and the caller's
+terminal never enters it (-t: a pty of the container's own, see terminal.py; otherwise terminals on fds 0/1/2 are
+replaced by pipes, see relay.py).
+
 Mounts exist only in the container's mount namespace, so they vanish with it. The scratch space (upper dir,
 generated /etc files, merged root) is a tmpfs mounted inside that namespace on a fixed, always-empty host dir
 (``<runtime dir>/mnt``), so nothing per run is created on the host; cgroup dirs (and an unpacked oci-archive)
@@ -40,6 +44,10 @@ from rootfs_forge.run.spec import (
     parse_env,
     plan_process,
 )
+
+TYPE_CHECKING = False  # typing itself stays off the start path; mypy reads this as typing.TYPE_CHECKING
+if TYPE_CHECKING:
+    from rootfs_forge.run import relay, terminal
 
 Warn = Callable[[str], None]
 
@@ -158,11 +166,8 @@ def run(opts: RunOptions, warn: Warn) -> RunResult:
     caps = capset.effective(sc.DEFAULT_CAPS, opts.cap_add, opts.cap_drop)
     profile = seccomp.parse_security_opts(opts.security_opt)
     rootless = os.geteuid() != 0
-    tty_path = None
-    if opts.tty:
-        if not os.isatty(0):
-            raise RunError("allocate", "a terminal", "-t needs stdin to be a terminal")
-        tty_path = os.ttyname(0)
+    if opts.tty and not os.isatty(0):
+        raise RunError("allocate", "a terminal", "-t needs stdin to be a terminal")
     storage = _storage(opts.storage, warn)
     run_id = os.urandom(6).hex()
     rt_fd = runtime.open_dir(opts.runtime_dir)
@@ -209,7 +214,7 @@ def run(opts: RunOptions, warn: Warn) -> RunResult:
                              seccomp=filters)
         if opts.limits.any:
             cg = cgroups.create(opts.limits, cgroups.run_name(owner_tag(), run_id))
-        return _supervise(plan, cg, tty_path, opts.stop_timeout)
+        return _supervise(plan, cg, opts.stop_timeout)
     finally:
         if init_fd >= 0:
             os.close(init_fd)
@@ -241,11 +246,12 @@ def _close_fds(*keep: int) -> None:
     sc.close_range(low, 0xFFFFFFFF)
 
 
-def _pid1(plan: ContainerPlan, cg: cgroups.Cgroup | None, errw: int) -> int:
-    """As root: already PID 1 of the new PID namespace (the launcher unshared it for us). Join the cgroup,
-    unshare the other namespaces, become init. Returns an exit code for ``os._exit``."""
+def _pid1(plan: ContainerPlan, cg: cgroups.Cgroup | None, errw: int, console: int) -> int:
+    """As root: already PID 1 of the new PID namespace (the launcher unshared it for us). Leave the caller's
+    session, join the cgroup, unshare the other namespaces, become init. Returns an exit code for ``os._exit``."""
     try:
-        _close_fds(errw, plan.init_fd)
+        os.setsid()  # first: nothing of the container may share the caller's session or controlling terminal
+        _close_fds(errw, console, plan.init_fd)
         sc.set_pdeathsig(signal.SIGKILL)
         if cg is not None:
             cg.join(0)  # 0: this process; before anything of the container exists, let alone runs
@@ -253,18 +259,18 @@ def _pid1(plan: ContainerPlan, cg: cgroups.Cgroup | None, errw: int) -> int:
         if plan.network == "none":
             flags |= sc.CLONE_NEWNET
         sc.unshare(flags)
-        tty_path = os.ttyname(0) if plan.tty else None
     except BaseException as exc:
         init.report(errw, init.SETUP_FAILED, exc)
         return init.SETUP_FAILED
-    return init.container_main(plan, errw, tty_path)
+    return init.container_main(plan, errw, console)
 
 
-def _child(plan: ContainerPlan, cg: cgroups.Cgroup | None, errw: int, parent: int) -> int:
+def _child(plan: ContainerPlan, cg: cgroups.Cgroup | None, errw: int, parent: int, console: int) -> int:
     """Rootless: the namespace creator (user namespace first, then the rest), parent of PID 1. Returns an exit
     code for ``os._exit``."""
     try:
-        _close_fds(errw, plan.init_fd)
+        os.setsid()  # first: nothing of the container may share the caller's session or controlling terminal
+        _close_fds(errw, console, plan.init_fd)
         sc.set_pdeathsig(signal.SIGKILL)
         if os.getppid() != parent:
             return init.SETUP_FAILED
@@ -281,7 +287,6 @@ def _child(plan: ContainerPlan, cg: cgroups.Cgroup | None, errw: int, parent: in
         if plan.network == "none":
             flags |= sc.CLONE_NEWNET
         sc.unshare(flags)
-        tty_path = os.ttyname(0) if plan.tty else None
         pid = os.fork()
     except BaseException as exc:
         init.report(errw, init.SETUP_FAILED, exc)
@@ -289,10 +294,17 @@ def _child(plan: ContainerPlan, cg: cgroups.Cgroup | None, errw: int, parent: in
     if pid == 0:
         code = init.SETUP_FAILED
         try:
-            code = init.container_main(plan, errw, tty_path)
+            os.setsid()  # PID 1 leads a session of its own, so it can take a terminal of its own (-t)
+            code = init.container_main(plan, errw, console)
         finally:
             os._exit(code)
     os.close(errw)
+    if console >= 0:  # -t: the caller's terminal stays with the launcher alone
+        os.close(console)
+        null = os.open("/dev/null", os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+        os.close(null)
     _forward_to(pid, -1, [])  # the outer forge process escalates; this middle process only forwards
     while True:
         try:
@@ -302,15 +314,18 @@ def _child(plan: ContainerPlan, cg: cgroups.Cgroup | None, errw: int, parent: in
             return init.SETUP_FAILED
 
 
-def _forward_to(pid: int, stop_timeout: float, escalated: list[bool]) -> dict[int, object]:
-    """Forward signals to the container; a stop signal not obeyed within ``stop_timeout`` s becomes SIGKILL."""
+def _forward_to(pid: int, stop_timeout: float, escalated: list[bool],
+                deliver: Callable[[int], bool] | None = None) -> dict[int, object]:
+    """Forward signals to the container; a stop signal not obeyed within ``stop_timeout`` s becomes SIGKILL.
+    ``deliver`` (``-t``) may deliver a signal itself instead, through the container's terminal."""
 
     def kill(_signum: int, _frame: object) -> None:
         escalated.append(True)
         os.kill(pid, signal.SIGKILL)  # PID 1 goes, and the kernel kills the rest of its namespace
 
     def forward(signum: int, _frame: object) -> None:
-        cgroups.send_signal(pid, signum)
+        if deliver is None or not deliver(signum):
+            cgroups.send_signal(pid, signum)
         if signum in init.STOP_SIGNALS and stop_timeout >= 0 and signal.getitimer(signal.ITIMER_REAL)[0] == 0:
             signal.setitimer(signal.ITIMER_REAL, max(stop_timeout, 0.001))
 
@@ -319,10 +334,32 @@ def _forward_to(pid: int, stop_timeout: float, escalated: list[bool]) -> dict[in
     return previous
 
 
-def _supervise(plan: ContainerPlan, cg: cgroups.Cgroup | None, tty_path: str | None,
-               stop_timeout: float = 10.0) -> RunResult:
-    del tty_path  # the child looks the terminal up itself (same fd 0)
+def _supervise(plan: ContainerPlan, cg: cgroups.Cgroup | None, stop_timeout: float = 10.0) -> RunResult:
+    """The caller's terminal never enters the container: with -t it gets a pty of its own (run/terminal.py),
+    without, terminals on fds 0/1/2 are replaced by pipes (run/relay.py)."""
+    console: terminal.Console | None = None
+    pipes: relay.Pipes | None = None
+    if plan.tty:
+        from rootfs_forge.run import terminal  # socket, termios: only with -t
+
+        console = terminal.Console()
+    elif os.isatty(0) or os.isatty(1) or os.isatty(2):
+        from rootfs_forge.run import relay
+
+        pipes = relay.Pipes(plan.interactive)
+    try:
+        return _supervise_with(plan, cg, stop_timeout, console, pipes)
+    finally:
+        if console is not None:
+            console.close()
+        if pipes is not None:
+            pipes.close()
+
+
+def _supervise_with(plan: ContainerPlan, cg: cgroups.Cgroup | None, stop_timeout: float,
+                    console: terminal.Console | None, pipes: relay.Pipes | None) -> RunResult:
     errr, errw = os.pipe()  # both close-on-exec
+    console_fd = console.child_fd if console is not None else -1
     oom_fd = cg.oom_eventfd() if cg is not None and cg.limits.memory is not None else None
     parent = os.getpid()
     # As root the launcher makes its next child PID 1 of a new PID namespace itself (one Python fork fewer on
@@ -339,7 +376,10 @@ def _supervise(plan: ContainerPlan, cg: cgroups.Cgroup | None, tty_path: str | N
             code = init.SETUP_FAILED
             try:
                 os.close(errr)
-                code = _pid1(plan, cg, errw) if direct else _child(plan, cg, errw, parent)
+                if pipes is not None:
+                    pipes.in_child()
+                code = (_pid1(plan, cg, errw, console_fd) if direct
+                        else _child(plan, cg, errw, parent, console_fd))
             finally:
                 os._exit(code)
     finally:
@@ -347,16 +387,25 @@ def _supervise(plan: ContainerPlan, cg: cgroups.Cgroup | None, tty_path: str | N
             sc.setns(own_pidns, sc.CLONE_NEWPID)  # later forks of this process stay in the host namespace
             os.close(own_pidns)
     os.close(errw)
+    if console is not None:
+        console.forked()
+    if pipes is not None:
+        pipes.forked()
     escalated: list[bool] = []
-    previous = _forward_to(pid, stop_timeout, escalated)
+    previous = _forward_to(pid, stop_timeout, escalated, console.signal if console is not None else None)
     status: int | None = None
     oom_event = False
     try:
+        attached = console is not None and console.receive()
         chunks = []
         while chunk := os.read(errr, 4096):
             chunks.append(chunk)
         failure = init.parse_report(b"".join(chunks))
-        if oom_fd is not None:
+        if console is not None and attached and failure is None:
+            oom_event = console.relay(pid, oom_fd)
+        elif pipes is not None and failure is None:
+            oom_event = pipes.relay(pid, oom_fd)
+        elif oom_fd is not None:
             pidfd = os.pidfd_open(pid)
             try:
                 while True:

@@ -120,7 +120,9 @@ def mount_layers(plan: ContainerPlan, scratch: str, merged: str) -> None:
             os.close(fd)
 
 
-def mount_dev(root: str, tty_path: str | None, rootless: bool) -> None:
+def mount_dev(root: str, rootless: bool) -> None:
+    """A tmpfs /dev with the harmless devices, a devpts instance of the container's own (``-t`` allocates its
+    terminal there, see terminal.attach) and no /dev/console: the caller's terminal is never bound in."""
     dev = mountpoint(root, "/dev")
     # nodev: forge's nodes below are bind mounts carrying the host devtmpfs's flags, so they still open
     sc.mount("tmpfs", dev, "tmpfs", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_STRICTATIME, "mode=755,size=65536k")
@@ -128,10 +130,6 @@ def mount_dev(root: str, tty_path: str | None, rootless: bool) -> None:
         target = os.path.join(dev, name)
         os.close(os.open(target, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o666))
         bind(f"/dev/{name}", target, recursive=False)
-    if tty_path:
-        target = os.path.join(dev, "console")
-        os.close(os.open(target, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o600))
-        bind(tty_path, target, recursive=False)
     pts = os.path.join(dev, "pts")
     os.mkdir(pts, 0o755)
     # not nodev (its pty nodes must open, as with runc/crun); devpts has no mknod, so no other node gets there
@@ -172,7 +170,7 @@ def write_etc_files(plan: ContainerPlan, scratch: str) -> dict[str, str]:
     return out
 
 
-def setup_root(plan: ContainerPlan, tty_path: str | None) -> str:
+def setup_root(plan: ContainerPlan) -> str:
     """Build the container's tree in the current (new) mount namespace and return its root.
 
     ``plan.rt`` is a fixed, empty host directory used only as an anchor: a tmpfs is mounted on it *inside this
@@ -189,8 +187,8 @@ def setup_root(plan: ContainerPlan, tty_path: str | None) -> str:
     mount_layers(plan, scratch, merged)
     proc = mountpoint(merged, "/proc")
     sc.mount("proc", proc, "proc", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC)
-    mountsec.harden_proc(proc)
-    mount_dev(merged, tty_path, plan.rootless)
+    mountsec.harden_proc(proc)  # masks /proc/keys too: it lists the keys of the same uid
+    mount_dev(merged, plan.rootless)
     mount_sys(merged)
     tmp = mountpoint(merged, "/tmp")
     size = mountsec.tmpfs_options(plan.tmp_size)

@@ -221,3 +221,24 @@ def set_process_title(title: str) -> bool:
     size = end - start
     ctypes.memmove(start, raw[: size - 1].ljust(size, b"\0"), size)
     return True
+
+
+_KEYCTL_NR = {
+    "x86_64": 250, "i386": 288, "i686": 288, "aarch64": 219, "riscv64": 219, "loongarch64": 219, "armv7l": 311,
+    "armv6l": 311, "ppc64le": 280, "ppc64": 280, "s390x": 280,
+}
+KEYCTL_JOIN_SESSION_KEYRING = 1
+
+
+def join_session_keyring() -> None:
+    """Replace the session keyring inherited from the caller with a new, empty, anonymous one (keyctl
+    KEYCTL_JOIN_SESSION_KEYRING with no name), so nothing in the container can find or read the caller's keys.
+    A kernel without keys (ENOSYS) or a keyctl refused by a seccomp filter forge itself runs under (EPERM: the
+    container inherits that filter) leaves nothing to protect."""
+    nr = _KEYCTL_NR.get(os.uname().machine)
+    if nr is None:
+        raise RunError("join", "a new session keyring", f"unknown syscall number on {os.uname().machine}")
+    if _libc.syscall(ctypes.c_long(nr), ctypes.c_long(KEYCTL_JOIN_SESSION_KEYRING), None) < 0:
+        err = ctypes.get_errno()
+        if err not in (38, 1):  # ENOSYS, EPERM
+            raise RunError("join", "a new session keyring", os.strerror(err))
