@@ -100,7 +100,10 @@ def load_tar_bytes(data: bytes, *, name: str, view: MemoryView | None = None, wh
 
 def apply_entries(view: MemoryView, entries: Iterable[Any], *, whiteouts: bool) -> None:
     """Apply archive entries to ``view``. With ``whiteouts``, the layer's whiteouts remove lower paths first."""
+    from rootfs_forge.audit.xattrs import entry_capability
+
     pending: list[tuple[str, Node, bytes, str]] = []
+    capabilities: dict[str, bytes] = {}
     for entry in entries:
         raw = entry.pathname or ""
         if ".." in raw.replace("\\", "/").split("/"):
@@ -128,10 +131,18 @@ def apply_entries(view: MemoryView, entries: Iterable[Any], *, whiteouts: bool) 
         elif entry.isreg:
             data = b"".join(entry.get_blocks())
             pending.append((path, Node("file", len(data), mode, mtime), data, ""))
+            if (cap := entry_capability(entry)) is not None:
+                capabilities[path] = cap
         else:
             pending.append((path, Node("other", 0, mode, mtime), b"", ""))  # devices and fifos stay inert
     for path, node, data, hardlink in pending:
         _place(view, path, node, data, hardlink)
+    held: dict[str, bytes] | None = view.__dict__.get("xattr_capabilities")
+    if held:  # a later layer's copy of a file carries its own attributes, or none
+        for path, *_ in pending:
+            held.pop(path, None)
+    if capabilities:  # read by audit.privileges
+        view.__dict__.setdefault("xattr_capabilities", {}).update(capabilities)
 
 
 def _place(view: MemoryView, path: str, node: Node, data: bytes, hardlink: str) -> None:

@@ -29,6 +29,8 @@ def register(sub: Any) -> None:
     p.add_argument("--top", type=int, default=10, metavar="N", help="how many largest packages/files to list")
     p.add_argument("--why", metavar="PKG", help="explain why PKG is in the target")
     p.add_argument("--arch", default="", help="architecture to pick from a multi-platform image")
+    p.add_argument("--html", metavar="REPORT.html",
+                   help="also write a self-contained HTML report (treemap, why-graph, linking, licences)")
     p.set_defaults(func=cmd_audit)
 
     s = sub.add_parser("sbom", help="write an SPDX 2.3 or CycloneDX 1.5 SBOM of an image or rootfs")
@@ -55,8 +57,13 @@ def _canonical(data: object) -> str:
     return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
 
+def host_arch() -> str:
+    """The host's Debian architecture name (what a multi-platform image is read as by default)."""
+    return _MACHINE_TO_DEB.get(platform.machine(), platform.machine())
+
+
 def _arch(args: argparse.Namespace) -> str:
-    return str(args.arch or _MACHINE_TO_DEB.get(platform.machine(), platform.machine()))
+    return str(args.arch or host_arch())
 
 
 
@@ -86,6 +93,11 @@ def cmd_audit(args: argparse.Namespace) -> int:
         print(_canonical(report.as_dict()))
     else:
         print("\n".join(_audit_lines(report, args.top)))
+    if args.html:
+        from rootfs_forge.audit.html import audit_html
+
+        _quiet_libraries()
+        write_output(args.html, audit_html(report))
     failures = []
     if "missing-libs" in conditions and report.closure.missing:
         first = report.closure.missing[0]
@@ -163,20 +175,27 @@ def cmd_sbom(args: argparse.Namespace) -> int:
     if not args.output:
         sys.stdout.write(text)
         return 0
-    out_dir = os.path.dirname(os.path.abspath(args.output))
+    write_output(args.output, text)
+    return 0
+
+
+def write_output(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (a temp file in the same directory, then rename), mode 0644."""
+    from rootfs_forge.errors import AuditError
+
+    out_dir = os.path.dirname(os.path.abspath(path))
     try:
-        fd, tmp = tempfile.mkstemp(prefix=".forge-sbom-", dir=out_dir)
+        fd, tmp = tempfile.mkstemp(prefix=".forge-out-", dir=out_dir)
     except OSError as exc:
-        raise AuditError("write", args.output, exc.strerror or str(exc)) from None
+        raise AuditError("write", path, exc.strerror or str(exc)) from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
         os.chmod(tmp, 0o644)
-        os.replace(tmp, args.output)
+        os.replace(tmp, path)
     except OSError as exc:
         os.unlink(tmp)
-        raise AuditError("write", args.output, exc.strerror or str(exc)) from None
-    return 0
+        raise AuditError("write", path, exc.strerror or str(exc)) from None
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
