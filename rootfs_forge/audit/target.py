@@ -54,9 +54,18 @@ def split_spec(spec: str) -> tuple[str, str]:
     return spec, ""
 
 
-def open_target(spec: str, *, arch: str = "") -> Target:
-    """Open ``spec``; ``arch`` (a Debian or OCI architecture name) picks one image of a multi-platform index."""
+def open_target(spec: str, *, arch: str = "", insecure: bool = False) -> Target:
+    """Open ``spec``; ``arch`` (a Debian or OCI architecture name) picks one image of a multi-platform index.
+
+    A spec that is no local path but a registry reference (``REGISTRY/REPO[:TAG|@DIGEST]``) is pulled through
+    :mod:`rootfs_forge.pull` (verified, blobs cached) and read like an OCI layout.
+    """
     path, tag = split_spec(spec)
+    if not os.path.exists(path) and not os.path.exists(spec):
+        from rootfs_forge.pull import looks_like_reference
+
+        if looks_like_reference(spec):
+            return _open_reference(spec, arch, insecure)
     if not os.path.exists(path):
         raise AuditError("open", spec, "no such file or directory")
     if os.path.isdir(path):
@@ -74,6 +83,14 @@ def open_target(spec: str, *, arch: str = "") -> Target:
     if tag:
         raise AuditError("open", spec, "a :tag only applies to an OCI image")
     return Target(spec, "tar", mem)
+
+
+def _open_reference(spec: str, arch: str, insecure: bool) -> Target:
+    from rootfs_forge.pull import pulled
+
+    with pulled(spec, platform=arch, insecure=insecure) as got:
+        opened = _open_oci(spec, "registry", DirView(str(got.layout)), got.tag, arch)
+    return Target(spec, "registry", opened.view, opened.layers, f"{got.tag}@{got.digest}")
 
 
 def load_tar(path: str) -> MemoryView:

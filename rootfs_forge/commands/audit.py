@@ -21,7 +21,8 @@ _MACHINE_TO_DEB = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "armhf", "i6
 def register(sub: Any) -> None:
     p = sub.add_parser("audit", help="inventory, sizes, ELF closure and why-chains of an image or rootfs",
                        description="Audit TARGET: a rootfs directory, a rootfs tarball, an OCI image layout "
-                                   "or oci-archive (PATH[:TAG]).")
+                                   "or oci-archive (PATH[:TAG]), or a registry reference "
+                                   "(REGISTRY/REPO[:TAG|@DIGEST]).")
     p.add_argument("target", metavar="TARGET")
     p.add_argument("--json", action="store_true", help="print the full report as canonical JSON")
     p.add_argument("--fail-on", default="", metavar="LIST",
@@ -29,6 +30,7 @@ def register(sub: Any) -> None:
     p.add_argument("--top", type=int, default=10, metavar="N", help="how many largest packages/files to list")
     p.add_argument("--why", metavar="PKG", help="explain why PKG is in the target")
     p.add_argument("--arch", default="", help="architecture to pick from a multi-platform image")
+    _insecure_arg(p)
     p.add_argument("--html", metavar="REPORT.html",
                    help="also write a self-contained HTML report (treemap, why-graph, linking, licences)")
     p.set_defaults(func=cmd_audit)
@@ -38,6 +40,7 @@ def register(sub: Any) -> None:
     s.add_argument("--format", choices=("spdx", "cyclonedx"), default="spdx")
     s.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of standard output")
     s.add_argument("--arch", default="", help="architecture to pick from a multi-platform image")
+    _insecure_arg(s)
     s.set_defaults(func=cmd_sbom)
 
     d = sub.add_parser("diff", help="packages, files and layers that differ between two images, trees or locks")
@@ -45,7 +48,13 @@ def register(sub: Any) -> None:
     d.add_argument("b", metavar="B")
     d.add_argument("--json", action="store_true", help="print canonical JSON")
     d.add_argument("--arch", default="", help="architecture to pick from a multi-platform image")
+    _insecure_arg(d)
     d.set_defaults(func=cmd_diff)
+
+
+def _insecure_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--insecure", action="store_true",
+                   help="read a registry reference over plain HTTP (implied for loopback registries)")
 
 
 def _quiet_libraries() -> None:
@@ -88,7 +97,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
                          f"unknown condition (known: {', '.join(FAIL_CONDITIONS)})")
     if args.top < 0:
         raise AuditError("use", f"--top {args.top}", "must be zero or more")
-    report = audit_target(open_target(args.target, arch=_arch(args)), top=args.top, why=args.why)
+    report = audit_target(open_target(args.target, arch=_arch(args), insecure=args.insecure), top=args.top,
+                          why=args.why)
     if args.json:
         print(_canonical(report.as_dict()))
     else:
@@ -166,7 +176,7 @@ def cmd_sbom(args: argparse.Namespace) -> int:
     epoch_text = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
     if epoch_text and not epoch_text.isdigit():
         raise AuditError("use", f"SOURCE_DATE_EPOCH={epoch_text}", "not a number of seconds")
-    target = open_target(args.target, arch=_arch(args))
+    target = open_target(args.target, arch=_arch(args), insecure=args.insecure)
     path, tag = split_spec(args.target)
     name = os.path.basename(os.path.normpath(path)) + (f":{tag}" if tag else "")
     inp = sbom_input(target, name=name, source_date_epoch=int(epoch_text) if epoch_text else None)
@@ -202,7 +212,8 @@ def cmd_diff(args: argparse.Namespace) -> int:
     from rootfs_forge.audit.diff import diff_sides, open_side
 
     arch = _arch(args)
-    report = diff_sides(open_side(args.a, arch=arch), open_side(args.b, arch=arch))
+    report = diff_sides(open_side(args.a, arch=arch, insecure=args.insecure),
+                        open_side(args.b, arch=arch, insecure=args.insecure))
     if args.json:
         print(_canonical(report.as_dict()))
         return 0

@@ -31,10 +31,13 @@ def register(sub: Any) -> None:
     p = sub.add_parser("why", help="every chain from a requested package to PKG (in a recipe, image or rootfs)")
     p.add_argument("package")
     p.add_argument("recipe", metavar="RECIPE|TARGET",
-                   help="a recipe (.toml), or an image/rootfs: forge images carry their why-graph")
+                   help="a recipe (.toml), an image/rootfs or a registry reference: forge images carry their "
+                        "why-graph")
     add_cache_args(p)
     add_json_arg(p)
     p.add_argument("--dot", action="store_true", help="print the chains as Graphviz (pipe it to dot -Tsvg)")
+    p.add_argument("--insecure", action="store_true",
+                   help="read a registry reference over plain HTTP (implied for loopback registries)")
     p.set_defaults(func=cmd_why)
 
     p = sub.add_parser("lock", help="resolve a recipe and write RECIPE.lock next to it")
@@ -131,7 +134,7 @@ def _why_target(args: argparse.Namespace) -> int:
     from rootfs_forge.audit.target import open_target
     from rootfs_forge.commands.audit import host_arch
 
-    report = audit_target(open_target(args.recipe, arch=host_arch()), why=args.package)
+    report = audit_target(open_target(args.recipe, arch=host_arch(), insecure=args.insecure), why=args.package)
     chains = list(report.why or ())
     if not chains:
         raise ForgeError("explain", f"package {args.package}", f"{args.recipe} does not contain it")
