@@ -308,7 +308,7 @@ def _check_in_browser(report: Path, expected_packages: set[str], shot: Path | No
         assert browser.evaluate("document.getElementById('treemap').getAttribute('data-node')") == first
         inner = browser.evaluate("document.querySelectorAll('#treemap g.item').length")
         assert inner >= 1
-        browser.evaluate("document.querySelector('#crumbs a').click()")
+        browser.evaluate("document.querySelector('#treemap-crumbs a').click()")
         assert browser.evaluate("document.getElementById('treemap').getAttribute('data-node')") == "image"
         png = browser.screenshot()
         assert distinct_colours(png) > 20  # not a blank page
@@ -339,3 +339,72 @@ def test_report_of_the_python3_gallery_image_in_chromium(tmp_path: Path) -> None
     assert proc.returncode == 0, proc.stderr
     assert out.stat().st_size < 2 << 20
     _check_in_browser(out, {"python3.11-minimal:amd64", "libc6:amd64", "libssl3:amd64"})
+
+
+# ---------------------------------------------------------------- forge diff --html
+
+def test_diff_html_shows_what_changed_in_the_form_of_the_report(tree: Path, tmp_path: Path) -> None:
+    b = tmp_path / "b"
+    shutil.copytree(tree, b, symlinks=True)
+    # B: coreutils' ls grew, a new package arrived, a setuid file appeared, libselinux is gone (-> missing)
+    with open(b / "usr/bin/ls", "ab") as fh:
+        fh.write(b"\0" * 50_000)
+    (b / "usr/bin/new-tool").write_bytes(b"t" * 30_000)
+    (b / "usr/bin/new-tool").chmod(0o4755)
+    status = (b / "var/lib/dpkg/status").read_text()
+    (b / "var/lib/dpkg/status").write_text(status + "\nPackage: new-pkg\nStatus: install ok installed\n"
+                                           "Architecture: amd64\nVersion: 1.0\nDepends: libc6\n")
+    (b / "var/lib/dpkg/info/new-pkg.list").write_text("/usr/bin/new-tool\n")
+    victim = next(p for p in (b / "usr/lib").rglob("libselinux.so.1") if not p.is_symlink())
+    victim.unlink()
+    out = tmp_path / "diff.html"
+    assert main(["diff", str(tree), str(b), "--html", str(out)]) == 0
+    page = out.read_text()
+    refs = assert_self_contained(page)
+    assert {"grown", "grown-data", "shrunk", "shrunk-data", "why-graph", "linking", "privileges", "licenses",
+            "files", "layers"} <= refs.ids
+
+    def section(sid: str) -> str:
+        return html.unescape(page.split(f'id="{sid}"', 1)[1].split("</section>", 1)[0])
+
+    grown = json.loads(page.split('id="grown-data">', 1)[1].split("</script>", 1)[0])
+    assert {r[0] for r in grown if r[2] == 0} - {"(no package)"} == {"coreutils:amd64", "new-pkg:amd64"}
+    shrunk = json.loads(page.split('id="shrunk-data">', 1)[1].split("</script>", 1)[0])
+    assert {r[0] for r in shrunk if r[2] == 0} == {"libselinux1:amd64"}
+    packages = section("packages")
+    assert '<tr class="added"><td>+</td><td>new-pkg:amd64</td>' in packages
+    assert "libselinux.so.1" in section("linking") and '<tr class="missing">' in section("linking")
+    assert "/usr/bin/new-tool [setuid]" in section("privileges") and "class=bad" in section("privileges")
+    assert "new-pkg:amd64" in section("why-section")
+
+
+def test_diff_html_of_two_lock_files_has_the_package_changes(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.lock", tmp_path / "b.lock"
+    a.write_text('[[package]]\nname = "x"\nversion = "1"\narchitecture = "amd64"\n')
+    b.write_text('[[package]]\nname = "x"\nversion = "2"\narchitecture = "amd64"\n'
+                 '[[package]]\nname = "y"\nversion = "1"\narchitecture = "all"\n')
+    out = tmp_path / "diff.html"
+    assert main(["diff", str(a), str(b), "--html", str(out)]) == 0
+    page = out.read_text()
+    assert_self_contained(page)
+    assert "<td>x:amd64</td><td>1</td><td>2</td>" in page and "<td>y:all</td>" in page
+    assert "a lock file has packages only" in page
+
+
+@pytest.mark.skipif(chromium() is None, reason="needs Debian's chromium")
+def test_diff_report_opens_in_chromium_without_errors_or_requests(tree: Path, tmp_path: Path) -> None:
+    b = tmp_path / "b"
+    shutil.copytree(tree, b, symlinks=True)
+    (b / "usr/share/doc/zz-epoch/README").write_text("y" * 20_000)
+    (tree / "usr/bin/true").unlink()
+    out = tmp_path / "diff.html"
+    assert main(["diff", str(tree), str(b), "--html", str(out)]) == 0
+    url = out.resolve().as_uri()
+    with Browser(1280, 1000) as browser:
+        browser.open(url)
+        assert browser.evaluate("document.getElementById('grown').getAttribute('data-node')") == "grown"
+        names = browser.evaluate("Array.from(document.querySelectorAll('#grown g.item')).map(g => g.dataset.name)")
+        assert set(names) == {"zz-epoch:all", "coreutils:amd64"}
+        assert distinct_colours(browser.screenshot()) > 20
+        assert browser.errors() == []
+        assert [u for u in browser.requests() if u != url] == []

@@ -82,9 +82,16 @@ def graph_from_packages(packages: Sequence[InstalledPackage], sizes: Mapping[str
 def why_graph(why: Mapping[str, Sequence[Because]] | None, packages: Sequence[InstalledPackage],
               sizes: Mapping[str, int]) -> WhyGraph:
     """forge's why-graph when the tree carries one, else the reverse dependencies of its dpkg database."""
-    if why:
-        return graph_from_manifest(why, sizes)
-    return graph_from_packages(packages, sizes)
+    if not why:
+        return graph_from_packages(packages, sizes)
+    graph = graph_from_manifest(why, sizes)
+    stray = {p.key for p in packages} - set(graph.nodes)
+    if not stray:
+        return graph
+    # installed, but not by the recipe (a later layer, a dpkg run in a container): shown as roots of their own
+    reasons = {**graph.root_reason, **{k: "not in forge's why-graph" for k in stray}}
+    return WhyGraph({**graph.nodes, **{k: int(sizes.get(k, 0)) for k in stray}},
+                    graph.requested | stray, graph.edges, reasons)
 
 
 def _edge_key(e: Edge) -> tuple[str, str, str]:
@@ -152,10 +159,12 @@ def human(n: int) -> str:
 
 
 def to_dot(graph: WhyGraph, *, highlight: Iterable[str] = (), name: str = "why",
-           tooltips: Mapping[str, str] | None = None, sizes: bool = True, xlabels: bool = False) -> str:
+           tooltips: Mapping[str, str] | None = None, sizes: bool = True, xlabels: bool = False,
+           colors: Mapping[str, str] | None = None) -> str:
     """Graphviz text: requested packages as double boxes, ``highlight`` filled, edges labelled with the relation.
 
-    ``xlabels`` places edge labels beside the edges (a much more compact drawing of a dense graph)."""
+    ``xlabels`` places edge labels beside the edges (a much more compact drawing of a dense graph); ``colors``
+    gives some packages their own fill (``forge diff --html``: added, changed)."""
     marked = set(highlight)
     tips = tooltips or {}
     lines = [f"digraph {_q(name)} {{", "  rankdir=TB; ranksep=0.35; nodesep=0.12;",
@@ -173,6 +182,8 @@ def to_dot(graph: WhyGraph, *, highlight: Iterable[str] = (), name: str = "why",
             attrs["color"] = "#1f5fa8"
         if key in marked:
             attrs["fillcolor"] = "#ffb347"
+        if colors and key in colors:
+            attrs["fillcolor"] = colors[key]
         if key in tips:
             attrs["tooltip"] = tips[key]
         lines.append(f"  {_q(key)} [" + ", ".join(f"{k}={_q(v)}" for k, v in attrs.items()) + "];")
@@ -194,11 +205,11 @@ def short_relation(relation: str, child: str, limit: int = 32) -> str:
 
 
 def render_svg(graph: WhyGraph, *, highlight: Iterable[str] = (), tooltips: Mapping[str, str] | None = None,
-               prefer_dot: bool = True) -> tuple[str, str]:
+               prefer_dot: bool = True, colors: Mapping[str, str] | None = None) -> tuple[str, str]:
     """(svg markup, engine): Graphviz ``dot`` when installed, else the plain layered layout."""
     dot = shutil.which("dot") if prefer_dot else None
     if dot and graph.nodes:
-        text = to_dot(graph, highlight=highlight, tooltips=tooltips, xlabels=True)
+        text = to_dot(graph, highlight=highlight, tooltips=tooltips, xlabels=True, colors=colors)
         try:
             done = subprocess.run([dot, "-Tsvg"], input=text.encode(), capture_output=True, timeout=DOT_TIMEOUT,
                                   check=False)
@@ -209,7 +220,7 @@ def render_svg(graph: WhyGraph, *, highlight: Iterable[str] = (), tooltips: Mapp
             start = svg.find("<svg")
             if start >= 0:
                 return svg[start:], "graphviz"
-    return plain_svg(graph, highlight=highlight, tooltips=tooltips), "plain"
+    return plain_svg(graph, highlight=highlight, tooltips=tooltips, colors=colors), "plain"
 
 
 def layers(graph: WhyGraph) -> list[list[str]]:
@@ -239,7 +250,7 @@ def layers(graph: WhyGraph) -> list[list[str]]:
 
 
 def plain_svg(graph: WhyGraph, *, highlight: Iterable[str] = (),
-              tooltips: Mapping[str, str] | None = None) -> str:
+              tooltips: Mapping[str, str] | None = None, colors: Mapping[str, str] | None = None) -> str:
     """A layered left-to-right drawing without Graphviz: columns by depth, straight edges."""
     marked = set(highlight)
     tips = tooltips or {}
@@ -259,7 +270,7 @@ def plain_svg(graph: WhyGraph, *, highlight: Iterable[str] = (),
                    f'{html.escape(e.relation)}</title><line x1="{x1 + box_w}" y1="{y1 + box_h / 2}" x2="{x2}" '
                    f'y2="{y2 + box_h / 2}" stroke="#7a8691"/></g>')
     for key, (x, y) in sorted(pos.items()):
-        fill = "#ffb347" if key in marked else "#f4f6f8"
+        fill = (colors or {}).get(key) or ("#ffb347" if key in marked else "#f4f6f8")
         stroke = "#1f5fa8" if key in graph.requested else "#7a8691"
         tip = html.escape(tips.get(key, key))
         out.append(f'<g class="node" id="pkg-{html.escape(key)}"><title>{tip}</title>'

@@ -40,7 +40,8 @@ padding:8px 12px}.fact b{display:block;font-size:18px}
 table{border-collapse:collapse;background:#fff}td,th{border:1px solid #d8dee4;padding:3px 8px;text-align:left;
 vertical-align:top}th{background:#eef1f4}td.n{text-align:right;font-variant-numeric:tabular-nums}
 tr.missing td{background:#fde8e6;color:#b3261e}
-#crumbs{margin:6px 0;font-size:13px}#crumbs a{color:#1f5fa8;cursor:pointer;text-decoration:underline}
+tr.added td{background:#e6f6e6}tr.removed td{background:#fbeaea}tr.changed td{background:#fff4dc}
+div.crumbs{margin:6px 0;font-size:13px}div.crumbs a{color:#1f5fa8;cursor:pointer;text-decoration:underline}
 svg.tm{width:100%;height:auto;background:#fff;border:1px solid #d8dee4;display:block}
 svg.tm rect{stroke:#fff;stroke-width:1}svg.tm g.zoom{cursor:zoom-in}svg.tm text{pointer-events:none;
 font-size:12px;fill:#10171e}svg.tm text.sub{font-size:10px;fill:#3a444e}
@@ -53,44 +54,50 @@ details summary{cursor:pointer}code{font-size:12px}.muted{color:#5d6a76}
 
 SCRIPT = """
 (function(){
-var rows=JSON.parse(document.getElementById('treemap-data').textContent);
-var W=%(w)d,H=%(h)d,NS='http://www.w3.org/2000/svg';
-var svg=document.getElementById('treemap'),crumbs=document.getElementById('crumbs');
-var kids=rows.map(function(){return [];});
-rows.forEach(function(r,i){if(r[2]>=0)kids[r[2]].push(i);});
-var top=rows.map(function(){return -1;});
-rows.forEach(function(r,i){top[i]=r[2]<=0?i:top[r[2]];});
-function human(n){var u=['B','KiB','MiB','GiB'],i=0;while(n>=1024&&i<3){n/=1024;i++;}
-return i?n.toFixed(1)+' '+u[i]:n+' B';}
-function color(i,depth){var t=top[i];var h=(t*137.5)%%360;var l=Math.min(88,62+depth*9);
-return rows[i][7]===3?'hsl(0,0%%,'+(l+4)+'%%)':'hsl('+h.toFixed(0)+',55%%,'+l+'%%)';}
+var NS='http://www.w3.org/2000/svg';
+function human(n){var neg=n<0;n=Math.abs(n);var u=['B','KiB','MiB','GiB'],i=0;while(n>=1024&&i<3){n/=1024;i++;}
+return (neg?'-':'')+(i?n.toFixed(1)+' '+u[i]:n+' B');}
 function el(name,attrs,parent){var e=document.createElementNS(NS,name);
 for(var k in attrs)e.setAttribute(k,attrs[k]);parent.appendChild(e);return e;}
-function path(i){var p=[];while(i>=0){p.unshift(i);i=rows[i][2];}return p;}
-function draw(node){
- while(svg.firstChild)svg.removeChild(svg.firstChild);
- svg.setAttribute('data-node',rows[node][0]);
- kids[node].forEach(function(c){
-  var r=rows[c],x=r[3]*W,y=r[4]*H,w=r[5]*W,h=r[6]*H;
-  var g=el('g',{'class':kids[c].length?'zoom item':'item','data-name':r[0]},svg);
-  el('title',{},g).textContent=r[0]+' \u2014 '+human(r[1]);
-  el('rect',{x:x,y:y,width:Math.max(w,0),height:Math.max(h,0),fill:color(c,0)},g);
-  kids[c].forEach(function(k){var s=rows[k];
-   el('rect',{x:x+s[3]*w,y:y+s[4]*h,width:s[5]*w,height:s[6]*h,fill:color(k,1),'fill-opacity':0.85},g);});
-  if(w>60&&h>30){var t=el('text',{x:x+4,y:y+14},g);
-   t.textContent=r[0].length*7>w?r[0].slice(0,Math.floor(w/7)-1)+'\u2026':r[0];
-   var s=el('text',{x:x+4,y:y+27,'class':'sub'},g);s.textContent=human(r[1]);}
-  if(kids[c].length)g.addEventListener('click',function(){draw(c);});
- });
- while(crumbs.firstChild)crumbs.removeChild(crumbs.firstChild);
- path(node).forEach(function(i,n,all){
-  if(n)crumbs.appendChild(document.createTextNode(' \u203a '));
-  if(n<all.length-1){var a=document.createElement('a');a.textContent=rows[i][0];
-   a.addEventListener('click',function(){draw(i);});crumbs.appendChild(a);}
-  else{var b=document.createElement('b');b.textContent=rows[i][0]+' ('+human(rows[i][1])+')';crumbs.appendChild(b);}
- });
+function treemap(svg){
+ var rows=JSON.parse(document.getElementById(svg.getAttribute('data-rows')).textContent);
+ var crumbs=document.getElementById(svg.getAttribute('data-crumbs'));
+ var vb=svg.viewBox.baseVal,W=vb.width,H=vb.height,base=+(svg.getAttribute('data-hue')||-1);
+ var kids=rows.map(function(){return [];});
+ rows.forEach(function(r,i){if(r[2]>=0)kids[r[2]].push(i);});
+ var top=rows.map(function(){return -1;});
+ rows.forEach(function(r,i){top[i]=r[2]<=0?i:top[r[2]];});
+ function color(i,depth){var h=base>=0?base:(top[i]*137.5)%%360;var l=Math.min(90,62+depth*9+(base>=0?(top[i]%%4)*4:0));
+  return rows[i][7]===3?'hsl(0,0%%,'+(l+4)+'%%)':'hsl('+h.toFixed(0)+',55%%,'+l+'%%)';}
+ function path(i){var p=[];while(i>=0){p.unshift(i);i=rows[i][2];}return p;}
+ function draw(node){
+  while(svg.firstChild)svg.removeChild(svg.firstChild);
+  svg.setAttribute('data-node',rows[node][0]);
+  kids[node].forEach(function(c){
+   var r=rows[c],x=r[3]*W,y=r[4]*H,w=r[5]*W,h=r[6]*H;
+   var g=el('g',{'class':kids[c].length?'zoom item':'item','data-name':r[0]},svg);
+   el('title',{},g).textContent=r[0]+' \u2014 '+human(r[1]);
+   el('rect',{x:x,y:y,width:Math.max(w,0),height:Math.max(h,0),fill:color(c,0)},g);
+   kids[c].forEach(function(k){var s=rows[k];
+    el('rect',{x:x+s[3]*w,y:y+s[4]*h,width:s[5]*w,height:s[6]*h,fill:color(k,1),'fill-opacity':0.85},g);});
+   if(w>60&&h>30){var t=el('text',{x:x+4,y:y+14},g);
+    t.textContent=r[0].length*7>w?r[0].slice(0,Math.floor(w/7)-1)+'\u2026':r[0];
+    var s=el('text',{x:x+4,y:y+27,'class':'sub'},g);s.textContent=human(r[1]);}
+   if(kids[c].length)g.addEventListener('click',function(){draw(c);});
+  });
+  if(!crumbs)return;
+  while(crumbs.firstChild)crumbs.removeChild(crumbs.firstChild);
+  path(node).forEach(function(i,n,all){
+   if(n)crumbs.appendChild(document.createTextNode(' \u203a '));
+   if(n<all.length-1){var a=document.createElement('a');a.textContent=rows[i][0];
+    a.addEventListener('click',function(){draw(i);});crumbs.appendChild(a);}
+   else{var b=document.createElement('b');b.textContent=rows[i][0]+' ('+human(rows[i][1])+')';
+    crumbs.appendChild(b);}
+  });
+ }
+ draw(0);
 }
-draw(0);
+Array.prototype.forEach.call(document.querySelectorAll('svg[data-rows]'),treemap);
 var gb=document.getElementById('graph-size'),gd=document.getElementById('why-graph');
 if(gb&&gd)gb.addEventListener('click',function(){var full=gd.classList.toggle('full');
  gb.textContent=full?'fit to width':'actual size';});
@@ -249,16 +256,22 @@ def license_names(text: str) -> list[str]:
     return names
 
 
-def licenses_section(report: AuditReport) -> str:
-    rows = []
+def license_names_of(report: AuditReport) -> dict[str, list[str]]:
+    """Package name -> Debian licence short names from its copyright file ([] when none is machine-readable)."""
+    view = report.target.view
+    out: dict[str, list[str]] = {}
     for pkg in report.packages:
-        real = resolve(report.target.view, f"/usr/share/doc/{pkg.name}/copyright")
-        node = report.target.view.lstat(real) if real else None
-        text = read_bytes(report.target.view, real).decode("utf-8", "replace") if real and node and \
-            node.kind == "file" else ""
-        names = license_names(text)
-        rows.append([pkg.name, ", ".join(names) if names else
-                     "(no copyright file)" if not text else "(copyright file not machine-readable)"])
+        real = resolve(view, f"/usr/share/doc/{pkg.name}/copyright")
+        node = view.lstat(real) if real else None
+        text = read_bytes(view, real).decode("utf-8", "replace") if real and node and node.kind == "file" else ""
+        out[pkg.name] = license_names(text) if text else []
+    return out
+
+
+def licenses_section(report: AuditReport) -> str:
+    names = license_names_of(report)
+    rows = [[name, ", ".join(found) if found else "(no machine-readable copyright file)"]
+            for name, found in names.items()]
     return _table(["package", "licences (Debian short names)"], rows)
 
 
@@ -268,14 +281,20 @@ def packages_section(report: AuditReport) -> str:
     return _table(["package", "version", "arch", "size", "files kept/shipped"], rows, numeric=(3, 4))
 
 
+def zoomable_treemap(rows: list[list[Any]], name: str, label: str, *, hue: int = -1,
+                     canvas: tuple[float, float] = CANVAS) -> str:
+    """A treemap drawn (and zoomed) by the page's script from ``rows`` (laid out on ``canvas``)."""
+    w, h = canvas
+    return (f'<div id="{name}-crumbs" class=crumbs></div><svg class=tm id="{name}" data-rows="{name}-data" '
+            f'data-crumbs="{name}-crumbs" data-hue="{hue}" viewBox="0 0 {w:.0f} {h:.0f}" '
+            f'xmlns="http://www.w3.org/2000/svg" role="img" aria-label="{_e(label)}"></svg>'
+            f'<script type="application/json" id="{name}-data">{_json_script(rows)}</script>')
+
+
 def treemap_section(report: AuditReport, nodes: dict[str, Node], forge_files: Iterable[str]) -> str:
-    tree = byte_tree(_groups(report, nodes, forge_files), "image")
-    rows = layout(tree).rows
-    w, h = CANVAS
-    return (f'<p>Click a rectangle to zoom into it (package → directory → file); the path above the map zooms '
-            f'back out.</p><div id=crumbs></div><svg class=tm id=treemap viewBox="0 0 {w:.0f} {h:.0f}" '
-            f'xmlns="http://www.w3.org/2000/svg" role="img" aria-label="treemap of the image bytes"></svg>'
-            f'<script type="application/json" id="treemap-data">{_json_script(rows)}</script>')
+    rows = layout(byte_tree(_groups(report, nodes, forge_files), "image")).rows
+    return ("<p>Click a rectangle to zoom into it (package → directory → file); the path above the map zooms "
+            "back out.</p>" + zoomable_treemap(rows, "treemap", "treemap of the image bytes"))
 
 
 def summary(report: AuditReport) -> str:
@@ -295,7 +314,7 @@ def page(title: str, subtitle: str, sections: Sequence[tuple[str, str, str]], *,
     """The whole document: ``sections`` are (id, heading, inner HTML)."""
     body = "\n".join(f'<section id="{_e(sid)}"><h2>{_e(head)}</h2>\n{inner}\n</section>'
                      for sid, head, inner in sections)
-    js = f"<script>{SCRIPT % {'w': CANVAS[0], 'h': CANVAS[1]}}</script>" if script else ""
+    js = f"<script>{SCRIPT % {}}</script>" if script else ""
     return ("<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8>"
             '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; style-src \'unsafe-inline\'; '
             "script-src 'unsafe-inline'; img-src data:\">"

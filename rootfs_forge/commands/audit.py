@@ -49,6 +49,8 @@ def register(sub: Any) -> None:
     d.add_argument("--json", action="store_true", help="print canonical JSON")
     d.add_argument("--arch", default="", help="architecture to pick from a multi-platform image")
     _insecure_arg(d)
+    d.add_argument("--html", metavar="REPORT.html",
+                   help="also write a self-contained HTML report of what changed (treemaps, why-graph, …)")
     d.set_defaults(func=cmd_diff)
 
 
@@ -214,6 +216,10 @@ def cmd_diff(args: argparse.Namespace) -> int:
     arch = _arch(args)
     report = diff_sides(open_side(args.a, arch=arch, insecure=args.insecure),
                         open_side(args.b, arch=arch, insecure=args.insecure))
+    if args.html:
+        from rootfs_forge.audit.diffhtml import diff_html
+
+        write_output(args.html, diff_html(report))
     if args.json:
         print(_canonical(report.as_dict()))
         return 0
