@@ -17,6 +17,8 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rootfs_forge.audit.graph import Edge, WhyGraph, layers, render_svg, savings, short_relation, to_dot
 from rootfs_forge.audit.html import audit_html, license_names
@@ -408,3 +410,32 @@ def test_diff_report_opens_in_chromium_without_errors_or_requests(tree: Path, tm
         assert distinct_colours(browser.screenshot()) > 20
         assert browser.errors() == []
         assert [u for u in browser.requests() if u != url] == []
+
+
+def test_a_huge_image_gives_a_bounded_report() -> None:
+    from rootfs_forge.audit.graph import largest
+
+    tree = byte_tree({f"pkg{i}:amd64": [(f"/usr/share/p{i}/d{j}/f{k}", 100 + k) for j in range(10) for k in range(30)]
+                      for i in range(200)})  # 60 000 files
+    rows = layout(tree, max_rows=5000).rows
+    assert len(rows) < 5000 + 48
+    top_level = [r for r in rows if r[2] == 0]
+    assert len(top_level) == 48 and top_level[-1][0] == "(153 more)"  # the upper levels are complete
+    graph = WhyGraph({f"p{i}": i for i in range(500)}, frozenset({"p0"}),
+                     tuple(Edge("p0", f"p{i}", "Depends") for i in range(1, 500)))
+    small = largest(graph, 50)
+    assert len(small.nodes) == 50 and min(small.nodes.values()) == 450
+    assert all(e.parent in small.nodes and e.child in small.nodes for e in small.edges)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(2, 14).flatmap(lambda n: st.tuples(
+    st.just(n), st.lists(st.tuples(st.integers(0, n - 1), st.integers(0, n - 1)), max_size=3 * n),
+    st.sets(st.integers(0, n - 1), min_size=1, max_size=3))))
+def test_savings_by_dominators_equal_the_definition(case: tuple[int, list[tuple[int, int]], set[int]]) -> None:
+    from rootfs_forge.audit.graph import savings_brute_force
+
+    n, pairs, roots = case
+    graph = WhyGraph({f"p{i}": i + 1 for i in range(n)}, frozenset(f"p{r}" for r in roots),
+                     tuple(Edge(f"p{a}", f"p{b}", "Depends") for a, b in sorted(set(pairs)) if a != b))
+    assert savings(graph) == savings_brute_force(graph)

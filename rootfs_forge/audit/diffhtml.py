@@ -12,9 +12,10 @@ from collections.abc import Iterable, Sequence
 
 from rootfs_forge.audit.diff import DiffReport, Side
 from rootfs_forge.audit.forgemeta import read_manifest
-from rootfs_forge.audit.graph import human, render_svg, why_graph
+from rootfs_forge.audit.graph import human, largest, render_svg, why_graph
 from rootfs_forge.audit.html import (
     LIST_LIMIT,
+    MAX_GRAPH,
     _e,
     _path_list,
     _table,
@@ -105,7 +106,7 @@ def _graph_section(diff: DiffReport, rb: AuditReport) -> str:
     colors = {k: ADDED for k, _ in diff.added}
     colors.update({k: CHANGED for k, _, _ in diff.changed})
     tips = {k: f"{k}: {human(graph.nodes.get(k, 0))}" for k in graph.nodes}
-    svg, engine = render_svg(graph, tooltips=tips, colors=colors)
+    svg, engine = render_svg(largest(graph, MAX_GRAPH), tooltips=tips, colors=colors)
     gone = ", ".join(k for k, _ in diff.removed) or "none"
     return (f'<p>B\'s why-graph (laid out by {_e(engine)}): <span style="background:{ADDED};padding:0 4px">added'
             f'</span> and <span style="background:{CHANGED};padding:0 4px">changed version</span> packages '

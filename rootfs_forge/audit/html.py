@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from rootfs_forge.audit.forgemeta import MANIFEST, read_manifest
-from rootfs_forge.audit.graph import Saving, WhyGraph, human, render_svg, savings, why_graph
+from rootfs_forge.audit.graph import Saving, WhyGraph, human, largest, render_svg, savings, why_graph
 from rootfs_forge.audit.licenses import split_synopsis
 from rootfs_forge.audit.privileges import Privileged, privileged_files
 from rootfs_forge.audit.report import AuditReport
@@ -25,6 +25,7 @@ from rootfs_forge.audit.treemap import CANVAS, byte_tree, layout
 from rootfs_forge.audit.view import Node, read_bytes, resolve
 
 HIGHLIGHT = 5  # how many of the largest contributors the graph highlights
+MAX_GRAPH = 200  # packages drawn in the why-graph (the largest); the savings table covers them all
 LIST_LIMIT = 500  # rows per list before "… N more"
 
 STYLE = """
@@ -204,7 +205,10 @@ def why_section(graph: WhyGraph, saved: dict[str, Saving], *, forge: bool) -> st
     highlight = sorted(graph.nodes, key=lambda k: (-graph.nodes[k], k))[:HIGHLIGHT]
     tips = {k: f"{k}: {human(graph.nodes.get(k, 0))}; without it: -{human(s.bytes)} "
                f"({len(s.packages)} package{'s' if len(s.packages) != 1 else ''})" for k, s in saved.items()}
-    svg, engine = render_svg(graph, highlight=highlight, tooltips=tips)
+    drawn = largest(graph, MAX_GRAPH)
+    svg, engine = render_svg(drawn, highlight=highlight, tooltips=tips)
+    cut = (f" Only the {len(drawn.nodes)} largest of {len(graph.nodes)} packages are drawn."
+           if len(drawn.nodes) < len(graph.nodes) else "")
     source = ("forge's why-graph (the resolver's record)" if forge
               else "reverse Depends/Pre-Depends in the dpkg database (no forge why-graph in this tree)")
     rows = [[s.package, human(graph.nodes.get(s.package, 0)), human(s.bytes), len(s.packages),
@@ -213,7 +217,7 @@ def why_section(graph: WhyGraph, saved: dict[str, Saving], *, forge: bool) -> st
     return (f"<p>From {_e(source)}; laid out by {_e(engine)}. Requested packages have a double border; the "
             f"{len(highlight)} largest contributors (by their own bytes in the image) are "
             f'<span style="background:#ffb347;padding:0 4px">highlighted</span>. Hover a box or edge for '
-            f"details.</p><button type=button id=graph-size>actual size</button>"
+            f"details.{_e(cut)}</p><button type=button id=graph-size>actual size</button>"
             f"<div class=graph id=why-graph data-engine={_e(engine)}>{svg}</div>"
             f"<h3>What would I save without X?</h3><p class=muted>The closure only X needs: X and every package no "
             f"longer reachable from the requested ones once X is gone.</p>"

@@ -12,6 +12,7 @@ folded into one ``(N more)`` rectangle of their combined size.
 from __future__ import annotations
 
 import posixpath
+from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +20,7 @@ from typing import Any
 import squarify
 
 MAX_CHILDREN = 48
+MAX_ROWS = 12_000  # about 1 MB of report; deeper levels of a huge image are left unexpanded
 CANVAS = (1200.0, 640.0)
 
 PACKAGE, DIRECTORY, FILE, OTHER = 0, 1, 2, 3
@@ -83,11 +85,13 @@ class Layout:
         return {str(r[0]) for r in self.rows}
 
 
-def layout(root: TreeNode, canvas: tuple[float, float] = CANVAS, max_children: int = MAX_CHILDREN) -> Layout:
+def layout(root: TreeNode, canvas: tuple[float, float] = CANVAS, max_children: int = MAX_CHILDREN,
+           max_rows: int = MAX_ROWS) -> Layout:
+    """Breadth first, so that when ``max_rows`` is reached every upper level is complete."""
     rows: list[list[Any]] = [[root.name, root.size, -1, 0.0, 0.0, 1.0, 1.0, root.kind]]
-    stack: list[tuple[TreeNode, int, float, float]] = [(root, 0, canvas[0], canvas[1])]
-    while stack:
-        node, index, width, height = stack.pop()
+    queue: deque[tuple[TreeNode, int, float, float]] = deque([(root, 0, canvas[0], canvas[1])])
+    while queue and len(rows) < max_rows:
+        node, index, width, height = queue.popleft()
         shown = [c for c in node.children if c.size > 0]
         if len(shown) > max_children:
             rest = shown[max_children - 1:]
@@ -101,5 +105,5 @@ def layout(root: TreeNode, canvas: tuple[float, float] = CANVAS, max_children: i
             rows.append([child.name, child.size, index, round(rect["x"] / width, 5), round(rect["y"] / height, 5),
                          round(rect["dx"] / width, 5), round(rect["dy"] / height, 5), child.kind])
             if child.children:
-                stack.append((child, len(rows) - 1, rect["dx"], rect["dy"]))
+                queue.append((child, len(rows) - 1, rect["dx"], rect["dy"]))
     return Layout(rows)

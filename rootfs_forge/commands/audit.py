@@ -29,7 +29,9 @@ def register(sub: Any) -> None:
                    help=f"exit 1 when any of these holds (comma-separated): {', '.join(FAIL_CONDITIONS)}")
     p.add_argument("--top", type=int, default=10, metavar="N", help="how many largest packages/files to list")
     p.add_argument("--why", metavar="PKG", help="explain why PKG is in the target")
-    p.add_argument("--arch", default="", help="architecture to pick from a multi-platform image")
+    p.add_argument("--arch", "--platform", dest="arch", default="", metavar="ARCH",
+                   help="architecture to pick from a multi-platform image or reference (default: the host's; "
+                        "linux/arm64 works too)")
     _insecure_arg(p)
     p.add_argument("--html", metavar="REPORT.html",
                    help="also write a self-contained HTML report (treemap, why-graph, linking, licences)")
@@ -39,7 +41,9 @@ def register(sub: Any) -> None:
     s.add_argument("target", metavar="TARGET")
     s.add_argument("--format", choices=("spdx", "cyclonedx"), default="spdx")
     s.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of standard output")
-    s.add_argument("--arch", default="", help="architecture to pick from a multi-platform image")
+    s.add_argument("--arch", "--platform", dest="arch", default="", metavar="ARCH",
+                   help="architecture to pick from a multi-platform image or reference (default: the host's; "
+                        "linux/arm64 works too)")
     _insecure_arg(s)
     s.set_defaults(func=cmd_sbom)
 
@@ -47,7 +51,9 @@ def register(sub: Any) -> None:
     d.add_argument("a", metavar="A")
     d.add_argument("b", metavar="B")
     d.add_argument("--json", action="store_true", help="print canonical JSON")
-    d.add_argument("--arch", default="", help="architecture to pick from a multi-platform image")
+    d.add_argument("--arch", "--platform", dest="arch", default="", metavar="ARCH",
+                   help="architecture to pick from a multi-platform image or reference (default: the host's; "
+                        "linux/arm64 works too)")
     _insecure_arg(d)
     d.add_argument("--html", metavar="REPORT.html",
                    help="also write a self-contained HTML report of what changed (treemaps, why-graph, …)")
@@ -74,7 +80,8 @@ def host_arch() -> str:
 
 
 def _arch(args: argparse.Namespace) -> str:
-    return str(args.arch or host_arch())
+    arch = str(args.arch or host_arch())
+    return arch.split("/")[1] if arch.count("/") in (1, 2) else arch  # linux/arm64[/v8] -> arm64
 
 
 
