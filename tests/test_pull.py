@@ -210,9 +210,8 @@ def test_pull_through_bearer_token_flow(token_proxy: tuple[str, list[str]], tmp_
     assert denied.returncode == 7 and denied.stderr.count("\n") == 1, denied.stderr
 
 
-@pytest.fixture
-def corrupting_proxy(registry: str) -> Iterator[str]:  # noqa: F811
-    """Forwards to the registry, but flips one byte of every blob body it serves."""
+def _proxy(registry: str, corrupt: str) -> Iterator[str]:  # noqa: F811
+    """Forwards to the registry, but changes every blob body (``corrupt="blobs"``) or manifest body it serves."""
     upstream = f"http://{registry}"
 
     class Handler(BaseHTTPRequestHandler):
@@ -223,8 +222,10 @@ def corrupting_proxy(registry: str) -> Iterator[str]:  # noqa: F811
             resp = requests.get(upstream + self.path, headers={k: v for k, v in self.headers.items()
                                                                if k.lower() != "host"}, timeout=30)
             body = resp.content
-            if "/blobs/sha256:" in self.path and body:
+            if corrupt == "blobs" and "/blobs/sha256:" in self.path and body:
                 body = body[:-1] + bytes([body[-1] ^ 0xFF])
+            if corrupt == "manifests" and "/manifests/" in self.path and body:
+                body = body + b" "  # still the same JSON document, but not the bytes the digest names
             self.send_response(resp.status_code)
             for k, v in resp.headers.items():
                 if k.lower() not in ("transfer-encoding", "connection", "content-length"):
@@ -241,6 +242,16 @@ def corrupting_proxy(registry: str) -> Iterator[str]:  # noqa: F811
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture
+def corrupting_proxy(registry: str) -> Iterator[str]:  # noqa: F811
+    yield from _proxy(registry, "blobs")
+
+
+@pytest.fixture
+def manifest_proxy(registry: str) -> Iterator[str]:  # noqa: F811
+    yield from _proxy(registry, "manifests")
 
 
 @needs_registry
@@ -280,3 +291,17 @@ def test_forge_run_by_reference(registry: str, tmp_path: Path) -> None:  # noqa:
     assert len(list((cache / "layers" / "sha256").iterdir())) == 1  # unpacked once
     gone = forge("run", "--cache-dir", str(cache), "out/no-such-image", "/bin/true", cache=cache)
     assert gone.returncode != 0 and gone.stderr.count("\n") == 1
+
+
+@needs_registry
+def test_registry_serving_a_manifest_that_is_not_the_digest_is_refused(
+        registry: str, manifest_proxy: str, tmp_path: Path) -> None:  # noqa: F811
+    pushed = push(image(tmp_path), "latest", f"{registry}/app:1", insecure=True).digest
+    cache = tmp_path / "cache"
+    by_digest = forge("pull", f"{manifest_proxy}/app@{pushed}", "-o", str(tmp_path / "a"), cache=cache)
+    assert by_digest.returncode == 7 and by_digest.stderr.count("\n") == 1
+    assert f"manifest {pushed} does not match its digest" in by_digest.stderr
+    by_tag = forge("audit", f"{manifest_proxy}/app:1", cache=cache)  # the registry's Docker-Content-Digest
+    assert by_tag.returncode == 7 and by_tag.stderr.count("\n") == 1
+    assert f"the registry names manifest {pushed} but sent sha256:" in by_tag.stderr
+    assert not (tmp_path / "a").exists() and list((cache / "blobs" / "sha256").iterdir()) == []
