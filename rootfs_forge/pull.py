@@ -168,12 +168,22 @@ class _Puller:
 
     def manifest(self, target: str, expect: str = "") -> tuple[bytes, str, str]:
         """(body, media type, digest) of ``manifests/<target>``, verified against what is expected of it."""
-        resp = self.client.request("GET", self.client.url(f"manifests/{target}"), headers={"Accept": ACCEPT})
-        if resp.status_code != 200:
-            raise _fail(self.client, f"GET manifest {target}", resp)
-        body = resp.content
-        if len(body) > MAX_MANIFEST:
-            raise ImageError("pull", self.ref.text, f"manifest {target} is larger than {MAX_MANIFEST} bytes")
+        if target.startswith("sha256:") and not _DIGEST.fullmatch(target):
+            raise ImageError("pull", self.ref.text, f"unsupported manifest digest {target!r}")
+        resp = self.client.request("GET", self.client.url(f"manifests/{target}"), headers={"Accept": ACCEPT},
+                                   stream=True)
+        try:
+            if resp.status_code != 200:
+                raise _fail(self.client, f"GET manifest {target}", resp)
+            body = b""
+            for chunk in resp.iter_content(1 << 16):  # never more than MAX_MANIFEST in memory
+                body += chunk
+                if len(body) > MAX_MANIFEST:
+                    raise ImageError("pull", self.ref.text, f"manifest {target} is larger than {MAX_MANIFEST} bytes")
+        except requests.RequestException as exc:
+            raise ImageError("pull", self.ref.text, f"GET manifest {target}: {exc}") from None
+        finally:
+            resp.close()
         digest = _sha256(body)
         if expect and digest != expect:
             raise ImageError("pull", self.ref.text, f"manifest {expect} does not match its digest (got {digest})")
@@ -199,9 +209,14 @@ class _Puller:
         if resp.status_code != 200:
             raise _fail(self.client, f"GET blob {digest}", resp)
         size = desc.get("size")
+        limit = size if isinstance(size, int) and not isinstance(size, bool) and size >= 0 else None
         try:
-            with self.cache.writer(hexd, int(size) if isinstance(size, int) else None, f"blob {digest}") as out:
+            with self.cache.writer(hexd, limit, f"blob {digest}") as out:
+                written = 0
                 for chunk in resp.iter_content(1 << 20):
+                    written += len(chunk)
+                    if limit is not None and written > limit:  # stop a blob that runs past its size at once
+                        raise FetchError("verify", f"blob {digest}", f"more than the {limit} bytes the manifest says")
                     out.write(chunk)
         except FetchError as exc:
             reason = str(exc).rsplit(": ", 1)[-1].replace(" the index ", " the manifest ")

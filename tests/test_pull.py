@@ -224,6 +224,8 @@ def _proxy(registry: str, corrupt: str) -> Iterator[str]:  # noqa: F811
             body = resp.content
             if corrupt == "blobs" and "/blobs/sha256:" in self.path and body:
                 body = body[:-1] + bytes([body[-1] ^ 0xFF])
+            if corrupt == "grow" and "/blobs/sha256:" in self.path and body:
+                body = body + b"\0" * (3 << 20)
             if corrupt == "manifests" and "/manifests/" in self.path and body:
                 body = body + b" "  # still the same JSON document, but not the bytes the digest names
             self.send_response(resp.status_code)
@@ -247,6 +249,11 @@ def _proxy(registry: str, corrupt: str) -> Iterator[str]:  # noqa: F811
 @pytest.fixture
 def corrupting_proxy(registry: str) -> Iterator[str]:  # noqa: F811
     yield from _proxy(registry, "blobs")
+
+
+@pytest.fixture
+def growing_proxy(registry: str) -> Iterator[str]:  # noqa: F811
+    yield from _proxy(registry, "grow")
 
 
 @pytest.fixture
@@ -305,3 +312,15 @@ def test_registry_serving_a_manifest_that_is_not_the_digest_is_refused(
     assert by_tag.returncode == 7 and by_tag.stderr.count("\n") == 1
     assert f"the registry names manifest {pushed} but sent sha256:" in by_tag.stderr
     assert not (tmp_path / "a").exists() and list((cache / "blobs" / "sha256").iterdir()) == []
+
+
+@needs_registry
+def test_registry_serving_a_blob_longer_than_its_size_is_cut_off(
+        registry: str, growing_proxy: str, tmp_path: Path) -> None:  # noqa: F811
+    push(image(tmp_path), "latest", f"{registry}/app:1", insecure=True)
+    cache = tmp_path / "cache"
+    proc = forge("pull", f"{growing_proxy}/app:1", "-o", str(tmp_path / "got"), cache=cache)
+    assert proc.returncode == 7 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "refused: more than the" in proc.stderr and "bytes the manifest says" in proc.stderr
+    assert list((cache / "blobs" / "sha256").iterdir()) == []
+    assert [p.name for p in (cache / "tmp").iterdir() if not p.name.endswith(".lock")] == []
