@@ -439,3 +439,21 @@ def test_savings_by_dominators_equal_the_definition(case: tuple[int, list[tuple[
     graph = WhyGraph({f"p{i}": i + 1 for i in range(n)}, frozenset(f"p{r}" for r in roots),
                      tuple(Edge(f"p{a}", f"p{b}", "Depends") for a, b in sorted(set(pairs)) if a != b))
     assert savings(graph) == savings_brute_force(graph)
+
+
+@pytest.mark.skipif(chromium() is None, reason="needs Debian's chromium")
+def test_the_browser_check_sees_requests_and_errors(tmp_path: Path) -> None:
+    """The checks above can fail: a page that fetches and logs an error is caught (and a blank one is blank)."""
+    page = tmp_path / "bad.html"
+    page.write_text("<!DOCTYPE html><html><body><img src='http://127.0.0.1:9/x.png'>"
+                    "<script>console.error('boom')</script></body></html>")
+    with Browser(640, 480) as browser:
+        browser.open(page.resolve().as_uri())
+        assert "http://127.0.0.1:9/x.png" in browser.requests()
+        assert any("boom" in e for e in browser.errors())
+        blank = tmp_path / "blank.html"
+        blank.write_text("<!DOCTYPE html><html><body style='background:#fff'></body></html>")
+        browser.events.clear()
+        browser.send("Page.navigate", {"url": blank.resolve().as_uri()})
+        browser.wait_for("Page.loadEventFired")
+        assert distinct_colours(browser.screenshot()) == 1
