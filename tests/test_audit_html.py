@@ -457,3 +457,11 @@ def test_the_browser_check_sees_requests_and_errors(tmp_path: Path) -> None:
         browser.send("Page.navigate", {"url": blank.resolve().as_uri()})
         browser.wait_for("Page.loadEventFired")
         assert distinct_colours(browser.screenshot()) == 1
+
+
+def test_report_is_written_even_when_the_listing_reader_stops_early(tree: Path, tmp_path: Path) -> None:
+    out = tmp_path / "r.html"
+    proc = subprocess.run(f"{sys.executable} -m rootfs_forge audit {tree} --html {out} | head -1", shell=True,
+                          capture_output=True, text=True, env=ENV)
+    assert proc.returncode == 0 and proc.stdout.startswith(f"{tree}: directory"), proc.stderr
+    assert out.stat().st_size > 10_000 and out.read_text().rstrip().endswith("</html>")

@@ -108,15 +108,14 @@ def cmd_audit(args: argparse.Namespace) -> int:
         raise AuditError("use", f"--top {args.top}", "must be zero or more")
     report = audit_target(open_target(args.target, arch=_arch(args), insecure=args.insecure), top=args.top,
                           why=args.why)
+    if args.html:  # first: a reader of the listing that stops early (| head) must not cost the report
+        from rootfs_forge.audit.html import audit_html
+
+        write_output(args.html, audit_html(report))
     if args.json:
         print(_canonical(report.as_dict()))
     else:
         print("\n".join(_audit_lines(report, args.top)))
-    if args.html:
-        from rootfs_forge.audit.html import audit_html
-
-        _quiet_libraries()
-        write_output(args.html, audit_html(report))
     failures = []
     if "missing-libs" in conditions and report.closure.missing:
         first = report.closure.missing[0]
