@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "lock": "resolve_cmds",
     "compose": "compose",
     "push": "push",
+    "pull": "pull",
     "run": "run",
     "ps": "run",
     "rm": "run",

@@ -108,7 +108,14 @@ class PushResult:
 
 
 class _Client:
-    """One repository of one registry, with authentication and request counting."""
+    """One repository of one registry, with authentication and request counting.
+
+    ``verb`` names the operation in errors and ``actions`` is the token scope asked for; ``forge pull``
+    (rootfs_forge.pull) sets them to "pull from" and "pull".
+    """
+
+    verb = "push to"
+    actions = "pull,push"
 
     def __init__(
         self,
@@ -141,7 +148,7 @@ class _Client:
                     method, url, headers=headers, timeout=_TIMEOUT, allow_redirects=True, **kw
                 )
             except requests.RequestException as exc:
-                raise ImageError("push to", self.ref.text, f"{method} {url}: {exc}") from exc
+                raise ImageError(self.verb, self.ref.text, f"{method} {url}: {exc}") from exc
             if resp.status_code != 401 or attempt == 1:
                 return resp
             kw["headers"] = headers
@@ -152,32 +159,32 @@ class _Client:
         scheme, params = parse_challenge(resp.headers.get("WWW-Authenticate", ""))
         if scheme == "basic":
             if not self.credentials:
-                raise ImageError("push to", self.ref.text, "the registry wants a user name and password")
+                raise ImageError(self.verb, self.ref.text, "the registry wants a user name and password")
             token = base64.b64encode(":".join(self.credentials).encode()).decode()
             self.auth_header = f"Basic {token}"
             return
         if scheme != "bearer" or "realm" not in params:
             raise ImageError(
-                "push to", self.ref.text, f"HTTP 401 without a usable challenge ({scheme or 'none'})"
+                self.verb, self.ref.text, f"HTTP 401 without a usable challenge ({scheme or 'none'})"
             )
         query: list[tuple[str, str]] = [("service", params["service"])] if params.get("service") else []
-        query.append(("scope", f"repository:{self.ref.repository}:pull,push"))
+        query.append(("scope", f"repository:{self.ref.repository}:{self.actions}"))
         query += [("scope", f"repository:{repo}:pull") for repo in sorted(self.mount_sources)]
         url = params["realm"] + ("&" if "?" in params["realm"] else "?") + urlencode(query)
         self.stats.requests["GET"] = self.stats.requests.get("GET", 0) + 1
         try:
             got = self.session.get(url, auth=self.credentials, timeout=_TIMEOUT)
         except requests.RequestException as exc:
-            raise ImageError("push to", self.ref.text, f"token request: {exc}") from exc
+            raise ImageError(self.verb, self.ref.text, f"token request: {exc}") from exc
         if got.status_code != 200:
-            raise ImageError("push to", self.ref.text, f"token request refused (HTTP {got.status_code})")
+            raise ImageError(self.verb, self.ref.text, f"token request refused (HTTP {got.status_code})")
         try:
             body = got.json()
         except ValueError:
             body = {}
         bearer: object = body.get("token") or body.get("access_token") if isinstance(body, dict) else None
         if not isinstance(bearer, str) or not bearer:
-            raise ImageError("push to", self.ref.text, "the token service answered without a token")
+            raise ImageError(self.verb, self.ref.text, "the token service answered without a token")
         self.auth_header = f"Bearer {bearer}"
 
 
@@ -189,7 +196,7 @@ def _fail(client: _Client, what: str, resp: requests.Response) -> ImageError:
             detail = ": " + "; ".join(f"{e.get('code')} {e.get('message', '')}".strip() for e in errors)
     except ValueError:
         pass
-    return ImageError("push to", client.ref.text, f"{what}: HTTP {resp.status_code}{detail}")
+    return ImageError(client.verb, client.ref.text, f"{what}: HTTP {resp.status_code}{detail}")
 
 
 def _chunks(path: Path, size: int) -> Iterator[bytes]:

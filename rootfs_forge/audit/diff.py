@@ -102,11 +102,11 @@ def read_lock(path: str) -> dict[str, str] | None:
     return out
 
 
-def open_side(spec: str, *, arch: str = "") -> Side:
+def open_side(spec: str, *, arch: str = "", insecure: bool = False) -> Side:
     lock = read_lock(spec)
     if lock is not None:
         return Side(spec, "lock", lock)
-    target = open_target(spec, arch=arch)
+    target = open_target(spec, arch=arch, insecure=insecure)
     packages = {p.key: p.version for p in read_dpkg_db(target.view)}
     return Side(spec, target.kind, packages, dict(target.view.walk()), target.view, target.layers)
 

@@ -54,9 +54,18 @@ def split_spec(spec: str) -> tuple[str, str]:
     return spec, ""
 
 
-def open_target(spec: str, *, arch: str = "") -> Target:
-    """Open ``spec``; ``arch`` (a Debian or OCI architecture name) picks one image of a multi-platform index."""
+def open_target(spec: str, *, arch: str = "", insecure: bool = False) -> Target:
+    """Open ``spec``; ``arch`` (a Debian or OCI architecture name) picks one image of a multi-platform index.
+
+    A spec that is no local path but a registry reference (``REGISTRY/REPO[:TAG|@DIGEST]``) is pulled through
+    :mod:`rootfs_forge.pull` (verified, blobs cached) and read like an OCI layout.
+    """
     path, tag = split_spec(spec)
+    if not os.path.exists(path) and not os.path.exists(spec):
+        from rootfs_forge.pull import looks_like_reference
+
+        if looks_like_reference(spec):
+            return _open_reference(spec, arch, insecure)
     if not os.path.exists(path):
         raise AuditError("open", spec, "no such file or directory")
     if os.path.isdir(path):
@@ -74,6 +83,14 @@ def open_target(spec: str, *, arch: str = "") -> Target:
     if tag:
         raise AuditError("open", spec, "a :tag only applies to an OCI image")
     return Target(spec, "tar", mem)
+
+
+def _open_reference(spec: str, arch: str, insecure: bool) -> Target:
+    from rootfs_forge.pull import pulled
+
+    with pulled(spec, platform=arch, insecure=insecure) as got:
+        opened = _open_oci(spec, "registry", DirView(str(got.layout)), got.tag, arch)
+    return Target(spec, "registry", opened.view, opened.layers, f"{got.tag}@{got.digest}")
 
 
 def load_tar(path: str) -> MemoryView:
@@ -100,7 +117,10 @@ def load_tar_bytes(data: bytes, *, name: str, view: MemoryView | None = None, wh
 
 def apply_entries(view: MemoryView, entries: Iterable[Any], *, whiteouts: bool) -> None:
     """Apply archive entries to ``view``. With ``whiteouts``, the layer's whiteouts remove lower paths first."""
+    from rootfs_forge.audit.xattrs import entry_capability
+
     pending: list[tuple[str, Node, bytes, str]] = []
+    capabilities: dict[str, bytes] = {}
     for entry in entries:
         raw = entry.pathname or ""
         if ".." in raw.replace("\\", "/").split("/"):
@@ -128,10 +148,18 @@ def apply_entries(view: MemoryView, entries: Iterable[Any], *, whiteouts: bool) 
         elif entry.isreg:
             data = b"".join(entry.get_blocks())
             pending.append((path, Node("file", len(data), mode, mtime), data, ""))
+            if (cap := entry_capability(entry)) is not None:
+                capabilities[path] = cap
         else:
             pending.append((path, Node("other", 0, mode, mtime), b"", ""))  # devices and fifos stay inert
     for path, node, data, hardlink in pending:
         _place(view, path, node, data, hardlink)
+    held: dict[str, bytes] | None = view.__dict__.get("xattr_capabilities")
+    if held:  # a later layer's copy of a file carries its own attributes, or none
+        for path, *_ in pending:
+            held.pop(path, None)
+    if capabilities:  # read by audit.privileges
+        view.__dict__.setdefault("xattr_capabilities", {}).update(capabilities)
 
 
 def _place(view: MemoryView, path: str, node: Node, data: bytes, hardlink: str) -> None:

@@ -21,29 +21,48 @@ _MACHINE_TO_DEB = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "armhf", "i6
 def register(sub: Any) -> None:
     p = sub.add_parser("audit", help="inventory, sizes, ELF closure and why-chains of an image or rootfs",
                        description="Audit TARGET: a rootfs directory, a rootfs tarball, an OCI image layout "
-                                   "or oci-archive (PATH[:TAG]).")
+                                   "or oci-archive (PATH[:TAG]), or a registry reference "
+                                   "(REGISTRY/REPO[:TAG|@DIGEST]).")
     p.add_argument("target", metavar="TARGET")
     p.add_argument("--json", action="store_true", help="print the full report as canonical JSON")
     p.add_argument("--fail-on", default="", metavar="LIST",
                    help=f"exit 1 when any of these holds (comma-separated): {', '.join(FAIL_CONDITIONS)}")
     p.add_argument("--top", type=int, default=10, metavar="N", help="how many largest packages/files to list")
     p.add_argument("--why", metavar="PKG", help="explain why PKG is in the target")
-    p.add_argument("--arch", default="", help="architecture to pick from a multi-platform image")
+    p.add_argument("--arch", "--platform", dest="arch", default="", metavar="ARCH",
+                   help="architecture to pick from a multi-platform image or reference (default: the host's; "
+                        "linux/arm64 works too)")
+    _insecure_arg(p)
+    p.add_argument("--html", metavar="REPORT.html",
+                   help="also write a self-contained HTML report (treemap, why-graph, linking, licences)")
     p.set_defaults(func=cmd_audit)
 
     s = sub.add_parser("sbom", help="write an SPDX 2.3 or CycloneDX 1.5 SBOM of an image or rootfs")
     s.add_argument("target", metavar="TARGET")
     s.add_argument("--format", choices=("spdx", "cyclonedx"), default="spdx")
     s.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of standard output")
-    s.add_argument("--arch", default="", help="architecture to pick from a multi-platform image")
+    s.add_argument("--arch", "--platform", dest="arch", default="", metavar="ARCH",
+                   help="architecture to pick from a multi-platform image or reference (default: the host's; "
+                        "linux/arm64 works too)")
+    _insecure_arg(s)
     s.set_defaults(func=cmd_sbom)
 
     d = sub.add_parser("diff", help="packages, files and layers that differ between two images, trees or locks")
     d.add_argument("a", metavar="A")
     d.add_argument("b", metavar="B")
     d.add_argument("--json", action="store_true", help="print canonical JSON")
-    d.add_argument("--arch", default="", help="architecture to pick from a multi-platform image")
+    d.add_argument("--arch", "--platform", dest="arch", default="", metavar="ARCH",
+                   help="architecture to pick from a multi-platform image or reference (default: the host's; "
+                        "linux/arm64 works too)")
+    _insecure_arg(d)
+    d.add_argument("--html", metavar="REPORT.html",
+                   help="also write a self-contained HTML report of what changed (treemaps, why-graph, …)")
     d.set_defaults(func=cmd_diff)
+
+
+def _insecure_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--insecure", action="store_true",
+                   help="read a registry reference over plain HTTP (implied for loopback registries)")
 
 
 def _quiet_libraries() -> None:
@@ -55,8 +74,14 @@ def _canonical(data: object) -> str:
     return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
 
+def host_arch() -> str:
+    """The host's Debian architecture name (what a multi-platform image is read as by default)."""
+    return _MACHINE_TO_DEB.get(platform.machine(), platform.machine())
+
+
 def _arch(args: argparse.Namespace) -> str:
-    return str(args.arch or _MACHINE_TO_DEB.get(platform.machine(), platform.machine()))
+    arch = str(args.arch or host_arch())
+    return arch.split("/")[1] if arch.count("/") in (1, 2) else arch  # linux/arm64[/v8] -> arm64
 
 
 
@@ -81,7 +106,12 @@ def cmd_audit(args: argparse.Namespace) -> int:
                          f"unknown condition (known: {', '.join(FAIL_CONDITIONS)})")
     if args.top < 0:
         raise AuditError("use", f"--top {args.top}", "must be zero or more")
-    report = audit_target(open_target(args.target, arch=_arch(args)), top=args.top, why=args.why)
+    report = audit_target(open_target(args.target, arch=_arch(args), insecure=args.insecure), top=args.top,
+                          why=args.why)
+    if args.html:  # first: a reader of the listing that stops early (| head) must not cost the report
+        from rootfs_forge.audit.html import audit_html
+
+        write_output(args.html, audit_html(report))
     if args.json:
         print(_canonical(report.as_dict()))
     else:
@@ -154,7 +184,7 @@ def cmd_sbom(args: argparse.Namespace) -> int:
     epoch_text = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
     if epoch_text and not epoch_text.isdigit():
         raise AuditError("use", f"SOURCE_DATE_EPOCH={epoch_text}", "not a number of seconds")
-    target = open_target(args.target, arch=_arch(args))
+    target = open_target(args.target, arch=_arch(args), insecure=args.insecure)
     path, tag = split_spec(args.target)
     name = os.path.basename(os.path.normpath(path)) + (f":{tag}" if tag else "")
     inp = sbom_input(target, name=name, source_date_epoch=int(epoch_text) if epoch_text else None)
@@ -163,27 +193,39 @@ def cmd_sbom(args: argparse.Namespace) -> int:
     if not args.output:
         sys.stdout.write(text)
         return 0
-    out_dir = os.path.dirname(os.path.abspath(args.output))
+    write_output(args.output, text)
+    return 0
+
+
+def write_output(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (a temp file in the same directory, then rename), mode 0644."""
+    from rootfs_forge.errors import AuditError
+
+    out_dir = os.path.dirname(os.path.abspath(path))
     try:
-        fd, tmp = tempfile.mkstemp(prefix=".forge-sbom-", dir=out_dir)
+        fd, tmp = tempfile.mkstemp(prefix=".forge-out-", dir=out_dir)
     except OSError as exc:
-        raise AuditError("write", args.output, exc.strerror or str(exc)) from None
+        raise AuditError("write", path, exc.strerror or str(exc)) from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
         os.chmod(tmp, 0o644)
-        os.replace(tmp, args.output)
+        os.replace(tmp, path)
     except OSError as exc:
         os.unlink(tmp)
-        raise AuditError("write", args.output, exc.strerror or str(exc)) from None
-    return 0
+        raise AuditError("write", path, exc.strerror or str(exc)) from None
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
     from rootfs_forge.audit.diff import diff_sides, open_side
 
     arch = _arch(args)
-    report = diff_sides(open_side(args.a, arch=arch), open_side(args.b, arch=arch))
+    report = diff_sides(open_side(args.a, arch=arch, insecure=args.insecure),
+                        open_side(args.b, arch=arch, insecure=args.insecure))
+    if args.html:
+        from rootfs_forge.audit.diffhtml import diff_html
+
+        write_output(args.html, diff_html(report))
     if args.json:
         print(_canonical(report.as_dict()))
         return 0

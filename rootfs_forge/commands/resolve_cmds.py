@@ -25,14 +25,21 @@ def register(sub: Any) -> None:
     p.add_argument("-v", "--verbose", action="store_true", help="print every choice the resolver makes")
     add_cache_args(p)
     add_json_arg(p)
+    p.add_argument("--dot", action="store_true", help="print the why-graph as Graphviz (pipe it to dot -Tsvg)")
     p.set_defaults(func=cmd_resolve)
 
     p = sub.add_parser("why", help="every chain from a requested package to PKG (in a recipe, image or rootfs)")
     p.add_argument("package")
     p.add_argument("recipe", metavar="RECIPE|TARGET",
-                   help="a recipe (.toml), or an image/rootfs: forge images carry their why-graph")
+                   help="a recipe (.toml), an image/rootfs or a registry reference: forge images carry their "
+                        "why-graph")
     add_cache_args(p)
     add_json_arg(p)
+    p.add_argument("--dot", action="store_true", help="print the chains as Graphviz (pipe it to dot -Tsvg)")
+    p.add_argument("--insecure", action="store_true",
+                   help="read a registry reference over plain HTTP (implied for loopback registries)")
+    p.add_argument("--arch", "--platform", dest="arch", default="", metavar="ARCH",
+                   help="for an image: the architecture to pick from a multi-platform image (default: the host's)")
     p.set_defaults(func=cmd_why)
 
     p = sub.add_parser("lock", help="resolve a recipe and write RECIPE.lock next to it")
@@ -51,6 +58,11 @@ def cmd_resolve(args: argparse.Namespace) -> int:
     ctx = make_context(args)
     recipe = load_recipe(Path(args.recipe), ctx.host_arch)
     result = plan(recipe, ctx, use_lock=not args.no_lock, reporter=_reporter(args))
+    if args.dot:
+        from rootfs_forge.audit.dotviews import resolution_dot
+
+        sys.stdout.write(resolution_dot(f"{recipe.name}:{recipe.tag}", result.resolutions))
+        return 0
     if args.json:
         print_json({arch: {"packages": resolution_table(res), "order": list(res.order), "notes": list(res.notes),
                            "from_lock": result.from_lock}
@@ -80,6 +92,11 @@ def cmd_why(args: argparse.Namespace) -> int:
         out[arch] = why_chains(res, args.package)
     if not any(out.values()):
         raise ForgeError("explain", f"package {args.package}", f"{recipe.path} does not install it")
+    if args.dot:
+        from rootfs_forge.audit.dotviews import resolution_chains_dot
+
+        sys.stdout.write(resolution_chains_dot(args.package, result.resolutions, out))
+        return 0
     if args.json:
         print_json(out)
         return 0
@@ -117,11 +134,17 @@ def _why_target(args: argparse.Namespace) -> int:
     """Chains read from an image or rootfs: forge's stored why-graph, else reverse Depends in its dpkg db."""
     from rootfs_forge.audit.report import audit_target
     from rootfs_forge.audit.target import open_target
+    from rootfs_forge.commands.audit import _arch
 
-    report = audit_target(open_target(args.recipe), why=args.package)
+    report = audit_target(open_target(args.recipe, arch=_arch(args), insecure=args.insecure), why=args.package)
     chains = list(report.why or ())
     if not chains:
         raise ForgeError("explain", f"package {args.package}", f"{args.recipe} does not contain it")
+    if args.dot:
+        from rootfs_forge.audit.dotviews import target_chains_dot
+
+        sys.stdout.write(target_chains_dot(args.package, report))
+        return 0
     if args.json:
         print_json([[{"package": link.package, "parent": link.parent, "relation": link.relation} for link in chain]
                     for chain in chains])

@@ -125,6 +125,12 @@ def _source(opts: RunOptions, rootless: bool, temps: list[str],
         img.extract_archive(path, layout)
     elif os.path.isdir(path) and img.is_layout(path):
         layout = path
+    elif "/" in target and not target.startswith(("/", ".")) and not os.path.exists(path):
+        from rootfs_forge.pull import pull_for_run  # a registry reference: pulled, verified, blobs cached
+
+        layout = make_runtime_dir(opts.runtime_dir)
+        temps.append(layout)
+        tag = pull_for_run(target, layout, opts.cache_dir)
     else:
         raise RunError("run", target, "no such directory, OCI layout or oci-archive")
     image = img.open_layout(layout, tag)
