@@ -128,8 +128,9 @@ def _source(opts: RunOptions, rootless: bool, temps: list[str],
     elif "/" in target and not target.startswith(("/", ".")) and not os.path.exists(path):
         from rootfs_forge.pull import pull_for_run  # a registry reference: pulled, verified, blobs cached
 
-        layout = make_runtime_dir(opts.runtime_dir)
-        temps.append(layout)
+        name = runtime.private_dir(rt_fd, runtime.ARCHIVE_PREFIX)  # swept like an unpacked archive if killed
+        temps.append(name)
+        layout = os.path.join(opts.runtime_dir, name)
         tag = pull_for_run(target, layout, opts.cache_dir)
     else:
         raise RunError("run", target, "no such directory, OCI layout or oci-archive")
