@@ -130,7 +130,7 @@ def build_tree(root: Path, recipe: Recipe, arch: str, resolution: Resolution, de
         writer.finish()
     set_owners = os.geteuid() == 0
     with t.phase("effects"):
-        tree.effects = apply_effects(EffectContext(root, infos, arch, host, epoch, options, set_owners))
+        tree.effects = apply_effects(EffectContext(root, infos, arch, host, epoch, options, set_owners, writer))
     tree.changed_paths |= {c.path for c in tree.effects.changed}
     if recipe.slim:
         with t.phase("slim"):
@@ -148,12 +148,12 @@ def build_tree(root: Path, recipe: Recipe, arch: str, resolution: Resolution, de
     # TreeWriter hashed every kept file as it wrote it; re-reading the tree to hash it again costs ~1 s for the
     # essential set and proves nothing new
     with t.phase("dpkg-db"):
-        db = write_dpkg_db(root, installed, arch, foreign, epoch=epoch, set_owners=set_owners, check_disk=False)
+        db = write_dpkg_db(writer, installed, arch, foreign, epoch=epoch, set_owners=set_owners, check_disk=False)
     tree.db_notes = db.notes
     tree.changed_paths |= {c.path for c in db.changed}
     with t.phase("manifest"):
         _write_manifest(tree, recipe)
-        RootDir(root, epoch=epoch).clamp_dir_mtimes()  # what was written after the unpack touched directories
+        writer.finish()  # the directories the writes after the unpack touched: recorded modes and mtimes
     return tree
 
 
@@ -432,7 +432,7 @@ def _write_manifest(tree: Tree, recipe: Recipe) -> None:
     Written after the effects, through the same in-root writer they and the dpkg database use.
     """
     doc = manifest_doc(tree, recipe)
-    rd = RootDir(tree.root, epoch=tree.epoch, set_owners=os.geteuid() == 0)
+    rd = RootDir(tree.writer)
     rd.mkdir(os.path.dirname(FORGE_MANIFEST), 0o755)
     rd.write_file(FORGE_MANIFEST, canonical_json(doc) + b"\n")
     tree.changed_paths.add(FORGE_MANIFEST)
@@ -508,20 +508,11 @@ def _clean_stale_temps(dest: Path) -> None:
             remove_tree(p)
 
 
-def layer_owners(tree: Tree) -> dict[str, tuple[int, int, int]] | None:
-    """Owners for the layer writer: none needed as root (the tree on disk has them), else the intended ones."""
-    return None if os.geteuid() == 0 else owners_of(tree)
-
-
-def owners_of(tree: Tree) -> dict[str, tuple[int, int, int]]:
-    """Intended (uid, gid, mode) of every tree path, for layer tars written by an unprivileged build."""
-    out = {}
-    for path, e in tree.writer.entries().items():
-        if path != "/":
-            out[path.lstrip("/")] = (e.uid, e.gid, e.mode)
-    for c in tree.effects.changed:
-        out[c.path.lstrip("/")] = (c.uid, c.gid, c.mode)
-    return out
+def layer_owners(tree: Tree) -> dict[str, tuple[int, int, int]]:
+    """The (uid, gid, mode) of every tree path, for the layer writer: from the tree's one record, which every
+    writer (packages, effects, the dpkg database, the manifest, local files, ``[slim]``) goes through, so a
+    compose run by any user gives the layers a root compose gives."""
+    return {path.lstrip("/"): (e.uid, e.gid, e.mode) for path, e in tree.writer.entries().items() if path != "/"}
 
 
 def check_user(tree: Tree, user: str) -> None:
@@ -529,8 +520,8 @@ def check_user(tree: Tree, user: str) -> None:
     if not user or user.split(":")[0].isdigit():
         return
     name = user.split(":")[0]
-    # the accounts effect writes /etc/passwd after unpacking, so read what is on disk (resolved in the root)
-    rd = RootDir(tree.root)
+    # the accounts effect writes /etc/passwd after unpacking: the tree's record knows it
+    rd = RootDir(tree.writer)
     data = rd.read_bytes("/etc/passwd") if rd.is_file("/etc/passwd") else b""
     names = {line.split(":", 1)[0] for line in data.decode("utf-8", "replace").splitlines() if line}
     if name not in names:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from rootfs_forge.effects.tree import Change, RootDir
 from rootfs_forge.errors import RootfsError
+from rootfs_forge.rootfs import TreeWriter
 
 ADMINDIR = "/var/lib/dpkg"
 # dpkg's own order of known fields (lib/dpkg/parse.c); other fields follow in the order the control file has.
@@ -231,7 +232,7 @@ def kept_md5sums(tree: RootDir, pkg: InstalledPackage, check_disk: bool) -> tupl
 
 
 def write_dpkg_db(
-    root: Path,
+    root: Path | TreeWriter,
     packages: Sequence[InstalledPackage],
     arch: str,
     foreign_archs: Sequence[str] = (),
@@ -240,7 +241,8 @@ def write_dpkg_db(
     set_owners: bool = False,
     check_disk: bool = True,
 ) -> DbResult:
-    """Write the dpkg database under ``root``. ``check_disk`` re-hashes files the package has md5sums for."""
+    """Write the dpkg database into ``root`` (the tree's writer, or a directory). ``check_disk`` re-hashes files
+    the package has md5sums for."""
     foreign = [a for a in dict.fromkeys(foreign_archs) if a != arch]
     _validate(packages, arch, foreign)
     tree = RootDir(root, epoch=epoch, set_owners=set_owners)
@@ -253,7 +255,6 @@ def write_dpkg_db(
         tree.mkdir(d, 0o755)
     # dpkg names the info files of Multi-Arch: same packages PKG:ARCH.* only in info format 1
     changed.append(tree.write_file(f"{info}/format", b"1\n"))
-    info_dir = tree.directory(info)  # resolved once for the ~2 files a package gets there
     stanzas = []
     wanted: set[str] = set()
     for pkg in ordered:
@@ -269,21 +270,23 @@ def write_dpkg_db(
         notes += differ
         stanzas.append(status_stanza(pkg))
         base = pkg.db_name
-        changed.append(tree.write_in(info_dir, f"{base}.list", list_file(pkg.files).encode()))
-        changed.append(tree.write_in(info_dir, f"{base}.md5sums", md5sums_file(sums).encode()))
+        changed.append(tree.write_file(f"{info}/{base}.list", list_file(pkg.files).encode()))
+        changed.append(tree.write_file(f"{info}/{base}.md5sums", md5sums_file(sums).encode()))
         wanted |= {f"{base}.list", f"{base}.md5sums"}
         if conffiles:
             changed.append(
-                tree.write_in(info_dir, f"{base}.conffiles", "".join(f"{p}\n" for p, _ in conffiles).encode())
+                tree.write_file(f"{info}/{base}.conffiles", "".join(f"{p}\n" for p, _ in conffiles).encode())
             )
             wanted.add(f"{base}.conffiles")
     for stale in tree.listdir(info):
         if stale.endswith(_INFO_SUFFIXES) and stale not in wanted:  # left by an earlier write
-            os.unlink(tree.host(f"{info}/{stale}", follow_last=False))
+            tree.remove(f"{info}/{stale}")
             notes.append(f"removed stale {info}/{stale}")
     changed.append(tree.write_file(f"{ADMINDIR}/status", "".join(s + "\n" for s in stanzas).encode()))
     changed.append(tree.write_file(f"{ADMINDIR}/arch", "".join(f"{a}\n" for a in (arch, *foreign)).encode()))
     for empty in ("available", "diversions", "statoverride", "triggers/File", "triggers/Unincorp"):
         changed.append(tree.write_file(f"{ADMINDIR}/{empty}", b""))
     changed += [tree.mkdir(d, 0o755) for d in dirs]  # last, so that their mtimes are clamped too
+    if not isinstance(root, TreeWriter):  # a writer of our own: its directories get their recorded metadata
+        tree.clamp_dir_mtimes()
     return DbResult(tuple(changed), tuple(notes))

@@ -1,4 +1,4 @@
-"""The only writer of the root filesystem tree. Every path is resolved *inside* the root.
+"""The one writer of a composed tree and its one record. Every path is resolved *inside* the root.
 
 Safety model. :class:`TreeWriter` keeps an in-memory model of every node it has made (kind, mode, owner, link
 target …) and resolves each path against that model, never against the host:
@@ -15,14 +15,17 @@ target …) and resolves each path against that model, never against the host:
   and reported unless ``allow_devices``;
 * a package whose tar stream (512-byte headers plus data, as the members arrive) grows past ``max_bytes`` fails
   before the member that crosses the limit is written — a bound on huge files and on floods of empty members.
-  Debian's ``Installed-Size`` × 1024 is within 2 % of that figure for the essential set; pass it with a margin
-  (× 1.25 + 1 MiB).
+  Debian's ``Installed-Size`` × 1024 is within 2 % of that figure for the essential set; the caller passes
+  it with a margin (``compose.unpack_limit``: × 4 + 16 MiB).
 
 The directory must be empty when the writer starts. On any error the writer stops and leaves the partial tree
 as it is: the caller builds in a temporary directory, deletes it on failure and renames it on success.
 
 Owners and modes: the intended values are kept in :meth:`TreeWriter.entries` (clamped mtimes, numeric owners),
-so a layer can carry them even when the tree was written without root. ``chown`` happens only as root.
+so a layer can carry them even when the tree was written without root. ``chown`` happens only as root. Every
+later writer goes through the same record: ``[[file]]`` entries (:meth:`TreeWriter.add_file`), the effects, the
+dpkg database and the manifest (through :class:`rootfs_forge.effects.tree.RootDir`), ``[slim]``
+(:meth:`TreeWriter.remove`); a file a host tool wrote into the root is recorded by :meth:`TreeWriter.set_meta`.
 Directories stay writable by the writer until :meth:`TreeWriter.finish` applies their final modes and mtimes.
 
 Two phases. :meth:`TreeWriter.add_packages` first *scans* every package in install order, reading only tar
@@ -103,6 +106,7 @@ class Entry:
     devmajor: int = 0
     devminor: int = 0
     md5: str = ""
+    xattrs: tuple[tuple[str, bytes], ...] = ()  # extended attributes a layer should carry (sorted by name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +142,7 @@ class _Node:
     devmajor: int = 0
     devminor: int = 0
     md5: str = ""
+    xattrs: tuple[tuple[str, bytes], ...] = ()
     owner: str | None = None  # package (for a directory: the first to ship it); None: made by forge
     implicit: bool = False  # a directory made because a child needed it; adopts a package's metadata
     children: int = 0
@@ -146,7 +151,7 @@ class _Node:
 
     def entry(self) -> Entry:
         return Entry(self.kind, self.mode, self.uid, self.gid, self.size, self.target, self.mtime,
-                     self.hardlink, self.devmajor, self.devminor, self.md5)
+                     self.hardlink, self.devmajor, self.devminor, self.md5, self.xattrs)
 
 
 @dataclass(slots=True, eq=False)
@@ -353,13 +358,13 @@ class TreeWriter:
 
     def __init__(self, root: Path, *, merged_usr: bool, arch_multiarch: str | None, allow_devices: bool,
                  epoch: int | None, conflict_policy: Mapping[str, str] | None = None,
-                 privileged: bool | None = None) -> None:
+                 privileged: bool | None = None, _existing: bool = False) -> None:
         """``arch_multiarch`` is the Debian architecture (``amd64``) or its triplet (``x86_64-linux-gnu``);
         it picks the extra ``/lib*`` links of merged /usr. ``privileged`` (default: running as root) decides
         whether owners are applied on disk."""
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
-        if any(self.root.iterdir()):
+        if not _existing and any(self.root.iterdir()):
             raise RootfsError("write", str(root), "the target directory is not empty")
         self._root = os.path.realpath(self.root)
         self.merged_usr = merged_usr
@@ -378,8 +383,45 @@ class TreeWriter:
         self._ma_same: dict[str, bool] = {}
         self._tmp = itertools.count()
         self._ranks = itertools.count()
+        self._finished = False  # after finish(): a write records its directory as modified at the epoch
         if merged_usr:
             self._merged_usr_layout()
+
+    @classmethod
+    def from_disk(cls, root: Path, *, epoch: int | None = None, privileged: bool = False) -> TreeWriter:
+        """A writer over a tree that already exists (made by something else): its record is read from disk
+        (owners and modes as they are, mtimes clamped to ``epoch``). For tools and tests that work on a
+        directory; a compose keeps the writer that made the tree."""
+        writer = cls(root, merged_usr=False, arch_multiarch=None, allow_devices=True, epoch=epoch,
+                     privileged=privileged, _existing=True)
+        top = writer._root
+        st = os.lstat(top)
+        writer._nodes["/"] = _Node("dir", stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid,
+                                   mtime=writer._clamp(int(st.st_mtime)),
+                                   disk=(stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid))
+        for dirpath, dirnames, filenames in os.walk(top):  # top-down: a parent is recorded before its children
+            dirnames.sort()
+            rel = dirpath[len(top):]
+            for name in sorted(dirnames + filenames):
+                key = f"{rel}/{name}"
+                writer._set_node(key, writer._node_from_disk(key))
+        writer._finished = True
+        return writer
+
+    def _node_from_disk(self, key: str) -> _Node:
+        path = self._abs(key)
+        st = os.lstat(path)
+        mode, fmt = stat.S_IMODE(st.st_mode), stat.S_IFMT(st.st_mode)
+        kind = {stat.S_IFREG: "file", stat.S_IFDIR: "dir", stat.S_IFLNK: "symlink", stat.S_IFCHR: "char",
+                stat.S_IFBLK: "block", stat.S_IFIFO: "fifo"}.get(fmt, "socket")
+        node = _Node(kind, 0o777 if kind == "symlink" else mode, st.st_uid, st.st_gid,
+                     st.st_size if kind == "file" else 0, target=os.readlink(path) if kind == "symlink" else "",
+                     mtime=self._clamp(int(st.st_mtime)))
+        if kind in ("char", "block"):
+            node.devmajor, node.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
+        if kind == "dir":
+            node.disk = (mode, st.st_uid, st.st_gid)
+        return node
 
     # -- public API -------------------------------------------------------------------------------------
 
@@ -490,10 +532,16 @@ class TreeWriter:
         with self._lock:
             return {k: self._nodes[k].entry() for k in sorted(self._nodes)}
 
-    def resolve(self, path: str) -> str:
-        """The tree path ``path`` leads to, following every symlink inside the root."""
+    def resolve(self, path: str, *, follow_last: bool = True) -> str:
+        """The tree path ``path`` leads to, following every symlink inside the root (the last component only
+        with ``follow_last``)."""
         with self._lock:
-            return resolve_in_root(self._nodes, self._norm(path), follow_last=True)
+            return resolve_in_root(self._nodes, self._norm(path), follow_last=follow_last)
+
+    def host_path(self, path: str, *, follow_last: bool = True) -> Path:
+        """Where the tree path ``path`` leads to on the host (resolved inside the root)."""
+        key = self.resolve(path, follow_last=follow_last)
+        return Path(self._abs(key))
 
     def lookup(self, path: str, *, follow: bool = True) -> Entry | None:
         with self._lock:
@@ -511,19 +559,43 @@ class TreeWriter:
             with open(fd, "rb") as f:
                 return f.read()
 
+    def listdir(self, path: str) -> list[str]:
+        """The sorted names in the directory ``path`` leads to (empty when it is no directory)."""
+        with self._lock:
+            key = resolve_in_root(self._nodes, self._norm(path), follow_last=True)
+            node = self._nodes.get(key)
+            if node is None or node.kind != "dir" or not node.children:
+                return []
+            prefix = key.rstrip("/") + "/"
+            return sorted(k[len(prefix):] for k in self._nodes if k.startswith(prefix) and "/" not in k[len(prefix):])
+
+    def files_under(self, path: str) -> list[str]:
+        """Every regular file below the directory ``path`` leads to (links not followed), as sorted keys."""
+        with self._lock:
+            key = resolve_in_root(self._nodes, self._norm(path), follow_last=True)
+            prefix = key.rstrip("/") + "/"
+            return sorted(k for k, n in self._nodes.items() if k.startswith(prefix) and n.kind == "file")
+
     def add_file(self, path: str, data: bytes, mode: int = 0o644, uid: int = 0, gid: int = 0,
                  mtime: int | None = None) -> str:
-        """Create or replace a regular file (a symlink at ``path`` is replaced, not followed). Returns its key."""
+        """Create or replace a regular file (a symlink at ``path`` is replaced, not followed). Returns its key.
+
+        A new name is written in place; an existing file or link is replaced by a rename from a temporary
+        name, never written through."""
         norm = self._norm(path)
         with self._lock, _os_errors(norm):
             key = self._prepare(norm)
             self._check_effect_target(key)
             digest = hashlib.md5(data, usedforsecurity=False).hexdigest()
             node = _Node("file", mode & 0o7777, uid, gid, len(data), mtime=self._clamp(mtime), md5=digest)
-            tmp = self._write_temp(key, [data], node)
-            self._remove_node(key)
-            os.rename(tmp, self._abs(key))
+            if key in self._nodes:
+                tmp = self._write_temp(key, [data], node)
+                self._remove_node(key)
+                os.rename(tmp, self._abs(key))
+            else:
+                self._write_new(self._abs(key), [data], node)
             self._set_node(key, node)
+            self._touched(key)
             return key
 
     def add_symlink(self, path: str, target: str, uid: int = 0, gid: int = 0, mtime: int | None = None) -> str:
@@ -536,6 +608,7 @@ class TreeWriter:
             self._remove_node(key)
             node = _Node("symlink", 0o777, uid, gid, target=target, mtime=self._clamp(mtime))
             self._make_symlink(key, node)
+            self._touched(key)
             return key
 
     def add_dir(self, path: str, mode: int = 0o755, uid: int = 0, gid: int = 0, mtime: int | None = None) -> str:
@@ -550,10 +623,37 @@ class TreeWriter:
             new = _Node("dir", mode & 0o7777, uid, gid, mtime=self._clamp(mtime))
             if node is None:
                 self._make_dir(key, new)
+                self._touched(key)
             else:
                 node.mode, node.uid, node.gid, node.mtime, node.implicit = new.mode, uid, gid, new.mtime, False
                 self._apply_dir_meta(key, node, final=False)
             return key
+
+    def set_meta(self, path: str, mode: int, uid: int = 0, gid: int = 0, mtime: int | None = None) -> Entry:
+        """Set the mode, owner and mtime of what ``path`` leads to. A file a host tool wrote into the root (the
+        host's ``ldconfig -r``) is recorded now. Returns the new entry."""
+        norm = self._norm(path)
+        with self._lock, _os_errors(norm):
+            key = resolve_in_root(self._nodes, norm, follow_last=True)
+            node = self._nodes.get(key)
+            if node is None:
+                if key == "/" or not os.path.lexists(self._abs(key)) or _parent(key) not in self._nodes:
+                    raise RootfsError("change mode of", norm, "no such file or directory")
+                node = self._node_from_disk(key)
+                self._set_node(key, node)
+                self._touched(key)
+            if node.kind == "symlink":
+                raise RootfsError("change mode of", norm, "it is a dangling symbolic link")
+            node.mode, node.uid, node.gid, node.mtime = mode & 0o7777, uid, gid, self._clamp(mtime)
+            if node.kind == "dir":
+                self._apply_dir_meta(key, node, final=False)
+            else:
+                target = self._abs(key)
+                if self.privileged:
+                    os.chown(target, uid, gid, follow_symlinks=False)
+                os.chmod(target, node.mode, follow_symlinks=False)
+                os.utime(target, ns=(node.mtime * 10**9, node.mtime * 10**9), follow_symlinks=False)
+            return node.entry()
 
     def remove(self, path: str) -> bool:
         """Remove ``path`` (a symlink itself, not its target; a directory with everything below it)."""
@@ -565,15 +665,27 @@ class TreeWriter:
             if key not in self._nodes:
                 return False
             self._remove_node(key, recursive=True)
+            self._touched(key)
             return True
 
-    def finish(self) -> None:
-        """Apply final directory modes, owners and mtimes on disk (deepest first). Call after the last write."""
+    def finish(self) -> int:
+        """Apply final directory modes, owners and mtimes on disk (deepest first); return how many directories.
+        Call after the last write of a phase: the unpack, and again once every writer is done."""
         with self._lock:
+            done = 0
             for key in sorted(self._nodes, reverse=True):
                 node = self._nodes[key]
                 if node.kind == "dir":
                     self._apply_dir_meta(key, node, final=True)
+                    done += 1
+            self._finished = True
+            return done
+
+    def _touched(self, key: str) -> None:
+        """After the unpack, a write into a directory records it as modified at the image epoch (what
+        ``tar --clamp-mtime`` would make of it): the tree is the same on every run."""
+        if self._finished and self.epoch is not None and key != "/":
+            self._nodes[_parent(key)].mtime = self.epoch
 
     # -- members ----------------------------------------------------------------------------------------
 
@@ -894,11 +1006,15 @@ class TreeWriter:
         folder = self._abs(_parent(key))
         while True:
             tmp = f"{folder}/.forge-tmp-{threading.get_ident()}-{next(self._tmp)}"
-            try:
-                fd = os.open(tmp, _O_NEW, 0o600)
+            if not os.path.lexists(tmp):
                 break
-            except FileExistsError:
-                continue
+        self._write_new(tmp, blocks, node)
+        return tmp
+
+    def _write_new(self, path: str, blocks: Iterable[bytes], node: _Node) -> None:
+        """Create ``path`` (it must not exist; never through a link) holding ``blocks``, with ``node``'s owner,
+        mode and mtime; fill in its size and md5."""
+        fd = os.open(path, _O_NEW, 0o600)
         try:
             digest = hashlib.md5(usedforsecurity=False)
             size = 0
@@ -911,10 +1027,9 @@ class TreeWriter:
             self._set_meta(fd, node, 0o600, True)
         except BaseException:
             os.close(fd)
-            os.unlink(tmp)
+            os.unlink(path)
             raise
         os.close(fd)
-        return tmp
 
     def _set_meta(self, fd: int, node: _Node, created: int, inherits_group: bool) -> None:
         """Owner, mode and mtime of a file just created with mode ``created``; calls that would change

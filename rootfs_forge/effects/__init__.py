@@ -9,7 +9,7 @@ does not need it, or that it was ignored and why.
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from rootfs_forge.effects import (
     accounts,
@@ -133,12 +133,17 @@ def classify_scripts(
 def apply_effects(ctx: EffectContext, effects: Sequence[Effect] = EFFECTS) -> EffectsRun:
     """Run every applicable effect in order and classify every maintainer script."""
     outcomes = []
+    own = ctx.fs is None
+    if own:  # one record for every effect: what one writes, the next one reads
+        ctx = replace(ctx, fs=ctx.tree().fs)
     for effect in effects:
         if not effect.applies(ctx):
             outcomes.append(EffectOutcome(effect, "not-applicable", EffectResult()))
             continue
         result = effect.apply(ctx)
         outcomes.append(EffectOutcome(effect, "skipped" if result.skipped else "applied", result))
+    if own and ctx.fs is not None:  # a writer of our own: its directories get their recorded metadata
+        ctx.fs.finish()
     applied = [o.effect for o in outcomes if o.status == "applied"]
     unhandled = {key for o in outcomes for key in o.result.unhandled}
     return EffectsRun(tuple(outcomes), classify_scripts(dict(ctx.packages), applied, effects, unhandled))

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from rootfs_forge.effects.tree import Change, RootDir
+from rootfs_forge.rootfs import TreeWriter
 
 SCRIPT_NAMES = ("preinst", "postinst", "prerm", "postrm", "config")
 
@@ -109,9 +110,10 @@ class EffectContext:
     epoch: int | None = None
     options: EffectOptions = EffectOptions()
     set_owners: bool = False
+    fs: TreeWriter | None = None  # the writer of the tree (the one record of it); None: read from disk
 
     def tree(self) -> RootDir:
-        return RootDir(self.root, epoch=self.epoch, set_owners=self.set_owners)
+        return RootDir(self.fs if self.fs is not None else self.root, epoch=self.epoch, set_owners=self.set_owners)
 
     def has(self, name: str) -> bool:
         return name in self.packages
