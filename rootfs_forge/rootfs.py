@@ -60,13 +60,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from rootfs_forge.debfile import DataMember, extract_data_tar, iter_tar, normalize_path
 from rootfs_forge.errors import RootfsError
 from rootfs_forge.filters import PathFilter, Verdict
-
-MAX_SYMLINKS = 40
+from rootfs_forge.util.inroot import MAX_SYMLINKS, NodeLike, SymlinkLoop
+from rootfs_forge.util.inroot import resolve_in_root as _resolve
 
 # Debian architecture -> extra top-level library directories that merged /usr turns into symlinks
 # (the table debootstrap and usrmerge use: only directories the architecture's toolchain may use).
@@ -210,43 +210,19 @@ class _Record:
                             tuple(self.skipped), tuple(self.overridden))
 
 
-class NodeLike(Protocol):
-    @property
-    def kind(self) -> str: ...
-
-    @property
-    def target(self) -> str: ...
-
-
 def resolve_in_root(nodes: Mapping[str, NodeLike], path: str, *, follow_last: bool) -> str:
     """Resolve ``path`` (absolute, normalised) against the model ``nodes``; returns a tree key (``/a/b``).
 
-    Pure: ``nodes`` maps tree keys to anything with ``kind`` and ``target`` (``Entry`` works too).
-
-    Symlinks are followed inside the root; missing components are kept as plain names. Raises
-    ``RootfsError`` after ``MAX_SYMLINKS`` links (a loop).
+    Pure: ``nodes`` maps tree keys to anything with ``kind`` and ``target`` (``Entry`` works too). Symlinks are
+    followed inside the root (:mod:`rootfs_forge.util.inroot`, the one resolver); missing components are kept
+    as plain names. Raises ``RootfsError`` after ``MAX_SYMLINKS`` links (a loop).
     """
-    stack = [p for p in reversed(path.split("/")) if p and p != "."]
-    out: list[str] = []
-    links = 0
-    while stack:
-        part = stack.pop()
-        if part == "..":
-            if out:
-                out.pop()
-            continue
-        key = "/" + "/".join((*out, part))
-        node = nodes.get(key)
-        if node is not None and node.kind == "symlink" and (stack or follow_last):
-            links += 1
-            if links > MAX_SYMLINKS:
-                raise RootfsError("resolve", path, "too many levels of symbolic links")
-            if node.target.startswith("/"):
-                out = []
-            stack.extend(p for p in reversed(node.target.split("/")) if p and p != ".")
-            continue
-        out.append(part)
-    return "/" + "/".join(out)
+    try:
+        key = _resolve(nodes.get, path, follow_last=follow_last)
+    except SymlinkLoop:
+        raise RootfsError("resolve", path, "too many levels of symbolic links") from None
+    assert key is not None  # not strict: never None
+    return key
 
 
 def _md5_of(m: DataMember) -> str:

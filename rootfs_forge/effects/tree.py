@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rootfs_forge.errors import RootfsError
-from rootfs_forge.rootfs import MAX_SYMLINKS, TreeWriter
+from rootfs_forge.rootfs import TreeWriter
+from rootfs_forge.util.inroot import MAX_SYMLINKS
 
 __all__ = ["MAX_SYMLINKS", "Change", "RootDir"]
 
