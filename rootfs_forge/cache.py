@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from rootfs_forge.errors import CacheError, FetchError
+from rootfs_forge.util.files import write_atomic
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -100,15 +101,7 @@ class Cache:
 
     def write_atomic(self, path: Path, data: bytes) -> None:
         """Write a derived file (index, state) through a temp name."""
-        fd, tmp = tempfile.mkstemp(dir=self.root / "tmp", prefix=path.name + ".")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
+        write_atomic(path, data, mode=None, tmp_dir=self.root / "tmp")
 
     @contextlib.contextmanager
     def lock(self, name: str) -> Iterator[None]:

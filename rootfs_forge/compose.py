@@ -48,6 +48,7 @@ from rootfs_forge.recipe import Recipe
 from rootfs_forge.relations import RelationSyntaxError, parse_field
 from rootfs_forge.rootfs import PackageFiles, PackageJob, TreeWriter
 from rootfs_forge.timing import Timings
+from rootfs_forge.util.canonical import canonical_json
 
 FORGE_MANIFEST = "/var/lib/forge/manifest.json"
 BOMB_MARGIN = 4  # a package may unpack to at most 4x its declared Installed-Size (+16 MiB)
@@ -436,10 +437,6 @@ def _write_manifest(tree: Tree, recipe: Recipe) -> None:
     rd.mkdir(os.path.dirname(FORGE_MANIFEST), 0o755)
     rd.write_file(FORGE_MANIFEST, canonical_json(doc) + b"\n")
     tree.changed_paths.add(FORGE_MANIFEST)
-
-
-def canonical_json(doc: object) -> bytes:
-    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 # ------------------------------------------------------------------------------------- atomic outputs

@@ -8,7 +8,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import os
 import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -16,12 +15,15 @@ from pathlib import Path
 
 from rootfs_forge.archive import IndexFile, update_sources
 from rootfs_forge.cache import Cache, default_cache_dir
-from rootfs_forge.errors import ArchiveError, ForgeError
+from rootfs_forge.errors import ArchiveError
 from rootfs_forge.forked import Forked, can_fork
 from rootfs_forge.index import PackageIndex
 from rootfs_forge.sources import SourceEntry
 from rootfs_forge.timing import Timings
 from rootfs_forge.transport import Transport
+from rootfs_forge.util.arch import machine_debian_arch
+from rootfs_forge.util.canonical import canonical_json
+from rootfs_forge.util.env import source_date_epoch
 
 
 def host_architecture() -> str:
@@ -29,23 +31,7 @@ def host_architecture() -> str:
         out = subprocess.run(["dpkg", "--print-architecture"], capture_output=True, text=True, check=True)
         return out.stdout.strip()
     except (OSError, subprocess.CalledProcessError):
-        import platform
-
-        return {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "armhf", "i686": "i386", "ppc64le": "ppc64el",
-                "s390x": "s390x", "riscv64": "riscv64"}.get(platform.machine(), platform.machine())
-
-
-def source_date_epoch(environ: dict[str, str] | None = None) -> int | None:
-    value = (environ if environ is not None else os.environ).get("SOURCE_DATE_EPOCH")
-    if value is None or value == "":
-        return None
-    try:
-        epoch = int(value)
-    except ValueError:
-        raise ForgeError("use", "SOURCE_DATE_EPOCH", f"{value!r} is not a whole number of seconds") from None
-    if epoch < 0:
-        raise ForgeError("use", "SOURCE_DATE_EPOCH", "must not be negative")
-    return epoch
+        return machine_debian_arch()
 
 
 @dataclass
@@ -130,7 +116,7 @@ class Context:
 
     def _save_state(self, state: Path, files: list[IndexFile]) -> None:
         doc = [_file_to_json(f) for f in files]
-        self.cache.write_atomic(state, json.dumps(doc, sort_keys=True, separators=(",", ":")).encode())
+        self.cache.write_atomic(state, canonical_json(doc, ensure_ascii=True))
 
     def open_index(self, entries: Sequence[SourceEntry], architectures: Sequence[str]) -> PackageIndex:
         files = self.index_files(entries, architectures)

@@ -10,17 +10,19 @@ unexpected exception, a result that does not arrive) makes :meth:`Forked.result`
 caller can do the work itself and meet the error first-hand.
 
 :func:`detach` forks a child that nobody waits for. Both fork only when no other thread runs: a fork copies
-no thread, nor the state of the locks they hold.
+no thread, nor the state of the locks they hold. :func:`run_parallel` runs parts of one job in children that
+die with their parent and waits for all (the tree's file writers, whose parts take no lock at all).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import marshal
 import os
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from rootfs_forge import errors
@@ -35,13 +37,19 @@ def can_fork() -> bool:
 class Forked:
     """``call()`` in a child forked now; :meth:`result` waits for it. Fork only when :func:`can_fork`."""
 
-    def __init__(self, call: Callable[[], Any]) -> None:
+    def __init__(self, call: Callable[[], Any], *, die_with_parent: bool = False) -> None:
+        """``die_with_parent``: the child is killed when this process dies (a writer must not go on writing
+        into a tree its killed compose is no longer there to remove)."""
         self._result: Any = None
         self._done = False
+        self.failure = ""  # why the child failed, when it did for another reason than a ForgeError
+        parent = os.getpid()
         read, write = os.pipe()
         pid = os.fork()
         if pid == 0:  # the child: never returns into the caller's code
             os.close(read)
+            if die_with_parent:
+                _die_with_parent(parent)
             _child(call, write)
         os.close(write)
         self._pid, self._read = pid, read
@@ -64,6 +72,10 @@ class Forked:
                 doc = None
             if isinstance(doc, tuple) and len(doc) == 2 and doc[0] == "error":
                 raise _error_from(doc[1])
+            if isinstance(doc, tuple) and len(doc) == 2 and doc[0] == "failed":
+                self.failure = str(doc[1])
+            elif doc is None:
+                self.failure = "the child process died"
             self._result = doc[1] if isinstance(doc, tuple) and len(doc) == 2 and doc[0] == "result" else None
         return self._result
 
@@ -84,16 +96,58 @@ def _child(call: Callable[[], Any], fd: int) -> None:
     try:
         try:
             doc: tuple[str, Any] = ("result", call())
+            code = 0
         except ForgeError as exc:
             doc = ("error", [type(exc).__name__, exc.verb, exc.obj, exc.reason])
+        except BaseException as exc:  # the parent redoes the work and meets what went wrong first-hand
+            doc = ("failed", f"{type(exc).__name__}: {exc}")
         view = memoryview(marshal.dumps(doc))
         while view:
             view = view[os.write(fd, view):]
-        code = 0
-    except BaseException:  # the parent redoes the work and meets what went wrong first-hand
-        pass
+    except BaseException:
+        code = 1
     finally:
         os._exit(code)  # no atexit handlers, no flush of buffers inherited from the parent
+
+
+def _die_with_parent(parent: int) -> None:
+    """Ask the kernel to kill this child when its parent dies (PR_SET_PDEATHSIG)."""
+    with contextlib.suppress(OSError, AttributeError):
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the parent died before the signal was armed
+        os._exit(1)
+
+
+def run_parallel(parts: Sequence[Callable[[], None]]) -> None:
+    """Run ``parts[0]`` here and each other part in a forked child (killed with this process); wait for all and
+    raise the first failure: a child's ``ForgeError`` as itself, anything else as a ``ForgeError`` saying what
+    went wrong. Forks even while other threads run: the parts must take no lock another thread may hold."""
+    children: list[Forked] = []
+    try:
+        for part in parts[1:]:
+            children.append(Forked(functools.partial(_done_after, part), die_with_parent=True))
+        parts[0]()
+    except BaseException:
+        for child in children:
+            child.close()
+        raise
+    first: ForgeError | None = None
+    for child in children:
+        try:
+            if child.result() is None and first is None:
+                first = errors.RootfsError("write", "the tree", child.failure or "a writer process died")
+        except ForgeError as exc:
+            first = first or exc
+    if first is not None:
+        raise first
+
+
+def _done_after(part: Callable[[], None]) -> bool:
+    part()
+    return True
 
 
 def _error_from(parts: list[str]) -> ForgeError:

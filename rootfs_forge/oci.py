@@ -17,13 +17,16 @@ import json
 import os
 import tarfile
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 from rootfs_forge.errors import ImageError
 from rootfs_forge.layer import LayerBlob
+from rootfs_forge.util.arch import oci_platform
+from rootfs_forge.util.canonical import canonical_json
+from rootfs_forge.util.files import atomic_file, write_atomic
 
 MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
 INDEX_TYPE = "application/vnd.oci.image.index.v1+json"
@@ -35,23 +38,11 @@ CREATED = "org.opencontainers.image.created"
 DEFAULT_ENV = ("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",)
 LAYOUT_FILE = b'{"imageLayoutVersion":"1.0.0"}'
 
-# Debian architecture -> (OCI architecture, variant)
-_PLATFORMS: dict[str, tuple[str, str]] = {
-    "amd64": ("amd64", ""),
-    "arm64": ("arm64", "v8"),
-    "armhf": ("arm", "v7"),
-    "armel": ("arm", "v5"),
-    "i386": ("386", ""),
-    "ppc64el": ("ppc64le", ""),
-    "s390x": ("s390x", ""),
-    "riscv64": ("riscv64", ""),
-    "mips64el": ("mips64le", ""),
-}
 
 
 def canonical(obj: Any) -> bytes:
     """The bytes that are hashed: sorted keys, compact separators, UTF-8."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return canonical_json(obj)
 
 
 def rfc3339(epoch: int) -> str:
@@ -60,7 +51,7 @@ def rfc3339(epoch: int) -> str:
 
 def platform_for(arch: str, os_name: str = "linux") -> dict[str, str]:
     """An OCI platform object for a Debian (or OCI) architecture name: ``arm64`` → arm64/v8."""
-    oci_arch, variant = _PLATFORMS.get(arch, (arch, ""))
+    oci_arch, variant = oci_platform(arch)
     out = {"architecture": oci_arch, "os": os_name}
     if variant:
         out["variant"] = variant
@@ -188,18 +179,7 @@ def blob_path(layout: Path, digest: str) -> Path:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o644)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, data, fsync=True)
 
 
 def write_blob(layout: Path, data: bytes) -> tuple[str, int]:
@@ -289,20 +269,8 @@ def write_index(
     return ref
 
 
-@contextlib.contextmanager
-def _staged_file(dest: Path) -> Iterator[IO[bytes]]:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.tmp-", dir=dest.parent)
-    try:
-        os.fchmod(fd, 0o644)
-        with os.fdopen(fd, "wb") as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def _staged_file(dest: Path) -> contextlib.AbstractContextManager[IO[bytes]]:
+    return atomic_file(dest, fsync=True)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -6,7 +6,6 @@ Unknown keys are errors: a typo such as ``pakages`` must not silently produce an
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import tomllib
 from collections.abc import Callable, Mapping
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from rootfs_forge.errors import RecipeError
+from rootfs_forge.util.canonical import canonical_json
 
 # Debian policy §5.6.1 package names, optional :arch qualifier, optional =version
 PKG_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+(:[a-z0-9-]+)?(=[A-Za-z0-9.+~:-]+)?$")
@@ -135,8 +135,7 @@ class Recipe:
             "strategy": self.strategy,
             "merged_usr": self.merged_usr,
         }
-        text = json.dumps(doc, sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(text.encode()).hexdigest()
+        return hashlib.sha256(canonical_json(doc, ensure_ascii=True)).hexdigest()
 
 
 # ---------------------------------------------------------------------------------------------- validation

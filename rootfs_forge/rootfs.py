@@ -45,17 +45,14 @@ package keeps lands below it, so ``/usr/share/doc/<pkg>`` survives a minimal pro
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import functools
 import hashlib
 import itertools
-import json
 import os
-import signal
 import stat
 import tempfile
 import threading
-from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
@@ -65,6 +62,8 @@ from typing import Any
 from rootfs_forge.debfile import DataMember, extract_data_tar, iter_tar, normalize_path
 from rootfs_forge.errors import RootfsError
 from rootfs_forge.filters import PathFilter, Verdict
+from rootfs_forge.forked import run_parallel
+from rootfs_forge.util.arch import debian_arch
 from rootfs_forge.util.inroot import MAX_SYMLINKS, NodeLike, SymlinkLoop
 from rootfs_forge.util.inroot import resolve_in_root as _resolve
 
@@ -84,10 +83,6 @@ MERGED_USR_LIBDIRS: dict[str, tuple[str, ...]] = {
     "sparc": ("lib64",),
     "sparc64": ("lib32", "lib64"),
 }  # arm64, armhf, armel, riscv64 …: none (their loaders live in /lib)
-_TRIPLETS = {"x86_64-linux-gnu": "amd64", "i386-linux-gnu": "i386", "aarch64-linux-gnu": "arm64",
-             "arm-linux-gnueabihf": "armhf", "arm-linux-gnueabi": "armel", "powerpc64le-linux-gnu": "ppc64el",
-             "s390x-linux-gnu": "s390x", "riscv64-linux-gnu": "riscv64", "mips64el-linux-gnuabi64": "mips64el",
-             "x86_64-linux-gnux32": "x32", "loongarch64-linux-gnu": "loong64"}
 _O_NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -243,65 +238,6 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
-def _run_forked(parts: Sequence[Callable[[], None]]) -> None:
-    """Run ``parts[0]`` here and each other part in a forked child; wait for all; re-raise the first failure.
-
-    A child reports a ``RootfsError`` (or any other failure, as text) through a pipe and exits with
-    ``os._exit``: it never returns into the caller's code, flushes no inherited buffers, runs no atexit hooks.
-    """
-    children: list[tuple[int, int]] = []
-    parent = os.getpid()
-    try:
-        for part in parts[1:]:
-            read_end, write_end = os.pipe()
-            pid = os.fork()
-            if pid == 0:  # pragma: no cover - runs in the child; its effects are what the tests check
-                status = 0
-                try:
-                    os.close(read_end)
-                    _die_with_parent(parent)
-                    part()
-                except BaseException as exc:  # everything must end in os._exit
-                    status = 1
-                    doc = (["write", exc.obj, exc.reason] if isinstance(exc, RootfsError)
-                           else ["write", "the tree", f"{type(exc).__name__}: {exc}"])
-                    with contextlib.suppress(BaseException):
-                        os.write(write_end, json.dumps(doc).encode())
-                finally:
-                    os._exit(status)
-            os.close(write_end)
-            children.append((pid, read_end))
-        parts[0]()
-    except BaseException:
-        for pid, _ in children:
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
-        raise
-    finally:
-        failures = []
-        for pid, read_end in children:
-            with open(read_end, "rb") as pipe:
-                message = pipe.read()
-            _, status = os.waitpid(pid, 0)
-            if status != 0:
-                failures.append(message)
-    for message in failures:
-        try:
-            verb, obj, reason = json.loads(message)
-        except ValueError:
-            verb, obj, reason = "write", "the tree", "a writer process died"
-        raise RootfsError(str(verb), str(obj), str(reason))
-
-
-def _die_with_parent(parent: int) -> None:
-    """A writer must not outlive a compose that was killed: it would go on writing into a tree being removed."""
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
-    if os.getppid() != parent:  # the parent died before the signal was armed
-        os._exit(1)
-
-
 def _current_umask() -> int:
     """The process umask, read without changing it (``os.umask`` can only swap, which races other threads)."""
     try:
@@ -344,7 +280,7 @@ class TreeWriter:
             raise RootfsError("write", str(root), "the target directory is not empty")
         self._root = os.path.realpath(self.root)
         self.merged_usr = merged_usr
-        self.arch = _TRIPLETS.get(arch_multiarch or "", arch_multiarch or "")
+        self.arch = debian_arch(arch_multiarch or "")
         self.allow_devices = allow_devices
         self.epoch = epoch
         self.conflict_policy = dict(sorted((conflict_policy or {}).items()))
@@ -1030,7 +966,7 @@ class TreeWriter:
                 i = loads.index(min(loads))
                 shares[i].append(task)
                 loads[i] += sum(w.node.size + 4096 for w in task[2].writes.values())
-            _run_forked([functools.partial(self._write_share, share) for share in shares])
+            run_parallel([functools.partial(self._write_share, share) for share in shares])
         else:
             self._write_share(tasks)
 

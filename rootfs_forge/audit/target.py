@@ -23,6 +23,7 @@ import libarchive
 
 from rootfs_forge.audit.view import DirView, FsView, MemoryView, Node, norm, read_bytes, resolve
 from rootfs_forge.errors import AuditError
+from rootfs_forge.util.arch import oci_platform
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -175,8 +176,6 @@ def _blob(view: FsView, digest: str, spec: str) -> bytes:
     return data
 
 
-_ARCH_ALIASES = {"x86_64": "amd64", "aarch64": "arm64", "armhf": "arm", "armel": "arm", "ppc64el": "ppc64le",
-                 "i386": "386", "i686": "386"}
 
 
 def _pick(descs: list[dict[str, Any]], tag: str, arch: str, spec: str) -> dict[str, Any]:
@@ -187,7 +186,7 @@ def _pick(descs: list[dict[str, Any]], tag: str, arch: str, spec: str) -> dict[s
             raise AuditError("open", spec, f"no image tagged {tag!r} (tags: {', '.join(tags) or 'none'})")
         descs = hits
     if len(descs) > 1 and arch:
-        want = _ARCH_ALIASES.get(arch, arch)
+        want = oci_platform(arch)[0]
         hits = [d for d in descs if (d.get("platform") or {}).get("architecture") == want]
         descs = hits or descs
     if len(descs) != 1:

@@ -8,14 +8,13 @@ import logging
 import os
 import platform
 import sys
-import tempfile
+from pathlib import Path
 from typing import Any
 
 from rootfs_forge.commands.fmt import human_size
+from rootfs_forge.util.arch import debian_arch
 
 FAIL_CONDITIONS = ("missing-libs", "unowned-files")
-_MACHINE_TO_DEB = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "armhf", "i686": "i386", "ppc64le": "ppc64el",
-                   "s390x": "s390x", "riscv64": "riscv64"}
 
 
 def register(sub: Any) -> None:
@@ -56,7 +55,7 @@ def _canonical(data: object) -> str:
 
 
 def _arch(args: argparse.Namespace) -> str:
-    return str(args.arch or _MACHINE_TO_DEB.get(platform.machine(), platform.machine()))
+    return str(args.arch or debian_arch(platform.machine()))
 
 
 
@@ -151,30 +150,27 @@ def cmd_sbom(args: argparse.Namespace) -> int:
     from rootfs_forge.errors import AuditError
 
     _quiet_libraries()
-    epoch_text = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
-    if epoch_text and not epoch_text.isdigit():
-        raise AuditError("use", f"SOURCE_DATE_EPOCH={epoch_text}", "not a number of seconds")
+    from rootfs_forge.errors import ForgeError
+    from rootfs_forge.util.env import source_date_epoch
+
+    try:
+        epoch = source_date_epoch()
+    except ForgeError as exc:
+        raise AuditError(exc.verb, exc.obj, exc.reason) from None
     target = open_target(args.target, arch=_arch(args))
     path, tag = split_spec(args.target)
     name = os.path.basename(os.path.normpath(path)) + (f":{tag}" if tag else "")
-    inp = sbom_input(target, name=name, source_date_epoch=int(epoch_text) if epoch_text else None)
+    inp = sbom_input(target, name=name, source_date_epoch=epoch)
     doc = spdx_document(inp) if args.format == "spdx" else cyclonedx_document(inp)
     text = _canonical(doc) + "\n"
     if not args.output:
         sys.stdout.write(text)
         return 0
-    out_dir = os.path.dirname(os.path.abspath(args.output))
+    from rootfs_forge.util.files import write_atomic
+
     try:
-        fd, tmp = tempfile.mkstemp(prefix=".forge-sbom-", dir=out_dir)
+        write_atomic(Path(os.path.abspath(args.output)), text.encode())
     except OSError as exc:
-        raise AuditError("write", args.output, exc.strerror or str(exc)) from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, args.output)
-    except OSError as exc:
-        os.unlink(tmp)
         raise AuditError("write", args.output, exc.strerror or str(exc)) from None
     return 0
 

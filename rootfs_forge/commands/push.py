@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -98,11 +99,8 @@ def _load_known(path: Path) -> dict[str, str]:
 
 
 def _save_known(path: Path, known: dict[str, str]) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".")
-        with os.fdopen(fd, "w") as fh:
-            fh.write(json.dumps(known, sort_keys=True, separators=(",", ":")))
-        os.replace(tmp, path)
-    except OSError:
-        pass  # best effort, like the mounts it serves
+    from rootfs_forge.util.canonical import canonical_json
+    from rootfs_forge.util.files import write_atomic
+
+    with contextlib.suppress(OSError):  # best effort, like the mounts it serves
+        write_atomic(path, canonical_json(known, ensure_ascii=True), mode=None)
