@@ -1,3 +1,23 @@
-"""rootfs_forge: compose minimal Debian root filesystems and reproducible OCI images."""
+"""rootfs_forge: compose minimal Debian root filesystems and reproducible OCI images.
+
+The library entry point is :func:`compose` (see :mod:`rootfs_forge.api`); the console script ``forge`` is
+``rootfs_forge.cli:main``. Importing the package loads nothing else: ``forge run`` starts fast.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rootfs_forge.api import compose as compose
+else:
+
+    def compose(*args: Any, **kwargs: Any) -> Any:
+        """Compose a recipe in-process; see :func:`rootfs_forge.api.compose`."""
+        from rootfs_forge.api import compose as _compose
+
+        return _compose(*args, **kwargs)
+
 
 __version__ = "0.1.0"
+__all__ = ["__version__", "compose"]

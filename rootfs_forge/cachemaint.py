@@ -169,7 +169,7 @@ def _table_matches(table: Path, tar: Path) -> bool:
 
 def _control_matches(cache: Cache, saved: Path) -> bool:
     """A saved control part is the one its .deb holds, byte for byte."""
-    from rootfs_forge.compose import control_doc
+    from rootfs_forge.debcache import control_doc
     from rootfs_forge.debfile import read_control
     from rootfs_forge.errors import DebError
 

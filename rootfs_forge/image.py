@@ -14,11 +14,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from rootfs_forge.compose import Tree, check_user, layer_owners, staged_output
+from rootfs_forge.build import Tree, check_user, layer_owners
 from rootfs_forge.layer import LayerBlob, write_layer
 from rootfs_forge.layering import LayerPlan, plan_layers
 from rootfs_forge.oci import DEFAULT_ENV, ImageConfig, platform_for, write_docker_archive, write_image, write_index
 from rootfs_forge.oci import write_oci_archive as _write_oci_archive
+from rootfs_forge.outputs import staged_output
 from rootfs_forge.recipe import Recipe
 
 

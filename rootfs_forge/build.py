@@ -1,40 +1,28 @@
-"""Compose: resolutions + fetched .debs → a rootfs tree per architecture → rootfs dir, tarball or OCI image.
+"""One composed tree per architecture: resolution + fetched .debs → a rootfs directory and its record.
 
-Orchestration only: each step is another module's job (rootfs.TreeWriter writes, effects emulate maintainer
-scripts, dpkgdb records what is installed, layer/oci serialise). Every output is built under a temporary
-name next to its destination and renamed at the end, so a failure — or a kill — never leaves a half-written
-result where the user asked for one.
+Each step is another module's job: :mod:`rootfs_forge.debcache` prepares the packages, ``rootfs.TreeWriter``
+writes the tree and keeps its one record, the effects emulate maintainer scripts, ``dpkgdb`` records what is
+installed, :mod:`rootfs_forge.manifest` writes forge's own manifest. The layers are derived from the record.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import contextlib
 import hashlib
-import json
 import os
-import shutil
-import tempfile
-import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import libarchive
-
 from rootfs_forge.cache import Cache
+from rootfs_forge.debcache import cached_control, cached_member_rows, data_tar, deb_build_time, unpack_limit
 from rootfs_forge.debfile import (
     MEMBER_TABLE_SCHEMA,
     DataMember,
     DebControl,
-    control_from_files,
-    extract_data_tar,
     members_of,
     parse_md5sums,
-    read_control,
 )
 from rootfs_forge.dpkgdb import InstalledPackage, write_dpkg_db
 from rootfs_forge.effects import EffectsRun, apply_effects
@@ -42,16 +30,13 @@ from rootfs_forge.effects.base import EffectContext, EffectOptions, HostTools, P
 from rootfs_forge.effects.tree import RootDir
 from rootfs_forge.errors import ForgeError, RootfsError
 from rootfs_forge.filters import PathFilter
+from rootfs_forge.manifest import write_manifest
 from rootfs_forge.model import Package, Resolution
-from rootfs_forge.pids import process_alive
 from rootfs_forge.recipe import Recipe
 from rootfs_forge.relations import RelationSyntaxError, parse_field
 from rootfs_forge.rootfs import PackageFiles, PackageJob, TreeWriter
 from rootfs_forge.timing import Timings
 from rootfs_forge.util.canonical import canonical_json
-
-FORGE_MANIFEST = "/var/lib/forge/manifest.json"
-BOMB_MARGIN = 4  # a package may unpack to at most 4x its declared Installed-Size (+16 MiB)
 
 
 @dataclass
@@ -87,14 +72,6 @@ class Tree:
             parent, base = os.path.split(p)
             out.add(os.path.join(self.writer.resolve(parent or "/"), base))
         return out
-
-
-def deb_build_time(path: Path) -> int:
-    """The build time dpkg-deb records in the ar header of a .deb (0 if absent)."""
-    with libarchive.file_reader(str(path), format_name="ar") as archive:
-        for entry in archive:
-            return int(entry.mtime or 0)
-    return 0
 
 
 def _replaces_names(control: DebControl) -> list[str]:
@@ -153,7 +130,7 @@ def build_tree(root: Path, recipe: Recipe, arch: str, resolution: Resolution, de
     tree.db_notes = db.notes
     tree.changed_paths |= {c.path for c in db.changed}
     with t.phase("manifest"):
-        _write_manifest(tree, recipe)
+        write_manifest(tree, recipe)
         writer.finish()  # the directories the writes after the unpack touched: recorded modes and mtimes
     return tree
 
@@ -210,104 +187,6 @@ def _bytes_of(tree: Tree, pf: PackageFiles) -> int:
         if entry is not None and entry.kind == "file":
             total += entry.size
     return total
-
-
-def data_tar(cache: Cache | None, pkg: Package, deb: Path, max_bytes: int) -> Path | None:
-    """The cached, decompressed data.tar of ``deb`` (made on first use: temp name, then rename)."""
-    if cache is None:
-        return None
-    path = cache.data_tar_path(pkg.sha256)
-    if path.is_file():
-        return path
-    with cache.lock(f"unpack-{pkg.sha256}"):  # one decompression per package, across threads and processes
-        if not path.is_file():
-            tmp = cache.root / "tmp" / f"{pkg.sha256}.{os.getpid()}.{threading.get_ident()}.tar"
-            try:
-                _, digest = extract_data_tar(deb, tmp, max_bytes)
-                # its digest, for `forge cache verify`; written first, so a tar never exists without one
-                cache.write_atomic(path.with_name(path.name + ".sha256"), digest.encode())
-                os.replace(tmp, path)
-            finally:
-                tmp.unlink(missing_ok=True)
-    return path
-
-
-class UnpackAhead:
-    """Decompress each package's data.tar into the cache as soon as its .deb is there, while the other
-    downloads go on: a cold compose then decompresses in the shadow of the network instead of after it.
-
-    Only warms the cache (the control part and the data.tar, through :func:`cached_control` and
-    :func:`data_tar`, under its per-package lock); :func:`build_tree` does the real work and finds it done. A
-    package that fails here is left alone: build_tree meets the same failure and reports it.
-    """
-
-    def __init__(self, cache: Cache, threads: int = 2) -> None:
-        self.cache = cache
-        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="unpack-ahead")
-
-    def submit(self, pkg: Package, deb: Path) -> None:
-        if not self.cache.data_tar_path(pkg.sha256).is_file():
-            self._pool.submit(self._warm, pkg, deb)
-
-    def _warm(self, pkg: Package, deb: Path) -> None:
-        with contextlib.suppress(ForgeError):
-            data_tar(self.cache, pkg, deb, unpack_limit(pkg, cached_control(self.cache, pkg, deb)))
-
-    def close(self) -> None:
-        """Drop what has not started (build_tree does it) and wait for what runs: build_tree forks its
-        writers, and no thread of this pool may be in the middle of anything then."""
-        self._pool.shutdown(wait=True, cancel_futures=True)
-
-    def __enter__(self) -> UnpackAhead:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-CONTROL_SCHEMA = 1
-
-
-def cached_control(cache: Cache | None, pkg: Package, deb: Path) -> DebControl:
-    """The control part of ``deb``: from ``unpacked/<sha256>.control.json`` when an earlier compose saved it
-    there (read_control decompresses the control.tar of every package on every compose otherwise)."""
-    if cache is None:
-        return read_control(deb)
-    path = cache.control_path(pkg.sha256)
-    try:
-        doc = json.loads(path.read_bytes())
-        if doc.get("schema") == CONTROL_SCHEMA:
-            return control_from_files(str(deb), {k: base64.b64decode(v) for k, v in doc["files"].items()})
-    except (OSError, ValueError, KeyError, TypeError, AttributeError, binascii.Error):
-        pass
-    control = read_control(deb)
-    cache.write_atomic(path, control_doc(control))
-    return control
-
-
-def control_doc(control: DebControl) -> bytes:
-    """What :func:`cached_control` saves: the control.tar's files, base64, in canonical JSON."""
-    files = {k: base64.b64encode(v).decode() for k, v in control.files.items()}
-    return canonical_json({"schema": CONTROL_SCHEMA, "files": files})
-
-
-def unpack_limit(pkg: Package, control: DebControl) -> int:
-    """The most bytes a package's data.tar may hold: its declared Installed-Size with a wide margin."""
-    declared = max(control.installed_size, pkg.installed_size)
-    return declared * 1024 * BOMB_MARGIN + (16 << 20)
-
-
-def cached_member_rows(cache: Cache, pkg: Package) -> list[list[Any]] | None:
-    """The member table of a cached data.tar (``unpacked/<sha256>.members.json``), or None: a warm compose
-    reads it instead of walking the tar's headers through libarchive. The first compose that unpacks the
-    package records it while it scans."""
-    try:
-        doc = json.loads(cache.members_path(pkg.sha256).read_bytes())
-        if doc.get("schema") == MEMBER_TABLE_SCHEMA and isinstance(doc.get("members"), list):
-            return list(doc["members"])
-    except (OSError, ValueError, AttributeError):
-        pass
-    return None
 
 
 def _unpack_all(root: Path, recipe: Recipe, arch: str, epoch: int, order: Sequence[str],
@@ -396,115 +275,6 @@ def _add_local_files(tree: Tree, recipe: Recipe) -> None:
                                  "src": os.path.basename(f.src)})
 
 
-def manifest_doc(tree: Tree, recipe: Recipe) -> dict[str, object]:
-    res = tree.resolution
-    return {
-        "schema": 1,
-        "image": {"name": recipe.name, "tag": recipe.tag, "architecture": tree.arch},
-        "requested": list(res.requested),
-        "packages": {
-            p.name: {
-                "version": p.version, "architecture": p.architecture, "sha256": p.sha256,
-                "dropped_files": tree.files[p.name].files_dropped, "dropped_bytes": tree.files[p.name].bytes_dropped,
-                "kept_bytes": tree.files[p.name].bytes_kept,
-            }
-            for p in res.packages
-        },
-        "why": {k: [{"parent": r.parent, "relation": r.relation} for r in v] for k, v in sorted(res.why.items())},
-        "files": sorted(tree.local_files, key=lambda d: str(d["path"])),
-        "slim": {"removed_files": tree.slimmed[0], "removed_bytes": tree.slimmed[1]} if recipe.slim else None,
-        "scripts": tree.effects.report(),
-        "effects": [*tree.effects.effects_report(), _layout_effect(tree)],
-    }
-
-
-def _layout_effect(tree: Tree) -> dict[str, object]:
-    """The merged-/usr links forge lays out itself (no package ships /lib32 or /libx32, for instance)."""
-    entries = tree.writer.entries()
-    links = [p for p in ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
-             if entries.get(p) is not None and entries[p].kind == "symlink"]
-    return {"effect": "merged-usr", "status": "applied" if links else "not-applicable", "skipped": "",
-            "messages": [], "changed": links}
-
-
-def _write_manifest(tree: Tree, recipe: Recipe) -> None:
-    """``/var/lib/forge/manifest.json``: what forge knows that dpkg does not (why-graph, filters, local files).
-
-    Written after the effects, through the same in-root writer they and the dpkg database use.
-    """
-    doc = manifest_doc(tree, recipe)
-    rd = RootDir(tree.writer)
-    rd.mkdir(os.path.dirname(FORGE_MANIFEST), 0o755)
-    rd.write_file(FORGE_MANIFEST, canonical_json(doc) + b"\n")
-    tree.changed_paths.add(FORGE_MANIFEST)
-
-
-# ------------------------------------------------------------------------------------- atomic outputs
-
-
-@contextlib.contextmanager
-def staged_output(dest: Path, *, directory: bool) -> Iterator[Path]:
-    """Yield a temp path next to ``dest``; on success rename it to ``dest``, on failure remove it.
-
-    An existing ``dest`` is replaced only after the new one is complete.
-    """
-    dest = dest.absolute()
-    check_destination(dest, directory=directory)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    _clean_stale_temps(dest)
-    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.forge-{os.getpid()}-"))
-    tmp.chmod(0o755)
-    target = tmp if directory else tmp / dest.name
-    try:
-        yield target
-        if dest.is_dir() and not dest.is_symlink():
-            old = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.forge-{os.getpid()}-old-"))
-            os.rename(dest, old / "x")
-            os.rename(target, dest)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(target, dest)
-    except BaseException:
-        remove_tree(tmp)
-        raise
-    if not directory:
-        remove_tree(tmp)
-
-
-def check_destination(dest: Path, *, directory: bool) -> None:
-    """Refuse to replace a file with a directory output or the other way round (and never write through a link)."""
-    if dest.is_symlink():
-        raise ForgeError("write", str(dest), "it is a symbolic link; name the real path")
-    if directory and dest.exists() and not dest.is_dir():
-        raise ForgeError("write", str(dest), "a file is in the way of this directory output; remove it or choose "
-                                            "another --output")
-    if not directory and dest.is_dir():
-        raise ForgeError("write", str(dest), "a directory is in the way of this file output; remove it or choose "
-                                            "another --output")
-    if dest.parent.exists() and not dest.parent.is_dir():
-        raise ForgeError("write", str(dest), f"{dest.parent} is not a directory")
-
-
-def remove_tree(path: Path) -> None:
-    if path.exists():
-        # a rootfs contains read-only directories (e.g. /proc 0555); make them writable before removal
-        for dirpath, dirnames, _ in os.walk(path):
-            for d in dirnames:
-                with contextlib.suppress(OSError):
-                    p = os.path.join(dirpath, d)
-                    if not os.path.islink(p):
-                        os.chmod(p, 0o755)
-        shutil.rmtree(path, ignore_errors=True)
-
-
-def _clean_stale_temps(dest: Path) -> None:
-    """Remove temp siblings left by forge processes that were killed."""
-    for p in dest.parent.glob(f".{dest.name}.forge-*"):
-        pid = p.name.rsplit(".forge-", 1)[-1].split("-", 1)[0]
-        if pid.isdigit() and not process_alive(int(pid)):
-            remove_tree(p)
-
-
 def layer_owners(tree: Tree) -> dict[str, tuple[int, int, int]]:
     """The (uid, gid, mode) of every tree path, for the layer writer: from the tree's one record, which every
     writer (packages, effects, the dpkg database, the manifest, local files, ``[slim]``) goes through, so a
@@ -524,4 +294,5 @@ def check_user(tree: Tree, user: str) -> None:
     if name not in names:
         raise ForgeError("configure", f"user {name!r}", "no such user in the image's /etc/passwd (add an "
                                                         "[[account]] or the package that creates it)")
+
 
