@@ -1,7 +1,7 @@
 """rootfs_forge: compose minimal Debian root filesystems and reproducible OCI images.
 
 The library entry point is :func:`compose` (see :mod:`rootfs_forge.api`); the console script ``forge`` is
-``rootfs_forge.cli:main``. Importing the package loads nothing else: ``forge run`` starts fast.
+``rootfs_forge.cli:entry``. Importing the package loads nothing else: ``forge run`` starts fast.
 """
 
 from __future__ import annotations
