@@ -45,27 +45,33 @@ package keeps lands below it, so ``/usr/share/doc/<pkg>`` survives a minimal pro
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import itertools
 import os
 import stat
 import tempfile
 import threading
-from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Generator, Iterable, Mapping, Sequence
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Any
 
-from rootfs_forge.debfile import DataMember, extract_data_tar, iter_tar, normalize_path
+from rootfs_forge.debfile import DataMember, extract_data_tar, iter_tar
 from rootfs_forge.errors import RootfsError
 from rootfs_forge.filters import PathFilter, Verdict
-from rootfs_forge.forked import run_parallel
+from rootfs_forge.treedisk import TreeStore, current_umask, os_errors
+from rootfs_forge.treerecord import (
+    Entry,
+    Node,
+    PackageFiles,
+    PackageJob,
+    PackageRecord,
+    PlannedWrite,
+    parent_key,
+    resolve_in_root,
+    tree_dump,
+)
 from rootfs_forge.util.arch import debian_arch
-from rootfs_forge.util.inroot import MAX_SYMLINKS, NodeLike, SymlinkLoop
-from rootfs_forge.util.inroot import resolve_in_root as _resolve
+from rootfs_forge.util.inroot import MAX_SYMLINKS, NodeLike
 
 # Debian architecture -> extra top-level library directories that merged /usr turns into symlinks
 # (the table debootstrap and usrmerge use: only directories the architecture's toolchain may use).
@@ -86,140 +92,6 @@ MERGED_USR_LIBDIRS: dict[str, tuple[str, ...]] = {
 _O_NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """The intended state of one path of the tree (what a layer tar should say about it)."""
-
-    kind: str  # file | dir | symlink | char | block | fifo
-    mode: int  # permission bits incl. setuid/setgid/sticky
-    uid: int
-    gid: int
-    size: int = 0
-    target: str = ""  # symlink target, verbatim
-    mtime: int = 0
-    hardlink: str = ""  # a file that is a hard link of this earlier tree path
-    devmajor: int = 0
-    devminor: int = 0
-    md5: str = ""
-    xattrs: tuple[tuple[str, bytes], ...] = ()  # extended attributes a layer should carry (sorted by name)
-
-
-@dataclass(frozen=True, slots=True)
-class PackageFiles:
-    """What one package put into the tree, in the terms dpkg's database needs."""
-
-    name: str
-    paths: tuple[str, ...]  # PKG.list order: "/." then the kept members as the package names them
-    md5sums: dict[str, str]  # kept regular file (member path) -> md5 hex
-    bytes_kept: int
-    files_dropped: int
-    bytes_dropped: int
-    skipped: tuple[tuple[str, str], ...] = ()  # (path, kind) of device nodes/FIFOs/sockets not created
-    overridden: tuple[str, ...] = ()  # member paths not written because another package owns them and wins
-
-    def list_text(self) -> str:
-        return "".join(p + "\n" for p in self.paths)
-
-    def md5sums_text(self) -> str:
-        return "".join(f"{md5}  {path.lstrip('/')}\n" for path, md5 in sorted(self.md5sums.items()))
-
-
-@dataclass(slots=True)
-class _Node:
-    kind: str
-    mode: int
-    uid: int = 0
-    gid: int = 0
-    size: int = 0
-    target: str = ""
-    mtime: int = 0
-    hardlink: str = ""
-    devmajor: int = 0
-    devminor: int = 0
-    md5: str = ""
-    xattrs: tuple[tuple[str, bytes], ...] = ()
-    owner: str | None = None  # package (for a directory: the first to ship it); None: made by forge
-    implicit: bool = False  # a directory made because a child needed it; adopts a package's metadata
-    children: int = 0
-    disk: tuple[int, int, int] = (-1, -1, -1)  # a directory's (mode, uid, gid) as last set on disk
-    planned: _Write | None = None  # a regular file (or hard link) whose content is written in the write phase
-
-    def entry(self) -> Entry:
-        return Entry(self.kind, self.mode, self.uid, self.gid, self.size, self.target, self.mtime,
-                     self.hardlink, self.devmajor, self.devminor, self.md5, self.xattrs)
-
-
-@dataclass(slots=True, eq=False)
-class _Write:
-    """A regular member whose content is still to be written: to ``keys[0]``, hard-linked to the other keys.
-
-    A later package that takes one of the keys removes it from ``keys``; with none left nothing is written.
-    """
-
-    index: int  # position of the member in its data.tar (a path may occur twice in one archive)
-    path: str  # the member's path, checked against the archive when the content is read
-    node: _Node
-    keys: list[str]
-
-
-@dataclass(frozen=True, slots=True)
-class PackageJob:
-    """One package for :meth:`TreeWriter.add_packages`."""
-
-    name: str
-    deb: Path
-    data_tar: Path | None = None  # its data.tar already decompressed (the cache keeps one per .deb)
-    replaces: Sequence[str] = ()
-    path_filter: PathFilter | None = None
-    max_bytes: int | None = None
-    multi_arch_same: bool = False
-    rank: int | None = None
-    md5sums: Mapping[str, str] | None = None  # member path -> md5 hex, from the package's own md5sums
-    members: Sequence[DataMember] | None = None  # the data.tar's members as listed before (a cache); the
-    # write phase checks each one it writes against the archive
-    table: list[list[Any]] | None = None  # without ``members``: the scan appends the member table here (every
-    # member in archive order, with the md5 of files ``md5sums`` does not list), for the cache
-
-
-@dataclass(slots=True)
-class _Record:
-    name: str
-    paths: list[str] = field(default_factory=lambda: ["/."])
-    keys: dict[str, str] = field(default_factory=dict)  # member path -> tree key
-    md5sums: dict[str, str] = field(default_factory=dict)
-    bytes_kept: int = 0
-    files_dropped: int = 0
-    bytes_dropped: int = 0
-    skipped: list[tuple[str, str]] = field(default_factory=list)
-    overridden: list[str] = field(default_factory=list)
-    rank: int = 0  # position in the install order: shared directories keep the lowest rank's metadata
-    pending: dict[str, tuple[str, _Node]] = field(default_factory=dict)  # key -> (member path, node): PARENT
-    # directories, made (and listed) only once something this package keeps lands below them
-    lost: set[str] = field(default_factory=set)  # keys a later package took over
-    writes: dict[int, _Write] = field(default_factory=dict)  # member index -> content still to write
-
-    def snapshot(self) -> PackageFiles:
-        paths = tuple(p for p in dict.fromkeys(self.paths) if self.keys.get(p) not in self.lost)
-        md5 = {p: m for p, m in self.md5sums.items() if self.keys.get(p) not in self.lost}
-        return PackageFiles(self.name, paths, md5, self.bytes_kept, self.files_dropped, self.bytes_dropped,
-                            tuple(self.skipped), tuple(self.overridden))
-
-
-def resolve_in_root(nodes: Mapping[str, NodeLike], path: str, *, follow_last: bool) -> str:
-    """Resolve ``path`` (absolute, normalised) against the model ``nodes``; returns a tree key (``/a/b``).
-
-    Pure: ``nodes`` maps tree keys to anything with ``kind`` and ``target`` (``Entry`` works too). Symlinks are
-    followed inside the root (:mod:`rootfs_forge.util.inroot`, the one resolver); missing components are kept
-    as plain names. Raises ``RootfsError`` after ``MAX_SYMLINKS`` links (a loop).
-    """
-    try:
-        key = _resolve(nodes.get, path, follow_last=follow_last)
-    except SymlinkLoop:
-        raise RootfsError("resolve", path, "too many levels of symbolic links") from None
-    assert key is not None  # not strict: never None
-    return key
-
-
 def _md5_of(m: DataMember) -> str:
     """The md5 of a regular member's content (read while it is the current member)."""
     digest = hashlib.md5(usedforsecurity=False)
@@ -232,40 +104,8 @@ def _md5_of(m: DataMember) -> str:
     return digest.hexdigest()
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
 
-
-def _current_umask() -> int:
-    """The process umask, read without changing it (``os.umask`` can only swap, which races other threads)."""
-    try:
-        with open("/proc/self/status", encoding="ascii", errors="replace") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    old = os.umask(0o022)
-    os.umask(old)
-    return old
-
-
-def _parent(key: str) -> str:
-    return key.rsplit("/", 1)[0] or "/"
-
-
-@contextmanager
-def _os_errors(path: str) -> Iterator[None]:
-    """A failing system call (disk full, permission denied …) becomes a one-line ``RootfsError``."""
-    try:
-        yield
-    except OSError as exc:
-        raise RootfsError("write", path, exc.strerror or str(exc)) from None
-
-
-class TreeWriter:
+class TreeWriter(TreeStore):
     """Writes packages and forge-made files into ``root``; see the module docstring for the rules."""
 
     def __init__(self, root: Path, *, merged_usr: bool, arch_multiarch: str | None, allow_devices: bool,
@@ -286,11 +126,11 @@ class TreeWriter:
         self.conflict_policy = dict(sorted((conflict_policy or {}).items()))
         self.privileged = os.geteuid() == 0 if privileged is None else privileged
         self._lock = threading.RLock()
-        self._umask = _current_umask()
+        self._umask = current_umask()
         self._creds = (os.geteuid(), os.getegid())
-        self._nodes: dict[str, _Node] = {"/": _Node("dir", 0o755, mtime=self._clamp(None), implicit=True)}
+        self._nodes: dict[str, Node] = {"/": Node("dir", 0o755, mtime=self._clamp(None), implicit=True)}
         self._links_to: dict[str, set[str]] = {}
-        self._records: dict[str, _Record] = {}
+        self._records: dict[str, PackageRecord] = {}
         self._replaces: dict[str, frozenset[str]] = {}
         self._ma_same: dict[str, bool] = {}
         self._tmp = itertools.count()
@@ -308,7 +148,7 @@ class TreeWriter:
                      privileged=privileged, _existing=True)
         top = writer._root
         st = os.lstat(top)
-        writer._nodes["/"] = _Node("dir", stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid,
+        writer._nodes["/"] = Node("dir", stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid,
                                    mtime=writer._clamp(int(st.st_mtime)),
                                    disk=(stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid))
         for dirpath, dirnames, filenames in os.walk(top):  # top-down: a parent is recorded before its children
@@ -319,21 +159,6 @@ class TreeWriter:
                 writer._set_node(key, writer._node_from_disk(key))
         writer._finished = True
         return writer
-
-    def _node_from_disk(self, key: str) -> _Node:
-        path = self._abs(key)
-        st = os.lstat(path)
-        mode, fmt = stat.S_IMODE(st.st_mode), stat.S_IFMT(st.st_mode)
-        kind = {stat.S_IFREG: "file", stat.S_IFDIR: "dir", stat.S_IFLNK: "symlink", stat.S_IFCHR: "char",
-                stat.S_IFBLK: "block", stat.S_IFIFO: "fifo"}.get(fmt, "socket")
-        node = _Node(kind, 0o777 if kind == "symlink" else mode, st.st_uid, st.st_gid,
-                     st.st_size if kind == "file" else 0, target=os.readlink(path) if kind == "symlink" else "",
-                     mtime=self._clamp(int(st.st_mtime)))
-        if kind in ("char", "block"):
-            node.devmajor, node.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
-        if kind == "dir":
-            node.disk = (mode, st.st_uid, st.st_gid)
-        return node
 
     # -- public API -------------------------------------------------------------------------------------
 
@@ -366,7 +191,7 @@ class TreeWriter:
         """
         with self._lock, contextlib.ExitStack() as stack:
             scratch: str | None = None
-            plans: list[tuple[PackageJob, Path, _Record]] = []
+            plans: list[tuple[PackageJob, Path, PackageRecord]] = []
             for job in jobs:
                 if job.data_tar is None:
                     scratch = scratch or stack.enter_context(tempfile.TemporaryDirectory(prefix="forge-unpack-"))
@@ -385,11 +210,11 @@ class TreeWriter:
                 out.append(record.snapshot())
             return out
 
-    def _scan(self, job: PackageJob, tar: Path) -> _Record:
+    def _scan(self, job: PackageJob, tar: Path) -> PackageRecord:
         name = job.name
         if name in self._records:
             raise RootfsError("unpack", f"package {name}", "it was already unpacked into this tree")
-        record = self._records[name] = _Record(name, rank=next(self._ranks) if job.rank is None else job.rank)
+        record = self._records[name] = PackageRecord(name, rank=next(self._ranks) if job.rank is None else job.rank)
         self._replaces[name] = frozenset(job.replaces)
         self._ma_same[name] = job.multi_arch_same
         unpacked = 0
@@ -421,7 +246,7 @@ class TreeWriter:
                 if m.kind in ("char", "block", "fifo", "socket") and not (self.allow_devices and m.kind != "socket"):
                     record.skipped.append((m.path, m.kind))
                     continue
-                with _os_errors(m.path):
+                with os_errors(m.path):
                     if m.kind == "file":
                         self._plan_regular(record, m, index, md5sums, listed=job.members is not None,
                                            known=known)
@@ -439,55 +264,6 @@ class TreeWriter:
         with self._lock:
             return self._records[name].snapshot()
 
-    def entries(self) -> dict[str, Entry]:
-        """Every path of the tree (``/`` included), sorted, with its intended kind, mode, owner and mtime."""
-        with self._lock:
-            return {k: self._nodes[k].entry() for k in sorted(self._nodes)}
-
-    def resolve(self, path: str, *, follow_last: bool = True) -> str:
-        """The tree path ``path`` leads to, following every symlink inside the root (the last component only
-        with ``follow_last``)."""
-        with self._lock:
-            return resolve_in_root(self._nodes, self._norm(path), follow_last=follow_last)
-
-    def host_path(self, path: str, *, follow_last: bool = True) -> Path:
-        """Where the tree path ``path`` leads to on the host (resolved inside the root)."""
-        key = self.resolve(path, follow_last=follow_last)
-        return Path(self._abs(key))
-
-    def lookup(self, path: str, *, follow: bool = True) -> Entry | None:
-        with self._lock:
-            node = self._nodes.get(resolve_in_root(self._nodes, self._norm(path), follow_last=follow))
-            return node.entry() if node else None
-
-    def read_file(self, path: str) -> bytes | None:
-        """The content of the regular file ``path`` leads to (inside the root), or None."""
-        with self._lock:
-            key = resolve_in_root(self._nodes, self._norm(path), follow_last=True)
-            node = self._nodes.get(key)
-            if node is None or node.kind != "file":
-                return None
-            fd = os.open(self._abs(key), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-            with open(fd, "rb") as f:
-                return f.read()
-
-    def listdir(self, path: str) -> list[str]:
-        """The sorted names in the directory ``path`` leads to (empty when it is no directory)."""
-        with self._lock:
-            key = resolve_in_root(self._nodes, self._norm(path), follow_last=True)
-            node = self._nodes.get(key)
-            if node is None or node.kind != "dir" or not node.children:
-                return []
-            prefix = key.rstrip("/") + "/"
-            return sorted(k[len(prefix):] for k in self._nodes if k.startswith(prefix) and "/" not in k[len(prefix):])
-
-    def files_under(self, path: str) -> list[str]:
-        """Every regular file below the directory ``path`` leads to (links not followed), as sorted keys."""
-        with self._lock:
-            key = resolve_in_root(self._nodes, self._norm(path), follow_last=True)
-            prefix = key.rstrip("/") + "/"
-            return sorted(k for k, n in self._nodes.items() if k.startswith(prefix) and n.kind == "file")
-
     def add_file(self, path: str, data: bytes, mode: int = 0o644, uid: int = 0, gid: int = 0,
                  mtime: int | None = None) -> str:
         """Create or replace a regular file (a symlink at ``path`` is replaced, not followed). Returns its key.
@@ -495,11 +271,11 @@ class TreeWriter:
         A new name is written in place; an existing file or link is replaced by a rename from a temporary
         name, never written through."""
         norm = self._norm(path)
-        with self._lock, _os_errors(norm):
+        with self._lock, os_errors(norm):
             key = self._prepare(norm)
             self._check_effect_target(key)
             digest = hashlib.md5(data, usedforsecurity=False).hexdigest()
-            node = _Node("file", mode & 0o7777, uid, gid, len(data), mtime=self._clamp(mtime), md5=digest)
+            node = Node("file", mode & 0o7777, uid, gid, len(data), mtime=self._clamp(mtime), md5=digest)
             if key in self._nodes:
                 tmp = self._write_temp(key, [data], node)
                 self._remove_node(key)
@@ -514,11 +290,11 @@ class TreeWriter:
         norm = self._norm(path)
         if not target:
             raise RootfsError("write", norm, "empty symlink target")
-        with self._lock, _os_errors(norm):
+        with self._lock, os_errors(norm):
             key = self._prepare(norm)
             self._check_effect_target(key)
             self._remove_node(key)
-            node = _Node("symlink", 0o777, uid, gid, target=target, mtime=self._clamp(mtime))
+            node = Node("symlink", 0o777, uid, gid, target=target, mtime=self._clamp(mtime))
             self._make_symlink(key, node)
             self._touched(key)
             return key
@@ -526,13 +302,13 @@ class TreeWriter:
     def add_dir(self, path: str, mode: int = 0o755, uid: int = 0, gid: int = 0, mtime: int | None = None) -> str:
         """Create a directory, or set the metadata of the directory ``path`` leads to."""
         norm = self._norm(path)
-        with self._lock, _os_errors(norm):
+        with self._lock, os_errors(norm):
             key = resolve_in_root(self._nodes, norm, follow_last=True)
             self._prepare(key)
             node = self._nodes.get(key)
             if node is not None and node.kind != "dir":
                 raise RootfsError("write", norm, f"a {node.kind} is in the way")
-            new = _Node("dir", mode & 0o7777, uid, gid, mtime=self._clamp(mtime))
+            new = Node("dir", mode & 0o7777, uid, gid, mtime=self._clamp(mtime))
             if node is None:
                 self._make_dir(key, new)
                 self._touched(key)
@@ -545,11 +321,11 @@ class TreeWriter:
         """Set the mode, owner and mtime of what ``path`` leads to. A file a host tool wrote into the root (the
         host's ``ldconfig -r``) is recorded now. Returns the new entry."""
         norm = self._norm(path)
-        with self._lock, _os_errors(norm):
+        with self._lock, os_errors(norm):
             key = resolve_in_root(self._nodes, norm, follow_last=True)
             node = self._nodes.get(key)
             if node is None:
-                if key == "/" or not os.path.lexists(self._abs(key)) or _parent(key) not in self._nodes:
+                if key == "/" or not os.path.lexists(self._abs(key)) or parent_key(key) not in self._nodes:
                     raise RootfsError("change mode of", norm, "no such file or directory")
                 node = self._node_from_disk(key)
                 self._set_node(key, node)
@@ -572,7 +348,7 @@ class TreeWriter:
         norm = self._norm(path)
         if norm == "/":
             raise RootfsError("remove", norm, "refusing to remove the root")
-        with self._lock, _os_errors(norm):
+        with self._lock, os_errors(norm):
             key = resolve_in_root(self._nodes, norm, follow_last=False)
             if key not in self._nodes:
                 return False
@@ -580,32 +356,13 @@ class TreeWriter:
             self._touched(key)
             return True
 
-    def finish(self) -> int:
-        """Apply final directory modes, owners and mtimes on disk (deepest first); return how many directories.
-        Call after the last write of a phase: the unpack, and again once every writer is done."""
-        with self._lock:
-            done = 0
-            for key in sorted(self._nodes, reverse=True):
-                node = self._nodes[key]
-                if node.kind == "dir":
-                    self._apply_dir_meta(key, node, final=True)
-                    done += 1
-            self._finished = True
-            return done
-
-    def _touched(self, key: str) -> None:
-        """After the unpack, a write into a directory records it as modified at the image epoch (what
-        ``tar --clamp-mtime`` would make of it): the tree is the same on every run."""
-        if self._finished and self.epoch is not None and key != "/":
-            self._nodes[_parent(key)].mtime = self.epoch
-
     # -- members ----------------------------------------------------------------------------------------
 
-    def _add_member(self, record: _Record, m: DataMember, verdict: Verdict) -> None:
+    def _add_member(self, record: PackageRecord, m: DataMember, verdict: Verdict) -> None:
         if m.kind == "dir":
             self._add_dir_member(record, m, verdict)
         elif m.kind == "symlink":
-            node = _Node("symlink", 0o777, m.uid, m.gid, target=m.linkname, mtime=self._clamp(m.mtime),
+            node = Node("symlink", 0o777, m.uid, m.gid, target=m.linkname, mtime=self._clamp(m.mtime),
                          owner=record.name)
             key = self._prepare(m.path, record)
             if self._claim(record, m.path, key, node):
@@ -614,14 +371,14 @@ class TreeWriter:
         elif m.kind == "hardlink":
             self._add_hardlink(record, m)
         else:
-            node = _Node(m.kind, m.mode, m.uid, m.gid, mtime=self._clamp(m.mtime), devmajor=m.devmajor,
+            node = Node(m.kind, m.mode, m.uid, m.gid, mtime=self._clamp(m.mtime), devmajor=m.devmajor,
                          devminor=m.devminor, owner=record.name)
             key = self._prepare(m.path, record)
             if self._claim(record, m.path, key, node):
                 self._remove_node(key)
                 self._make_special(key, node)
 
-    def _plan_regular(self, record: _Record, m: DataMember, index: int, md5sums: Mapping[str, str], *,
+    def _plan_regular(self, record: PackageRecord, m: DataMember, index: int, md5sums: Mapping[str, str], *,
                       listed: bool = False, known: str = "") -> None:
         """Decide a regular member now; its content is written later (see :meth:`add_packages`)."""
         key = self._prepare(m.path, record)
@@ -631,19 +388,19 @@ class TreeWriter:
                                                "(run 'forge cache verify')")
         if md5 is None:  # not in the package's md5sums (conffiles are not, and some packages ship none)
             md5 = _md5_of(m)
-        node = _Node("file", m.mode, m.uid, m.gid, m.size, mtime=self._clamp(m.mtime), owner=record.name, md5=md5)
+        node = Node("file", m.mode, m.uid, m.gid, m.size, mtime=self._clamp(m.mtime), owner=record.name, md5=md5)
         if self._claim(record, m.path, key, node):
             self._remove_node(key)
-            write = _Write(index, m.path, node, [key])
+            write = PlannedWrite(index, m.path, node, [key])
             node.planned = write
             record.writes[index] = write
             self._set_node(key, node)
             record.bytes_kept += node.size
 
-    def _add_dir_member(self, record: _Record, m: DataMember, verdict: Verdict) -> None:
+    def _add_dir_member(self, record: PackageRecord, m: DataMember, verdict: Verdict) -> None:
         key = self._prepare(m.path, record)
         node = self._nodes.get(key)
-        new = _Node("dir", m.mode, m.uid, m.gid, mtime=self._clamp(m.mtime), owner=record.name)
+        new = Node("dir", m.mode, m.uid, m.gid, mtime=self._clamp(m.mtime), owner=record.name)
         if node is not None and node.kind == "symlink":
             followed = self._nodes.get(resolve_in_root(self._nodes, key, follow_last=True))
             if followed is not None and followed.kind == "dir":  # keep a symlink to a directory (dpkg)
@@ -666,7 +423,7 @@ class TreeWriter:
         record.paths.append(m.path)
         record.keys[m.path] = key
 
-    def _merge_dir(self, record: _Record, key: str, node: _Node, new: _Node) -> None:
+    def _merge_dir(self, record: PackageRecord, key: str, node: Node, new: Node) -> None:
         """A directory that exists already: it takes the metadata of the lowest-ranked package shipping it."""
         owner = self._records.get(node.owner) if node.owner else None
         if node.implicit or (owner is not None and owner.rank > record.rank):
@@ -674,7 +431,7 @@ class TreeWriter:
             node.owner, node.implicit = record.name, False
             self._apply_dir_meta(key, node, final=False)
 
-    def _add_hardlink(self, record: _Record, m: DataMember) -> None:
+    def _add_hardlink(self, record: PackageRecord, m: DataMember) -> None:
         target_key = resolve_in_root(self._nodes, m.linkname, follow_last=False)
         target = self._nodes.get(target_key)
         if target is None or target.kind != "file":
@@ -683,7 +440,7 @@ class TreeWriter:
         key = self._prepare(m.path, record)
         if key == target_key:
             raise RootfsError("write", m.path, "hard link to itself")
-        node = _Node("file", target.mode, target.uid, target.gid, target.size, mtime=target.mtime,
+        node = Node("file", target.mode, target.uid, target.gid, target.size, mtime=target.mtime,
                      md5=target.md5, hardlink=target_key, owner=record.name)
         if self._claim(record, m.path, key, node):
             self._remove_node(key)
@@ -697,7 +454,7 @@ class TreeWriter:
 
     # -- conflicts --------------------------------------------------------------------------------------
 
-    def _claim(self, record: _Record, path: str, key: str, new: _Node) -> bool:
+    def _claim(self, record: PackageRecord, path: str, key: str, new: Node) -> bool:
         """May ``record`` put ``new`` at ``key``? True: write it; False: the existing entry stays. Lists the path.
 
         Raises ``RootfsError`` on an unresolved conflict between two packages.
@@ -715,7 +472,7 @@ class TreeWriter:
             record.overridden.append(path)
         return write
 
-    def _shared(self, old: _Node, new: _Node, pkg: str, key: str = "") -> bool:
+    def _shared(self, old: Node, new: Node, pkg: str, key: str = "") -> bool:
         if old.kind == "symlink" and new.kind == "symlink":
             if old.target == new.target:
                 return True
@@ -726,11 +483,11 @@ class TreeWriter:
                     and self._ma_same.get(pkg, False))
         return False
 
-    def _link_dest(self, key: str, link: _Node) -> str:
-        base = "" if link.target.startswith("/") else _parent(key)
+    def _link_dest(self, key: str, link: Node) -> str:
+        base = "" if link.target.startswith("/") else parent_key(key)
         return resolve_in_root(self._nodes, f"{base}/{link.target}", follow_last=True)
 
-    def _decide(self, path: str, key: str, old: _Node | None, pkg: str, new: _Node) -> bool:
+    def _decide(self, path: str, key: str, old: Node | None, pkg: str, new: Node) -> bool:
         if old is None:
             return True
         if old.kind == "dir" and new.kind == "dir":
@@ -768,23 +525,7 @@ class TreeWriter:
         if node is not None and node.kind == "dir":
             raise RootfsError("write", key, "a directory is in the way")
 
-    # -- model + disk -----------------------------------------------------------------------------------
-
-    def _norm(self, path: str) -> str:
-        try:
-            return normalize_path(path)
-        except ValueError:
-            raise RootfsError("write", path, "the path escapes the root") from None
-
-    def _abs(self, key: str) -> str:
-        return self._root if key == "/" else self._root + key
-
-    def _clamp(self, mtime: int | None) -> int:
-        if mtime is None:
-            return self.epoch or 0
-        return min(mtime, self.epoch) if self.epoch is not None else mtime
-
-    def _prepare(self, path: str, record: _Record | None = None) -> str:
+    def _prepare(self, path: str, record: PackageRecord | None = None) -> str:
         """Resolve the parent of ``path`` in the root, making missing directories; return the final key.
 
         The final component itself is not followed. A missing directory this package shipped as a PARENT
@@ -801,7 +542,7 @@ class TreeWriter:
                 node = self._nodes.get(sub)
                 if record is None or sub not in record.pending:
                     if node is None:
-                        self._make_dir(sub, _Node("dir", 0o755, mtime=self._clamp(None), implicit=True))
+                        self._make_dir(sub, Node("dir", 0o755, mtime=self._clamp(None), implicit=True))
                     elif node.kind != "dir":
                         raise RootfsError("write", path, f"{sub} is a {node.kind}, not a directory")
                     continue
@@ -816,235 +557,17 @@ class TreeWriter:
                 record.keys[member] = sub
         return (parent.rstrip("/") + "/" + name) if name else parent
 
-    def _set_node(self, key: str, node: _Node) -> None:
-        if key not in self._nodes:
-            self._nodes[_parent(key)].children += 1
-        self._nodes[key] = node
-
-    def _remove_node(self, key: str, recursive: bool = False) -> None:
-        """Forget ``key`` and remove it from disk (not following a symlink)."""
-        node = self._nodes.get(key)
-        if node is None:
-            return
-        if node.kind == "dir":
-            if node.children and not recursive:
-                raise RootfsError("write", key, "a non-empty directory is in the way")
-            prefix = key + "/"
-            for sub in sorted((k for k in self._nodes if k.startswith(prefix)), reverse=True):
-                self._forget(sub)
-            self._rmtree(key)
-        elif node.planned is None:  # a planned file is not on disk yet: _forget drops it from its write
-            os.unlink(self._abs(key))
-        self._forget(key)
-
-    def _forget(self, key: str) -> None:
-        node = self._nodes.pop(key)
-        if node.planned is not None:
-            node.planned.keys.remove(key)
-            node.planned = None
-        self._nodes[_parent(key)].children -= 1
-        for dependent in self._links_to.pop(key, ()):
-            if dependent in self._nodes:
-                self._nodes[dependent].hardlink = ""
-        if node.hardlink:
-            self._links_to.get(node.hardlink, set()).discard(key)
-
-    def _rmtree(self, key: str) -> None:
-        top = self._abs(key)
-        for dirpath, dirnames, filenames in os.walk(top, topdown=False):
-            for f in filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
-                os.unlink(os.path.join(dirpath, f))
-            for d in dirnames:
-                if not os.path.islink(os.path.join(dirpath, d)):
-                    os.rmdir(os.path.join(dirpath, d))
-        os.rmdir(top)
-
-    def _make_dir(self, key: str, node: _Node) -> None:
-        mode = (node.mode | 0o700) & 0o777
-        try:
-            os.mkdir(self._abs(key), mode)
-        except FileExistsError:
-            raise RootfsError("write", key, "exists on disk but not in the tree model") from None
-        parent = self._nodes[_parent(key)] if key != "/" else None
-        if parent is not None and parent.mode & stat.S_ISGID:
-            node.disk = (-1, -1, -1)  # group and setgid bit inherited from the parent: set both explicitly
-        else:
-            node.disk = (mode & ~self._umask, *self._creds)
-        self._set_node(key, node)
-        self._apply_dir_meta(key, node, final=False)
-
-    def _apply_dir_meta(self, key: str, node: _Node, *, final: bool) -> None:
-        """Bring a directory's owner and mode (and, when ``final``, mtime) on disk in line with ``node``,
-        skipping the calls that would change nothing."""
-        path = self._abs(key)
-        mode, uid, gid = node.disk
-        if self.privileged and (uid, gid) != (node.uid, node.gid):
-            os.chown(path, node.uid, node.gid, follow_symlinks=False)
-            mode = -1  # chown may clear setuid/setgid bits: set the mode again
-        # until finish(), directories stay writable for the writer (an unprivileged build needs that)
-        want = node.mode if final else node.mode | 0o700
-        if mode != want:
-            os.chmod(path, want, follow_symlinks=False)
-        node.disk = (want, node.uid, node.gid) if self.privileged else (want, uid, gid)
-        if final:
-            os.utime(path, ns=(node.mtime * 10**9, node.mtime * 10**9), follow_symlinks=False)
-
-    def _make_symlink(self, key: str, node: _Node) -> None:
-        path = self._abs(key)
-        os.symlink(node.target, path)
-        if self.privileged and (node.uid, node.gid) != self._creds:
-            os.chown(path, node.uid, node.gid, follow_symlinks=False)
-        os.utime(path, ns=(node.mtime * 10**9, node.mtime * 10**9), follow_symlinks=False)
-        self._set_node(key, node)
-
-    def _make_special(self, key: str, node: _Node) -> None:
-        path = self._abs(key)
-        try:
-            if node.kind == "fifo":
-                os.mkfifo(path, 0o600)
-            else:
-                fmt = stat.S_IFCHR if node.kind == "char" else stat.S_IFBLK
-                os.mknod(path, fmt | 0o600, os.makedev(node.devmajor, node.devminor))
-        except PermissionError:
-            raise RootfsError("write", key, f"cannot create a {node.kind} node without privileges") from None
-        if self.privileged:
-            os.chown(path, node.uid, node.gid, follow_symlinks=False)
-        os.chmod(path, node.mode, follow_symlinks=False)
-        os.utime(path, ns=(node.mtime * 10**9, node.mtime * 10**9), follow_symlinks=False)
-        self._set_node(key, node)
-
-    def _write_temp(self, key: str, blocks: Iterable[bytes], node: _Node) -> str:
-        """Write ``blocks`` to a fresh temporary file next to ``key``; fill in size and md5 of ``node``."""
-        folder = self._abs(_parent(key))
-        while True:
-            tmp = f"{folder}/.forge-tmp-{threading.get_ident()}-{next(self._tmp)}"
-            if not os.path.lexists(tmp):
-                break
-        self._write_new(tmp, blocks, node)
-        return tmp
-
-    def _write_new(self, path: str, blocks: Iterable[bytes], node: _Node) -> None:
-        """Create ``path`` (it must not exist; never through a link) holding ``blocks``, with ``node``'s owner,
-        mode and mtime; fill in its size and md5."""
-        fd = os.open(path, _O_NEW, 0o600)
-        try:
-            digest = hashlib.md5(usedforsecurity=False)
-            size = 0
-            for block in blocks:
-                digest.update(block)
-                _write_all(fd, block)
-                size += len(block)
-            node.size = size
-            node.md5 = digest.hexdigest()
-            self._set_meta(fd, node, 0o600, True)
-        except BaseException:
-            os.close(fd)
-            os.unlink(path)
-            raise
-        os.close(fd)
-
-    def _set_meta(self, fd: int, node: _Node, created: int, inherits_group: bool) -> None:
-        """Owner, mode and mtime of a file just created with mode ``created``; calls that would change
-        nothing are skipped (as root, a new file is already root's; the umask may have kept the mode)."""
-        chowned = self.privileged and ((node.uid, node.gid) != self._creds or inherits_group)
-        if chowned:
-            os.fchown(fd, node.uid, node.gid)
-        if chowned or node.mode != created & ~self._umask:
-            os.fchmod(fd, node.mode)  # after chown, which clears setuid/setgid
-        os.utime(fd, ns=(node.mtime * 10**9, node.mtime * 10**9))
-
-    # -- the write phase --------------------------------------------------------------------------------
-
-    def _write_planned(self, tasks: Sequence[tuple[PackageJob, Path, _Record]], workers: int) -> None:
-        """Write the content of every planned file; ``workers`` > 1 forks helpers that take a share each."""
-        # The children only read tars and write files: they take no lock another thread of this process may
-        # hold at the fork (everything they call was imported before), so forking from a threaded process is safe.
-        if workers > 1 and len(tasks) > 1:
-            shares: list[list[tuple[PackageJob, Path, _Record]]] = [[] for _ in range(min(workers, len(tasks)))]
-            loads = [0] * len(shares)
-            for task in sorted(tasks, key=lambda t: -sum(w.node.size + 4096 for w in t[2].writes.values())):
-                i = loads.index(min(loads))
-                shares[i].append(task)
-                loads[i] += sum(w.node.size + 4096 for w in task[2].writes.values())
-            run_parallel([functools.partial(self._write_share, share) for share in shares])
-        else:
-            self._write_share(tasks)
-
-    def _write_share(self, tasks: Sequence[tuple[PackageJob, Path, _Record]]) -> None:
-        for job, tar, record in tasks:
-            last = max(record.writes)
-            members = iter_tar(tar, job.deb)
-            try:
-                for index, m in enumerate(members):
-                    write = record.writes.get(index)
-                    if write is not None and write.keys:
-                        with _os_errors(m.path):
-                            self._write_member(write, m)
-                    if index >= last:
-                        break
-            finally:
-                members.close()
-
-    def _write_member(self, write: _Write, m: DataMember) -> None:
-        node, first = write.node, write.keys[0]
-        if (m.kind, m.path, m.size, m.mode) != ("file", write.path, node.size, node.mode):
-            raise RootfsError("write", write.path, f"member {write.index} of the data.tar is {m.kind} {m.path} "
-                              "now: the cached member list does not match it (run 'forge cache verify')")
-        created = node.mode & 0o777
-        fd = os.open(self._abs(first), _O_NEW, created)
-        try:
-            size = 0
-            for block in m.blocks():
-                _write_all(fd, block)
-                size += len(block)
-            if size != node.size:
-                raise RootfsError("write", m.path, f"{size} bytes read, the archive declares {node.size}")
-            parent = self._nodes[_parent(first)]
-            self._set_meta(fd, node, created, parent.disk[0] == -1 or bool(parent.disk[0] & stat.S_ISGID))
-        except BaseException:
-            os.close(fd)
-            os.unlink(self._abs(first))
-            raise
-        os.close(fd)
-        for key in write.keys[1:]:
-            os.link(self._abs(first), self._abs(key), follow_symlinks=False)
-
     # -- layout -----------------------------------------------------------------------------------------
 
     def _merged_usr_layout(self) -> None:
         dirs = ("bin", "sbin", "lib", *MERGED_USR_LIBDIRS.get(self.arch, ()))
         with self._lock:
-            self._make_dir("/usr", _Node("dir", 0o755, mtime=self._clamp(None), implicit=True))
+            self._make_dir("/usr", Node("dir", 0o755, mtime=self._clamp(None), implicit=True))
             for d in dirs:
-                self._make_dir(f"/usr/{d}", _Node("dir", 0o755, mtime=self._clamp(None), implicit=True))
-                self._make_symlink(f"/{d}", _Node("symlink", 0o777, target=f"usr/{d}", mtime=self._clamp(None)))
+                self._make_dir(f"/usr/{d}", Node("dir", 0o755, mtime=self._clamp(None), implicit=True))
+                self._make_symlink(f"/{d}", Node("symlink", 0o777, target=f"usr/{d}", mtime=self._clamp(None)))
 
 
-def tree_dump(entries: Mapping[str, Entry], root: Path | None = None) -> dict[str, str]:
-    """A sorted, human-readable dump of ``entries`` like chisel's test trees: ``"file 0755 0:0 <sha256[:8]>"``.
 
-    With ``root``, file contents are hashed from disk (reading through the tree model's own paths).
-    """
-    out: dict[str, str] = {}
-    for key in sorted(entries):
-        e = entries[key]
-        owner = f"{e.uid}:{e.gid}"
-        if e.kind == "file":
-            digest = ""
-            if root is not None:
-                fd = os.open(os.path.join(root, key.lstrip("/")) if key != "/" else root,
-                             os.O_RDONLY | os.O_NOFOLLOW)
-                with open(fd, "rb") as f:
-                    digest = " " + hashlib.sha256(f.read()).hexdigest()[:8]
-            out[key] = f"file {e.mode:04o} {owner}{digest}"
-        elif e.kind == "symlink":
-            out[key] = f"symlink {e.target}"
-        elif e.kind in ("char", "block"):
-            out[key] = f"{e.kind} {e.mode:04o} {owner} {e.devmajor}:{e.devminor}"
-        else:
-            out[key] = f"{e.kind} {e.mode:04o} {owner}"
-    return out
-
-
-__all__ = ["MAX_SYMLINKS", "MERGED_USR_LIBDIRS", "Entry", "NodeLike", "PackageFiles", "TreeWriter",
+__all__ = ["MAX_SYMLINKS", "MERGED_USR_LIBDIRS", "Entry", "NodeLike", "PackageFiles", "PackageJob", "TreeWriter",
            "resolve_in_root", "tree_dump"]
