@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from rootfs_forge.context import Context
@@ -10,7 +9,7 @@ from rootfs_forge.errors import RecipeError
 from rootfs_forge.lock import Lock, load_lock, lock_path
 from rootfs_forge.model import Resolution, ResolveRequest
 from rootfs_forge.recipe import Recipe
-from rootfs_forge.resolve import resolve
+from rootfs_forge.resolve import Reporter, resolve
 from rootfs_forge.sources import SourceEntry, resolve_sources
 
 
@@ -33,7 +32,7 @@ class Plan:
     from_lock: bool
 
 
-def resolve_recipe(recipe: Recipe, ctx: Context, reporter: Callable[[str], None] | None = None,
+def resolve_recipe(recipe: Recipe, ctx: Context, reporter: Reporter | None = None,
                    entries: list[SourceEntry] | None = None) -> Plan:
     """Resolve every architecture of ``recipe`` against freshly verified indexes."""
     entries = resolve_sources(recipe.sources) if entries is None else entries
@@ -49,7 +48,7 @@ def resolve_recipe(recipe: Recipe, ctx: Context, reporter: Callable[[str], None]
 
 
 def plan(recipe: Recipe, ctx: Context, *, locked: bool = False, use_lock: bool = True,
-         reporter: Callable[[str], None] | None = None) -> Plan:
+         reporter: Reporter | None = None) -> Plan:
     """A current lock wins; ``locked`` makes a stale or missing lock an error instead of a re-resolve."""
     path = lock_path(recipe.path)
     entries = resolve_sources(recipe.sources)
