@@ -460,7 +460,7 @@ def _file_tables(c: _Checker, doc: dict[str, Any], path: Path) -> tuple[LocalFil
         uid, gid = _owner(c, pre, c.get(f, pre, "owner", str, "0:0"))
         src_path = (path.parent / src).resolve() if src else path.parent
         if src and not src_path.is_file():
-            c.fail(pre + "src", f"no such file: {src}")
+            c.fail(pre + "src", f"no such file: {src!r}")
         files.append(LocalFile(str(src_path), dest, mode, uid, gid))
     return tuple(files)
 
