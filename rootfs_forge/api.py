@@ -21,16 +21,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from rootfs_forge import workdir
+from rootfs_forge.archive.fetch import TqdmProgress, fetch_debs
 from rootfs_forge.build import Tree, build_tree, layer_owners
-from rootfs_forge.context import Context
-from rootfs_forge.debcache import UnpackAhead
 from rootfs_forge.errors import ForgeError
-from rootfs_forge.fetch import TqdmProgress, fetch_debs
-from rootfs_forge.outputs import check_destination, remove_tree, staged_output
-from rootfs_forge.pids import process_alive
-from rootfs_forge.plan import Plan, plan
+from rootfs_forge.index.context import Context
 from rootfs_forge.recipe import FORMATS, Recipe, load_recipe
+from rootfs_forge.resolve.plan import Plan, plan
+from rootfs_forge.unpack.debcache import UnpackAhead
+from rootfs_forge.util import workdir as workdir
+from rootfs_forge.util.outputs import check_destination, remove_tree, staged_output
+from rootfs_forge.util.pids import process_alive
 
 DEFAULT_FORMAT = "oci"
 ARCHIVE_FORMATS = ("tar", "oci-archive", "docker-archive")
@@ -148,7 +148,7 @@ class _Job:
 
 
 def _work_dir(dest: Path, fmt: str, result: Plan) -> tempfile.TemporaryDirectory[str]:
-    """A temporary directory for the trees: in memory for scratch trees that fit (see rootfs_forge.workdir)."""
+    """A temporary directory for the trees: in memory for scratch trees that fit (see rootfs_forge.util.workdir)."""
     estimate = sum(p.installed_size for res in result.resolutions.values() for p in res.packages) * 1024
     parent = dest.absolute().parent
     parent.mkdir(parents=True, exist_ok=True)
@@ -173,7 +173,7 @@ def write_output(trees: list[Tree], recipe: Recipe, dest: Path, fmt: str) -> dic
                 os.rename(trees[0].root, out)
         return {}
     if fmt == "tar":
-        from rootfs_forge.layer import write_layer
+        from rootfs_forge.image.layer import write_layer
 
         if multi:
             raise ForgeError("compose", f"{recipe.path.name} as a tarball", "a tarball holds one architecture; "
@@ -185,6 +185,6 @@ def write_output(trees: list[Tree], recipe: Recipe, dest: Path, fmt: str) -> dic
                                owners=layer_owners(t))
             Path(blob.path).rename(out)
         return {"diff_id": blob.diff_id}
-    from rootfs_forge.image import write_images
+    from rootfs_forge.image.write import write_images
 
     return write_images(trees, recipe, dest, fmt)

@@ -1,8 +1,8 @@
 """One composed tree per architecture: resolution + fetched .debs → a rootfs directory and its record.
 
-Each step is another module's job: :mod:`rootfs_forge.debcache` prepares the packages, ``rootfs.TreeWriter``
+Each step is another module's job: :mod:`rootfs_forge.unpack.debcache` prepares the packages, ``rootfs.TreeWriter``
 writes the tree and keeps its one record, the effects emulate maintainer scripts, ``dpkgdb`` records what is
-installed, :mod:`rootfs_forge.manifest` writes forge's own manifest. The layers are derived from the record.
+installed, :mod:`rootfs_forge.configure.manifest` writes forge's own manifest. The layers are derived from the record.
 """
 
 from __future__ import annotations
@@ -15,28 +15,28 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from rootfs_forge.cache import Cache
-from rootfs_forge.debcache import cached_control, cached_member_rows, data_tar, deb_build_time, unpack_limit
-from rootfs_forge.debfile import (
+from rootfs_forge.archive.cache import Cache
+from rootfs_forge.configure.dpkgdb import InstalledPackage, write_dpkg_db
+from rootfs_forge.configure.effects import EffectsRun, apply_effects
+from rootfs_forge.configure.effects.base import EffectContext, EffectOptions, HostTools, PackageInfo
+from rootfs_forge.configure.effects.tree import RootDir
+from rootfs_forge.configure.manifest import write_manifest
+from rootfs_forge.errors import ForgeError, RootfsError
+from rootfs_forge.model import Package, Resolution
+from rootfs_forge.recipe import Recipe
+from rootfs_forge.resolve.relations import RelationSyntaxError, parse_field
+from rootfs_forge.unpack.debcache import cached_control, cached_member_rows, data_tar, deb_build_time, unpack_limit
+from rootfs_forge.unpack.debfile import (
     MEMBER_TABLE_SCHEMA,
     DataMember,
     DebControl,
     members_of,
     parse_md5sums,
 )
-from rootfs_forge.dpkgdb import InstalledPackage, write_dpkg_db
-from rootfs_forge.effects import EffectsRun, apply_effects
-from rootfs_forge.effects.base import EffectContext, EffectOptions, HostTools, PackageInfo
-from rootfs_forge.effects.tree import RootDir
-from rootfs_forge.errors import ForgeError, RootfsError
-from rootfs_forge.filters import PathFilter
-from rootfs_forge.manifest import write_manifest
-from rootfs_forge.model import Package, Resolution
-from rootfs_forge.recipe import Recipe
-from rootfs_forge.relations import RelationSyntaxError, parse_field
-from rootfs_forge.rootfs import PackageFiles, PackageJob, TreeWriter
-from rootfs_forge.timing import Timings
+from rootfs_forge.unpack.filters import PathFilter
+from rootfs_forge.unpack.writer import PackageFiles, PackageJob, TreeWriter
 from rootfs_forge.util.canonical import canonical_json
+from rootfs_forge.util.timing import Timings
 
 
 @dataclass

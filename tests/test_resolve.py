@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 
 from rootfs_forge.errors import ForgeError, IndexError_, ResolveError
-from rootfs_forge.explain import resolution_table, why_chains
 from rootfs_forge.model import MemoryIndex, Package, Reason, Resolution, ResolveRequest
-from rootfs_forge.relations import Atom, compare_versions, parse_field, provides, relations, version_satisfies
-from rootfs_forge.resolve import ResolveEvent, install_order, resolve
+from rootfs_forge.resolve.relations import Atom, compare_versions, parse_field, provides, relations, version_satisfies
+from rootfs_forge.resolve.search import ResolveEvent, install_order, resolve
+from rootfs_forge.resolve.why import resolution_table, why_chains
 
 CASES_DIR = Path(__file__).parent / "resolve_cases"
 

@@ -11,11 +11,11 @@ from types import SimpleNamespace
 import pytest
 
 from rootfs_forge.errors import ForgeError, RootfsError
-from rootfs_forge.forked import run_parallel
 from rootfs_forge.util.arch import debian_arch, oci_platform
 from rootfs_forge.util.canonical import canonical_json
 from rootfs_forge.util.env import source_date_epoch
 from rootfs_forge.util.files import write_atomic
+from rootfs_forge.util.forked import run_parallel
 from rootfs_forge.util.inroot import SymlinkLoop, resolve_in_root
 
 REPO = Path(__file__).resolve().parents[1]

@@ -9,10 +9,10 @@ from typing import Any
 
 __all__ = ["human_size", "table"]  # re-exported for the commands
 
+from rootfs_forge.archive.sources import SourceEntry, resolve_sources
 from rootfs_forge.commands.fmt import human_size, table
-from rootfs_forge.context import Context, host_architecture
+from rootfs_forge.index.context import Context, host_architecture
 from rootfs_forge.recipe import Recipe, load_recipe
-from rootfs_forge.sources import SourceEntry, resolve_sources
 from rootfs_forge.util.canonical import canonical_json
 
 

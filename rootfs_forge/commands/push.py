@@ -40,10 +40,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rootfs_forge.cache import default_cache_dir
+    from rootfs_forge.archive.cache import default_cache_dir
     from rootfs_forge.errors import ImageError
-    from rootfs_forge.oci import split_image_ref
-    from rootfs_forge.registry import credentials_for, parse_reference, push
+    from rootfs_forge.image.oci import split_image_ref
+    from rootfs_forge.image.registry import credentials_for, parse_reference, push
 
     ref = parse_reference(args.reference)
     path_text, tag = split_image_ref(args.image)
@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="forge-push-") as scratch:
         layout = Path(path_text)
         if layout.is_file():  # an oci-archive: unpack it first
-            from rootfs_forge.oci import read_image
+            from rootfs_forge.image.oci import read_image
 
             layout = read_image(layout, tag, extract_to=Path(scratch)).layout
         try:

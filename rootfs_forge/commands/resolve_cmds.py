@@ -10,10 +10,10 @@ from typing import Any
 
 from rootfs_forge.commands.common import add_cache_args, add_json_arg, human_size, make_context, print_json, table
 from rootfs_forge.errors import ForgeError
-from rootfs_forge.explain import resolution_table, why_chains
-from rootfs_forge.lock import dump_lock, lock_path
-from rootfs_forge.plan import plan, resolve_recipe
 from rootfs_forge.recipe import load_recipe
+from rootfs_forge.resolve.lock import dump_lock, lock_path
+from rootfs_forge.resolve.plan import plan, resolve_recipe
+from rootfs_forge.resolve.why import resolution_table, why_chains
 from rootfs_forge.util.files import write_atomic
 
 

@@ -1,4 +1,4 @@
-"""One tree dump for tests, in the notation of ``rootfs_forge.treerecord.tree_dump``: ``{path: "kind mode
+"""One tree dump for tests, in the notation of ``rootfs_forge.unpack.record.tree_dump``: ``{path: "kind mode
 uid:gid detail"}`` with the content's sha256 (first 8 hex digits) for a file and the target for a symlink.
 
 :func:`dump_dir` reads a directory (owners and modes as they are on disk); :func:`dump_layers` reads an OCI
