@@ -35,7 +35,8 @@ from bench._apt import AptRun, ReferenceApt, chain
 from rootfs_forge.archive.sources import SourceEntry, host_sources
 from rootfs_forge.errors import ForgeError
 from rootfs_forge.index.context import Context
-from rootfs_forge.index.packages import PackageIndex, decompress, scan_stanzas
+from rootfs_forge.index.packages import PackageIndex
+from rootfs_forge.index.scan import decompress, scan_stanzas
 from rootfs_forge.model import Package, Resolution, ResolveRequest
 from rootfs_forge.resolve.relations import (
     Atom,
