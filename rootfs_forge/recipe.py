@@ -43,11 +43,22 @@ class Source:
 
 @dataclass(frozen=True, slots=True)
 class Account:
+    """An ``[[account]]``: a user, its primary group (created when missing) and its home. The one account type:
+    the recipe parser fills every field, the effects take it as it is."""
+
     name: str
     uid: int
-    gid: int
-    home: str
+    gid: int | None = None  # None: same as uid
+    home: str | None = None  # None: /home/<name>
     shell: str = "/usr/sbin/nologin"
+
+    @property
+    def group_id(self) -> int:
+        return self.uid if self.gid is None else self.gid
+
+    @property
+    def home_dir(self) -> str:
+        return self.home or f"/home/{self.name}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from rootfs_forge.configure.effects.tree import Change, RootDir
+from rootfs_forge.recipe import Account
 from rootfs_forge.unpack.writer import TreeWriter
 
 SCRIPT_NAMES = ("preinst", "postinst", "prerm", "postrm", "config")
@@ -24,25 +25,6 @@ class PackageInfo:
     control: Mapping[str, str] = field(default_factory=dict)
     scripts: Mapping[str, str] = field(default_factory=dict)
     files: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class Account:
-    """A recipe ``[[account]]``: a user, its primary group (created when missing) and its home."""
-
-    name: str
-    uid: int
-    gid: int | None = None  # None: same as uid
-    home: str | None = None  # None: /home/<name>
-    shell: str = "/usr/sbin/nologin"
-
-    @property
-    def group_id(self) -> int:
-        return self.uid if self.gid is None else self.gid
-
-    @property
-    def home_dir(self) -> str:
-        return self.home or f"/home/{self.name}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,10 +45,7 @@ class EffectOptions:
     def from_recipe(cls, recipe: Any, suite: str = "") -> EffectOptions:
         """Options from a ``rootfs_forge.recipe.Recipe`` (read by attribute; "" means unset there)."""
         return cls(
-            accounts=tuple(
-                Account(a.name, a.uid, a.gid, a.home or None, a.shell)
-                for a in getattr(recipe, "accounts", ())
-            ),
+            accounts=tuple(getattr(recipe, "accounts", ())),
             alternatives=dict(getattr(recipe, "alternatives", ())),
             sh=getattr(recipe, "sh", "") or None,
             timezone=getattr(recipe, "timezone", "") or "UTC",
