@@ -36,6 +36,7 @@ from rootfs_forge.unpack.debfile import (
 from rootfs_forge.unpack.filters import PathFilter
 from rootfs_forge.unpack.writer import PackageFiles, PackageJob, TreeWriter
 from rootfs_forge.util.canonical import canonical_json
+from rootfs_forge.util.passwd import table
 from rootfs_forge.util.timing import Timings
 
 
@@ -290,7 +291,7 @@ def check_user(tree: Tree, user: str) -> None:
     # the accounts effect writes /etc/passwd after unpacking: the tree's record knows it
     rd = RootDir(tree.writer)
     data = rd.read_bytes("/etc/passwd") if rd.is_file("/etc/passwd") else b""
-    names = {line.split(":", 1)[0] for line in data.decode("utf-8", "replace").splitlines() if line}
+    names = {fields[0] for _, fields in table(data.decode("utf-8", "replace"))}
     if name not in names:
         raise ForgeError("configure", f"user {name!r}", "no such user in the image's /etc/passwd (add an "
                                                         "[[account]] or the package that creates it)")

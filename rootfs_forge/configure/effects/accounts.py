@@ -14,6 +14,7 @@ from rootfs_forge.configure.effects import sysaccounts
 from rootfs_forge.configure.effects.base import Account, Effect, EffectContext, EffectResult
 from rootfs_forge.configure.effects.tree import Change, RootDir
 from rootfs_forge.errors import RootfsError
+from rootfs_forge.util.passwd import table
 
 PASSWD_MASTER = "/usr/share/base-passwd/passwd.master"
 GROUP_MASTER = "/usr/share/base-passwd/group.master"
@@ -25,10 +26,7 @@ _NAME = re.compile(r"^[a-z_][a-z0-9_.-]*\$?$")
 def parse_table(text: str, width: int, what: str) -> list[list[str]]:
     """``name:x:…`` lines of a passwd-style file; blank lines and ``#`` comments are dropped."""
     rows = []
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip() or line.startswith("#"):
-            continue
-        fields = line.split(":")
+    for n, fields in table(text):
         if len(fields) != width:
             raise RootfsError("read", what, f"line {n} has {len(fields)} fields, expected {width}")
         rows.append(fields)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from rootfs_forge.configure.effects.base import Effect, EffectContext, EffectResult
 from rootfs_forge.configure.effects.tree import Change, RootDir
+from rootfs_forge.util.passwd import ids
 
 ALWAYS = (("/tmp", 0o1777), ("/var/tmp", 0o1777), ("/root", 0o700))
 DEFAULTS = (
@@ -54,12 +55,7 @@ def group_ids(tree: RootDir) -> dict[str, int]:
     """Group name → gid from the tree's /etc/group (empty when absent)."""
     if not tree.is_file("/etc/group"):
         return {}
-    out = {}
-    for line in tree.read_bytes("/etc/group").decode().splitlines():
-        f = line.split(":")
-        if len(f) == 4 and f[2].isdigit():
-            out[f[0]] = int(f[2])
-    return out
+    return ids(tree.read_bytes("/etc/group").decode(), 4)
 
 
 def apply(ctx: EffectContext) -> EffectResult:
