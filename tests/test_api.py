@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -43,8 +42,10 @@ def test_library_compose_raises_one_error_and_writes_nothing(tmp_path: Path, rep
         rootfs_forge.compose(recipe, tmp_path / "img", format="zip", cache_dir=tmp_path / "cache")
 
 
-def test_importing_the_package_loads_no_pipeline() -> None:
-    code = "import sys, rootfs_forge; print(' '.join(m for m in sys.modules if m.startswith('rootfs_forge')))"
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                          env={**os.environ, "PYTHONPATH": str(REPO)})
+def test_importing_the_package_loads_nothing_else() -> None:
+    """``forge run`` imports the package first: it may load no other module, not even typing (``-S``: without
+    the site hooks that load typing in some interpreters)."""
+    code = (f"import sys; sys.path.insert(0, {str(REPO)!r}); before = set(sys.modules); import rootfs_forge; "
+            "print(' '.join(sorted(set(sys.modules) - before)))")
+    done = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.split() == ["rootfs_forge"]
