@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from rootfs_forge.sources import SourceEntry
+from rootfs_forge.archive.sources import SourceEntry
 from tests.support.aptsim import ScratchApt
 
 _INST = re.compile(r"^Inst (\S+) \((\S+)", re.M)

@@ -35,7 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from rootfs_forge.sources import SourceEntry, host_sources  # noqa: E402
+from rootfs_forge.archive.sources import SourceEntry, host_sources  # noqa: E402
 
 # mmdebstrap's custom variant installs with dpkg inside the chroot: beyond bash and coreutils it needs dpkg, the
 # programs dpkg checks for in PATH (sh, diff, ldconfig, find) and what libc6's and base-files' scripts call.
@@ -171,7 +171,7 @@ class Bench:
 
     def layer_throughput(self, cfg: ForgeConfig, cache: Path, repeat: int) -> tuple[float, int]:
         """Median seconds of ``write_layer`` (the image's default gzip) over one composed tree, and its tar bytes."""
-        from rootfs_forge.layer import write_layer
+        from rootfs_forge.image.layer import write_layer
 
         tree = self._fresh(f"forge-{cfg.label}-layer-src")
         try:

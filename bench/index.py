@@ -17,9 +17,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from rootfs_forge.context import Context
-from rootfs_forge.index import PackageIndex
-from rootfs_forge.sources import host_sources
+from rootfs_forge.archive.sources import host_sources
+from rootfs_forge.index.context import Context
+from rootfs_forge.index.packages import PackageIndex
 from tests.support.aptsim import ScratchApt
 
 

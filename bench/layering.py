@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from rootfs_forge.layering import plan_layers  # noqa: E402
+from rootfs_forge.image.layering import plan_layers  # noqa: E402
 
 
 def kept_bytes(recipe: Path, arch: str, work: Path, cache: str | None) -> tuple[dict[str, int], int]:

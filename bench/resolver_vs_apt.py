@@ -32,12 +32,13 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._apt import AptRun, ReferenceApt, chain
-from rootfs_forge.context import Context
+from rootfs_forge.archive.sources import SourceEntry, host_sources
 from rootfs_forge.errors import ForgeError
-from rootfs_forge.explain import why_chains
-from rootfs_forge.index import PackageIndex, decompress, scan_stanzas
+from rootfs_forge.index.context import Context
+from rootfs_forge.index.packages import PackageIndex
+from rootfs_forge.index.scan import decompress, scan_stanzas
 from rootfs_forge.model import Package, Resolution, ResolveRequest
-from rootfs_forge.relations import (
+from rootfs_forge.resolve.relations import (
     Atom,
     Group,
     group_text,
@@ -46,8 +47,8 @@ from rootfs_forge.relations import (
     relations,
     version_satisfies,
 )
-from rootfs_forge.resolve import resolve
-from rootfs_forge.sources import SourceEntry, host_sources
+from rootfs_forge.resolve.search import resolve
+from rootfs_forge.resolve.why import why_chains
 
 COMMON = ("python3", "curl", "openssh-server", "nginx", "postgresql-15", "git", "perl", "ca-certificates", "tzdata",
           "busybox")

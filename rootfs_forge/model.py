@@ -11,7 +11,7 @@ from typing import Protocol
 class Package:
     """One binary package stanza from a verified ``Packages`` index.
 
-    Relation fields keep the raw text of the stanza; ``rootfs_forge.relations`` parses them on demand, so an
+    Relation fields keep the raw text of the stanza; ``rootfs_forge.resolve.relations`` parses them on demand, so an
     index of 60,000 stanzas costs nothing until a resolve touches a package.
     """
 
@@ -76,7 +76,7 @@ class Resolution:
 
 
 class IndexView(Protocol):
-    """What the resolver needs from a package index. ``rootfs_forge.index`` implements it over the cache."""
+    """What the resolver needs from a package index. ``rootfs_forge.index.packages`` implements it over the cache."""
 
     def packages(self, name: str) -> Sequence[Package]:
         """Every real stanza named ``name``: all versions, architectures and sources."""

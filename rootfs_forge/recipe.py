@@ -6,15 +6,15 @@ Unknown keys are errors: a typo such as ``pakages`` must not silently produce an
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rootfs_forge.errors import RecipeError
+from rootfs_forge.util.canonical import canonical_json
 
 # Debian policy §5.6.1 package names, optional :arch qualifier, optional =version
 PKG_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+(:[a-z0-9-]+)?(=[A-Za-z0-9.+~:-]+)?$")
@@ -43,11 +43,22 @@ class Source:
 
 @dataclass(frozen=True, slots=True)
 class Account:
+    """An ``[[account]]``: a user, its primary group (created when missing) and its home. The one account type:
+    the recipe parser fills every field, the effects take it as it is."""
+
     name: str
     uid: int
-    gid: int
-    home: str
+    gid: int | None = None  # None: same as uid
+    home: str | None = None  # None: /home/<name>
     shell: str = "/usr/sbin/nologin"
+
+    @property
+    def group_id(self) -> int:
+        return self.uid if self.gid is None else self.gid
+
+    @property
+    def home_dir(self) -> str:
+        return self.home or f"/home/{self.name}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,8 +146,7 @@ class Recipe:
             "strategy": self.strategy,
             "merged_usr": self.merged_usr,
         }
-        text = json.dumps(doc, sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(text.encode()).hexdigest()
+        return hashlib.sha256(canonical_json(doc, ensure_ascii=True)).hexdigest()
 
 
 # ---------------------------------------------------------------------------------------------- validation
@@ -234,7 +244,8 @@ SLIM_KEYS = {"keep", "data", "enabled"}
 
 
 def parse_recipe(text: str, path: Path, host_arch: str) -> Recipe:
-    """Validate a recipe's text. Raises RecipeError listing every problem found."""
+    """Validate a recipe's text. Raises RecipeError listing every problem found (one parser per table, each
+    adding its problems in the order of this list)."""
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -242,6 +253,28 @@ def parse_recipe(text: str, path: Path, host_arch: str) -> Recipe:
     c = _Checker()
     c.unknown("", doc, TOP_KEYS)
     image = c.get(doc, "", "image", dict, {})
+    fields: dict[str, Any] = {"path": path}
+    fields |= _image_table(c, image, path, host_arch)
+    fields |= _packages(c, doc)
+    fields["sources"] = _source_tables(c, doc)
+    fields |= _top_flags(c, doc)
+    fields |= _paths_table(c, doc)
+    fields["slices"] = _slice_tables(c, doc)
+    fields["conflicts_prefer"] = c.string_map(doc, "", "conflicts")
+    fields["accounts"] = _account_tables(c, doc)
+    fields |= _effects_table(c, doc)
+    fields["config"] = _config_table(c, doc)
+    fields["layers"] = _layer_tables(c, doc)
+    if fields["layers"] and fields["layering"] == "single" and "layering" not in image:
+        fields["layering"] = "groups"
+    fields["files"] = _file_tables(c, doc, path)
+    fields |= _slim_table(c, doc)
+    if c.problems:
+        raise RecipeError(str(path), c.problems)
+    return Recipe(**fields)
+
+
+def _image_table(c: _Checker, image: dict[str, Any], path: Path, host_arch: str) -> dict[str, Any]:
     c.unknown("image.", image, IMAGE_KEYS)
     name = c.get(image, "image.", "name", str, path.stem)
     if not NAME_RE.match(name):
@@ -249,6 +282,17 @@ def parse_recipe(text: str, path: Path, host_arch: str) -> Recipe:
     tag = c.get(image, "image.", "tag", str, "latest")
     if not TAG_RE.match(tag):
         c.fail("image.tag", f"not a valid tag: {tag!r}")
+    archs = _architectures(c, image, host_arch)
+    layering = c.choice(image, "image.", "layering", ("single", "groups", "origin"), "single")
+    budget = c.get(image, "image.", "layer_budget", int, 1)
+    if budget < 1 or budget > 127:
+        c.fail("image.layer_budget", f"must be between 1 and 127, got {budget}")
+    compression = c.choice(image, "image.", "compression", ("gzip", "zstd", "none"), "gzip")
+    return {"name": name, "tag": tag, "architectures": archs, "layering": layering, "layer_budget": budget,
+            "compression": compression}
+
+
+def _architectures(c: _Checker, image: dict[str, Any], host_arch: str) -> tuple[str, ...]:
     archs: tuple[str, ...]
     if "architecture" in image and "architectures" in image:
         c.fail("image.architectures", "give either architecture or architectures, not both")
@@ -264,24 +308,31 @@ def parse_recipe(text: str, path: Path, host_arch: str) -> Recipe:
             c.fail(key, f"unknown Debian architecture {arch!r}")
     if len(set(archs)) != len(archs):
         c.fail("image.architectures", "lists an architecture twice")
-    layering = c.choice(image, "image.", "layering", ("single", "groups", "origin"), "single")
-    budget = c.get(image, "image.", "layer_budget", int, 1)
-    if budget < 1 or budget > 127:
-        c.fail("image.layer_budget", f"must be between 1 and 127, got {budget}")
-    compression = c.choice(image, "image.", "compression", ("gzip", "zstd", "none"), "gzip")
+    return archs
 
+
+def _packages(c: _Checker, doc: dict[str, Any]) -> dict[str, Any]:
     if "packages" not in doc:
         c.fail("packages", "missing: list the packages to install")
     packages = c.strings(doc, "", "packages", PKG_RE, "package (name, name=version or name:arch)")
     if "packages" in doc and isinstance(doc["packages"], list) and not doc["packages"]:
         c.fail("packages", "is empty: list at least one package")
+    return {"packages": packages}
 
-    sources = []
-    for i, s in enumerate(c.get(doc, "", "source", list, [])):
-        pre = f"source[{i}]."
-        if not isinstance(s, dict):
-            c.fail(f"source[{i}]", f"expected a table, got {_tname(s)}")
+
+def _tables(c: _Checker, doc: dict[str, Any], key: str) -> Iterator[tuple[int, str, dict[str, Any]]]:
+    """The tables of the array ``[[key]]``: index, problem prefix (``key[i].``), table; other items are
+    problems."""
+    for i, item in enumerate(c.get(doc, "", key, list, [])):
+        if not isinstance(item, dict):
+            c.fail(f"{key}[{i}]", f"expected a table, got {_tname(item)}")
             continue
+        yield i, f"{key}[{i}].", item
+
+
+def _source_tables(c: _Checker, doc: dict[str, Any]) -> tuple[Source, ...]:
+    sources = []
+    for _, pre, s in _tables(c, doc, "source"):
         c.unknown(pre, s, SOURCE_KEYS)
         url = c.get(s, pre, "url", str, "")
         if not url:
@@ -301,22 +352,33 @@ def parse_recipe(text: str, path: Path, host_arch: str) -> Recipe:
         priority = c.get(s, pre, "priority", int, 500)
         insecure = c.get(s, pre, "allow_insecure", bool, False)
         sources.append(Source(url, suites, comps, keyring, s_archs, mirrors, priority, insecure))
+    return tuple(sources)
 
-    recommends = c.get(doc, "", "recommends", bool, False)
-    essential = c.get(doc, "", "essential", bool, False)
-    prefer = c.strings(doc, "", "prefer", PKG_RE, "package name")
-    exclude = c.strings(doc, "", "exclude", PKG_RE, "package name")
-    strategy = c.choice(doc, "", "strategy", ("apt", "smallest"), "apt")
-    merged_usr = c.get(doc, "", "merged_usr", bool, True)
-    allow_devices = c.get(doc, "", "allow_devices", bool, False)
 
+def _top_flags(c: _Checker, doc: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "recommends": c.get(doc, "", "recommends", bool, False),
+        "essential": c.get(doc, "", "essential", bool, False),
+        "prefer": c.strings(doc, "", "prefer", PKG_RE, "package name"),
+        "exclude": c.strings(doc, "", "exclude", PKG_RE, "package name"),
+        "strategy": c.choice(doc, "", "strategy", ("apt", "smallest"), "apt"),
+        "merged_usr": c.get(doc, "", "merged_usr", bool, True),
+        "allow_devices": c.get(doc, "", "allow_devices", bool, False),
+    }
+
+
+def _paths_table(c: _Checker, doc: dict[str, Any]) -> dict[str, Any]:
     paths = c.get(doc, "", "paths", dict, {})
     c.unknown("paths.", paths, PATHS_KEYS)
-    profile = c.choice(paths, "paths.", "profile", PROFILES, "minimal")
-    p_exclude = c.strings(paths, "paths.", "exclude")
-    p_include = c.strings(paths, "paths.", "include")
-    locales = c.strings(paths, "paths.", "locales")
+    return {
+        "profile": c.choice(paths, "paths.", "profile", PROFILES, "minimal"),
+        "path_exclude": c.strings(paths, "paths.", "exclude"),
+        "path_include": c.strings(paths, "paths.", "include"),
+        "locales": c.strings(paths, "paths.", "locales"),
+    }
 
+
+def _slice_tables(c: _Checker, doc: dict[str, Any]) -> tuple[tuple[str, tuple[str, ...]], ...]:
     slices = []
     for pkg, spec in sorted(c.get(doc, "", "slice", dict, {}).items()):
         if not isinstance(spec, dict):
@@ -324,14 +386,12 @@ def parse_recipe(text: str, path: Path, host_arch: str) -> Recipe:
             continue
         c.unknown(f"slice.{pkg}.", spec, {"include"})
         slices.append((pkg, c.strings(spec, f"slice.{pkg}.", "include")))
-    conflicts_prefer = c.string_map(doc, "", "conflicts")
+    return tuple(slices)
 
+
+def _account_tables(c: _Checker, doc: dict[str, Any]) -> tuple[Account, ...]:
     accounts = []
-    for i, a in enumerate(c.get(doc, "", "account", list, [])):
-        pre = f"account[{i}]."
-        if not isinstance(a, dict):
-            c.fail(f"account[{i}]", f"expected a table, got {_tname(a)}")
-            continue
+    for _, pre, a in _tables(c, doc, "account"):
         c.unknown(pre, a, ACCOUNT_KEYS)
         aname = c.get(a, pre, "name", str, "")
         if not re.match(r"^[a-z_][a-z0-9_-]{0,31}$", aname):
@@ -344,15 +404,22 @@ def parse_recipe(text: str, path: Path, host_arch: str) -> Recipe:
         home = c.get(a, pre, "home", str, f"/home/{aname}")
         shell = c.get(a, pre, "shell", str, "/usr/sbin/nologin")
         accounts.append(Account(aname, uid, gid, home, shell))
+    return tuple(accounts)
 
+
+def _effects_table(c: _Checker, doc: dict[str, Any]) -> dict[str, Any]:
     effects = c.get(doc, "", "effects", dict, {})
     c.unknown("effects.", effects, EFFECT_KEYS)
-    sh = c.choice(effects, "effects.", "sh", ("", "dash", "bash"), "")
-    alternatives = c.string_map(effects, "effects.", "alternatives")
-    timezone = c.get(effects, "effects.", "timezone", str, "UTC")
-    hostname = c.get(effects, "effects.", "hostname", str, "")
-    busybox_links = c.get(effects, "effects.", "busybox_links", bool, False)
+    return {
+        "sh": c.choice(effects, "effects.", "sh", ("", "dash", "bash"), ""),
+        "alternatives": c.string_map(effects, "effects.", "alternatives"),
+        "timezone": c.get(effects, "effects.", "timezone", str, "UTC"),
+        "hostname": c.get(effects, "effects.", "hostname", str, ""),
+        "busybox_links": c.get(effects, "effects.", "busybox_links", bool, False),
+    }
 
+
+def _config_table(c: _Checker, doc: dict[str, Any]) -> ImageConfigSpec:
     cfg = c.get(doc, "", "config", dict, {})
     c.unknown("config.", cfg, CONFIG_KEYS)
 
@@ -362,7 +429,7 @@ def parse_recipe(text: str, path: Path, host_arch: str) -> Recipe:
         return c.strings(cfg, "config.", key)
 
     env = c.string_map(cfg, "config.", "env")
-    config = ImageConfigSpec(
+    return ImageConfigSpec(
         entrypoint=argv("entrypoint"),
         cmd=argv("cmd"),
         env=env,
@@ -374,24 +441,19 @@ def parse_recipe(text: str, path: Path, host_arch: str) -> Recipe:
         stop_signal=c.get(cfg, "config.", "stop_signal", str, ""),
     )
 
+
+def _layer_tables(c: _Checker, doc: dict[str, Any]) -> tuple[LayerGroup, ...]:
     layers = []
-    for i, layer in enumerate(c.get(doc, "", "layer", list, [])):
-        pre = f"layer[{i}]."
-        if not isinstance(layer, dict):
-            c.fail(f"layer[{i}]", f"expected a table, got {_tname(layer)}")
-            continue
+    for i, pre, layer in _tables(c, doc, "layer"):
         c.unknown(pre, layer, {"name", "packages"})
         lname = c.get(layer, pre, "name", str, f"layer{i}")
         layers.append(LayerGroup(lname, c.strings(layer, pre, "packages", PKG_RE, "package name")))
-    if layers and layering == "single" and "layering" not in image:
-        layering = "groups"
+    return tuple(layers)
 
+
+def _file_tables(c: _Checker, doc: dict[str, Any], path: Path) -> tuple[LocalFile, ...]:
     files = []
-    for i, f in enumerate(c.get(doc, "", "file", list, [])):
-        pre = f"file[{i}]."
-        if not isinstance(f, dict):
-            c.fail(f"file[{i}]", f"expected a table, got {_tname(f)}")
-            continue
+    for _, pre, f in _tables(c, doc, "file"):
         c.unknown(pre, f, FILE_KEYS)
         src = c.get(f, pre, "src", str, "")
         dest = c.get(f, pre, "dest", str, "")
@@ -406,37 +468,31 @@ def parse_recipe(text: str, path: Path, host_arch: str) -> Recipe:
         if mode is None:
             c.fail(pre + "mode", f"not an octal file mode: {mode_v!r}")
             mode = 0o644
-        owner = c.get(f, pre, "owner", str, "0:0")
-        owner_m = re.match(r"^(\d+)(?::(\d+))?$", owner)
-        if not owner_m:
-            c.fail(pre + "owner", f"must be numeric uid[:gid], got {owner!r}")
-            uid = gid = 0
-        else:
-            uid = int(owner_m.group(1))
-            gid = int(owner_m.group(2) or uid)
+        uid, gid = _owner(c, pre, c.get(f, pre, "owner", str, "0:0"))
         src_path = (path.parent / src).resolve() if src else path.parent
         if src and not src_path.is_file():
-            c.fail(pre + "src", f"no such file: {src}")
+            c.fail(pre + "src", f"no such file: {src!r}")
         files.append(LocalFile(str(src_path), dest, mode, uid, gid))
+    return tuple(files)
 
+
+def _owner(c: _Checker, pre: str, owner: str) -> tuple[int, int]:
+    owner_m = re.match(r"^(\d+)(?::(\d+))?$", owner)
+    if not owner_m:
+        c.fail(pre + "owner", f"must be numeric uid[:gid], got {owner!r}")
+        return 0, 0
+    uid = int(owner_m.group(1))
+    return uid, int(owner_m.group(2) or uid)
+
+
+def _slim_table(c: _Checker, doc: dict[str, Any]) -> dict[str, Any]:
     slim_tbl = c.get(doc, "", "slim", dict, {})
     c.unknown("slim.", slim_tbl, SLIM_KEYS)
-    slim_keep = c.strings(slim_tbl, "slim.", "keep")
-    slim_data = c.strings(slim_tbl, "slim.", "data")
-    slim = bool(slim_tbl) and c.get(slim_tbl, "slim.", "enabled", bool, True)
-
-    if c.problems:
-        raise RecipeError(str(path), c.problems)
-    return Recipe(
-        path=path, name=name, tag=tag, architectures=archs, packages=packages, sources=tuple(sources),
-        recommends=recommends, essential=essential, prefer=prefer, exclude=exclude, strategy=strategy,
-        merged_usr=merged_usr, profile=profile, path_exclude=p_exclude, path_include=p_include, locales=locales,
-        slices=tuple(slices), conflicts_prefer=conflicts_prefer, allow_devices=allow_devices,
-        accounts=tuple(accounts), sh=sh, alternatives=alternatives, timezone=timezone, hostname=hostname,
-        busybox_links=busybox_links, config=config, layers=tuple(layers), layering=layering,
-        layer_budget=budget, compression=compression, files=tuple(files), slim_keep=slim_keep,
-        slim_data=slim_data, slim=slim,
-    )
+    return {
+        "slim_keep": c.strings(slim_tbl, "slim.", "keep"),
+        "slim_data": c.strings(slim_tbl, "slim.", "data"),
+        "slim": bool(slim_tbl) and c.get(slim_tbl, "slim.", "enabled", bool, True),
+    }
 
 
 def _parse_mode(value: str | int) -> int | None:

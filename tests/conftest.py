@@ -90,7 +90,7 @@ def source_block(server: RepoServer, signer: Signer, suite: str = "testing") -> 
 
 def host_mirror() -> str | None:
     """The first deb URI of the host's apt sources (never written anywhere: read at run time)."""
-    from rootfs_forge.sources import host_sources
+    from rootfs_forge.archive.sources import host_sources
 
     try:
         return host_sources()[0].url

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from rootfs_forge.archive import dearmor, update_sources
-from rootfs_forge.cache import Cache
+from rootfs_forge.archive.cache import Cache
+from rootfs_forge.archive.release import dearmor, update_sources
+from rootfs_forge.archive.sources import SourceEntry
+from rootfs_forge.archive.transport import Transport
 from rootfs_forge.errors import ArchiveError
-from rootfs_forge.index import PackageIndex
-from rootfs_forge.sources import SourceEntry
-from rootfs_forge.transport import Transport
+from rootfs_forge.index.packages import PackageIndex
 from tests.conftest import base_specs
 from tests.support.repo import Repo, RepoServer, Signer, build_repo, serve
 

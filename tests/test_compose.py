@@ -14,13 +14,13 @@ import pytest
 
 from tests.conftest import source_block
 from tests.support.debs import DebSpec, Dir, Reg
+from tests.support.forge import forge as run_forge
 from tests.support.repo import Repo, RepoServer, Signer, build_repo, serve
 
 
-def forge(*args: str, cache: Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "SOURCE_DATE_EPOCH": "1700000000"}
-    return subprocess.run([sys.executable, "-m", "rootfs_forge", *args, "--cache-dir", str(cache)],
-                          capture_output=True, text=True, env=env, cwd=cwd)
+def forge(*args: str, cache: Path, cwd: Path | None = None, cli: bool = False) -> subprocess.CompletedProcess[str]:
+    """forge in this process (``cli=True``: as ``python -m rootfs_forge``, for the end-to-end tests)."""
+    return run_forge(*args, cache=cache, cwd=cwd, cli=cli)
 
 
 def recipe(tmp: Path, server: RepoServer, signer: Signer, body: str, name: str = "r.toml") -> Path:
@@ -39,7 +39,7 @@ def test_compose_rootfs_installs_closure_filters_and_effects(tmp_path: Path, rep
                                                               signer: Signer, cache_dir: Path) -> None:
     r = recipe(tmp_path, repo_server, signer, 'packages = ["hello"]\n')
     out = tmp_path / "root"
-    proc = forge("compose", str(r), "--format", "rootfs", "-o", str(out), cache=cache_dir)
+    proc = forge("compose", str(r), "--format", "rootfs", "-o", str(out), cache=cache_dir, cli=True)  # end to end
     assert proc.returncode == 0, proc.stderr
     assert (out / "usr/bin/hello").read_text() == "#!/bin/sh\necho hello\n"
     assert os.readlink(out / "usr/bin/hi") == "/usr/bin/hello"
@@ -91,7 +91,7 @@ def test_unknown_package_fails_cleanly(tmp_path: Path, repo_server: RepoServer, 
                                        cache_dir: Path) -> None:
     r = recipe(tmp_path, repo_server, signer, 'packages = ["no-such-thing"]\n')
     out = tmp_path / "root"
-    proc = forge("compose", str(r), "--format", "rootfs", "-o", str(out), cache=cache_dir)
+    proc = forge("compose", str(r), "--format", "rootfs", "-o", str(out), cache=cache_dir, cli=True)  # end to end
     assert proc.returncode != 0
     assert proc.stderr.startswith("forge: cannot install ") and "no-such-thing" in proc.stderr
     assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1

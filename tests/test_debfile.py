@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from rootfs_forge.debfile import DebControl, iter_data, normalize_path, read_control
 from rootfs_forge.errors import DebError
+from rootfs_forge.unpack.debfile import DebControl, iter_data, normalize_path, read_control
 from tests.support.debs import (
     MTIME,
     DebSpec,
@@ -240,7 +240,7 @@ def test_debcontrol_defaults() -> None:
 
 
 def test_extract_data_tar_matches_the_members_and_iter_tar_reads_them(tmp_path: Path) -> None:
-    from rootfs_forge.debfile import extract_data_tar, iter_data, iter_tar
+    from rootfs_forge.unpack.debfile import extract_data_tar, iter_data, iter_tar
 
     spec = DebSpec("cached", members=[Dir("usr"), Dir("usr/bin"), Reg("usr/bin/x", b"#!/bin/sh\n" * 100, 0o755),
                                       Lnk("usr/bin/y", "x")])
@@ -257,7 +257,7 @@ def test_extract_data_tar_matches_the_members_and_iter_tar_reads_them(tmp_path: 
 
 
 def test_decompression_bomb_is_bounded_while_caching_the_data_tar(tmp_path: Path) -> None:
-    from rootfs_forge.debfile import extract_data_tar
+    from rootfs_forge.unpack.debfile import extract_data_tar
 
     deb = tmp_path / "bomb.deb"
     deb.write_bytes(build_deb(DebSpec("bomb", members=[Reg("zeros", bytes(4 << 20))])))
@@ -266,7 +266,7 @@ def test_decompression_bomb_is_bounded_while_caching_the_data_tar(tmp_path: Path
 
 
 def test_truncated_compressed_data_is_refused_while_caching(tmp_path: Path) -> None:
-    from rootfs_forge.debfile import extract_data_tar
+    from rootfs_forge.unpack.debfile import extract_data_tar
 
     good = build_deb(DebSpec("t", members=[Reg("f", bytes(range(256)) * 512)]))
     data_at = good.index(b"data.tar.xz")

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rootfs_forge.effects import (
+from rootfs_forge.configure.effects import (
     EFFECTS,
     Account,
     EffectContext,
@@ -37,7 +37,7 @@ from rootfs_forge.effects import (
     scripts,
     timezone,
 )
-from rootfs_forge.effects.scripts import commands
+from rootfs_forge.configure.effects.scripts import commands
 from rootfs_forge.errors import RootfsError
 
 HOST_ARCH = HostTools.detect().architecture or "amd64"

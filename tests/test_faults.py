@@ -12,15 +12,15 @@ from pathlib import Path
 import pytest
 from debian.debian_support import Version
 
-from rootfs_forge.archive import update_sources
-from rootfs_forge.cache import Cache
-from rootfs_forge.cachemaint import prune, usage, verify
+from rootfs_forge.archive.cache import Cache
+from rootfs_forge.archive.cachemaint import prune, usage, verify
+from rootfs_forge.archive.fetch import fetch_debs
+from rootfs_forge.archive.release import update_sources
+from rootfs_forge.archive.sources import SourceEntry
+from rootfs_forge.archive.transport import Transport
 from rootfs_forge.errors import ArchiveError, FetchError
-from rootfs_forge.fetch import fetch_debs
-from rootfs_forge.index import PackageIndex
+from rootfs_forge.index.packages import PackageIndex
 from rootfs_forge.model import Package
-from rootfs_forge.sources import SourceEntry
-from rootfs_forge.transport import Transport
 from tests.conftest import base_specs
 from tests.support.repo import Repo, RepoServer, Signer, build_repo, serve
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rootfs_forge.filters import PathFilter, Rule, Verdict
+from rootfs_forge.unpack.filters import PathFilter, Rule, Verdict
 
 K, D, P = Verdict.KEEP, Verdict.DROP, Verdict.PARENT
 

@@ -1,4 +1,4 @@
-"""rootfs_forge.forked: a call in a child process, its result or its ForgeError back in the parent."""
+"""rootfs_forge.util.forked: a call in a child process, its result or its ForgeError back in the parent."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import os
 import pytest
 
 from rootfs_forge.errors import ArchiveError, RecipeError
-from rootfs_forge.forked import Forked
+from rootfs_forge.util.forked import Forked
 
 
 def test_result_comes_back_from_the_child() -> None:

@@ -36,9 +36,9 @@ SMOKE: dict[str, tuple[list[str], str]] = {
 
 
 def test_every_recipe_has_a_smoke_test_and_a_current_lock_for_amd64_and_arm64() -> None:
-    from rootfs_forge.lock import load_lock
+    from rootfs_forge.archive.sources import host_sources
     from rootfs_forge.recipe import load_recipe
-    from rootfs_forge.sources import host_sources
+    from rootfs_forge.resolve.lock import load_lock
 
     names = sorted(p.stem for p in RECIPES.glob("*.toml"))
     assert names == sorted(SMOKE)

@@ -11,16 +11,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rootfs_forge.archive import IndexFile
+from rootfs_forge.archive.release import IndexFile
+from rootfs_forge.archive.sources import SourceEntry
 from rootfs_forge.errors import IndexError_
-from rootfs_forge.index import (
-    build_index,
-    build_index_compressed,
-    build_index_streamed,
-    scan_stanzas,
-    stanza_to_package,
-)
-from rootfs_forge.sources import SourceEntry
+from rootfs_forge.index.packages import stanza_to_package
+from rootfs_forge.index.scan import build_index, build_index_compressed, build_index_streamed, scan_stanzas
 
 ORIGIN = IndexFile(SourceEntry("http://x.invalid/debian", "testing", ("main",)), "main", "amd64", "0" * 64, "",
                    "testing")
@@ -176,9 +171,9 @@ def test_fresh_index_answers_from_its_scan_while_the_database_is_written_in_the_
     import hashlib
     import time
 
-    from rootfs_forge import index as index_module
-    from rootfs_forge.cache import Cache
-    from rootfs_forge.index import PackageIndex
+    from rootfs_forge.archive.cache import Cache
+    from rootfs_forge.index import scan as index_module
+    from rootfs_forge.index.packages import PackageIndex
 
     monkeypatch.setattr(index_module, "BACKGROUND_DB_MIN", background_from)
 
@@ -215,7 +210,7 @@ def test_fresh_index_answers_from_its_scan_while_the_database_is_written_in_the_
 @pytest.mark.parametrize("compression", [".gz", ".xz"])
 def test_index_scanned_with_a_helper_process_equals_plain(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                           compression: str) -> None:
-    from rootfs_forge import index as index_module
+    from rootfs_forge.index import scan as index_module
 
     monkeypatch.setattr(index_module, "PARALLEL_SCAN_MIN", 0)  # the first 60 % is scanned by a child
     monkeypatch.setattr(index_module, "DECOMPRESS_STEP", 4096)
@@ -230,8 +225,8 @@ def test_scan_helper_that_dies_costs_only_time(tmp_path: Path, monkeypatch: pyte
     import os
     import signal
 
-    from rootfs_forge import forked
-    from rootfs_forge import index as index_module
+    from rootfs_forge.index import scan as index_module
+    from rootfs_forge.util import forked as forked
 
     killed = []
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from rootfs_forge.errors import ImageError
-from rootfs_forge.layer import Compression, LayerBlob, sort_key, tar_header, with_parents, write_layer
+from rootfs_forge.image.layer import Compression, LayerBlob, sort_key, tar_header, with_parents, write_layer
 
 EPOCH = 1_700_000_000
 LONG = "d" * 60 + "/" + "f" * 80  # > 100 characters: needs a PAX path record

@@ -7,7 +7,7 @@ import itertools
 import pytest
 
 from rootfs_forge.errors import ImageError
-from rootfs_forge.layering import LayerPlan, Strategy, plan_layers
+from rootfs_forge.image.layering import LayerPlan, Strategy, plan_layers
 
 SIZES = {
     "libc6": 12_000,

@@ -8,17 +8,17 @@ import hashlib
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 from tests.conftest import source_block
+from tests.support.forge import forge as run_forge
 from tests.support.repo import RepoServer, Signer
 
 ENV = {**os.environ, "SOURCE_DATE_EPOCH": "1700000000"}
 
 
 def forge(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "rootfs_forge", *args], capture_output=True, text=True, env=ENV)
+    return run_forge(*args)
 
 
 def test_local_file_is_installed_and_recorded_with_provenance(tmp_path: Path, repo_server: RepoServer,

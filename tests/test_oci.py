@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from rootfs_forge.errors import ImageError
-from rootfs_forge.layer import write_layer
-from rootfs_forge.oci import (
+from rootfs_forge.image.layer import write_layer
+from rootfs_forge.image.oci import (
     CREATED,
     INDEX_TYPE,
     MANIFEST_TYPE,
@@ -169,7 +169,7 @@ def test_retag_replaces_the_index_entry(tmp_path: Path) -> None:
 
 
 def test_staged_layout_leaves_nothing_on_error(tmp_path: Path) -> None:
-    from rootfs_forge.compose import staged_output
+    from rootfs_forge.util.outputs import staged_output
 
     dest = tmp_path / "img"
     with pytest.raises(ImageError), staged_output(dest, directory=True) as tmp:
@@ -178,7 +178,7 @@ def test_staged_layout_leaves_nothing_on_error(tmp_path: Path) -> None:
 
 
 def test_staged_layout_replaces_an_existing_layout(tmp_path: Path) -> None:
-    from rootfs_forge.compose import staged_output
+    from rootfs_forge.util.outputs import staged_output
 
     dest = tmp_path / "img"
     with staged_output(dest, directory=True) as tmp:

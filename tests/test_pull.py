@@ -20,9 +20,9 @@ import pytest
 import requests
 
 from rootfs_forge.errors import ImageError
-from rootfs_forge.layer import write_layer
-from rootfs_forge.oci import ImageConfig, write_image, write_index
-from rootfs_forge.pull import (
+from rootfs_forge.image.layer import write_layer
+from rootfs_forge.image.oci import ImageConfig, write_image, write_index
+from rootfs_forge.image.pull import (
     is_insecure,
     looks_like_reference,
     parse_platform,
@@ -30,7 +30,7 @@ from rootfs_forge.pull import (
     pick_platform,
     pull,
 )
-from rootfs_forge.registry import push
+from rootfs_forge.image.registry import push
 from tests.conftest import source_block
 from tests.support.repo import RepoServer, Signer
 from tests.test_registry import EPOCH, image, registry, token_proxy  # noqa: F401 - fixtures

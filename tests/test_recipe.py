@@ -121,3 +121,10 @@ def test_resolution_digest_ignores_cosmetic_keys_but_not_packages() -> None:
     b = parse_recipe('packages = ["bash"]\n', P, "amd64")
     c = parse_recipe('packages = ["bash", "dash"]\n', P, "amd64")
     assert a.resolution_digest() == b.resolution_digest() != c.resolution_digest()
+
+
+def test_a_local_file_name_with_a_newline_is_reported_on_one_line(tmp_path: Path) -> None:
+    """Found by the hypothesis test of hostile recipes: the problem quoted the name as it was."""
+    with pytest.raises(RecipeError) as info:
+        parse_recipe('packages = ["a"]\n[[file]]\nsrc = "x\\ny"\ndest = "/x"\n', tmp_path / "r.toml", "amd64")
+    assert "\n" not in str(info.value) and "no such file: 'x\\ny'" in str(info.value)

@@ -19,9 +19,9 @@ import requests
 
 from rootfs_forge.cli import main as forge_main
 from rootfs_forge.errors import ImageError
-from rootfs_forge.layer import write_layer
-from rootfs_forge.oci import ImageConfig, write_image, write_index
-from rootfs_forge.registry import credentials_for, parse_challenge, parse_reference, push
+from rootfs_forge.image.layer import write_layer
+from rootfs_forge.image.oci import ImageConfig, write_image, write_index
+from rootfs_forge.image.registry import credentials_for, parse_challenge, parse_reference, push
 
 EPOCH = 1_700_000_000
 
@@ -374,7 +374,7 @@ def test_bearer_token_refused_for_wrong_password(token_proxy: tuple[str, list[st
 def test_forge_push_from_an_oci_archive(
     registry: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from rootfs_forge.oci import write_oci_archive
+    from rootfs_forge.image.oci import write_oci_archive
 
     layout = image(tmp_path)
     write_oci_archive(layout, tmp_path / "img.tar")

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 
 from rootfs_forge.errors import ForgeError, IndexError_, ResolveError
-from rootfs_forge.explain import resolution_table, why_chains
 from rootfs_forge.model import MemoryIndex, Package, Reason, Resolution, ResolveRequest
-from rootfs_forge.relations import Atom, compare_versions, parse_field, provides, relations, version_satisfies
-from rootfs_forge.resolve import install_order, resolve
+from rootfs_forge.resolve.relations import Atom, compare_versions, parse_field, provides, relations, version_satisfies
+from rootfs_forge.resolve.search import ResolveEvent, install_order, resolve
+from rootfs_forge.resolve.why import resolution_table, why_chains
 
 CASES_DIR = Path(__file__).parent / "resolve_cases"
 
@@ -181,13 +181,15 @@ def test_resolution_table_rows() -> None:
 
 
 def test_reporter_receives_choices_and_backtracking() -> None:
-    events: list[str] = []
+    got: list[ResolveEvent] = []
     resolve(MemoryIndex(stanza(s) for s in [
         {"name": "a", "version": "1", "depends": "b | c, d"},
         {"name": "b", "version": "1", "conflicts": "d"},
         {"name": "c", "version": "1"},
         {"name": "d", "version": "1"},
-    ]), ResolveRequest(packages=("a",), architecture="amd64"), events.append)
+    ]), ResolveRequest(packages=("a",), architecture="amd64"), got.append)
+    events = [str(e) for e in got]
+    assert ResolveEvent("choose", "b for b | c", "first alternative") in got
     assert "choose b for b | c: first alternative" in events
     assert any(e.startswith("backtrack: a depends on d, but d conflicts with b") and "trying c" in e
                for e in events), events

@@ -15,7 +15,7 @@ import pytest
 from debian.deb822 import Packages
 
 from rootfs_forge.model import MemoryIndex, Package, ResolveRequest
-from rootfs_forge.resolve import resolve
+from rootfs_forge.resolve.search import resolve
 
 pytestmark = [pytest.mark.network, pytest.mark.slow]
 

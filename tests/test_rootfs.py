@@ -17,10 +17,10 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from rootfs_forge.debfile import read_control
 from rootfs_forge.errors import DebError, RootfsError
-from rootfs_forge.filters import PathFilter
-from rootfs_forge.rootfs import Entry, PackageFiles, PackageJob, TreeWriter, resolve_in_root, tree_dump
+from rootfs_forge.unpack.debfile import read_control
+from rootfs_forge.unpack.filters import PathFilter
+from rootfs_forge.unpack.writer import Entry, PackageFiles, PackageJob, TreeWriter, resolve_in_root, tree_dump
 from tests.support.debs import MTIME, DebSpec, Dev, Dir, Fifo, Hard, Lnk, Member, Reg, build_deb, make_tar
 
 ROOT = "0:0"

@@ -824,7 +824,7 @@ def test_run_path_imports_stay_lean(world: dict[str, Path]) -> None:
     added = set(proc.stderr.split()) - set(bare)
     assert "rootfs_forge.run.launcher" in added
     heavy = {"requests", "debian", "libarchive", "tqdm", "dataclasses", "inspect", "json", "shutil", "tempfile",
-             "typing", "socket", "rootfs_forge.oci", "rootfs_forge.layer", "rootfs_forge.run.image"}
+             "typing", "socket", "rootfs_forge.image.oci", "rootfs_forge.image.layer", "rootfs_forge.run.image"}
     assert heavy & added == set()
 
 

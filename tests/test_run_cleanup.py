@@ -28,13 +28,13 @@ from pathlib import Path
 
 import pytest
 
-from rootfs_forge import pids
 from rootfs_forge.errors import RunError
-from rootfs_forge.pids import parse_owner
 from rootfs_forge.run import cgroups, paths, runtime, sweep
 from rootfs_forge.run import image as img
 from rootfs_forge.run.rmtree import remove_tree
 from rootfs_forge.run.runtime import ARCHIVE_PREFIX
+from rootfs_forge.util import pids
+from rootfs_forge.util.pids import parse_owner
 
 REPO = Path(__file__).resolve().parents[1]
 BUSYBOX = shutil.which("busybox") or "/bin/busybox"

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
+from rootfs_forge.archive.sources import host_sources, parse_deb822, parse_one_line
 from rootfs_forge.errors import SourceError
-from rootfs_forge.sources import host_sources, parse_deb822, parse_one_line
 
 KEY = """ -----BEGIN PGP PUBLIC KEY BLOCK-----
  .

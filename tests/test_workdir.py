@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from rootfs_forge import workdir
+from rootfs_forge.util import workdir as workdir
 
 MB = 1 << 20
 

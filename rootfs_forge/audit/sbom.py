@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import datetime
 import hashlib
-import json
 import re
 import uuid
 from collections.abc import Sequence
@@ -27,6 +26,7 @@ from rootfs_forge import __version__
 from rootfs_forge.audit.dpkgdb import InstalledPackage
 from rootfs_forge.audit.licenses import PackageLicenses
 from rootfs_forge.audit.why import depends_graph
+from rootfs_forge.util.canonical import canonical_json
 
 TOOL = f"rootfs-forge-{__version__}"
 NAMESPACE_BASE = "https://spdx.org/spdxdocs/rootfs-forge/"
@@ -92,13 +92,13 @@ def _spdx_file_id(path: str) -> str:
 
 def _content_uuid(inp: SbomInput) -> uuid.UUID:
     """A UUIDv5 of the tree's package set and file digests: stable per tree, distinct between trees."""
-    content = json.dumps({
+    content = canonical_json({
         "name": inp.name,
         "packages": [purl(p.name, p.version, p.architecture, inp.namespace, inp.distro) for p in inp.packages],
         "files": sorted(inp.hashes.items()),
         "created": inp.created,
-    }, sort_keys=True, separators=(",", ":"))
-    return uuid.uuid5(uuid.NAMESPACE_URL, NAMESPACE_BASE + hashlib.sha256(content.encode()).hexdigest())
+    }, ensure_ascii=True)
+    return uuid.uuid5(uuid.NAMESPACE_URL, NAMESPACE_BASE + hashlib.sha256(content).hexdigest())
 
 
 def _sorted_packages(inp: SbomInput) -> list[InstalledPackage]:

@@ -23,6 +23,7 @@ import libarchive
 
 from rootfs_forge.audit.view import DirView, FsView, MemoryView, Node, norm, read_bytes, resolve
 from rootfs_forge.errors import AuditError
+from rootfs_forge.util.arch import oci_platform
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -58,11 +59,11 @@ def open_target(spec: str, *, arch: str = "", insecure: bool = False) -> Target:
     """Open ``spec``; ``arch`` (a Debian or OCI architecture name) picks one image of a multi-platform index.
 
     A spec that is no local path but a registry reference (``REGISTRY/REPO[:TAG|@DIGEST]``) is pulled through
-    :mod:`rootfs_forge.pull` (verified, blobs cached) and read like an OCI layout.
+    :mod:`rootfs_forge.image.pull` (verified, blobs cached) and read like an OCI layout.
     """
     path, tag = split_spec(spec)
     if not os.path.exists(path) and not os.path.exists(spec):
-        from rootfs_forge.pull import looks_like_reference
+        from rootfs_forge.image.pull import looks_like_reference
 
         if looks_like_reference(spec):
             return _open_reference(spec, arch, insecure)
@@ -86,7 +87,7 @@ def open_target(spec: str, *, arch: str = "", insecure: bool = False) -> Target:
 
 
 def _open_reference(spec: str, arch: str, insecure: bool) -> Target:
-    from rootfs_forge.pull import pulled
+    from rootfs_forge.image.pull import pulled
 
     with pulled(spec, platform=arch, insecure=insecure) as got:
         opened = _open_oci(spec, "registry", DirView(str(got.layout)), got.tag, arch)
@@ -203,8 +204,6 @@ def _blob(view: FsView, digest: str, spec: str) -> bytes:
     return data
 
 
-_ARCH_ALIASES = {"x86_64": "amd64", "aarch64": "arm64", "armhf": "arm", "armel": "arm", "ppc64el": "ppc64le",
-                 "i386": "386", "i686": "386"}
 
 
 def _pick(descs: list[dict[str, Any]], tag: str, arch: str, spec: str) -> dict[str, Any]:
@@ -215,7 +214,7 @@ def _pick(descs: list[dict[str, Any]], tag: str, arch: str, spec: str) -> dict[s
             raise AuditError("open", spec, f"no image tagged {tag!r} (tags: {', '.join(tags) or 'none'})")
         descs = hits
     if len(descs) > 1 and arch:
-        want = _ARCH_ALIASES.get(arch, arch)
+        want = oci_platform(arch)[0]
         hits = [d for d in descs if (d.get("platform") or {}).get("architecture") == want]
         descs = hits or descs
     if len(descs) != 1:

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO, Protocol
 
-MAX_SYMLINKS = 40  # the kernel's limit (MAXSYMLINKS)
+from rootfs_forge.util.inroot import SymlinkLoop, resolve_in_root
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,37 +68,13 @@ def resolve(view: FsView, path: str, *, follow_last: bool = True, chain: list[st
     """The symlink-free in-root path that ``path`` names, or None if it dangles, loops or crosses a non-directory.
 
     Absolute link targets restart at the root and ``..`` stops at the root, so no answer lies outside the
-    tree. Each symlink passed on the way is appended to ``chain`` when given.
+    tree (:mod:`rootfs_forge.util.inroot`, the one resolver). Each symlink passed on the way is appended to
+    ``chain`` when given.
     """
-    todo = [p for p in path.split("/") if p not in ("", ".")]
-    todo.reverse()
-    done: list[str] = []
-    hops = 0
-    while todo:
-        part = todo.pop()
-        if part == "..":
-            if done:
-                done.pop()
-            continue
-        here = "/" + "/".join([*done, part])
-        node = view.lstat(here)
-        if node is None:
-            return None
-        if node.kind == "symlink" and (todo or follow_last):
-            hops += 1
-            if hops > MAX_SYMLINKS:
-                return None
-            if chain is not None:
-                chain.append(here)
-            target = node.target
-            if target.startswith("/"):
-                done = []
-            todo.extend(reversed([p for p in target.split("/") if p not in ("", ".")]))
-            continue
-        if todo and node.kind != "dir":
-            return None
-        done.append(part)
-    return "/" + "/".join(done)
+    try:
+        return resolve_in_root(view.lstat, path, follow_last=follow_last, strict=True, chain=chain)
+    except SymlinkLoop:
+        return None
 
 
 def read_bytes(view: FsView, path: str, limit: int = -1) -> bytes:

@@ -8,14 +8,13 @@ import logging
 import os
 import platform
 import sys
-import tempfile
+from pathlib import Path
 from typing import Any
 
 from rootfs_forge.commands.fmt import human_size
+from rootfs_forge.util.arch import debian_arch
 
 FAIL_CONDITIONS = ("missing-libs", "unowned-files")
-_MACHINE_TO_DEB = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "armhf", "i686": "i386", "ppc64le": "ppc64el",
-                   "s390x": "s390x", "riscv64": "riscv64"}
 
 
 def register(sub: Any) -> None:
@@ -76,7 +75,7 @@ def _canonical(data: object) -> str:
 
 def host_arch() -> str:
     """The host's Debian architecture name (what a multi-platform image is read as by default)."""
-    return _MACHINE_TO_DEB.get(platform.machine(), platform.machine())
+    return debian_arch(platform.machine())
 
 
 def _arch(args: argparse.Namespace) -> str:
@@ -181,13 +180,17 @@ def cmd_sbom(args: argparse.Namespace) -> int:
     from rootfs_forge.errors import AuditError
 
     _quiet_libraries()
-    epoch_text = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
-    if epoch_text and not epoch_text.isdigit():
-        raise AuditError("use", f"SOURCE_DATE_EPOCH={epoch_text}", "not a number of seconds")
+    from rootfs_forge.errors import ForgeError
+    from rootfs_forge.util.env import source_date_epoch
+
+    try:
+        epoch = source_date_epoch()
+    except ForgeError as exc:
+        raise AuditError(exc.verb, exc.obj, exc.reason) from None
     target = open_target(args.target, arch=_arch(args), insecure=args.insecure)
     path, tag = split_spec(args.target)
     name = os.path.basename(os.path.normpath(path)) + (f":{tag}" if tag else "")
-    inp = sbom_input(target, name=name, source_date_epoch=int(epoch_text) if epoch_text else None)
+    inp = sbom_input(target, name=name, source_date_epoch=epoch)
     doc = spdx_document(inp) if args.format == "spdx" else cyclonedx_document(inp)
     text = _canonical(doc) + "\n"
     if not args.output:
@@ -198,21 +201,13 @@ def cmd_sbom(args: argparse.Namespace) -> int:
 
 
 def write_output(path: str, text: str) -> None:
-    """Write ``text`` to ``path`` atomically (a temp file in the same directory, then rename), mode 0644."""
+    """Write ``text`` to ``path`` atomically (util.files), mode 0644."""
     from rootfs_forge.errors import AuditError
+    from rootfs_forge.util.files import write_atomic
 
-    out_dir = os.path.dirname(os.path.abspath(path))
     try:
-        fd, tmp = tempfile.mkstemp(prefix=".forge-out-", dir=out_dir)
+        write_atomic(Path(os.path.abspath(path)), text.encode())
     except OSError as exc:
-        raise AuditError("write", path, exc.strerror or str(exc)) from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except OSError as exc:
-        os.unlink(tmp)
         raise AuditError("write", path, exc.strerror or str(exc)) from None
 
 

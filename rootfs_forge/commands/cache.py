@@ -6,8 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from rootfs_forge.cache import Cache, default_cache_dir
-from rootfs_forge.cachemaint import prune, usage, verify
+from rootfs_forge.archive.cache import Cache, default_cache_dir
+from rootfs_forge.archive.cachemaint import prune, usage, verify
 from rootfs_forge.commands.common import add_json_arg, human_size, print_json
 
 

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
 __all__ = ["human_size", "table"]  # re-exported for the commands
 
+from rootfs_forge.archive.sources import SourceEntry, resolve_sources
 from rootfs_forge.commands.fmt import human_size, table
-from rootfs_forge.context import Context, host_architecture
+from rootfs_forge.index.context import Context, host_architecture
 from rootfs_forge.recipe import Recipe, load_recipe
-from rootfs_forge.sources import SourceEntry, resolve_sources
+from rootfs_forge.util.canonical import canonical_json
 
 
 def add_cache_args(p: argparse.ArgumentParser, offline: bool = True) -> None:
@@ -50,4 +50,4 @@ def sources_and_archs(recipe: Recipe | None, ctx: Context, arch: str | None = No
 
 
 def print_json(doc: Any) -> None:
-    print(json.dumps(doc, sort_keys=True, separators=(",", ":")))
+    print(canonical_json(doc, ensure_ascii=True).decode())

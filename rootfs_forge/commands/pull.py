@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rootfs_forge.pull import parse_pull_reference, pull
+    from rootfs_forge.image.pull import parse_pull_reference, pull
 
     ref = parse_pull_reference(args.reference)
     dest = Path(args.output) if args.output else \

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -39,10 +40,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rootfs_forge.cache import default_cache_dir
+    from rootfs_forge.archive.cache import default_cache_dir
     from rootfs_forge.errors import ImageError
-    from rootfs_forge.oci import split_image_ref
-    from rootfs_forge.registry import credentials_for, parse_reference, push
+    from rootfs_forge.image.oci import split_image_ref
+    from rootfs_forge.image.registry import credentials_for, parse_reference, push
 
     ref = parse_reference(args.reference)
     path_text, tag = split_image_ref(args.image)
@@ -62,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="forge-push-") as scratch:
         layout = Path(path_text)
         if layout.is_file():  # an oci-archive: unpack it first
-            from rootfs_forge.oci import read_image
+            from rootfs_forge.image.oci import read_image
 
             layout = read_image(layout, tag, extract_to=Path(scratch)).layout
         try:
@@ -98,11 +99,8 @@ def _load_known(path: Path) -> dict[str, str]:
 
 
 def _save_known(path: Path, known: dict[str, str]) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".")
-        with os.fdopen(fd, "w") as fh:
-            fh.write(json.dumps(known, sort_keys=True, separators=(",", ":")))
-        os.replace(tmp, path)
-    except OSError:
-        pass  # best effort, like the mounts it serves
+    from rootfs_forge.util.canonical import canonical_json
+    from rootfs_forge.util.files import write_atomic
+
+    with contextlib.suppress(OSError):  # best effort, like the mounts it serves
+        write_atomic(path, canonical_json(known, ensure_ascii=True), mode=None)

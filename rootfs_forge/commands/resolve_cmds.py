@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from rootfs_forge.commands.common import add_cache_args, add_json_arg, human_size, make_context, print_json, table
 from rootfs_forge.errors import ForgeError
-from rootfs_forge.explain import resolution_table, why_chains
-from rootfs_forge.lock import dump_lock, lock_path
-from rootfs_forge.plan import plan, resolve_recipe
 from rootfs_forge.recipe import load_recipe
+from rootfs_forge.resolve.lock import dump_lock, lock_path
+from rootfs_forge.resolve.plan import plan, resolve_recipe
+from rootfs_forge.resolve.why import resolution_table, why_chains
+from rootfs_forge.util.files import write_atomic
 
 
 def register(sub: Any) -> None:
@@ -117,14 +116,7 @@ def cmd_lock(args: argparse.Namespace) -> int:
     result = resolve_recipe(recipe, ctx)
     data = dump_lock(recipe, result.resolutions)
     dest = lock_path(recipe.path)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(dest, data, mode=None)
     total = sum(len(r.packages) for r in result.resolutions.values())
     print(f"wrote {dest}: {total} packages for {', '.join(recipe.architectures)}")
     return 0

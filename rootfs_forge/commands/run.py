@@ -6,7 +6,6 @@ Imports of the launcher happen inside the handlers so that ``forge run`` pays on
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from rootfs_forge.commands.fmt import human_size
@@ -159,8 +158,9 @@ def _rm(args: argparse.Namespace) -> int:
 
 def _commit(args: argparse.Namespace) -> int:
     from rootfs_forge.run.commit import commit_container
+    from rootfs_forge.util.env import source_date_epoch
 
-    epoch = int(os.environ.get("SOURCE_DATE_EPOCH", "0") or 0)
+    epoch = source_date_epoch() or 0  # a bad value is a one-line error, not a traceback
     digest = commit_container(_state_dir(args), args.name, args.dest, epoch=epoch)
     print(digest)
     return 0

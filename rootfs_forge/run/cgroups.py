@@ -13,8 +13,8 @@ import time
 from collections.abc import Callable, Iterable
 
 from rootfs_forge.errors import RunError
-from rootfs_forge.pids import Owner, parse_owner
 from rootfs_forge.run.spec import CFS_PERIOD_US, Limits
+from rootfs_forge.util.pids import Owner, parse_owner
 
 CGROUP_ROOT = "/sys/fs/cgroup"
 

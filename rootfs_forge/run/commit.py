@@ -5,8 +5,8 @@ The pure part (``layer_entries``) turns the upper dir into the entries of an OCI
 ``.wh..wh..opq`` entry, and the mount points the launcher itself created (empty /proc, /dev, /sys, /tmp dirs,
 the empty /etc/hostname, /etc/hosts, /etc/resolv.conf files, volume targets) are left out. The entries are
 staged as a small tree (hard links into the upper dir, so nothing is copied) and written by
-``rootfs_forge.layer.write_layer`` (deterministic tar, clamped mtimes, numeric owners); config, manifest and
-the tag in index.json by ``rootfs_forge.oci.write_image``. The base image's config is carried over (run
+``rootfs_forge.image.layer.write_layer`` (deterministic tar, clamped mtimes, numeric owners); config, manifest and
+the tag in index.json by ``rootfs_forge.image.oci.write_image``. The base image's config is carried over (run
 defaults, labels, history) with one history entry added.
 """
 
@@ -21,12 +21,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rootfs_forge.errors import ImageError, RunError
-from rootfs_forge.layer import LayerBlob, write_layer
+from rootfs_forge.image.layer import LayerBlob, write_layer
 from rootfs_forge.run import image as img
 from rootfs_forge.run import state
 
 if TYPE_CHECKING:
-    from rootfs_forge import oci
+    from rootfs_forge.image import oci
 
 OPAQUE_XATTRS = ("trusted.overlay.opaque", "user.overlay.opaque")
 RUNTIME_DIRS = ("proc", "dev", "sys", "tmp")
@@ -171,7 +171,7 @@ def commit_container(state_dir: str, name: str, dest: str, *, epoch: int) -> str
 
 def _write_image(base: img.Image, out_dir: str, tag: str, new_layer: LayerBlob, epoch: int) -> str:
     """Config + manifest for base layers + the new one, tagged ``tag`` in ``out_dir`` (through oci.py)."""
-    from rootfs_forge import oci
+    from rootfs_forge.image import oci
 
     layout = Path(out_dir)
     layers = []
@@ -190,7 +190,7 @@ def _write_image(base: img.Image, out_dir: str, tag: str, new_layer: LayerBlob, 
 
 def image_config(doc: dict, epoch: int) -> oci.ImageConfig:
     """The base image's config as ``oci.ImageConfig``, one history entry added for the committed layer."""
-    from rootfs_forge import oci
+    from rootfs_forge.image import oci
 
     c = doc.get("config") or {}
     history = [str(h.get("created_by", "")) for h in doc.get("history") or []

@@ -15,9 +15,9 @@ import os
 import stat
 
 from rootfs_forge.errors import ImageError
-from rootfs_forge.pids import owner_tag
 from rootfs_forge.run.rmtree import remove_tree
 from rootfs_forge.run.spec import ImageConfig
+from rootfs_forge.util.pids import owner_tag
 
 INDEX_MEDIA_TYPES = ("application/vnd.oci.image.index.v1+json",)
 MANIFEST_MEDIA_TYPES = ("application/vnd.oci.image.manifest.v1+json",

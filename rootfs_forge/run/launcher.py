@@ -31,7 +31,6 @@ import signal
 from collections.abc import Callable
 
 from rootfs_forge.errors import RunError
-from rootfs_forge.pids import owner_tag
 from rootfs_forge.run import caps as capset
 from rootfs_forge.run import cgroups, init, paths, runtime, seccomp, sweep
 from rootfs_forge.run import syscalls as sc
@@ -44,6 +43,7 @@ from rootfs_forge.run.spec import (
     parse_env,
     plan_process,
 )
+from rootfs_forge.util.pids import owner_tag
 
 TYPE_CHECKING = False  # typing itself stays off the start path; mypy reads this as typing.TYPE_CHECKING
 if TYPE_CHECKING:
@@ -126,7 +126,7 @@ def _source(opts: RunOptions, rootless: bool, temps: list[str],
     elif os.path.isdir(path) and img.is_layout(path):
         layout = path
     elif "/" in target and not target.startswith(("/", ".")) and not os.path.exists(path):
-        from rootfs_forge.pull import pull_for_run  # a registry reference: pulled, verified, blobs cached
+        from rootfs_forge.image.pull import pull_for_run  # a registry reference: pulled, verified, blobs cached
 
         name = runtime.private_dir(rt_fd, runtime.ARCHIVE_PREFIX)  # swept like an unpacked archive if killed
         temps.append(name)

@@ -15,7 +15,7 @@ import os
 import stat
 
 from rootfs_forge.errors import RunError
-from rootfs_forge.pids import owner_tag
+from rootfs_forge.util.pids import owner_tag
 
 ANCHOR = "mnt"  # fixed and empty on the host; see mounts.setup_root
 ARCHIVE_PREFIX = "archive-"  # an unpacked oci-archive: archive-OWNER-RANDOM (OWNER: pids.owner_tag)

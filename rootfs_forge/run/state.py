@@ -15,7 +15,7 @@ import os
 from collections.abc import Callable
 
 from rootfs_forge.errors import RunError
-from rootfs_forge.pids import Owner, owner_tag, parse_owner
+from rootfs_forge.util.pids import Owner, owner_tag, parse_owner
 
 META = "container.json"
 AUTORM = ".autorm-"

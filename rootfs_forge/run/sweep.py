@@ -16,9 +16,9 @@ from __future__ import annotations
 import contextlib
 import os
 
-from rootfs_forge.pids import owner_alive, parse_owner
 from rootfs_forge.run import cgroups
 from rootfs_forge.run.runtime import ARCHIVE_PREFIX
+from rootfs_forge.util.pids import owner_alive, parse_owner
 
 LAYER_DIRS = ("layers", "layers-userns")
 TMP_MARK = ".tmp-"

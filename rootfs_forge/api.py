@@ -1,0 +1,190 @@
+"""The library entry point: compose a recipe in-process, as ``forge compose`` does.
+
+Use::
+
+    import rootfs_forge
+
+    report = rootfs_forge.compose("recipes/python3.toml", "out/python3", cache_dir="cache")
+    print(report["manifest_digest"])
+
+:func:`compose` plans (lock or resolution), fetches, builds one tree per architecture and writes the output;
+it raises a :class:`rootfs_forge.errors.ForgeError` (one-line message) on any failure and leaves nothing
+half-written. It prints nothing: the report it returns is what ``forge compose --json`` prints.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from rootfs_forge.archive.fetch import TqdmProgress, fetch_debs
+from rootfs_forge.build import Tree, build_tree, layer_owners
+from rootfs_forge.errors import ForgeError
+from rootfs_forge.index.context import Context
+from rootfs_forge.recipe import FORMATS, Recipe, load_recipe
+from rootfs_forge.resolve.plan import Plan, plan
+from rootfs_forge.unpack.debcache import UnpackAhead
+from rootfs_forge.util import workdir as workdir
+from rootfs_forge.util.outputs import check_destination, remove_tree, staged_output
+from rootfs_forge.util.pids import process_alive
+
+DEFAULT_FORMAT = "oci"
+ARCHIVE_FORMATS = ("tar", "oci-archive", "docker-archive")
+
+__all__ = ["DEFAULT_FORMAT", "FORMATS", "compose", "default_output"]
+
+
+def default_output(name: str, tag: str, fmt: str) -> Path:
+    """``out/<name>-<tag>`` (``.tar`` for the archive formats), ``/`` in the name replaced by ``_``."""
+    base = Path("out") / f"{name.replace('/', '_')}-{tag}"
+    return base.with_name(base.name + ".tar") if fmt in ARCHIVE_FORMATS else base
+
+
+def compose(recipe: str | os.PathLike[str] | Recipe, output: str | os.PathLike[str] | None = None, *,
+            format: str = DEFAULT_FORMAT, cache_dir: str | os.PathLike[str] | None = None,
+            offline: bool = False, locked: bool = False, use_lock: bool = True, jobs: int = 8,
+            epoch: int | None = None, progress: bool = False, warn: Callable[[str], None] | None = None,
+            context: Context | None = None) -> dict[str, Any]:
+    """Compose ``recipe`` (a path or a loaded :class:`Recipe`) into ``output`` and return the report.
+
+    ``format``: oci (default), oci-archive, docker-archive, rootfs or tar. ``output`` defaults to
+    :func:`default_output`. ``locked`` refuses a missing or stale lock; ``use_lock=False`` resolves afresh.
+    ``epoch`` dates everything written (default: ``SOURCE_DATE_EPOCH``, else the newest package). ``context``
+    replaces the cache, transport and clock (``cache_dir``, ``offline`` and ``warn`` are then ignored).
+
+    The report holds ``output``, ``format``, ``from_lock``, ``architectures`` (per architecture: packages,
+    downloads, kept and filtered bytes, effects, script verdicts, notes, epoch), ``manifest_digest`` and
+    ``manifests`` for images (``diff_id`` for a tarball), ``seconds`` and ``timings`` (wall seconds per phase).
+    """
+    t0 = time.perf_counter()
+    if format not in FORMATS:
+        raise ForgeError("compose", str(recipe), f"unknown format {format!r} ({', '.join(FORMATS)})")
+    ctx = context or Context.create(os.fspath(cache_dir) if cache_dir is not None else None, offline=offline,
+                                    warn=warn)
+    if epoch is not None:
+        ctx.epoch = epoch
+    loaded = recipe if isinstance(recipe, Recipe) else load_recipe(Path(recipe), ctx.host_arch)
+    if jobs < 1:
+        raise ForgeError("compose", loaded.path.name, "--jobs must be at least 1")
+    dest = Path(output) if output is not None else default_output(loaded.name, loaded.tag, format)
+    check_destination(dest.absolute(), directory=format in ("oci", "rootfs"))  # before any work, not after
+    job = _Job(ctx, loaded, dest, format, locked, use_lock, jobs, progress)
+    report = job.run_optimistic()
+    report["seconds"] = round(time.perf_counter() - t0, 3)
+    # where the time went (wall seconds per phase); the start-up before the call is not in it
+    report["timings"] = ctx.timings.report()
+    return report
+
+
+class _IndexChanged(Exception):
+    """The optimistic plan's index set is no longer the current one: compose again."""
+
+
+class _Job:
+    def __init__(self, ctx: Context, recipe: Recipe, dest: Path, fmt: str, locked: bool, use_lock: bool,
+                 jobs: int, progress: bool) -> None:
+        self.ctx, self.recipe, self.dest, self.fmt = ctx, recipe, dest, fmt
+        self.locked, self.use_lock, self.jobs, self.progress = locked, use_lock, jobs, progress
+
+    def run_optimistic(self) -> dict[str, Any]:
+        """Plan against the index set the last update verified while the suites are verified again in the
+        background; the result is written only once that update confirms the set is still current. If an index
+        changed (or the work failed on an index that has since changed), everything is done again."""
+        ctx = self.ctx
+        ctx.optimistic = not ctx.offline
+        try:
+            return self.run()
+        except _IndexChanged:
+            return self.run()
+        except ForgeError:
+            if not ctx.optimistic or ctx.confirm():  # the error stands: the index it was met with is current
+                raise
+            ctx.optimistic = False
+            return self.run()
+
+    def run(self) -> dict[str, Any]:
+        ctx, recipe, timings = self.ctx, self.recipe, self.ctx.timings
+        with timings.phase("plan"):
+            result = plan(recipe, ctx, locked=self.locked, use_lock=self.use_lock)
+        mirrors = {e.url: e.mirrors for e in result.entries if e.mirrors}
+        trees: list[Tree] = []
+        report: dict[str, Any] = {"recipe": str(recipe.path), "output": str(self.dest), "format": self.fmt,
+                                  "from_lock": result.from_lock, "architectures": {}}
+        with _work_dir(self.dest, self.fmt, result) as work:
+            for arch in recipe.architectures:
+                res = result.resolutions[arch]
+                with UnpackAhead(ctx.cache) as ahead:
+                    with timings.phase("fetch"):  # each .deb is decompressed as soon as it is in
+                        fetched = fetch_debs(list(res.packages), ctx.cache, ctx.transport, jobs=self.jobs,
+                                             mirrors=mirrors, progress=TqdmProgress(self.progress),
+                                             on_ready=ahead.submit)
+                    debs = {f.package.key: f.path for f in fetched}
+                    root = Path(work) / f"rootfs-{arch}"
+                    ahead.close()
+                    tree = build_tree(root, recipe, arch, res, debs, ctx.epoch, cache=ctx.cache, timings=timings)
+                trees.append(tree)
+                files_dropped, bytes_dropped = tree.dropped()
+                report["architectures"][arch] = {
+                    "packages": len(res.packages),
+                    "downloaded": sum(1 for f in fetched if f.downloaded),
+                    "kept_bytes": tree.kept(),
+                    "filtered_files": files_dropped,
+                    "filtered_bytes": bytes_dropped,
+                    "scripts": tree.effects.report(),
+                    "effects": tree.effects.effects_report(),
+                    "notes": list(res.notes) + list(tree.db_notes),
+                    "epoch": tree.epoch,
+                }
+            if ctx.optimistic and not ctx.confirm():  # nothing is output from an index that is not current
+                ctx.optimistic = False
+                raise _IndexChanged()
+            with timings.phase("output"):
+                report.update(write_output(trees, recipe, self.dest, self.fmt))
+        return report
+
+
+def _work_dir(dest: Path, fmt: str, result: Plan) -> tempfile.TemporaryDirectory[str]:
+    """A temporary directory for the trees: in memory for scratch trees that fit (see rootfs_forge.util.workdir)."""
+    estimate = sum(p.installed_size for res in result.resolutions.values() for p in res.packages) * 1024
+    parent = dest.absolute().parent
+    parent.mkdir(parents=True, exist_ok=True)
+    where = workdir.choose(estimate, parent, scratch=fmt != "rootfs", env=os.environ.get("FORGE_WORK_DIR"))
+    if where == parent:
+        # named like staged outputs (".<dest>.forge-<pid>-…"): a later run cleans it up if this one is killed
+        return tempfile.TemporaryDirectory(prefix=f".{dest.name}.forge-{os.getpid()}-work-", dir=parent)
+    for old in workdir.stale(where, process_alive):
+        remove_tree(old)
+    return tempfile.TemporaryDirectory(prefix=f"{workdir.WORK_PREFIX}{os.getpid()}-", dir=where)
+
+
+def write_output(trees: list[Tree], recipe: Recipe, dest: Path, fmt: str) -> dict[str, Any]:
+    """Write the composed ``trees`` to ``dest`` in ``fmt``; return what the report says about the output."""
+    multi = len(trees) > 1
+    if fmt == "rootfs":
+        with staged_output(dest, directory=True) as out:
+            if multi:
+                for t in trees:
+                    os.rename(t.root, out / t.arch)
+            else:
+                os.rename(trees[0].root, out)
+        return {}
+    if fmt == "tar":
+        from rootfs_forge.image.layer import write_layer
+
+        if multi:
+            raise ForgeError("compose", f"{recipe.path.name} as a tarball", "a tarball holds one architecture; "
+                                                                           "use --format oci for several")
+        t = trees[0]
+        with staged_output(dest, directory=False) as out:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            blob = write_layer(t.root, out.parent / "blob", epoch=t.epoch, compression="none",
+                               owners=layer_owners(t))
+            Path(blob.path).rename(out)
+        return {"diff_id": blob.diff_id}
+    from rootfs_forge.image.write import write_images
+
+    return write_images(trees, recipe, dest, fmt)

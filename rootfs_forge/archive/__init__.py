@@ -1,0 +1,1 @@
+"""Getting packages: sources, the transport, the cache, Release verification, downloads."""

@@ -1,0 +1,1 @@
+"""What maintainer scripts would have done: the effects, the dpkg database, forge's manifest."""

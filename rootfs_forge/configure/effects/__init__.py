@@ -1,0 +1,149 @@
+"""Emulated maintainer-script effects: the registry, the runner and the report of skipped scripts.
+
+forge never runs maintainer scripts. After extraction, :func:`apply_effects` runs each registered effect whose
+packages are installed, in registry order (accounts first: later effects read /etc/group; ldconfig last), and
+:func:`classify_scripts` says of every maintainer script whether an effect stood in for it, whether an image
+does not need it, or that it was ignored and why.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, replace
+
+from rootfs_forge.configure.effects import (
+    accounts,
+    alternatives,
+    binsh,
+    busybox,
+    cacerts,
+    dirs,
+    identity,
+    ldconfig,
+    timezone,
+)
+from rootfs_forge.configure.effects.base import (
+    SCRIPT_NAMES,
+    Account,
+    Effect,
+    EffectContext,
+    EffectOptions,
+    EffectResult,
+    HostTools,
+    PackageInfo,
+)
+from rootfs_forge.configure.effects.scripts import ScriptVerdict, classify_script
+from rootfs_forge.configure.effects.tree import Change, RootDir
+
+__all__ = [
+    "EFFECTS",
+    "Account",
+    "Change",
+    "Effect",
+    "EffectContext",
+    "EffectOptions",
+    "EffectOutcome",
+    "EffectResult",
+    "EffectsRun",
+    "HostTools",
+    "PackageInfo",
+    "RootDir",
+    "ScriptVerdict",
+    "apply_effects",
+    "classify_script",
+    "classify_scripts",
+]
+
+EFFECTS: tuple[Effect, ...] = (
+    accounts.EFFECT,
+    dirs.EFFECT,
+    identity.EFFECT,
+    binsh.EFFECT,
+    alternatives.EFFECT,
+    timezone.EFFECT,
+    cacerts.EFFECT,
+    busybox.EFFECT,
+    ldconfig.EFFECT,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class EffectOutcome:
+    """One effect's run. ``status``: applied | skipped | not-applicable (none of its packages installed)."""
+
+    effect: Effect
+    status: str
+    result: EffectResult
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "effect": self.effect.name,
+            "status": self.status,
+            "skipped": self.result.skipped,
+            "messages": list(self.result.messages),
+            "changed": [c.path for c in self.result.changed],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class EffectsRun:
+    """All outcomes and the verdict on every maintainer script."""
+
+    outcomes: tuple[EffectOutcome, ...]
+    scripts: tuple[ScriptVerdict, ...]
+
+    @property
+    def changed(self) -> list[Change]:
+        """Every path the effects created or changed, the last change of a path winning, sorted by path."""
+        last: dict[str, Change] = {}
+        for o in self.outcomes:
+            for c in o.result.changed:
+                last[c.path] = c
+        return [last[p] for p in sorted(last)]
+
+    def report(self) -> list[dict[str, object]]:
+        """The script verdicts as plain dicts, sorted by package then script, for text and --json output."""
+        return [v.as_dict() for v in self.scripts]
+
+    def effects_report(self) -> list[dict[str, object]]:
+        return [o.as_dict() for o in self.outcomes]
+
+
+def _script_order(script: str) -> tuple[int, str]:
+    return (SCRIPT_NAMES.index(script) if script in SCRIPT_NAMES else len(SCRIPT_NAMES), script)
+
+
+def classify_scripts(
+    packages: dict[str, PackageInfo] | EffectContext,
+    applied: Sequence[Effect],
+    known: Sequence[Effect] = EFFECTS,
+    unhandled: Collection[str] = (),
+) -> tuple[ScriptVerdict, ...]:
+    """A verdict for every maintainer script of every package, sorted by package then script (in the order
+    dpkg would run them: preinst, postinst, prerm, postrm, config)."""
+    pkgs = packages.packages if isinstance(packages, EffectContext) else packages
+    out = []
+    for name in sorted(pkgs):
+        for script in sorted(pkgs[name].scripts, key=_script_order):
+            text = pkgs[name].scripts[script]
+            out.append(classify_script(name, script, text, applied, known, unhandled))
+    return tuple(out)
+
+
+def apply_effects(ctx: EffectContext, effects: Sequence[Effect] = EFFECTS) -> EffectsRun:
+    """Run every applicable effect in order and classify every maintainer script."""
+    outcomes = []
+    own = ctx.fs is None
+    if own:  # one record for every effect: what one writes, the next one reads
+        ctx = replace(ctx, fs=ctx.tree().fs)
+    for effect in effects:
+        if not effect.applies(ctx):
+            outcomes.append(EffectOutcome(effect, "not-applicable", EffectResult()))
+            continue
+        result = effect.apply(ctx)
+        outcomes.append(EffectOutcome(effect, "skipped" if result.skipped else "applied", result))
+    if own and ctx.fs is not None:  # a writer of our own: its directories get their recorded metadata
+        ctx.fs.finish()
+    applied = [o.effect for o in outcomes if o.status == "applied"]
+    unhandled = {key for o in outcomes for key in o.result.unhandled}
+    return EffectsRun(tuple(outcomes), classify_scripts(dict(ctx.packages), applied, effects, unhandled))

@@ -1,0 +1,127 @@
+"""The values every effect takes and returns. No I/O here except :meth:`HostTools.detect`."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rootfs_forge.configure.effects.tree import Change, RootDir
+from rootfs_forge.recipe import Account
+from rootfs_forge.unpack.writer import TreeWriter
+
+SCRIPT_NAMES = ("preinst", "postinst", "prerm", "postrm", "config")
+
+
+@dataclass(frozen=True, slots=True)
+class PackageInfo:
+    """An extracted package: its control fields, maintainer scripts (name → text) and kept paths."""
+
+    name: str
+    control: Mapping[str, str] = field(default_factory=dict)
+    scripts: Mapping[str, str] = field(default_factory=dict)
+    files: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class EffectOptions:
+    """The recipe's say in the effects."""
+
+    accounts: tuple[Account, ...] = ()
+    alternatives: Mapping[str, str] = field(default_factory=dict)  # name -> chosen path
+    sh: str | None = None  # "dash" | "bash" | None (dash when present)
+    timezone: str = "UTC"
+    hostname: str | None = None  # None: keep a shipped /etc/hostname, else write "localhost"
+    locales: tuple[str, ...] = ()
+    busybox_links: bool = False
+    suite: str = ""  # codename, for an os-release written when base-files is absent
+    recipe_name: str = ""
+
+    @classmethod
+    def from_recipe(cls, recipe: Any, suite: str = "") -> EffectOptions:
+        """Options from a ``rootfs_forge.recipe.Recipe`` (read by attribute; "" means unset there)."""
+        return cls(
+            accounts=tuple(getattr(recipe, "accounts", ())),
+            alternatives=dict(getattr(recipe, "alternatives", ())),
+            sh=getattr(recipe, "sh", "") or None,
+            timezone=getattr(recipe, "timezone", "") or "UTC",
+            hostname=getattr(recipe, "hostname", "") or None,
+            locales=tuple(getattr(recipe, "locales", ())),
+            busybox_links=bool(getattr(recipe, "busybox_links", False)),
+            suite=suite,
+            recipe_name=getattr(recipe, "name", ""),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class HostTools:
+    """What the build host offers: its dpkg architecture and the tools effects may run."""
+
+    architecture: str | None = None
+    ldconfig: str | None = None
+    openssl: str | None = None
+    bwrap: str | None = None  # bubblewrap, to run an image's own binary sandboxed inside the image
+    privileged: bool = False  # running as root (ldconfig -r chroots)
+
+    @classmethod
+    def detect(cls) -> HostTools:
+        arch: str | None = None
+        dpkg = shutil.which("dpkg")
+        if dpkg:
+            done = subprocess.run([dpkg, "--print-architecture"], capture_output=True, text=True, check=False)
+            arch = done.stdout.strip() or None if done.returncode == 0 else None
+        ldconfig = next((p for p in ("/sbin/ldconfig", "/usr/sbin/ldconfig") if Path(p).is_file()), None)
+        return cls(arch, ldconfig, shutil.which("openssl"), shutil.which("bwrap"), os.geteuid() == 0)
+
+
+@dataclass(frozen=True, slots=True)
+class EffectContext:
+    """Everything an effect may look at. ``set_owners`` chowns on disk (only possible as root)."""
+
+    root: Path
+    packages: Mapping[str, PackageInfo]
+    architecture: str
+    host: HostTools = HostTools()
+    epoch: int | None = None
+    options: EffectOptions = EffectOptions()
+    set_owners: bool = False
+    fs: TreeWriter | None = None  # the writer of the tree (the one record of it); None: read from disk
+
+    def tree(self) -> RootDir:
+        return RootDir(self.fs if self.fs is not None else self.root, epoch=self.epoch, set_owners=self.set_owners)
+
+    def has(self, name: str) -> bool:
+        return name in self.packages
+
+
+@dataclass(frozen=True, slots=True)
+class EffectResult:
+    """What an effect did. ``skipped`` non-empty: it did not do its work, and that is why."""
+
+    changed: tuple[Change, ...] = ()
+    messages: tuple[str, ...] = ()
+    skipped: str = ""
+    unhandled: tuple[str, ...] = ()  # "pkg/script" whose calls of the effect's commands it could not emulate
+
+
+@dataclass(frozen=True, slots=True)
+class Effect:
+    """A named stand-in for what maintainer scripts would have done.
+
+    ``packages``: the effect runs when any of them is installed (empty: always). ``scripts``: whole scripts it
+    stands in for (``"dash/postinst"``). ``commands``: commands in any script it stands in for.
+    """
+
+    name: str
+    summary: str
+    apply: Callable[[EffectContext], EffectResult]
+    packages: tuple[str, ...] = ()
+    scripts: tuple[str, ...] = ()
+    commands: tuple[str, ...] = ()
+
+    def applies(self, ctx: EffectContext) -> bool:
+        return not self.packages or any(ctx.has(p) for p in self.packages)

@@ -1,0 +1,1 @@
+"""Trees to images: deterministic layers, layering, OCI documents and archives, the writer, the registry."""

@@ -1,0 +1,499 @@
+"""OCI image config, manifest and index; the OCI image layout, oci-archive and docker-archive; reading images
+back.
+
+Pure builders (``config_document``, ``manifest_document``, ``index_document``, ``platform_for``) return plain
+dicts; ``canonical`` turns them into the exact bytes that are hashed, so equal inputs give equal digests. The
+writers put every blob under ``blobs/sha256/<hex>`` through a temp name, fsync and rename; whole outputs go to
+a temp name next to their destination (``_staged_file``; layouts: ``compose.staged_output``) and are renamed
+only when complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import json
+import os
+import tarfile
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from rootfs_forge.errors import ImageError
+from rootfs_forge.image.layer import LayerBlob
+from rootfs_forge.util.arch import oci_platform
+from rootfs_forge.util.canonical import canonical_json
+from rootfs_forge.util.files import atomic_file, write_atomic
+
+MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
+INDEX_TYPE = "application/vnd.oci.image.index.v1+json"
+CONFIG_TYPE = "application/vnd.oci.image.config.v1+json"
+DOCKER_MANIFEST_TYPE = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_LIST_TYPE = "application/vnd.docker.distribution.manifest.list.v2+json"
+REF_NAME = "org.opencontainers.image.ref.name"
+CREATED = "org.opencontainers.image.created"
+DEFAULT_ENV = ("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",)
+LAYOUT_FILE = b'{"imageLayoutVersion":"1.0.0"}'
+
+
+
+def canonical(obj: Any) -> bytes:
+    """The bytes that are hashed: sorted keys, compact separators, UTF-8."""
+    return canonical_json(obj)
+
+
+def rfc3339(epoch: int) -> str:
+    return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def platform_for(arch: str, os_name: str = "linux") -> dict[str, str]:
+    """An OCI platform object for a Debian (or OCI) architecture name: ``arm64`` → arm64/v8."""
+    oci_arch, variant = oci_platform(arch)
+    out = {"architecture": oci_arch, "os": os_name}
+    if variant:
+        out["variant"] = variant
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# pure documents
+# ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ImageConfig:
+    """What runs and how: the parts of the OCI image config a recipe controls."""
+
+    architecture: str = "amd64"  # Debian name; mapped to the OCI name and variant
+    os: str = "linux"
+    variant: str = ""  # empty: derived from the architecture
+    entrypoint: tuple[str, ...] = ()
+    cmd: tuple[str, ...] = ()
+    env: tuple[str, ...] = DEFAULT_ENV
+    working_dir: str = ""
+    user: str = ""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    exposed_ports: tuple[str, ...] = ()  # "80/tcp", "53/udp"
+    stop_signal: str = ""
+    created: int = 0  # seconds since the epoch (SOURCE_DATE_EPOCH)
+    history: tuple[str, ...] = ()  # created_by text per layer; missing ones read "forge compose"
+    author: str = ""
+
+    def platform(self) -> dict[str, str]:
+        plat = platform_for(self.architecture, self.os)
+        if self.variant:
+            plat["variant"] = self.variant
+        return plat
+
+
+def config_document(config: ImageConfig, diff_ids: Sequence[str]) -> dict[str, Any]:
+    run: dict[str, Any] = {}
+    if config.entrypoint:
+        run["Entrypoint"] = list(config.entrypoint)
+    if config.cmd:
+        run["Cmd"] = list(config.cmd)
+    if config.env:
+        run["Env"] = list(config.env)
+    if config.working_dir:
+        run["WorkingDir"] = config.working_dir
+    if config.user:
+        run["User"] = config.user
+    if config.labels:
+        run["Labels"] = dict(sorted(config.labels.items()))
+    if config.exposed_ports:
+        run["ExposedPorts"] = {port: {} for port in sorted(config.exposed_ports)}
+    if config.stop_signal:
+        run["StopSignal"] = config.stop_signal
+    created = rfc3339(config.created)
+    doc: dict[str, Any] = {
+        **config.platform(),
+        "created": created,
+        "config": run,
+        "rootfs": {"type": "layers", "diff_ids": list(diff_ids)},
+        "history": [
+            {
+                "created": created,
+                "created_by": config.history[i] if i < len(config.history) else "forge compose",
+            }
+            for i in range(len(diff_ids))
+        ],
+    }
+    if config.author:
+        doc["author"] = config.author
+    return doc
+
+
+def descriptor(media_type: str, digest: str, size: int, **extra: Any) -> dict[str, Any]:
+    return {"mediaType": media_type, "digest": digest, "size": size, **{k: v for k, v in extra.items() if v}}
+
+
+def manifest_document(
+    config_desc: dict[str, Any], layers: Sequence[LayerBlob], annotations: Mapping[str, str]
+) -> dict[str, Any]:
+    return {
+        "schemaVersion": 2,
+        "mediaType": MANIFEST_TYPE,
+        "config": config_desc,
+        "layers": [descriptor(lb.media_type, lb.digest, lb.size) for lb in layers],
+        **({"annotations": dict(sorted(annotations.items()))} if annotations else {}),
+    }
+
+
+def index_document(manifests: Sequence[dict[str, Any]], annotations: Mapping[str, str] | None = None) -> dict:
+    return {
+        "schemaVersion": 2,
+        "mediaType": INDEX_TYPE,
+        "manifests": list(manifests),
+        **({"annotations": dict(sorted(annotations.items()))} if annotations else {}),
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the layout on disk
+# ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ImageRef:
+    """A manifest (or image index) written into a layout."""
+
+    manifest_digest: str
+    manifest_size: int
+    media_type: str  # MANIFEST_TYPE or INDEX_TYPE
+    config_digest: str  # empty for an image index
+    layout: Path
+    ref_name: str | None = None
+
+    def descriptor(self, **extra: Any) -> dict[str, Any]:
+        return descriptor(self.media_type, self.manifest_digest, self.manifest_size, **extra)
+
+
+def blob_path(layout: Path, digest: str) -> Path:
+    algo, _, hexpart = digest.partition(":")
+    if algo != "sha256" or len(hexpart) != 64 or not all(c in "0123456789abcdef" for c in hexpart):
+        raise ImageError("read blob", digest, "not a sha256 digest")
+    return layout / "blobs" / "sha256" / hexpart
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    write_atomic(path, data, fsync=True)
+
+
+def write_blob(layout: Path, data: bytes) -> tuple[str, int]:
+    """Store ``data`` as a blob; returns (digest, size)."""
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    target = blob_path(layout, digest)
+    if not target.exists():
+        _write_atomic(target, data)
+    return digest, len(data)
+
+
+def _init_layout(layout: Path) -> None:
+    (layout / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
+    if not (layout / "oci-layout").exists():
+        _write_atomic(layout / "oci-layout", LAYOUT_FILE)
+
+
+def read_index(layout: Path) -> dict[str, Any]:
+    path = layout / "index.json"
+    if not path.exists():
+        return index_document([])
+    try:
+        doc = json.loads(path.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise ImageError("read image layout", str(layout), f"index.json: {exc}") from exc
+    if not isinstance(doc, dict) or not isinstance(doc.get("manifests"), list):
+        raise ImageError("read image layout", str(layout), "index.json has no manifests list")
+    return doc
+
+
+def _tag(layout: Path, desc: dict[str, Any], ref_name: str) -> None:
+    """Point ``ref_name`` in index.json at ``desc`` (replacing what it named before)."""
+    index = read_index(layout)
+    kept = [m for m in index["manifests"] if (m.get("annotations") or {}).get(REF_NAME) != ref_name]
+    entry = dict(desc)
+    entry["annotations"] = {**(desc.get("annotations") or {}), REF_NAME: ref_name}
+    kept.append(entry)
+    kept.sort(key=lambda m: ((m.get("annotations") or {}).get(REF_NAME, ""), m["digest"]))
+    index["manifests"] = kept
+    _write_atomic(layout / "index.json", canonical(index))
+
+
+def write_image(
+    layout_dir: Path,
+    layers: Sequence[LayerBlob],
+    config: ImageConfig,
+    *,
+    ref_name: str | None,
+    annotations: Mapping[str, str] | None = None,
+) -> ImageRef:
+    """Write config and manifest for ``layers`` (already in ``layout_dir``) and tag it ``ref_name``.
+
+    ``ref_name=None`` writes an untagged manifest, for images that ``write_index`` gathers into a multi-arch
+    index. Standard annotations (``org.opencontainers.image.created``; ``ref.name`` when tagged) are added.
+    """
+    _init_layout(layout_dir)
+    for lb in layers:
+        if not blob_path(layout_dir, lb.digest).exists():
+            raise ImageError("write image", str(layout_dir), f"layer {lb.digest} is not in the layout")
+    cfg_digest, cfg_size = write_blob(
+        layout_dir, canonical(config_document(config, [lb.diff_id for lb in layers]))
+    )
+    notes = {CREATED: rfc3339(config.created), **(annotations or {})}
+    if ref_name:
+        notes[REF_NAME] = ref_name
+    manifest = manifest_document(descriptor(CONFIG_TYPE, cfg_digest, cfg_size), layers, notes)
+    digest, size = write_blob(layout_dir, canonical(manifest))
+    ref = ImageRef(digest, size, MANIFEST_TYPE, cfg_digest, layout_dir, ref_name)
+    if ref_name:
+        _tag(layout_dir, ref.descriptor(platform=config.platform()), ref_name)
+    return ref
+
+
+def write_index(
+    layout_dir: Path,
+    manifests: Sequence[tuple[ImageRef, Mapping[str, str]]],
+    ref_name: str,
+    annotations: Mapping[str, str] | None = None,
+) -> ImageRef:
+    """A multi-arch image index over already written manifests, tagged ``ref_name``."""
+    entries = [ref.descriptor(platform=dict(plat)) for ref, plat in manifests]
+    entries.sort(key=lambda d: (d["platform"].get("architecture", ""), d["platform"].get("variant", "")))
+    doc = index_document(entries, annotations)
+    digest, size = write_blob(layout_dir, canonical(doc))
+    ref = ImageRef(digest, size, INDEX_TYPE, "", layout_dir, ref_name)
+    _tag(layout_dir, ref.descriptor(), ref_name)
+    return ref
+
+
+def _staged_file(dest: Path) -> contextlib.AbstractContextManager[IO[bytes]]:
+    return atomic_file(dest, fsync=True)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# archives
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _entry(name: str, *, size: int = 0, directory: bool = False, mtime: int = 0) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type = tarfile.DIRTYPE if directory else tarfile.REGTYPE
+    info.mode = 0o755 if directory else 0o644
+    info.size = size
+    info.mtime = mtime
+    info.uname = info.gname = ""
+    return info
+
+
+def _tar_writer(fh: IO[bytes]) -> tarfile.TarFile:
+    return tarfile.TarFile(fileobj=fh, mode="w", format=tarfile.PAX_FORMAT, copybufsize=1 << 20)
+
+
+def write_oci_archive(layout_dir: Path, dest: Path, *, epoch: int = 0) -> None:
+    """The layout as one deterministic tar (``oci-archive:``): sorted entries, fixed owners and times."""
+    names: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(layout_dir):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        for name in dirnames + [f for f in filenames if not f.startswith(".")]:
+            names.append(os.path.relpath(os.path.join(dirpath, name), layout_dir))
+    with _staged_file(dest) as fh, _tar_writer(fh) as tar:
+        for name in sorted(names, key=lambda n: n.split("/")):
+            full = layout_dir / name
+            if full.is_dir():
+                tar.addfile(_entry(name, directory=True, mtime=epoch))
+            else:
+                with open(full, "rb") as src:
+                    tar.addfile(_entry(name, size=full.stat().st_size, mtime=epoch), src)
+
+
+def open_layer(path: Path, media_type: str) -> IO[bytes]:
+    """The uncompressed tar stream of a layer blob."""
+    raw = open(path, "rb")  # noqa: SIM115 - returned to the caller
+    if media_type.endswith(("+gzip", ".tar.gzip")):
+        import gzip
+
+        return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
+    if media_type.endswith("+zstd"):
+        import zstandard
+
+        return zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True, closefd=True)
+    return raw
+
+
+def write_docker_archive(
+    layout_dir: Path, dest: Path, *, tag: str | None = None, repo_tags: Sequence[str] = (), epoch: int = 0
+) -> None:
+    """A ``docker load`` / ``docker-archive:`` tar: manifest.json, repositories, config, layers.
+
+    Layers are stored uncompressed as ``<diff_id hex>/layer.tar`` (the classic ``docker save`` form, which
+    every ``docker load`` and ``skopeo`` accept), so a zstd image can still be loaded by an old docker.
+    """
+    image = read_image(layout_dir, tag)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    cfg_hex = image.manifest["config"]["digest"].split(":", 1)[1]
+    diff_ids = [d.split(":", 1)[1] for d in image.config["rootfs"]["diff_ids"]]
+    with tempfile.TemporaryDirectory(prefix=f".{dest.name}.layers-", dir=dest.parent) as scratch:
+        plain: dict[str, Path] = {}
+        for diff_hex, (layer_path, media_type) in zip(diff_ids, image.layers(), strict=True):
+            if diff_hex in plain:
+                continue
+            out = Path(scratch) / diff_hex
+            sha = hashlib.sha256()
+            with open_layer(layer_path, media_type) as src, open(out, "wb") as dst:
+                while chunk := src.read(1 << 20):
+                    sha.update(chunk)
+                    dst.write(chunk)
+            if sha.hexdigest() != diff_hex:
+                raise ImageError("write docker archive", str(layer_path), "layer does not match its diff_id")
+            plain[diff_hex] = out
+        top = diff_ids[-1] if diff_ids else ""
+        manifest = [
+            {
+                "Config": f"{cfg_hex}.json",
+                "RepoTags": list(repo_tags),
+                "Layers": [f"{d}/layer.tar" for d in diff_ids],
+            }
+        ]
+        repositories: dict[str, dict[str, str]] = {}
+        for rt in repo_tags:
+            repo, _, t = rt.rpartition(":")
+            repositories.setdefault(repo or rt, {})[t if repo else "latest"] = top
+        members: list[tuple[str, bytes | Path | None]] = [(f"{cfg_hex}.json", canonical(image.config))]
+        for d, p in plain.items():
+            members += [(d, None), (f"{d}/VERSION", b"1.0"), (f"{d}/layer.tar", p)]
+        members += [("manifest.json", canonical(manifest)), ("repositories", canonical(repositories))]
+        members.sort(key=lambda m: m[0].split("/"))
+        with _staged_file(dest) as fh, _tar_writer(fh) as tar:
+            for name, content in members:
+                if content is None:
+                    tar.addfile(_entry(name, directory=True, mtime=epoch))
+                elif isinstance(content, bytes):
+                    import io
+
+                    tar.addfile(_entry(name, size=len(content), mtime=epoch), io.BytesIO(content))
+                else:
+                    with open(content, "rb") as src:
+                        tar.addfile(_entry(name, size=content.stat().st_size, mtime=epoch), src)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# reading images back (launcher, audit, push)
+# ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Image:
+    """One platform's image as read from a layout: its manifest, config and layer blob paths (in order)."""
+
+    manifest: dict[str, Any]
+    config: dict[str, Any]
+    layer_paths: list[Path]
+    layout: Path
+    manifest_digest: str
+
+    def layers(self) -> list[tuple[Path, str]]:
+        """(blob path, media type) per layer, bottom first; feed each to ``open_layer``."""
+        return [(p, d["mediaType"]) for p, d in zip(self.layer_paths, self.manifest["layers"], strict=True)]
+
+
+def split_image_ref(text: str) -> tuple[str, str | None]:
+    """``DIR[:TAG]`` → (DIR, TAG). A path that exists as given wins over a ``:`` in its name."""
+    if os.path.exists(text) or ":" not in text:
+        return text, None
+    path, _, tag = text.rpartition(":")
+    if "/" in tag or not tag:
+        return text, None
+    return path, tag
+
+
+def load_blob_json(layout: Path, desc: Mapping[str, Any]) -> dict[str, Any]:
+    """A small JSON blob named by ``desc``, checked against its digest."""
+    path = blob_path(layout, str(desc.get("digest", "")))
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ImageError("read image", str(layout), f"blob {desc.get('digest')} is missing") from exc
+    if "sha256:" + hashlib.sha256(data).hexdigest() != desc["digest"]:
+        raise ImageError("read image", str(layout), f"blob {desc['digest']} does not match its digest")
+    try:
+        doc = json.loads(data)
+    except ValueError as exc:
+        raise ImageError("read image", str(layout), f"blob {desc['digest']} is not JSON") from exc
+    if not isinstance(doc, dict):
+        raise ImageError("read image", str(layout), f"blob {desc['digest']} is not a JSON object")
+    return doc
+
+
+def find_ref(layout: Path, tag: str | None) -> dict[str, Any]:
+    """The index.json descriptor tagged ``tag`` (or the only one when ``tag`` is None)."""
+    entries = read_index(layout)["manifests"]
+    if tag is None:
+        if len(entries) == 1:
+            return dict(entries[0])
+        tags = sorted((m.get("annotations") or {}).get(REF_NAME, m["digest"]) for m in entries)
+        raise ImageError("read image", str(layout), f"choose a tag ({', '.join(tags) or 'no images'})")
+    for m in entries:
+        if (m.get("annotations") or {}).get(REF_NAME) == tag:
+            return dict(m)
+    tags = sorted((m.get("annotations") or {}).get(REF_NAME, "") for m in entries)
+    raise ImageError(
+        "read image", f"{layout}:{tag}", f"no such tag (have: {', '.join(t for t in tags if t)})"
+    )
+
+
+def _pick_platform(index: dict[str, Any], platform: str | None, where: str) -> dict[str, Any]:
+    entries = index.get("manifests") or []
+    if platform is None and len(entries) == 1:
+        return dict(entries[0])
+    names = [
+        "/".join(filter(None, (p.get("os"), p.get("architecture"), p.get("variant"))))
+        for p in (m.get("platform") or {} for m in entries)
+    ]
+    if platform is not None:
+        want = platform_for(platform.split("/")[-1]) if "/" not in platform else None
+        for m, name in zip(entries, names, strict=True):
+            plat = m.get("platform") or {}
+            if name == platform or (want and plat.get("architecture") == want["architecture"]):
+                return dict(m)
+    raise ImageError("read image", where, f"choose a platform ({', '.join(sorted(names))})")
+
+
+def read_image(
+    path: str | Path, tag: str | None = None, *, platform: str | None = None, extract_to: Path | None = None
+) -> Image:
+    """Read an image from a layout directory (``DIR`` or ``DIR:TAG``) or an oci-archive file.
+
+    An archive is unpacked into ``extract_to`` (required for archives) first. For a multi-arch index,
+    ``platform`` ("arm64" or "linux/arm64/v8") chooses the manifest.
+    """
+    text = str(path)
+    if tag is None:
+        text, tag = split_image_ref(text)
+    where = Path(text)
+    if where.is_file():
+        if extract_to is None:
+            raise ImageError("read image", text, "an archive needs a directory to unpack into")
+        try:
+            with tarfile.open(where) as tar:
+                names = tar.getnames()
+                if "manifest.json" in names and "index.json" not in names:
+                    raise ImageError("read image", text, "a docker-archive; convert it with skopeo first")
+                tar.extractall(extract_to, filter="data")
+        except (tarfile.TarError, OSError) as exc:
+            raise ImageError("read image", text, str(exc)) from exc
+        where = extract_to
+    if not (where / "index.json").is_file():
+        raise ImageError("read image", text, "not an OCI image layout (no index.json)")
+    desc = find_ref(where, tag)
+    while desc.get("mediaType") in (INDEX_TYPE, DOCKER_LIST_TYPE):
+        desc = _pick_platform(load_blob_json(where, desc), platform, f"{text}:{tag or ''}")
+    manifest = load_blob_json(where, desc)
+    config = load_blob_json(where, manifest.get("config") or {})
+    layer_paths = [blob_path(where, str(d.get("digest", ""))) for d in manifest.get("layers") or []]
+    missing = [p.name for p in layer_paths if not p.is_file()]
+    if missing:
+        raise ImageError("read image", text, f"layer blob sha256:{missing[0]} is missing")
+    return Image(manifest, config, layer_paths, where, desc["digest"])

@@ -1,0 +1,63 @@
+"""Recipe → resolutions, one per architecture: from a current lock, or by resolving against the index."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rootfs_forge.archive.sources import SourceEntry, resolve_sources
+from rootfs_forge.errors import RecipeError
+from rootfs_forge.index.context import Context
+from rootfs_forge.model import Resolution, ResolveRequest
+from rootfs_forge.recipe import Recipe
+from rootfs_forge.resolve.lock import Lock, load_lock, lock_path
+from rootfs_forge.resolve.search import Reporter, resolve
+
+
+def request_for(recipe: Recipe, arch: str) -> ResolveRequest:
+    foreign = tuple(sorted({p.split(":", 1)[1].split("=", 1)[0] for p in recipe.packages
+                            if ":" in p.split("=", 1)[0]} - {arch, "any", "native", "all"}))
+    return ResolveRequest(
+        packages=recipe.packages, architecture=arch, foreign_architectures=foreign,
+        recommends=recipe.recommends, essential=recipe.essential, prefer=recipe.prefer, exclude=recipe.exclude,
+        strategy=recipe.strategy, merged_usr=recipe.merged_usr,
+        suite_priority=tuple(sorted({(s, src.priority) for src in recipe.sources for s in src.suites
+                                     if src.priority != 500})),
+    )
+
+
+@dataclass(frozen=True)
+class Plan:
+    entries: list[SourceEntry]
+    resolutions: dict[str, Resolution]
+    from_lock: bool
+
+
+def resolve_recipe(recipe: Recipe, ctx: Context, reporter: Reporter | None = None,
+                   entries: list[SourceEntry] | None = None) -> Plan:
+    """Resolve every architecture of ``recipe`` against freshly verified indexes."""
+    entries = resolve_sources(recipe.sources) if entries is None else entries
+    out: dict[str, Resolution] = {}
+    for arch in recipe.architectures:
+        request = request_for(recipe, arch)
+        index = ctx.open_index(entries, [arch, *request.foreign_architectures])
+        try:
+            out[arch] = resolve(index, request, reporter)
+        finally:
+            index.close()
+    return Plan(entries, out, from_lock=False)
+
+
+def plan(recipe: Recipe, ctx: Context, *, locked: bool = False, use_lock: bool = True,
+         reporter: Reporter | None = None) -> Plan:
+    """A current lock wins; ``locked`` makes a stale or missing lock an error instead of a re-resolve."""
+    path = lock_path(recipe.path)
+    entries = resolve_sources(recipe.sources)
+    if use_lock and path.is_file():
+        lock: Lock = load_lock(path, entries)
+        if lock.is_current(recipe):
+            return Plan(entries, lock.resolutions, from_lock=True)
+        if locked:
+            raise RecipeError(str(path), ["the lock is stale: the recipe changed since 'forge lock' (run it again)"])
+    elif locked:
+        raise RecipeError(str(path), ["no such lock file (run forge lock first, or drop --locked)"])
+    return resolve_recipe(recipe, ctx, reporter, entries)

@@ -1,0 +1,51 @@
+"""The one architecture map: kernel machine names, GNU triplets, Debian and OCI architecture names.
+
+Pure and light (no imports): the launcher may use it on its start path.
+"""
+
+from __future__ import annotations
+
+# uname machine -> Debian architecture
+MACHINE_TO_DEBIAN = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "armhf", "armv6l": "armel", "i686": "i386",
+                     "i386": "i386", "ppc64le": "ppc64el", "s390x": "s390x", "riscv64": "riscv64",
+                     "loongarch64": "loong64", "mips64": "mips64el"}
+
+# GNU multiarch triplet -> Debian architecture
+TRIPLET_TO_DEBIAN = {"x86_64-linux-gnu": "amd64", "i386-linux-gnu": "i386", "aarch64-linux-gnu": "arm64",
+                     "arm-linux-gnueabihf": "armhf", "arm-linux-gnueabi": "armel", "powerpc64le-linux-gnu": "ppc64el",
+                     "s390x-linux-gnu": "s390x", "riscv64-linux-gnu": "riscv64", "mips64el-linux-gnuabi64": "mips64el",
+                     "x86_64-linux-gnux32": "x32", "loongarch64-linux-gnu": "loong64"}
+
+# Debian architecture -> (OCI architecture, OCI variant)
+DEBIAN_TO_OCI: dict[str, tuple[str, str]] = {
+    "amd64": ("amd64", ""),
+    "arm64": ("arm64", "v8"),
+    "armhf": ("arm", "v7"),
+    "armel": ("arm", "v5"),
+    "i386": ("386", ""),
+    "ppc64el": ("ppc64le", ""),
+    "s390x": ("s390x", ""),
+    "riscv64": ("riscv64", ""),
+    "mips64el": ("mips64le", ""),
+    "loong64": ("loong64", ""),
+}
+
+
+def debian_arch(name: str) -> str:
+    """The Debian architecture a machine name, triplet or Debian name stands for (unknown names as given)."""
+    return MACHINE_TO_DEBIAN.get(name) or TRIPLET_TO_DEBIAN.get(name) or name
+
+
+def oci_platform(name: str) -> tuple[str, str]:
+    """(OCI architecture, variant) of a Debian, machine or OCI architecture name."""
+    deb = debian_arch(name)
+    return DEBIAN_TO_OCI.get(deb, (deb, ""))
+
+
+def machine_debian_arch() -> str:
+    """This machine's architecture in Debian's naming, from the kernel (``dpkg --print-architecture`` is the
+    better answer where dpkg exists)."""
+    import os
+
+    machine = os.uname().machine
+    return MACHINE_TO_DEBIAN.get(machine, machine)

@@ -1,0 +1,71 @@
+"""One tree dump for tests, in the notation of ``rootfs_forge.unpack.record.tree_dump``: ``{path: "kind mode
+uid:gid detail"}`` with the content's sha256 (first 8 hex digits) for a file and the target for a symlink.
+
+:func:`dump_dir` reads a directory (owners and modes as they are on disk); :func:`dump_layers` reads an OCI
+image layout's layers in order, so owners and modes are the ones the image carries whoever composed it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+import tarfile
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def _under(path: str, prefixes: Sequence[str]) -> bool:
+    return not prefixes or any(path == p or path.startswith(p.rstrip("/") + "/") for p in prefixes)
+
+
+def dump_dir(root: Path, under: Sequence[str] = ()) -> dict[str, str]:
+    """The tree below ``root`` (only paths below one of ``under`` when given), sorted by path."""
+    out: dict[str, str] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            h = Path(dirpath) / name
+            rel = "/" + h.relative_to(root).as_posix()
+            if not _under(rel, under):
+                continue
+            st = os.lstat(h)
+            owner = f"{st.st_uid}:{st.st_gid}"
+            mode = f"{stat.S_IMODE(st.st_mode):04o}"
+            if stat.S_ISLNK(st.st_mode):
+                out[rel] = f"symlink {os.readlink(h)}"
+            elif stat.S_ISDIR(st.st_mode):
+                out[rel] = f"dir {mode} {owner}"
+            elif stat.S_ISREG(st.st_mode):
+                out[rel] = f"file {mode} {owner} {hashlib.sha256(h.read_bytes()).hexdigest()[:8]}"
+            else:
+                out[rel] = f"other {mode} {owner}"
+    return dict(sorted(out.items()))
+
+
+def dump_layers(layout: Path, under: Sequence[str] = ()) -> dict[str, str]:
+    """The file system the image at ``layout`` (one manifest) describes, from its layers in order."""
+    blobs = layout / "blobs" / "sha256"
+    (desc,) = json.loads((layout / "index.json").read_text())["manifests"]
+    manifest = json.loads((blobs / desc["digest"].split(":")[1]).read_text())
+    out: dict[str, str] = {}
+    for layer in manifest["layers"]:
+        with tarfile.open(blobs / layer["digest"].split(":")[1]) as tar:
+            for m in tar:
+                rel = "/" + m.name.rstrip("/")
+                if rel == "/" or not _under(rel, under):
+                    continue
+                owner, mode = f"{m.uid}:{m.gid}", f"{m.mode:04o}"
+                if m.issym():
+                    out[rel] = f"symlink {m.linkname}"
+                elif m.isdir():
+                    out[rel] = f"dir {mode} {owner}"
+                elif m.isfile():
+                    data = tar.extractfile(m)
+                    digest = hashlib.sha256(data.read() if data else b"").hexdigest()[:8]
+                    out[rel] = f"file {mode} {owner} {digest}"
+                elif m.islnk():
+                    out[rel] = f"hardlink /{m.linkname}"
+                else:
+                    out[rel] = f"other {mode} {owner}"
+    return dict(sorted(out.items()))
