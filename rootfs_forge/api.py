@@ -24,8 +24,10 @@ from typing import Any
 from rootfs_forge.archive.fetch import TqdmProgress, fetch_debs
 from rootfs_forge.build import Tree, build_tree, layer_owners
 from rootfs_forge.errors import ForgeError
+from rootfs_forge.image.configcheck import check_config
 from rootfs_forge.index.context import Context
 from rootfs_forge.recipe import FORMATS, Recipe, load_recipe
+from rootfs_forge.resolve.lockcheck import behind_line, lock_behind
 from rootfs_forge.resolve.plan import Plan, plan
 from rootfs_forge.unpack.debcache import UnpackAhead
 from rootfs_forge.util import workdir as workdir
@@ -39,8 +41,9 @@ __all__ = ["DEFAULT_FORMAT", "FORMATS", "compose", "default_output"]
 
 
 def default_output(name: str, tag: str, fmt: str) -> Path:
-    """``out/<name>-<tag>`` (``.tar`` for the archive formats), ``/`` in the name replaced by ``_``."""
-    base = Path("out") / f"{name.replace('/', '_')}-{tag}"
+    """``out/<name>-<tag>`` (``.tar`` for the archive formats), ``<name>`` being the last part of the image
+    name (``forge/python3`` → ``out/python3-bookworm``), as ``docker save`` users expect a file name."""
+    base = Path("out") / f"{name.rsplit('/', 1)[-1]}-{tag}"
     return base.with_name(base.name + ".tar") if fmt in ARCHIVE_FORMATS else base
 
 
@@ -89,6 +92,7 @@ class _Job:
                  jobs: int, progress: bool) -> None:
         self.ctx, self.recipe, self.dest, self.fmt = ctx, recipe, dest, fmt
         self.locked, self.use_lock, self.jobs, self.progress = locked, use_lock, jobs, progress
+        self.warned = False
 
     def run_optimistic(self) -> dict[str, Any]:
         """Plan against the index set the last update verified while the suites are verified again in the
@@ -112,8 +116,15 @@ class _Job:
             result = plan(recipe, ctx, locked=self.locked, use_lock=self.use_lock)
         mirrors = {e.url: e.mirrors for e in result.entries if e.mirrors}
         trees: list[Tree] = []
-        report: dict[str, Any] = {"recipe": str(recipe.path), "output": str(self.dest), "format": self.fmt,
+        report: dict[str, Any] = {"recipe": str(recipe.path), "image": f"{recipe.name}:{recipe.tag}",
+                                  "output": str(self.dest), "format": self.fmt,
                                   "from_lock": result.from_lock, "architectures": {}}
+        if result.from_lock:
+            behind = lock_behind(recipe, result, ctx)
+            report["lock_behind"] = behind
+            if behind and ctx.warn and not self.warned:  # once, even when the compose runs again
+                self.warned = True
+                ctx.warn(behind_line(recipe.path, behind))
         with _work_dir(self.dest, self.fmt, result) as work:
             for arch in recipe.architectures:
                 res = result.resolutions[arch]
@@ -139,6 +150,7 @@ class _Job:
                     "notes": list(res.notes) + list(tree.db_notes),
                     "epoch": tree.epoch,
                 }
+            check_config(trees, recipe)  # the program, working dir and user exist: before anything is written
             if ctx.optimistic and not ctx.confirm():  # nothing is output from an index that is not current
                 ctx.optimistic = False
                 raise _IndexChanged()

@@ -21,7 +21,7 @@ from rootfs_forge.configure.effects import EffectsRun, apply_effects
 from rootfs_forge.configure.effects.base import EffectContext, EffectOptions, HostTools, PackageInfo
 from rootfs_forge.configure.effects.tree import RootDir
 from rootfs_forge.configure.manifest import write_manifest
-from rootfs_forge.errors import ForgeError, RootfsError
+from rootfs_forge.errors import ForgeError, RecipeError, RootfsError
 from rootfs_forge.model import Package, Resolution
 from rootfs_forge.recipe import Recipe
 from rootfs_forge.resolve.relations import RelationSyntaxError, parse_field
@@ -36,7 +36,6 @@ from rootfs_forge.unpack.debfile import (
 from rootfs_forge.unpack.filters import PathFilter
 from rootfs_forge.unpack.writer import PackageFiles, PackageJob, TreeWriter
 from rootfs_forge.util.canonical import canonical_json
-from rootfs_forge.util.passwd import table
 from rootfs_forge.util.timing import Timings
 
 
@@ -285,15 +284,10 @@ def layer_owners(tree: Tree) -> dict[str, tuple[int, int, int]]:
 
 def check_user(tree: Tree, user: str) -> None:
     """An image's configured user must exist in its /etc/passwd (a numeric uid[:gid] is taken as is)."""
-    if not user or user.split(":")[0].isdigit():
-        return
-    name = user.split(":")[0]
-    # the accounts effect writes /etc/passwd after unpacking: the tree's record knows it
-    rd = RootDir(tree.writer)
-    data = rd.read_bytes("/etc/passwd") if rd.is_file("/etc/passwd") else b""
-    names = {fields[0] for _, fields in table(data.decode("utf-8", "replace"))}
-    if name not in names:
-        raise ForgeError("configure", f"user {name!r}", "no such user in the image's /etc/passwd (add an "
-                                                        "[[account]] or the package that creates it)")
+    from rootfs_forge.image.configcheck import user_problem
+
+    why = user_problem(RootDir(tree.writer), user)
+    if why:
+        raise RecipeError(str(tree.root), [f"config.user: {why}"], verb="use recipe")
 
 

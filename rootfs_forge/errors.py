@@ -30,11 +30,11 @@ class RecipeError(ForgeError):
 
     exit_code = 2
 
-    def __init__(self, path: str, problems: list[str]) -> None:
+    def __init__(self, path: str, problems: list[str], verb: str = "read recipe") -> None:
         self.path = path
         self.problems = list(problems)
         reason = problems[0] if len(problems) == 1 else f"{len(problems)} problems: " + "; ".join(problems)
-        super().__init__("read recipe", path, reason)
+        super().__init__(verb, path, reason)
 
 
 class SourceError(ForgeError):

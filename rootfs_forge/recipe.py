@@ -315,8 +315,9 @@ def _packages(c: _Checker, doc: dict[str, Any]) -> dict[str, Any]:
     if "packages" not in doc:
         c.fail("packages", "missing: list the packages to install")
     packages = c.strings(doc, "", "packages", PKG_RE, "package (name, name=version or name:arch)")
-    if "packages" in doc and isinstance(doc["packages"], list) and not doc["packages"]:
-        c.fail("packages", "is empty: list at least one package")
+    if "packages" in doc and isinstance(doc["packages"], list) and not doc["packages"] \
+            and doc.get("essential") is not True:  # the essential set alone is an image (mmdebstrap's variant)
+        c.fail("packages", "is empty: list at least one package (or set essential = true)")
     return {"packages": packages}
 
 
@@ -509,6 +510,10 @@ def load_recipe(path: Path, host_arch: str, reader: Callable[[Path], str] | None
         text = reader(path) if reader else path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise RecipeError(str(path), ["no such file"]) from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except IsADirectoryError:
+        raise RecipeError(str(path), ["is a directory: name the recipe's .toml file"]) from None
+    except OSError as exc:
+        raise RecipeError(str(path), [exc.strerror or str(exc)]) from None
+    except UnicodeDecodeError as exc:
         raise RecipeError(str(path), [str(exc)]) from None
     return parse_recipe(text, path, host_arch)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import rootfs_forge
-from rootfs_forge.errors import ForgeError, ResolveError
+from rootfs_forge.errors import ForgeError, RecipeError
 from tests.conftest import source_block
 from tests.support.repo import RepoServer, Signer
 from tests.test_image_compose import BODY, GOLDEN_MANIFEST
@@ -35,7 +35,7 @@ def test_library_compose_raises_one_error_and_writes_nothing(tmp_path: Path, rep
                                                             signer: Signer) -> None:
     recipe = tmp_path / "img.toml"
     recipe.write_text('packages = ["no-such-thing"]\n' + source_block(repo_server, signer))
-    with pytest.raises(ResolveError, match="no-such-thing"):
+    with pytest.raises(RecipeError, match="no-such-thing"):
         rootfs_forge.compose(recipe, tmp_path / "img", format="rootfs", cache_dir=tmp_path / "cache")
     assert not (tmp_path / "img").exists()
     with pytest.raises(ForgeError, match="unknown format"):

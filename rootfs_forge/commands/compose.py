@@ -21,6 +21,8 @@ def register(sub: Any) -> None:
     p.add_argument("--no-lock", action="store_true", help="ignore the lock and resolve afresh")
     p.add_argument("-j", "--jobs", type=int, default=8, help="parallel downloads (default 8)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, only errors and the result")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="also list every effect, maintainer script verdict and note")
     add_cache_args(p)
     add_json_arg(p)
     p.set_defaults(func=cmd_compose)
@@ -33,29 +35,44 @@ def cmd_compose(args: argparse.Namespace) -> int:
     if args.json:
         print_json(report)
     else:
-        _print_report(report, quiet=args.quiet)
+        print("\n".join(report_lines(report, quiet=args.quiet, verbose=args.verbose)))
     return 0
 
 
-def _print_report(report: dict[str, Any], quiet: bool) -> None:
+SCRIPT_STATUSES = ("emulated", "not-needed", "ignored")
+
+
+def script_counts(scripts: list[dict[str, Any]]) -> str:
+    """``12 emulated, 3 not needed, 130 ignored`` (the verdicts of the maintainer scripts forge did not run)."""
+    counts = {s: sum(1 for v in scripts if v["status"] == s) for s in SCRIPT_STATUSES}
+    others = len(scripts) - sum(counts.values())
+    text = ", ".join(f"{n} {s.replace('-', ' ')}" for s, n in counts.items())
+    return text + (f", {others} other" if others else "")
+
+
+def report_lines(report: dict[str, Any], quiet: bool = False, verbose: bool = False) -> list[str]:
+    """What compose prints: a few lines by default (per architecture: packages, size, the scripts' verdicts
+    counted), every effect, verdict and note with ``verbose``, only the result line with ``quiet``."""
+    lines: list[str] = []
     for arch, r in report["architectures"].items():
-        skipped = list(r["scripts"])
-        if not quiet:
-            print(f"{arch}: {r['packages']} packages ({r['downloaded']} downloaded), "
-                  f"{human_size(r['kept_bytes'])} kept; filters dropped {r['filtered_files']} files "
-                  f"({human_size(r['filtered_bytes'])})")
-            applied = [e["effect"] for e in r["effects"] if e["status"] == "applied"]
-            skipped_fx = [f"{e['effect']} ({e['skipped']})" for e in r["effects"] if e["status"] == "skipped"]
-            if applied:
-                print(f"  effects applied: {', '.join(applied)}")
-            for s in skipped_fx:
-                print(f"  effect skipped: {s}")
-            if skipped:
-                print(f"  maintainer scripts not run: {len(skipped)}")
-                for s in skipped:
-                    print(f"    {s['package']}/{s['script']}: {s['status']}"
-                          f"{': ' + str(s['reason']) if s.get('reason') else ''}")
-            for note in r["notes"]:
-                print(f"  note: {note}")
+        if quiet:
+            break
+        lines.append(f"{arch}: {r['packages']} packages ({r['downloaded']} downloaded), "
+                     f"{human_size(r['kept_bytes'])}; maintainer scripts: {script_counts(r['scripts'])}")
+        if not verbose:
+            continue
+        lines.append(f"  filters dropped {r['filtered_files']} files ({human_size(r['filtered_bytes'])})")
+        applied = [e["effect"] for e in r["effects"] if e["status"] == "applied"]
+        if applied:
+            lines.append(f"  effects applied: {', '.join(applied)}")
+        lines += [f"  effect skipped: {e['effect']} ({e['skipped']})" for e in r["effects"]
+                  if e["status"] == "skipped"]
+        lines += [f"  {s['package']}/{s['script']}: {s['status']}{': ' + str(s['reason']) if s.get('reason') else ''}"
+                  for s in r["scripts"]]
+        lines += [f"  note: {note}" for note in r["notes"]]
+    if not quiet and not verbose and any(r["notes"] or r["scripts"] for r in report["architectures"].values()):
+        lines.append("  (-v lists every script, effect and note; --json all of it)")
+    what = f"{report['image']} to " if report.get("image") else ""
     digest = f" {report['manifest_digest']}" if report.get("manifest_digest") else ""
-    print(f"wrote {report['output']} ({report['format']}){digest} in {report['seconds']:.2f} s")
+    lines.append(f"wrote {what}{report['output']} ({report['format']}){digest} in {report['seconds']:.2f} s")
+    return lines

@@ -8,10 +8,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from rootfs_forge.archive.sources import resolve_sources
 from rootfs_forge.commands.common import add_cache_args, add_json_arg, human_size, make_context, print_json, table
 from rootfs_forge.errors import ForgeError
-from rootfs_forge.recipe import load_recipe
-from rootfs_forge.resolve.lock import dump_lock, lock_path
+from rootfs_forge.index.context import Context
+from rootfs_forge.recipe import Recipe, load_recipe
+from rootfs_forge.resolve.lock import dump_lock, load_lock, lock_path
 from rootfs_forge.resolve.plan import plan, resolve_recipe
 from rootfs_forge.resolve.why import resolution_table, why_chains
 from rootfs_forge.util.files import write_atomic
@@ -43,6 +45,9 @@ def register(sub: Any) -> None:
 
     p = sub.add_parser("lock", help="resolve a recipe and write RECIPE.lock next to it")
     p.add_argument("recipe")
+    p.add_argument("--check", action="store_true",
+                   help="write nothing; exit 1 when the lock is stale (the recipe changed) or behind the archive "
+                        "(a newer version, or a locked .deb gone)")
     add_cache_args(p)
     p.set_defaults(func=cmd_lock)
 
@@ -57,6 +62,8 @@ def cmd_resolve(args: argparse.Namespace) -> int:
     ctx = make_context(args)
     recipe = load_recipe(Path(args.recipe), ctx.host_arch)
     result = plan(recipe, ctx, use_lock=not args.no_lock, reporter=_reporter(args))
+    if args.verbose and result.from_lock:
+        _print_locked_reasons(recipe, result.resolutions)
     if args.dot:
         from rootfs_forge.audit.dotviews import resolution_dot
 
@@ -78,6 +85,20 @@ def cmd_resolve(args: argparse.Namespace) -> int:
         for note in res.notes:
             print(f"note: {note}")
     return 0
+
+
+def _print_locked_reasons(recipe: Recipe, resolutions: dict[str, Any]) -> None:
+    """``resolve -v`` with a lock: the choices are not made again, so show the reasons the lock recorded."""
+    print(f"  resolver: from {lock_path(recipe.path)} (the reasons it recorded; --no-lock -v resolves again and "
+          "shows every choice)", file=sys.stderr)
+    for arch, res in resolutions.items():
+        for p in res.packages:
+            reasons = "; ".join(f"{r.parent}: {r.relation}" if r.parent else r.relation
+                                for r in res.why.get(p.key, ()))
+            print(f"  resolver: {arch}: {p.name} {p.version}: {reasons or 'recorded without a reason'}",
+                  file=sys.stderr)
+        for note in res.notes:
+            print(f"  resolver: {arch}: note: {note}", file=sys.stderr)
 
 
 def cmd_why(args: argparse.Namespace) -> int:
@@ -113,12 +134,34 @@ def cmd_why(args: argparse.Namespace) -> int:
 def cmd_lock(args: argparse.Namespace) -> int:
     ctx = make_context(args)
     recipe = load_recipe(Path(args.recipe), ctx.host_arch)
+    if args.check:
+        return _check_lock(recipe, ctx)
     result = resolve_recipe(recipe, ctx)
     data = dump_lock(recipe, result.resolutions)
     dest = lock_path(recipe.path)
     write_atomic(dest, data, mode=None)
     total = sum(len(r.packages) for r in result.resolutions.values())
     print(f"wrote {dest}: {total} packages for {', '.join(recipe.architectures)}")
+    return 0
+
+
+def _check_lock(recipe: Recipe, ctx: Context) -> int:
+    """``forge lock --check``: 0 when the lock is current and nothing in it is behind the archive, else 1 with
+    one line on stderr (a missing or unreadable lock is a lock error: exit 2)."""
+    from rootfs_forge.resolve.lockcheck import behind_in, behind_line
+
+    path = lock_path(recipe.path)
+    lock = load_lock(path, resolve_sources(recipe.sources))
+    if not lock.is_current(recipe):
+        print(f"forge: {path} is stale: the recipe changed since it was written; run forge lock {recipe.path}",
+              file=sys.stderr)
+        return 1
+    behind = behind_in(recipe, lock.resolutions, ctx)
+    if behind:
+        print(f"forge: {behind_line(recipe.path, behind)}", file=sys.stderr)
+        return 1
+    total = sum(len(r.packages) for r in lock.resolutions.values())
+    print(f"{path}: current ({total} packages, none behind the archive)")
     return 0
 
 

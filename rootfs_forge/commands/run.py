@@ -19,6 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="CMD", help="command and arguments ([--] CMD ARGS...)")
     p.add_argument("-e", "--env", action="append", default=[], metavar="K=V", help="set an environment variable")
     p.add_argument("-w", "--workdir", help="working directory inside the container")
+    p.add_argument("--entrypoint", metavar="PROGRAM",
+                   help="replace the image's Entrypoint (and drop its Cmd, as Docker does); '' clears it")
     p.add_argument("-u", "--user", help="NAME[:GROUP] from the image's /etc/passwd, or UID[:GID]")
     p.add_argument("--hostname", help="hostname inside the container")
     p.add_argument("-v", "--volume", action="append", default=[], metavar="HOST:CTR[:OPTS]",
@@ -93,6 +95,7 @@ def _run(args: argparse.Namespace) -> int:
         check_name(args.name)
     opts = RunOptions(
         args.target, cmd, now=time.time(), env=args.env, workdir=args.workdir, user=args.user,
+        entrypoint=args.entrypoint,
         hostname=args.hostname, volumes=tuple(parse_volume(v) for v in args.volume), network=args.network,
         limits=parse_limits(args.memory, args.pids, args.cpus), name=args.name, remove=args.rm,
         interactive=args.interactive, tty=args.tty, read_only=args.read_only, cache_dir=args.cache_dir,

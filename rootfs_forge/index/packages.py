@@ -229,6 +229,10 @@ class PackageIndex:
     def count(self) -> int:
         return sum(part.count() for part in self._parts)
 
+    def names(self) -> set[str]:
+        """Every package name (for "did you mean" suggestions)."""
+        return {name for part in self._parts for _, name, _, _, _ in part.described()}
+
     def _gather(self, rows: Callable[[_Part], list[Row]]) -> list[Package]:
         return [self._package(pi, sid, start, length)
                 for pi, part in enumerate(self._parts) for sid, start, length in rows(part)]

@@ -9,6 +9,7 @@ from rootfs_forge.errors import RecipeError
 from rootfs_forge.index.context import Context
 from rootfs_forge.model import Resolution, ResolveRequest
 from rootfs_forge.recipe import Recipe
+from rootfs_forge.resolve.checks import check_index, check_resolution
 from rootfs_forge.resolve.lock import Lock, load_lock, lock_path
 from rootfs_forge.resolve.search import Reporter, resolve
 
@@ -41,10 +42,22 @@ def resolve_recipe(recipe: Recipe, ctx: Context, reporter: Reporter | None = Non
         request = request_for(recipe, arch)
         index = ctx.open_index(entries, [arch, *request.foreign_architectures])
         try:
+            problems = check_index(recipe, index)
+            if problems:
+                raise RecipeError(str(recipe.path), problems, verb="use recipe")
             out[arch] = resolve(index, request, reporter)
         finally:
             index.close()
+    checked(recipe, out)
     return Plan(entries, out, from_lock=False)
+
+
+def checked(recipe: Recipe, resolutions: dict[str, Resolution]) -> dict[str, Resolution]:
+    """``resolutions``, once every package the recipe names in slices, conflicts and layers is among them."""
+    problems = check_resolution(recipe, resolutions)
+    if problems:
+        raise RecipeError(str(recipe.path), problems, verb="use recipe")
+    return resolutions
 
 
 def plan(recipe: Recipe, ctx: Context, *, locked: bool = False, use_lock: bool = True,
@@ -55,7 +68,7 @@ def plan(recipe: Recipe, ctx: Context, *, locked: bool = False, use_lock: bool =
     if use_lock and path.is_file():
         lock: Lock = load_lock(path, entries)
         if lock.is_current(recipe):
-            return Plan(entries, lock.resolutions, from_lock=True)
+            return Plan(entries, checked(recipe, lock.resolutions), from_lock=True)
         if locked:
             raise RecipeError(str(path), ["the lock is stale: the recipe changed since 'forge lock' (run it again)"])
     elif locked:

@@ -55,8 +55,8 @@ Warn = Callable[[str], None]
 class RunOptions:
     """What the user asked for (already parsed by the CLI). Treated as immutable."""
 
-    __slots__ = ("cache_dir", "cap_add", "cap_drop", "cmd", "env", "hostname", "interactive", "limits", "name",
-                 "network", "no_init", "now", "read_only", "remove", "runtime_dir", "security_opt", "state_dir",
+    __slots__ = ("cache_dir", "cap_add", "cap_drop", "cmd", "entrypoint", "env", "hostname", "interactive", "limits",
+                 "name", "network", "no_init", "now", "read_only", "remove", "runtime_dir", "security_opt", "state_dir",
                  "stop_timeout", "storage", "target", "tmp_size", "tty", "upper_size", "user", "volumes", "workdir")
 
     def __init__(self, target: str, cmd: list[str], *, now: float, env: list[str] | None = None,
@@ -66,8 +66,10 @@ class RunOptions:
                  read_only: bool = False, cache_dir: str | None = None, state_dir: str | None = None,
                  runtime_dir: str | None = None, storage: str = "auto", no_init: bool = False,
                  stop_timeout: float = 10.0, tmp_size: int = 0, upper_size: int = 0, cap_add: list[str] | None = None,
-                 cap_drop: list[str] | None = None, security_opt: list[str] | None = None) -> None:
+                 cap_drop: list[str] | None = None, security_opt: list[str] | None = None,
+                 entrypoint: str | None = None) -> None:
         self.target = target
+        self.entrypoint = entrypoint  # None: the image's
         self.cmd = cmd
         self.now = now
         self.env = env or []
@@ -195,7 +197,7 @@ def run(opts: RunOptions, warn: Warn) -> RunResult:
         anchor = runtime.anchor(rt_fd, opts.runtime_dir)
         sweep.on_run(rt_fd, opts.state_dir)
         lowers, config, meta = _source(opts, rootless, temps, rt_fd)
-        process = plan_process(config, opts.cmd, env, opts.workdir, opts.user, opts.target)
+        process = plan_process(config, opts.cmd, env, opts.workdir, opts.user, opts.target, opts.entrypoint)
         filters = seccomp.programs(profile, caps, opts.cache_dir)
         hostname = opts.hostname or opts.name or f"forge-{run_id}"
         ram = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")

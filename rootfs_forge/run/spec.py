@@ -207,11 +207,16 @@ def merge_env(*layers: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def plan_process(config: ImageConfig, cmd: list[str], env: tuple[str, ...], workdir: str | None,
-                 user: str | None, what: str) -> Process:
-    """Docker's rules: CMD given on the command line replaces the image's Cmd; Entrypoint stays."""
-    argv = tuple(config.entrypoint) + (tuple(cmd) if cmd else tuple(config.cmd))
+                 user: str | None, what: str, entrypoint: str | None = None) -> Process:
+    """Docker's rules: CMD given on the command line replaces the image's Cmd; Entrypoint stays. An
+    ``entrypoint`` (``--entrypoint``) replaces the image's Entrypoint and drops its Cmd; ``""`` clears it."""
+    if entrypoint is None:
+        argv = tuple(config.entrypoint) + (tuple(cmd) if cmd else tuple(config.cmd))
+    else:
+        argv = ((entrypoint,) if entrypoint else ()) + tuple(cmd)
     if not argv:
-        raise RunError("run", what, "no command given and the image has no Entrypoint or Cmd")
+        raise RunError("run", what, "no command given and the image has no Entrypoint or Cmd" if entrypoint is None
+                       else "no command given and --entrypoint '' cleared the Entrypoint (and the image's Cmd)")
     merged = merge_env((DEFAULT_PATH,), config.env, env)
     return Process(argv=argv, env=merged, workdir=workdir or config.workdir or "/", user=user or config.user)
 
