@@ -67,6 +67,15 @@ def test_recipe_mistake_is_exit_2_naming_the_key(tmp_path: Path, repo_server: Re
     assert not out.exists() and [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
+def test_slice_of_a_package_of_the_index_that_is_not_installed_is_accepted(
+        tmp_path: Path, repo_server: RepoServer, signer: Signer, cache_dir: Path) -> None:
+    """A gallery recipe may slice a package only some resolutions install (python3's [slice.perl-base])."""
+    r = recipe(tmp_path, repo_server, signer, 'packages = ["hello"]\n[slice.gawk]\ninclude = []')
+    assert forge("compose", str(r), "-o", str(tmp_path / "o"), cache=cache_dir).returncode == 0
+    assert forge("lock", str(r), cache=cache_dir).returncode == 0
+    assert forge("compose", str(r), "-o", str(tmp_path / "o2"), "--locked", cache=cache_dir).returncode == 0
+
+
 def test_unknown_package_points_at_forge_search(tmp_path: Path, repo_server: RepoServer, signer: Signer,
                                                cache_dir: Path) -> None:
     proc = forge("resolve", str(recipe(tmp_path, repo_server, signer, 'packages = ["helo"]')), cache=cache_dir)

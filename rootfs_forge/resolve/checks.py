@@ -54,21 +54,29 @@ def check_index(recipe: Recipe, index: IndexView) -> list[str]:
     return problems
 
 
-def check_resolution(recipe: Recipe, resolutions: Mapping[str, Resolution]) -> list[str]:
-    """``[slice.X]``, ``[conflicts]`` winners and ``[[layer]]`` packages must name an installed package."""
+def package_refs(recipe: Recipe) -> list[tuple[str, str]]:
+    """``(key, package)`` for every package ``[slice.X]``, ``[conflicts]`` winners and ``[[layer]]`` name."""
+    refs = [(f"slice.{name}", name) for name, _ in recipe.slices]
+    refs += [(f'conflicts."{path}"', winner) for path, winner in recipe.conflicts_prefer]
+    refs += [(f"layer[{i}].packages[{j}]", bare_name(spec))
+             for i, group in enumerate(recipe.layers) for j, spec in enumerate(group.packages)]
+    return refs
+
+
+def known_in(index: IndexView, names: Iterable[str]) -> set[str]:
+    """Those of ``names`` the index has (as a package or a virtual one)."""
+    return {n for n in names if index.packages(n) or index.providers(n)}
+
+
+def check_resolution(recipe: Recipe, resolutions: Mapping[str, Resolution], known: set[str] | None) -> list[str]:
+    """Every package ``[slice.X]``, ``[conflicts]`` and ``[[layer]]`` name must be installed, or at least be a
+    package of the index (``known``: those of the names the index has; None when no index is at hand, and
+    then a name that is not installed cannot be judged)."""
     installed = {p.name for res in resolutions.values() for p in res.packages}
     problems = []
-
-    def check(key: str, name: str) -> None:
-        if name not in installed:
-            problems.append(f"{key}: {name} is not one of the {len(installed)} packages the recipe installs"
-                            f"{did_you_mean(name, installed)}")
-
-    for name, _ in recipe.slices:
-        check(f"slice.{name}", name)
-    for path, winner in recipe.conflicts_prefer:
-        check(f'conflicts."{path}"', winner)
-    for i, group in enumerate(recipe.layers):
-        for j, spec in enumerate(group.packages):
-            check(f"layer[{i}].packages[{j}]", bare_name(spec))
+    for key, name in package_refs(recipe):
+        if name in installed or known is None or name in known:
+            continue
+        problems.append(f"{key}: no package named {name} in any source, and the recipe does not install it"
+                        f"{did_you_mean(name, installed)}")
     return problems

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from rootfs_forge.archive.sources import SourceEntry, resolve_sources
-from rootfs_forge.errors import RecipeError
+from rootfs_forge.errors import ForgeError, RecipeError
 from rootfs_forge.index.context import Context
 from rootfs_forge.model import Resolution, ResolveRequest
 from rootfs_forge.recipe import Recipe
-from rootfs_forge.resolve.checks import check_index, check_resolution
+from rootfs_forge.resolve.checks import check_index, check_resolution, known_in, package_refs
 from rootfs_forge.resolve.lock import Lock, load_lock, lock_path
 from rootfs_forge.resolve.search import Reporter, resolve
 
@@ -38,6 +39,7 @@ def resolve_recipe(recipe: Recipe, ctx: Context, reporter: Reporter | None = Non
     """Resolve every architecture of ``recipe`` against freshly verified indexes."""
     entries = resolve_sources(recipe.sources) if entries is None else entries
     out: dict[str, Resolution] = {}
+    known: set[str] = set()
     for arch in recipe.architectures:
         request = request_for(recipe, arch)
         index = ctx.open_index(entries, [arch, *request.foreign_architectures])
@@ -46,15 +48,17 @@ def resolve_recipe(recipe: Recipe, ctx: Context, reporter: Reporter | None = Non
             if problems:
                 raise RecipeError(str(recipe.path), problems, verb="use recipe")
             out[arch] = resolve(index, request, reporter)
+            known |= known_in(index, {name for _, name in package_refs(recipe)})
         finally:
             index.close()
-    checked(recipe, out)
+    checked(recipe, out, known)
     return Plan(entries, out, from_lock=False)
 
 
-def checked(recipe: Recipe, resolutions: dict[str, Resolution]) -> dict[str, Resolution]:
-    """``resolutions``, once every package the recipe names in slices, conflicts and layers is among them."""
-    problems = check_resolution(recipe, resolutions)
+def checked(recipe: Recipe, resolutions: dict[str, Resolution], known: set[str] | None) -> dict[str, Resolution]:
+    """``resolutions``, once every package the recipe names in slices, conflicts and layers is installed or
+    at least in the index (see :func:`rootfs_forge.resolve.checks.check_resolution`)."""
+    problems = check_resolution(recipe, resolutions, known)
     if problems:
         raise RecipeError(str(recipe.path), problems, verb="use recipe")
     return resolutions
@@ -68,9 +72,33 @@ def plan(recipe: Recipe, ctx: Context, *, locked: bool = False, use_lock: bool =
     if use_lock and path.is_file():
         lock: Lock = load_lock(path, entries)
         if lock.is_current(recipe):
-            return Plan(entries, checked(recipe, lock.resolutions), from_lock=True)
+            known = _known_offline(recipe, lock.resolutions, ctx, entries)
+            return Plan(entries, checked(recipe, lock.resolutions, known), from_lock=True)
         if locked:
             raise RecipeError(str(path), ["the lock is stale: the recipe changed since 'forge lock' (run it again)"])
     elif locked:
         raise RecipeError(str(path), ["no such lock file (run forge lock first, or drop --locked)"])
     return resolve_recipe(recipe, ctx, reporter, entries)
+
+
+def _known_offline(recipe: Recipe, resolutions: dict[str, Resolution], ctx: Context,
+                   entries: list[SourceEntry]) -> set[str] | None:
+    """Which of the names a locked recipe's slices, conflicts and layers use that the lock does not install
+    are in the index the last update verified (never the network: a compose from a lock stays offline);
+    None when the cache holds no such index."""
+    installed = {p.name for res in resolutions.values() for p in res.packages}
+    pending = {name for _, name in package_refs(recipe)} - installed
+    if not pending:
+        return set()
+    offline = dataclasses.replace(ctx, offline=True, warn=None)
+    known: set[str] = set()
+    try:
+        for arch in recipe.architectures:
+            index = offline.open_index(entries, [arch, *request_for(recipe, arch).foreign_architectures])
+            try:
+                known |= known_in(index, pending)
+            finally:
+                index.close()
+    except ForgeError:
+        return None
+    return known
