@@ -39,6 +39,8 @@ EXPECT: dict[str, str] = {
     "forge run out/python3-bookworm:bookworm -c 'import ssl; print(ssl.OPENSSL_VERSION)'": "OpenSSL 3.",
     "forge run out/python3-bookworm:bookworm -c 'print(6 * 7)'": "42",
     "forge lock recipes/static.toml && forge lock --check recipes/static.toml": "current",
+    "forge run --entrypoint /usr/bin/python3.11 out/python3-bookworm:bookworm -V": "Python 3.11",
+    "forge diff recipes/base.lock recipes/cc.lock": "packages: +2",
 }
 
 

@@ -75,15 +75,20 @@ def lock_behind(recipe: Recipe, plan: Plan, ctx: Context) -> list[dict[str, str]
 
 def behind_line(recipe: Path, behind: list[dict[str, str]]) -> str:
     """One line: how far the lock of ``recipe`` is behind, the first few packages, and what to run."""
+    several = len({d["architecture"] for d in behind if d["architecture"] != "all"}) > 1
+
+    def label(d: dict[str, str]) -> str:
+        return f"{d['package']}:{d['architecture']}" if several else d["package"]
+
     gone = [d for d in behind if not d["available"]]
     newer = [d for d in behind if d["available"]]
     parts = []
     if newer:
         parts.append(f"{len(newer)} package{'s' if len(newer) != 1 else ''} have newer versions ("
-                     + ", ".join(f"{d['package']} {d['locked']} -> {d['available']}" for d in newer[:3])
+                     + ", ".join(f"{label(d)} {d['locked']} -> {d['available']}" for d in newer[:3])
                      + (", …" if len(newer) > 3 else "") + ")")
     if gone:
         parts.append(f"{len(gone)} locked .deb{'s are' if len(gone) != 1 else ' is'} gone from the archive ("
-                     + ", ".join(f"{d['package']} {d['locked']}" for d in gone[:3]) + (", …" if len(gone) > 3 else "")
+                     + ", ".join(f"{label(d)} {d['locked']}" for d in gone[:3]) + (", …" if len(gone) > 3 else "")
                      + ")")
     return f"{lock_path(recipe)} is behind the archive: {'; '.join(parts)}; run forge lock {recipe} to update it"
