@@ -74,7 +74,12 @@ def _candidate(index: Any, name: str, archs: list[str]) -> Any:
     cands = [p for p in index.packages(name) if p.architecture in (*archs, "all")]
     if not cands:
         providers = sorted({p.name for p in index.providers(name)})
-        hint = f" (a virtual package provided by {', '.join(providers)})" if providers else ""
+        if providers:
+            hint = f" (a virtual package provided by {', '.join(providers)})"
+        else:
+            from rootfs_forge.resolve.checks import did_you_mean, index_names
+
+            hint = f"{did_you_mean(name, index_names(index))}; forge search REGEX lists the names"
         raise ForgeError("show", f"package {name}", f"no package named {name} in any source{hint}")
     return max(cands, key=lambda p: Version(p.version)), cands
 
