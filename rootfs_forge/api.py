@@ -59,7 +59,8 @@ def compose(recipe: str | os.PathLike[str] | Recipe, output: str | os.PathLike[s
     ``epoch`` dates everything written (default: ``SOURCE_DATE_EPOCH``, else the newest package). ``context``
     replaces the cache, transport and clock (``cache_dir``, ``offline`` and ``warn`` are then ignored).
 
-    The report holds ``output``, ``format``, ``from_lock``, ``architectures`` (per architecture: packages,
+    The report holds ``image`` (name:tag), ``output``, ``format``, ``from_lock`` (and ``lock_behind``: the
+    locked packages the last index update has newer or no longer has), ``architectures`` (per architecture: packages,
     downloads, kept and filtered bytes, effects, script verdicts, notes, epoch), ``manifest_digest`` and
     ``manifests`` for images (``diff_id`` for a tarball), ``seconds`` and ``timings`` (wall seconds per phase).
     """
