@@ -284,6 +284,11 @@ def test_every_command_takes_relative_paths_from_another_directory(tmp_path: Pat
         assert json.loads(ok("sbom", target))
         assert "libc6" in ok("why", "libc6", target)
     ok("diff", "img", "root")
+    ok("diff", "../proj/r.lock", "img", "--html", "diff.html")
+    ok("sbom", "img:t", "--format", "spdx", "-o", "sbom.json")
+    ok("audit", "sub/img.tar", "--html", "report.html")
+    assert json.loads((work / "sbom.json").read_text())["spdxVersion"] == "SPDX-2.3"
+    assert (work / "report.html").stat().st_size > 0 and (work / "diff.html").stat().st_size > 0
     cat = ["busybox", "cat", "/etc/motd"]
     assert ok("run", "--cache-dir", "../runcache", "img:t", *cat) == "relative\n"
     assert ok("run", "--cache-dir", "../runcache", "sub/img.tar", *cat) == "relative\n"
