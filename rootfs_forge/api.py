@@ -17,10 +17,11 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from rootfs_forge.archive.chain import make_chain
 from rootfs_forge.archive.fetch import TqdmProgress, fetch_debs
 from rootfs_forge.build import Tree, build_tree, layer_owners
 from rootfs_forge.errors import ForgeError
@@ -48,13 +49,16 @@ def compose(recipe: str | os.PathLike[str] | Recipe, output: str | os.PathLike[s
             format: str = DEFAULT_FORMAT, cache_dir: str | os.PathLike[str] | None = None,
             offline: bool = False, locked: bool = False, use_lock: bool = True, jobs: int = 8,
             epoch: int | None = None, progress: bool = False, warn: Callable[[str], None] | None = None,
-            context: Context | None = None) -> dict[str, Any]:
+            context: Context | None = None, vendor: Sequence[str] = (), insecure: bool = False) -> dict[str, Any]:
     """Compose ``recipe`` (a path or a loaded :class:`Recipe`) into ``output`` and return the report.
 
     ``format``: oci (default), oci-archive, docker-archive, rootfs or tar. ``output`` defaults to
     :func:`default_output`. ``locked`` refuses a missing or stale lock; ``use_lock=False`` resolves afresh.
     ``epoch`` dates everything written (default: ``SOURCE_DATE_EPOCH``, else the newest package). ``context``
     replaces the cache, transport and clock (``cache_dir``, ``offline`` and ``warn`` are then ignored).
+    ``vendor`` adds vendor stores (``oci://HOST/REPO``, ``file:///DIR``) to the recipe's ``vendor`` list: the
+    chain of places a ``.deb`` is looked for by its SHA-256 (rootfs_forge.archive.chain); ``insecure`` reads
+    OCI stores over plain HTTP.
 
     The report holds ``output``, ``format``, ``from_lock``, ``architectures`` (per architecture: packages,
     downloads, kept and filtered bytes, effects, script verdicts, notes, epoch), ``manifest_digest`` and
@@ -73,6 +77,7 @@ def compose(recipe: str | os.PathLike[str] | Recipe, output: str | os.PathLike[s
     dest = Path(output) if output is not None else default_output(loaded.name, loaded.tag, format)
     check_destination(dest.absolute(), directory=format in ("oci", "rootfs"))  # before any work, not after
     job = _Job(ctx, loaded, dest, format, locked, use_lock, jobs, progress)
+    job.vendor, job.insecure = (*loaded.vendor, *vendor), insecure
     report = job.run_optimistic()
     report["seconds"] = round(time.perf_counter() - t0, 3)
     # where the time went (wall seconds per phase); the start-up before the call is not in it
@@ -89,6 +94,8 @@ class _Job:
                  jobs: int, progress: bool) -> None:
         self.ctx, self.recipe, self.dest, self.fmt = ctx, recipe, dest, fmt
         self.locked, self.use_lock, self.jobs, self.progress = locked, use_lock, jobs, progress
+        self.vendor: tuple[str, ...] = ()
+        self.insecure = False
 
     def run_optimistic(self) -> dict[str, Any]:
         """Plan against the index set the last update verified while the suites are verified again in the
@@ -110,7 +117,7 @@ class _Job:
         ctx, recipe, timings = self.ctx, self.recipe, self.ctx.timings
         with timings.phase("plan"):
             result = plan(recipe, ctx, locked=self.locked, use_lock=self.use_lock)
-        mirrors = {e.url: e.mirrors for e in result.entries if e.mirrors}
+        chain = make_chain(result.entries, self.vendor, insecure=self.insecure)
         trees: list[Tree] = []
         report: dict[str, Any] = {"recipe": str(recipe.path), "output": str(self.dest), "format": self.fmt,
                                   "from_lock": result.from_lock, "architectures": {}}
@@ -120,7 +127,7 @@ class _Job:
                 with UnpackAhead(ctx.cache) as ahead:
                     with timings.phase("fetch"):  # each .deb is decompressed as soon as it is in
                         fetched = fetch_debs(list(res.packages), ctx.cache, ctx.transport, jobs=self.jobs,
-                                             mirrors=mirrors, progress=TqdmProgress(self.progress),
+                                             urls=chain.urls, progress=TqdmProgress(self.progress),
                                              on_ready=ahead.submit)
                     debs = {f.package.key: f.path for f in fetched}
                     root = Path(work) / f"rootfs-{arch}"

@@ -32,6 +32,7 @@ COMMANDS: dict[str, str] = {
     "sbom": "audit",
     "diff": "audit",
     "cache": "cache",
+    "vendor": "vendor",
 }
 
 

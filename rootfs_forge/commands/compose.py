@@ -20,6 +20,10 @@ def register(sub: Any) -> None:
     p.add_argument("--locked", action="store_true", help="refuse to compose without a current lock")
     p.add_argument("--no-lock", action="store_true", help="ignore the lock and resolve afresh")
     p.add_argument("-j", "--jobs", type=int, default=8, help="parallel downloads (default 8)")
+    p.add_argument("--vendor", action="append", default=[], metavar="URL",
+                   help="a vendor store (oci://HOST[:PORT]/REPO or file:///DIR) to find locked .debs in, after the "
+                        "cache, the sources, their mirrors and snapshots; repeatable")
+    p.add_argument("--insecure", action="store_true", help="talk plain HTTP to OCI vendor stores")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, only errors and the result")
     add_cache_args(p)
     add_json_arg(p)
@@ -29,7 +33,8 @@ def register(sub: Any) -> None:
 def cmd_compose(args: argparse.Namespace) -> int:
     report = compose(args.recipe, args.output, format=args.format, cache_dir=args.cache_dir,
                      offline=args.offline, locked=args.locked, use_lock=not args.no_lock, jobs=args.jobs,
-                     progress=not args.quiet and not args.json and sys.stderr.isatty(), warn=warn)
+                     progress=not args.quiet and not args.json and sys.stderr.isatty(), warn=warn,
+                     vendor=args.vendor, insecure=args.insecure)
     if args.json:
         print_json(report)
     else:

@@ -43,6 +43,10 @@ def register(sub: Any) -> None:
 
     p = sub.add_parser("lock", help="resolve a recipe and write RECIPE.lock next to it")
     p.add_argument("recipe")
+    p.add_argument("--vendor", action="append", default=[], metavar="URL",
+                   help="then vendor the locked .debs into this store (oci://HOST[:PORT]/REPO or file:///DIR), "
+                        "while the archive still has them; repeatable")
+    p.add_argument("--insecure", action="store_true", help="push to OCI vendor stores over plain HTTP")
     add_cache_args(p)
     p.set_defaults(func=cmd_lock)
 
@@ -119,6 +123,10 @@ def cmd_lock(args: argparse.Namespace) -> int:
     write_atomic(dest, data, mode=None)
     total = sum(len(r.packages) for r in result.resolutions.values())
     print(f"wrote {dest}: {total} packages for {', '.join(recipe.architectures)}")
+    if args.vendor:
+        from rootfs_forge.commands.vendor import vendor_recipe
+
+        vendor_recipe(recipe, ctx, args.vendor, insecure=args.insecure, report=print)
     return 0
 
 

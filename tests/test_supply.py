@@ -1,0 +1,209 @@
+"""A supply chain that lasts: the chain of places a locked .deb is found in (source, mirrors, snapshot, vendor
+stores), snapshots and Valid-Until, forge vendor to a registry and to a file:// apt repository.
+
+Against the signed test repository on 127.0.0.1 and Debian's docker-registry on loopback.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import base_specs
+from tests.support.forge import forge as run_forge
+from tests.support.repo import Repo, RepoServer, Signer, build_repo, serve
+from tests.test_registry import registry  # noqa: F401 - fixture
+
+needs_registry = pytest.mark.skipif(not shutil.which("docker-registry"), reason="needs docker-registry")
+
+BODY = 'packages = ["hello"]\n[config]\ncmd = ["/usr/bin/hello"]\n'
+
+
+def forge(*args: str, cache: Path) -> subprocess.CompletedProcess[str]:
+    return run_forge(*args, cache=cache)
+
+
+def digest_of(layout: Path) -> str:
+    (m,) = json.loads((layout / "index.json").read_text())["manifests"]
+    return str(m["digest"])
+
+
+@pytest.fixture()
+def own_repo(tmp_path: Path, signer: Signer) -> Iterator[tuple[Repo, RepoServer]]:
+    """A repository of this test's own (its pool is changed), served on 127.0.0.1."""
+    repo = build_repo(tmp_path / "repo", base_specs(), signer=signer)
+    with serve(repo.root) as server:
+        yield repo, server
+
+
+def recipe(tmp: Path, server_url: str, signer: Signer, extra_source: str = "", top: str = "") -> Path:
+    path = tmp / "img.toml"
+    path.write_text(top + BODY + f'[[source]]\nurl = "{server_url}"\nsuites = ["testing"]\ncomponents = ["main"]\n'
+                    f'keyring = "{signer.keyring}"\n' + extra_source)
+    return path
+
+
+def remove_from_pool(repo: Repo) -> list[str]:
+    """Delete every .deb of the pool (the archive dropped them); the names removed."""
+    gone = []
+    for deb in sorted((repo.root / "pool").rglob("*.deb")):
+        deb.unlink()
+        gone.append(deb.name)
+    return gone
+
+
+@needs_registry
+def test_lock_vendor_drop_debs_then_compose_gives_same_digest(
+        tmp_path: Path, own_repo: tuple[Repo, RepoServer], signer: Signer, registry: str) -> None:  # noqa: F811
+    repo, server = own_repo
+    r = recipe(tmp_path, server.url, signer)
+    assert (done := forge("lock", str(r), cache=tmp_path / "c0")).returncode == 0, done.stderr
+    first = forge("compose", str(r), "-q", "-o", str(tmp_path / "img0"), "--locked", cache=tmp_path / "c0")
+    assert first.returncode == 0, first.stderr
+    store = f"oci://{registry}/forge/vendor"
+    files = tmp_path / "vendored"
+    done = forge("vendor", str(r), "--to", store, "--to", f"file://{files}", "--json", cache=tmp_path / "c0")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert [s["suite"] for s in report["suites"]] == ["testing"]
+    (artifact,) = report["stores"][0]["artifacts"]
+    assert artifact["tag"].startswith("testing-")
+
+    gone = remove_from_pool(repo)
+    assert "hello_2.10-3_amd64.deb" in gone or any(g.startswith("hello_2.10-3") for g in gone)
+    # without a vendor store the lock cannot be composed any more: every place of the chain says 404
+    cold = forge("compose", str(r), "-q", "-o", str(tmp_path / "none"), "--locked", cache=tmp_path / "c-none")
+    assert cold.returncode != 0 and "404" in cold.stderr
+
+    for name, vendor in (("oci", store), ("file", f"file://{files}")):
+        cache = tmp_path / f"c-{name}"
+        out = tmp_path / f"img-{name}"
+        done = forge("compose", str(r), "-q", "-o", str(out), "--locked", "--vendor", vendor, "--json", cache=cache)
+        assert done.returncode == 0, done.stderr
+        rep = json.loads(done.stdout)
+        assert rep["architectures"]["amd64"]["downloaded"] == rep["architectures"]["amd64"]["packages"]
+        assert digest_of(out) == digest_of(tmp_path / "img0"), name
+        # every byte verified: each blob in the cache hashes to its name
+        for blob in (cache / "blobs" / "sha256").iterdir():
+            assert subprocess.run(["sha256sum", str(blob)], capture_output=True, text=True,
+                                  check=True).stdout.split()[0] == blob.name
+
+
+@needs_registry
+def test_recipe_vendor_list_is_in_the_chain_and_a_tampered_store_is_refused(
+        tmp_path: Path, own_repo: tuple[Repo, RepoServer], signer: Signer) -> None:
+    repo, server = own_repo
+    files = tmp_path / "vendored"
+    r = recipe(tmp_path, server.url, signer, top=f'vendor = ["file://{files}"]\n')
+    assert forge("lock", str(r), "--vendor", f"file://{files}", cache=tmp_path / "c0").returncode == 0
+    remove_from_pool(repo)
+    hello = next(files.rglob("hello_2.10-3_*.deb"))
+    good = hello.read_bytes()
+    hello.write_bytes(good[:-1] + bytes([good[-1] ^ 1]))  # one bit flipped in the vendor store
+    bad = forge("compose", str(r), "-q", "-o", str(tmp_path / "bad"), "--locked", cache=tmp_path / "c1")
+    assert bad.returncode != 0 and "SHA256" in bad.stderr and "does not match" in bad.stderr
+    hello.write_bytes(good)
+    ok = forge("compose", str(r), "-q", "-o", str(tmp_path / "ok"), "--locked", cache=tmp_path / "c1")
+    assert ok.returncode == 0, ok.stderr
+
+
+def test_vendored_directory_is_an_apt_repository_forge_verifies(
+        tmp_path: Path, own_repo: tuple[Repo, RepoServer], signer: Signer) -> None:
+    repo, server = own_repo
+    r = recipe(tmp_path, server.url, signer)
+    assert forge("lock", str(r), cache=tmp_path / "c0").returncode == 0
+    files = tmp_path / "vendored"
+    assert forge("vendor", str(r), "--to", f"file://{files}", cache=tmp_path / "c0").returncode == 0
+    assert (files / "dists" / "testing" / "InRelease").read_bytes() == \
+        (repo.root / "dists" / "testing" / "InRelease").read_bytes()
+    # the vendored directory as the only source: its InRelease verifies with the archive's key, its Packages
+    # match the Release, and it resolves and composes the same image
+    d = tmp_path / "from-vendor"
+    d.mkdir()
+    r3 = recipe(d, f"file://{files}", signer)
+    done = forge("compose", str(r3), "-q", "-o", str(d / "img"), "--no-lock", cache=tmp_path / "c2")
+    assert done.returncode == 0, done.stderr
+    base = forge("compose", str(r), "-q", "-o", str(tmp_path / "img"), "--locked", cache=tmp_path / "c0")
+    assert base.returncode == 0
+    assert digest_of(d / "img") == digest_of(tmp_path / "img")
+    # and apt itself accepts it
+    apt = _apt_update(tmp_path / "apt", f"file://{files}", signer)
+    assert apt.returncode == 0 and "W:" not in apt.stderr and "E:" not in apt.stderr, apt.stderr
+
+
+def _apt_update(root: Path, url: str, signer: Signer) -> subprocess.CompletedProcess[str]:
+    for d in ("etc/apt/sources.list.d", "etc/apt/apt.conf.d", "etc/apt/preferences.d", "var/lib/apt/lists/partial",
+              "var/cache/apt/archives/partial", "var/lib/dpkg"):
+        (root / d).mkdir(parents=True, exist_ok=True)
+    (root / "var/lib/dpkg/status").write_text("")
+    (root / "etc/apt/sources.list").write_text(f"deb [signed-by={signer.keyring}] {url} testing main\n")
+    return subprocess.run(["apt-get", "update", "-o", f"Dir={root}", "-o", "Dir::State::status=" +
+                           str(root / "var/lib/dpkg/status"), "-o", "Debug::NoLocking=1",
+                           "-o", "APT::Sandbox::User=root"], capture_output=True, text=True, timeout=120)
+
+
+# ---- snapshots and Valid-Until -------------------------------------------------------------------------
+
+
+def expired_repo(root: Path, signer: Signer) -> Repo:
+    past = int(time.time()) - 86400 * 30
+    return build_repo(root, base_specs(), signer=signer, date=past - 86400, valid_until=past)
+
+
+def test_expired_release_is_refused_unless_snapshot_or_check_valid_until_off(tmp_path: Path,
+                                                                              signer: Signer) -> None:
+    # a snapshot archive laid out as archive/<name>/<timestamp>/ with an expired Release
+    snap_root = tmp_path / "snap"
+    expired_repo(snap_root / "archive" / "testarchive" / "20261201T000000Z", signer)
+    with serve(snap_root) as snap:
+        live = f"{snap.url}/archive/testarchive/20261201T000000Z"
+        plain = recipe(tmp_path, live, signer)
+        refused = forge("resolve", str(plain), cache=tmp_path / "c")
+        assert refused.returncode != 0 and "Valid-Until" in refused.stderr
+
+        d = tmp_path / "off"
+        d.mkdir()
+        off = recipe(d, live, signer, extra_source="check_valid_until = false\n")
+        done = forge("resolve", str(off), cache=tmp_path / "c")
+        assert done.returncode == 0, done.stderr
+        assert "accepted because check_valid_until is off" in done.stderr
+
+        d = tmp_path / "snapshot"
+        d.mkdir()
+        # the source's own URL is gone (nothing listens there): the snapshot alone serves the suite
+        snap_recipe = recipe(d, "http://127.0.0.1:9/testarchive", signer,
+                             extra_source='snapshot = "20261201T000000Z"\n'
+                                          f'snapshot_url = "{snap.url}/archive/{{archive}}/{{snapshot}}"\n')
+        done = forge("lock", str(snap_recipe), cache=tmp_path / "c2")
+        assert done.returncode == 0, done.stderr
+        assert "accepted because snapshot 20261201T000000Z" in done.stderr
+        # a compose from that lock finds each .deb in the snapshot after the dead source
+        out = forge("compose", str(snap_recipe), "-q", "-o", str(d / "img"), "--locked", cache=tmp_path / "c3")
+        assert out.returncode == 0, out.stderr
+
+
+def test_host_sources_follow_apts_check_valid_until(tmp_path: Path) -> None:
+    from rootfs_forge.archive.sources import host_sources
+
+    etc = tmp_path / "etc" / "apt"
+    (etc / "apt.conf.d").mkdir(parents=True)
+    (etc / "sources.list").write_text("deb http://127.0.0.1:9/debian testing main\n"
+                                      "deb [check-valid-until=yes] http://127.0.0.1:9/debian other main\n")
+    assert [e.check_valid_until for e in host_sources(etc)] == [True, True]
+    (etc / "apt.conf.d" / "10valid").write_text('Acquire { Check-Valid-Until "false"; };\n')
+    assert [e.check_valid_until for e in host_sources(etc)] == [False, True]
+
+
+def test_recipe_refuses_bad_snapshot_and_vendor(tmp_path: Path) -> None:
+    r = tmp_path / "r.toml"
+    r.write_text('packages = ["a"]\nvendor = ["s3://x"]\n[[source]]\nurl = "http://127.0.0.1:9/d"\n'
+                 'suites = ["s"]\nsnapshot = "yesterday"\n')
+    done = forge("resolve", str(r), cache=tmp_path / "c")
+    assert done.returncode != 0
+    assert "snapshot" in done.stderr and "vendor[0]" in done.stderr
