@@ -127,6 +127,7 @@ class Recipe:
     slim_keep: tuple[str, ...] = ()
     slim_data: tuple[str, ...] = ()
     slim: bool = False
+    sliced_packages: str = "omit"  # "omit": a package that keeps no file is not in the dpkg database; "installed"
     vendor: tuple[str, ...] = ()  # vendor stores (oci://HOST/REPO, file:///DIR) in the chain of places
 
     @property
@@ -237,7 +238,7 @@ def _tname_of(typ: type | tuple[type, ...]) -> str:
 TOP_KEYS = {
     "image", "packages", "source", "recommends", "essential", "prefer", "exclude", "strategy", "merged_usr",
     "paths", "slice", "conflicts", "allow_devices", "account", "effects", "config", "layer", "file", "slim",
-    "vendor",
+    "vendor", "sliced_packages",
 }
 IMAGE_KEYS = {"name", "tag", "architecture", "architectures", "layering", "layer_budget", "compression"}
 SOURCE_KEYS = {"url", "suites", "components", "keyring", "architectures", "mirrors", "priority", "allow_insecure",
@@ -279,6 +280,7 @@ def parse_recipe(text: str, path: Path, host_arch: str) -> Recipe:
     fields["files"] = _file_tables(c, doc, path)
     fields |= _slim_table(c, doc)
     fields["vendor"] = _vendor_list(c, doc)
+    fields["sliced_packages"] = c.choice(doc, "", "sliced_packages", ("omit", "installed"), "omit")
     if c.problems:
         raise RecipeError(str(path), c.problems)
     return Recipe(**fields)

