@@ -33,6 +33,7 @@ COMMANDS: dict[str, str] = {
     "diff": "audit",
     "cache": "cache",
     "vendor": "vendor",
+    "outdated": "outdated",
 }
 
 

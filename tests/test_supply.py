@@ -292,3 +292,106 @@ def test_syft_on_the_static_gallery_image_reports_exactly_the_packages_with_file
     assert {"libc6", "libssl3", "openssl", "debconf", "mawk", "gcc-12-base", "libgcc-s1"} <= sliced
     assert not with_files & sliced
     assert _syft_debs(single) == with_files
+
+
+# ---- security updates: forge outdated, forge lock --update -----------------------------------------------
+
+
+def two_suite_repo(root: Path, signer: Signer, updated: bool) -> None:
+    """testing and testing-security; ``updated``: hello 2.11-1 in testing, mawk 1.3.4+sec1 in testing-security."""
+    from tests.support.debs import DebSpec
+
+    specs = base_specs()
+    sec: list[DebSpec] = []
+    if updated:
+        hello = next(s for s in specs if s.name == "hello" and s.version == "2.10-3")
+        mawk = next(s for s in specs if s.name == "mawk")
+        specs.append(DebSpec("hello", "2.11-1", hello.architecture, dict(hello.fields), members=list(hello.members)))
+        sec.append(DebSpec("mawk", "1.3.4+sec1", mawk.architecture, dict(mawk.fields), members=list(mawk.members)))
+    build_repo(root, specs, signer=signer)
+    build_repo(root, sec, signer=signer, suite="testing-security")
+
+
+def security_recipe(tmp: Path, url: str, signer: Signer) -> Path:
+    path = tmp / "img.toml"
+    path.write_text(BODY + f'[[source]]\nurl = "{url}"\nsuites = ["testing", "testing-security"]\n'
+                    f'components = ["main"]\nkeyring = "{signer.keyring}"\n')
+    return path
+
+
+def test_outdated_and_lock_update_name_what_the_archive_moved_past(tmp_path: Path, signer: Signer) -> None:
+    root = tmp_path / "repo"
+    two_suite_repo(root, signer, updated=False)
+    with serve(root) as server:
+        r = security_recipe(tmp_path, server.url, signer)
+        assert (done := forge("lock", str(r), cache=tmp_path / "c")).returncode == 0, done.stderr
+        assert forge("compose", str(r), "-q", "--locked", "-o", str(tmp_path / "img"),
+                     cache=tmp_path / "c").returncode == 0
+        fresh = forge("outdated", str(r), "--fail-on", "any", cache=tmp_path / "c")
+        assert fresh.returncode == 0 and "nothing outdated" in fresh.stdout
+
+        two_suite_repo(root, signer, updated=True)  # the archive moves on
+        done = forge("outdated", str(r), "--json", cache=tmp_path / "c")
+        assert done.returncode == 0, done.stderr
+        found = {o["package"]: o for o in json.loads(done.stdout)["outdated"]}
+        assert set(found) == {"hello", "mawk"}
+        assert (found["hello"]["current"], found["hello"]["candidate"], found["hello"]["security"]) == \
+            ("2.10-3", "2.11-1", False)
+        assert (found["mawk"]["candidate"], found["mawk"]["suite"], found["mawk"]["security"]) == \
+            ("1.3.4+sec1", "testing-security", True)
+        assert forge("outdated", str(r), "--fail-on", "security", cache=tmp_path / "c").returncode == 1
+        table_out = forge("outdated", str(r), cache=tmp_path / "c").stdout
+        assert "testing-security [security]" in table_out
+        # the same question asked of the lock file and of the composed image
+        assert forge("outdated", str(r.with_suffix(".lock")), "--fail-on", "any", cache=tmp_path / "c").returncode == 1
+        # an image: its dpkg database, compared with the recipe's sources (by default, the host's)
+        img = forge("outdated", str(tmp_path / "img") + ":latest", "--sources-from", str(r), "--json",
+                    cache=tmp_path / "c")
+        assert img.returncode == 0, img.stderr
+        assert {o["package"] for o in json.loads(img.stdout)["outdated"]} == {"hello", "mawk"}
+
+        # update only mawk: hello stays at its locked version
+        done = forge("lock", "--update", str(r), "mawk", cache=tmp_path / "c")
+        assert done.returncode == 0, done.stderr
+        assert "mawk: 1.3.4 → 1.3.4+sec1 [security]  (newer in testing-security)" in done.stdout
+        assert "hello" not in done.stdout
+        lock_text = r.with_suffix(".lock").read_text()
+        assert 'version = "2.10-3"' in lock_text and 'version = "1.3.4+sec1"' in lock_text
+        # then everything, as JSON for a bot
+        done = forge("lock", str(r), "--update", "--json", cache=tmp_path / "c")
+        assert done.returncode == 0, done.stderr
+        diff = json.loads(done.stdout)
+        assert [(c["package"], c["old"], c["new"], c["kind"]) for c in diff["changes"]] == \
+            [("hello", "2.10-3", "2.11-1", "upgraded")]
+        assert forge("outdated", str(r), "--fail-on", "any", cache=tmp_path / "c").returncode == 0
+        again = forge("lock", str(r), "--update", cache=tmp_path / "c")
+        assert "the lock is up to date" in again.stdout
+
+
+@pytest.mark.network
+def test_outdated_on_a_gallery_lock_and_lock_update_against_the_real_mirror(tmp_path: Path) -> None:
+    """A gallery lock as it was before the archive's zlib security update: outdated names it, --update
+    refreshes it (the mirror is the one the host's apt sources name)."""
+    from tests.test_gallery import RECIPES
+
+    shutil.copy(RECIPES / "shell.toml", tmp_path / "shell.toml")
+    current = (RECIPES / "shell.lock").read_text()
+    fixed = '1:1.2.13.dfsg-1+deb12u1"\narchitecture'
+    assert fixed in current, "the gallery lock no longer has the zlib1g security update this test starts from"
+    old = current.replace(fixed, '1:1.2.13.dfsg-1"\narchitecture').replace('suite = "bookworm-security"\n'
+                                                                       'filename = "pool/updates/main/z/zlib/',
+                                                                       'suite = "bookworm"\n'
+                                                                       'filename = "pool/main/z/zlib/')
+    (tmp_path / "shell.lock").write_text(old)
+    cache = tmp_path / "c"
+    done = forge("outdated", str(tmp_path / "shell.toml"), "--json", "--fail-on", "security", cache=cache)
+    assert done.returncode == 1, done.stderr
+    found = json.loads(done.stdout)["outdated"]
+    zlib = [o for o in found if o["package"] == "zlib1g"]
+    assert {o["image_architecture"] for o in zlib} == {"amd64", "arm64"}
+    assert all(o["current"] == "1:1.2.13.dfsg-1" and o["security"] and o["suite"] == "bookworm-security"
+               for o in zlib)
+    done = forge("lock", "--update", str(tmp_path / "shell.toml"), cache=cache)
+    assert done.returncode == 0, done.stderr
+    assert "zlib1g: 1:1.2.13.dfsg-1 → 1:1.2.13.dfsg-1+deb12u1 [security]" in done.stdout
+    assert forge("outdated", str(tmp_path / "shell.toml"), "--fail-on", "any", cache=cache).returncode == 0
