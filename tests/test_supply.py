@@ -395,3 +395,83 @@ def test_outdated_on_a_gallery_lock_and_lock_update_against_the_real_mirror(tmp_
     assert done.returncode == 0, done.stderr
     assert "zlib1g: 1:1.2.13.dfsg-1 → 1:1.2.13.dfsg-1+deb12u1 [security]" in done.stdout
     assert forge("outdated", str(tmp_path / "shell.toml"), "--fail-on", "any", cache=cache).returncode == 0
+
+
+# ---- the registry as a shared build cache ---------------------------------------------------------------
+
+
+@needs_registry
+def test_registry_cache_second_worker_downloads_nothing_and_writes_the_same_digest(
+        tmp_path: Path, own_repo: tuple[Repo, RepoServer], signer: Signer, registry: str) -> None:  # noqa: F811
+    from rootfs_forge.image.referrer import referrers
+
+    _, server = own_repo
+    (tmp_path / "motd").write_text("hello from a [[file]]\n")
+    r = recipe(tmp_path, server.url, signer)
+    r.write_text(r.read_text() + '[[file]]\nsrc = "motd"\ndest = "/etc/motd"\n')
+    assert forge("lock", str(r), cache=tmp_path / "c0").returncode == 0
+    reports = []
+    for worker in ("w1", "w2"):  # separate local caches, one registry
+        done = forge("compose", str(r), "-o", str(tmp_path / worker), "--locked", "--json", "--registry-cache",
+                     f"{registry}/forge/cache", cache=tmp_path / f"cache-{worker}")
+        assert done.returncode == 0, done.stderr
+        reports.append(json.loads(done.stdout))
+    first, second = reports
+    assert (first["cache"], second["cache"]) == ("miss", "hit")
+    assert first["cache_key"] == second["cache_key"]
+    assert second["manifest_digest"] == first["manifest_digest"] == digest_of(tmp_path / "w1") == \
+        digest_of(tmp_path / "w2")
+    # the second worker downloaded no .deb: its cache holds only the image's blobs
+    debs = {p.sha256 for p in _locked(r)}
+    assert not debs & {b.name for b in (tmp_path / "cache-w2" / "blobs" / "sha256").iterdir()}
+    assert not (tmp_path / "cache-w2" / "unpacked").exists() or not any((tmp_path / "cache-w2" / "unpacked").iterdir())
+    # the image runs the same: skopeo reads it and its layers match
+    inspect = subprocess.run(["skopeo", "inspect", f"oci:{tmp_path / 'w2'}:latest"], capture_output=True, text=True)
+    assert inspect.returncode == 0, inspect.stderr
+    # the SBOM was attached as a referrer through the tag schema (docker-registry has no referrers API)
+    (ref,) = referrers(f"{registry}/forge/cache:x", first["manifest_digest"], insecure=True)
+    assert ref["artifactType"] == "application/spdx+json"
+    assert first["cache_push"]["sbom"][0]["via"] == "tag-schema"
+    import requests
+
+    got = requests.get(f"http://{registry}/v2/forge/cache/manifests/{ref['digest']}",
+                       headers={"Accept": "application/vnd.oci.image.manifest.v1+json"}, timeout=10).json()
+    assert got["subject"]["digest"] == first["manifest_digest"]
+    sbom = requests.get(f"http://{registry}/v2/forge/cache/blobs/{got['layers'][0]['digest']}", timeout=10).json()
+    assert {p["name"] for p in sbom["packages"]} == {"hello", "mawk", "libc6"}
+
+    # a change to a [[file]]'s content is a new key: a miss
+    (tmp_path / "motd").write_text("changed\n")
+    done = forge("compose", str(r), "-o", str(tmp_path / "w3"), "--locked", "--json", "--registry-cache",
+                 f"{registry}/forge/cache", cache=tmp_path / "cache-w2")
+    assert done.returncode == 0, done.stderr
+    third = json.loads(done.stdout)
+    assert third["cache"] == "miss" and third["cache_key"] != first["cache_key"]
+
+
+def _locked(r: Path) -> list:  # type: ignore[type-arg]
+    from rootfs_forge.archive.sources import from_recipe
+    from rootfs_forge.recipe import load_recipe
+    from rootfs_forge.resolve.lock import load_lock
+
+    recipe_obj = load_recipe(r, "amd64")
+    lock = load_lock(r.with_suffix(".lock"), from_recipe(recipe_obj.sources))
+    return [p for res in lock.resolutions.values() for p in res.packages]
+
+
+@needs_registry
+def test_push_sbom_attaches_a_referrer_whose_subject_is_the_image(
+        tmp_path: Path, own_repo: tuple[Repo, RepoServer], signer: Signer, registry: str) -> None:  # noqa: F811
+    from rootfs_forge.image.referrer import referrers
+
+    _, server = own_repo
+    r = recipe(tmp_path, server.url, signer)
+    assert forge("compose", str(r), "-q", "-o", str(tmp_path / "img"), cache=tmp_path / "c").returncode == 0
+    done = forge("push", f"{tmp_path / 'img'}:latest", f"{registry}/app:1", "--insecure", "--sbom")
+    assert done.returncode == 0, done.stderr
+    digest = done.stdout.strip()
+    (ref,) = referrers(f"{registry}/app:1", digest, insecure=True)
+    assert ref["artifactType"] == "application/spdx+json"
+    # pushing again does not add a second entry for the same SBOM
+    assert forge("push", f"{tmp_path / 'img'}:latest", f"{registry}/app:1", "--insecure", "--sbom").returncode == 0
+    assert len(referrers(f"{registry}/app:1", digest, insecure=True)) == 1

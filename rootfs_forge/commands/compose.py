@@ -23,7 +23,12 @@ def register(sub: Any) -> None:
     p.add_argument("--vendor", action="append", default=[], metavar="URL",
                    help="a vendor store (oci://HOST[:PORT]/REPO or file:///DIR) to find locked .debs in, after the "
                         "cache, the sources, their mirrors and snapshots; repeatable")
-    p.add_argument("--insecure", action="store_true", help="talk plain HTTP to OCI vendor stores")
+    p.add_argument("--registry-cache", metavar="REGISTRY/REPO", default="",
+                   help="a shared build cache: fetch the image stored under this compose's key (lock, recipe, "
+                        "[[file]] contents, forge's output format) instead of composing, else compose and push it "
+                        "there with its SBOM; --json says cache hit or miss")
+    p.add_argument("--insecure", action="store_true",
+                   help="talk plain HTTP to OCI vendor stores and the registry cache (implied for loopback)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, only errors and the result")
     add_cache_args(p)
     add_json_arg(p)
@@ -34,7 +39,7 @@ def cmd_compose(args: argparse.Namespace) -> int:
     report = compose(args.recipe, args.output, format=args.format, cache_dir=args.cache_dir,
                      offline=args.offline, locked=args.locked, use_lock=not args.no_lock, jobs=args.jobs,
                      progress=not args.quiet and not args.json and sys.stderr.isatty(), warn=warn,
-                     vendor=args.vendor, insecure=args.insecure)
+                     vendor=args.vendor, insecure=args.insecure, registry_cache=args.registry_cache)
     if args.json:
         print_json(report)
     else:
@@ -43,6 +48,10 @@ def cmd_compose(args: argparse.Namespace) -> int:
 
 
 def _print_report(report: dict[str, Any], quiet: bool) -> None:
+    if report.get("cache") == "hit":
+        print(f"fetched {report['output']} from the registry cache {report['manifest_digest']} "
+              f"in {report['seconds']:.2f} s")
+        return
     for arch, r in report["architectures"].items():
         skipped = list(r["scripts"])
         if not quiet:
