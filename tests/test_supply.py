@@ -475,3 +475,63 @@ def test_push_sbom_attaches_a_referrer_whose_subject_is_the_image(
     # pushing again does not add a second entry for the same SBOM
     assert forge("push", f"{tmp_path / 'img'}:latest", f"{registry}/app:1", "--insecure", "--sbom").returncode == 0
     assert len(referrers(f"{registry}/app:1", digest, insecure=True)) == 1
+
+
+@pytest.fixture
+def second_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Another docker-registry instance on loopback, like the fixture of tests/test_registry.py."""
+    import requests
+
+    from tests.test_registry import free_port
+
+    d = tmp_path_factory.mktemp("second-registry")
+    port = free_port()
+    (d / "registry.yml").write_text(
+        f"version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {d / 'data'}\n"
+        f"http:\n  addr: 127.0.0.1:{port}\n")
+    with open(d / "registry.log", "wb") as log:
+        proc = subprocess.Popen(["docker-registry", "serve", str(d / "registry.yml")], stdout=log,
+                                stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 20
+            while True:
+                try:
+                    if requests.get(f"http://127.0.0.1:{port}/v2/", timeout=1).status_code == 200:
+                        break
+                except requests.ConnectionError:
+                    pass
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("docker-registry did not start: " + (d / "registry.log").read_text())
+                time.sleep(0.05)
+            yield f"127.0.0.1:{port}"
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@needs_registry
+def test_vendor_store_and_build_cache_in_two_registries(
+        tmp_path: Path, own_repo: tuple[Repo, RepoServer], signer: Signer, registry: str,  # noqa: F811
+        second_registry: str) -> None:
+    """The archive dropped every .deb; worker 1 composes from the vendor store (registry A) and fills the build
+    cache (registry B); worker 2 fetches the image from B. Both write the digest of the original compose."""
+    repo, server = own_repo
+    store = f"oci://{registry}/vendor/debs"
+    r = recipe(tmp_path, server.url, signer, top=f'vendor = ["{store}"]\n')
+    assert forge("lock", str(r), "--vendor", store, cache=tmp_path / "c0").returncode == 0
+    assert forge("compose", str(r), "-q", "--locked", "-o", str(tmp_path / "img0"),
+                 cache=tmp_path / "c0").returncode == 0
+    remove_from_pool(repo)
+    reports = []
+    for worker in ("w1", "w2"):
+        done = forge("compose", str(r), "--locked", "--json", "-o", str(tmp_path / worker), "--registry-cache",
+                     f"{second_registry}/cache", cache=tmp_path / f"cache-{worker}")
+        assert done.returncode == 0, done.stderr
+        reports.append(json.loads(done.stdout))
+    assert [rep["cache"] for rep in reports] == ["miss", "hit"]
+    assert reports[0]["architectures"]["amd64"]["downloaded"] == 3
+    assert digest_of(tmp_path / "w1") == digest_of(tmp_path / "w2") == digest_of(tmp_path / "img0")
