@@ -18,7 +18,7 @@ import pytest
 from tests.conftest import base_specs
 from tests.support.forge import forge as run_forge
 from tests.support.repo import Repo, RepoServer, Signer, build_repo, serve
-from tests.test_registry import registry  # noqa: F401 - fixture
+from tests.test_registry import registry, token_proxy  # noqa: F401 - fixtures
 
 needs_registry = pytest.mark.skipif(not shutil.which("docker-registry"), reason="needs docker-registry")
 
@@ -535,3 +535,26 @@ def test_vendor_store_and_build_cache_in_two_registries(
     assert [rep["cache"] for rep in reports] == ["miss", "hit"]
     assert reports[0]["architectures"]["amd64"]["downloaded"] == 3
     assert digest_of(tmp_path / "w1") == digest_of(tmp_path / "w2") == digest_of(tmp_path / "img0")
+
+
+@needs_registry
+def test_vendor_store_behind_token_auth(tmp_path: Path, own_repo: tuple[Repo, RepoServer], signer: Signer,
+                                        token_proxy: tuple[str, list[str]]) -> None:  # noqa: F811
+    """vendor push and the chain's blob fetches authenticate like forge push and pull (Bearer token flow)."""
+    repo, server = own_repo
+    proxy, scopes = token_proxy
+    store = f"oci://{proxy}/vendor/debs"
+    r = recipe(tmp_path, server.url, signer)
+    env = {"FORGE_REGISTRY_USER": "alice", "FORGE_REGISTRY_PASSWORD": "wonderland"}
+    assert run_forge("lock", str(r), cache=tmp_path / "c0").returncode == 0
+    done = run_forge("vendor", str(r), "--to", store, cache=tmp_path / "c0", env=env)
+    assert done.returncode == 0, done.stderr
+    remove_from_pool(repo)
+    denied = run_forge("compose", str(r), "-q", "--locked", "-o", str(tmp_path / "x"), "--vendor", store,
+                       cache=tmp_path / "c1", env={"FORGE_REGISTRY_USER": None, "FORGE_REGISTRY_PASSWORD": None,
+                                                   "DOCKER_CONFIG": str(tmp_path)})
+    assert denied.returncode != 0 and "token request refused (HTTP 401)" in denied.stderr, denied.stderr
+    done = run_forge("compose", str(r), "-q", "--locked", "-o", str(tmp_path / "img"), "--vendor", store,
+                     cache=tmp_path / "c2", env=env)
+    assert done.returncode == 0, done.stderr
+    assert "repository:vendor/debs:pull" in scopes

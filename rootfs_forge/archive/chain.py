@@ -35,8 +35,8 @@ class VendorStore:
     def deb_url(self, pkg: Package, insecure: bool) -> str:
         if self.kind == "file":
             return f"file://{self.path.rstrip('/')}/{pkg.filename}"
-        scheme = "http" if insecure else "https"
-        return f"{scheme}://{self.host}/v2/{self.repository}/blobs/sha256:{pkg.sha256}"
+        scheme = "oci+http" if insecure else "oci+https"  # fetched with the registry client (authentication)
+        return f"{scheme}://{self.host}/{self.repository}@sha256:{pkg.sha256}"
 
 
 def parse_store(url: str) -> VendorStore:

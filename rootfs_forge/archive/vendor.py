@@ -221,6 +221,7 @@ def artifact_manifest(copy: SuiteCopy, layout: Path, cache: Cache) -> dict[str, 
 def push_oci_store(copies: Sequence[SuiteCopy], store: VendorStore, cache: Cache, *, insecure: bool,
                    report: Callable[[str], None] | None = None) -> list[dict[str, str]]:
     """Push one artifact per suite to ``store``; returns [{"tag", "digest"}]."""
+    from rootfs_forge.image.blobfetch import credentials
     from rootfs_forge.image.registry import push
     from rootfs_forge.util.canonical import canonical_json
 
@@ -233,7 +234,8 @@ def push_oci_store(copies: Sequence[SuiteCopy], store: VendorStore, cache: Cache
                     "annotations": {"org.opencontainers.image.ref.name": copy.tag}}
             (layout / "index.json").write_bytes(canonical_json(
                 {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [desc]}))
-            result = push(layout, copy.tag, f"{store.host}/{store.repository}:{copy.tag}", insecure=insecure)
+            result = push(layout, copy.tag, f"{store.host}/{store.repository}:{copy.tag}", insecure=insecure,
+                          credentials=credentials(store.host))
         out.append({"tag": copy.tag, "digest": result.digest})
         if report:
             report(f"{store.url}:{copy.tag} {result.digest} ({len(copy.debs)} .debs)")

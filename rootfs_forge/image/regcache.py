@@ -66,6 +66,7 @@ def fetch_cached(reference: str, dest: Path, tag: str, cache: Cache, *, insecure
     ``dest`` tagged ``tag``; return its digest, or None when the registry has no such tag (a miss)."""
     import requests
 
+    from rootfs_forge.image.blobfetch import credentials
     from rootfs_forge.image.oci import INDEX_TYPE, MANIFEST_TYPE, _tag, write_blob
     from rootfs_forge.image.pull import (
         DOCKER_LIST,
@@ -81,7 +82,8 @@ def fetch_cached(reference: str, dest: Path, tag: str, cache: Cache, *, insecure
 
     ref = parse_pull_reference(reference)
     with requests.Session() as session:
-        client = _Client(Reference(ref.host, ref.repository, ref.tag), insecure=insecure, credentials=None,
+        client = _Client(Reference(ref.host, ref.repository, ref.tag), insecure=insecure,
+                         credentials=credentials(ref.host),
                          session=session, stats=PushStats())
         client.verb, client.actions = "pull from", "pull"
         head = client.request("HEAD", client.url(f"manifests/{ref.tag}"), headers={"Accept": ",".join(
@@ -129,9 +131,10 @@ def fetch_cached(reference: str, dest: Path, tag: str, cache: Cache, *, insecure
 
 def push_cached(layout: Path, tag: str, reference: str, *, insecure: bool, epoch: int | None) -> dict[str, Any]:
     """Push the composed image under the cache tag and attach an SPDX SBOM to each of its image manifests."""
-    from rootfs_forge.image.registry import push
+    from rootfs_forge.image.blobfetch import credentials
+    from rootfs_forge.image.registry import parse_reference, push
 
-    result = push(layout, tag, reference, insecure=insecure)
+    result = push(layout, tag, reference, insecure=insecure, credentials=credentials(parse_reference(reference).host))
     return {"digest": result.digest, "sbom": attach_sboms(layout, tag, reference, insecure=insecure,
                                                           epoch=epoch)}
 
@@ -142,8 +145,10 @@ def attach_sboms(layout: Path, tag: str | None, reference: str, *, insecure: boo
     from rootfs_forge.audit.report import sbom_input
     from rootfs_forge.audit.sbom import spdx_document
     from rootfs_forge.audit.target import open_target
+    from rootfs_forge.image.blobfetch import credentials
     from rootfs_forge.image.oci import INDEX_TYPE, find_ref, load_blob_json
     from rootfs_forge.image.referrer import attach
+    from rootfs_forge.image.registry import parse_reference
 
     top = find_ref(layout, tag)
     if top.get("mediaType") == INDEX_TYPE:
@@ -156,6 +161,7 @@ def attach_sboms(layout: Path, tag: str | None, reference: str, *, insecure: boo
         target = open_target(f"{layout}:{tag}" if tag else str(layout), arch=arch)
         doc = spdx_document(sbom_input(target, name=f"{reference}{'/' + arch if arch else ''}",
                                        source_date_epoch=epoch))
-        got = attach(reference, desc, canonical_json(doc, ensure_ascii=True), insecure=insecure)
+        got = attach(reference, desc, canonical_json(doc, ensure_ascii=True), insecure=insecure,
+                     credentials=credentials(parse_reference(reference).host))
         out.append({"subject": str(desc["digest"]), **got})
     return out
