@@ -558,3 +558,86 @@ def test_vendor_store_behind_token_auth(tmp_path: Path, own_repo: tuple[Repo, Re
                      cache=tmp_path / "c2", env=env)
     assert done.returncode == 0, done.stderr
     assert "repository:vendor/debs:pull" in scopes
+
+
+@pytest.fixture
+def referrers_proxy(registry: str) -> Iterator[str]:  # noqa: F811
+    """docker-registry behind a proxy that implements the referrers API (OCI distribution 1.1): a manifest PUT
+    with a subject is answered with OCI-Subject and indexed; GET /v2/<repo>/referrers/<digest> lists them."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    import requests
+
+    upstream = f"http://{registry}"
+    index: dict[str, list[dict[str, object]]] = {}
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def _send(self, status: int, headers: dict[str, str], body: bytes) -> None:
+            self.send_response(status)
+            for k, v in headers.items():
+                self.send_header(k, v)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+
+        def _proxy(self) -> None:
+            if self.command == "GET" and "/referrers/" in self.path:  # /v2/<repo>/referrers/<digest>
+                subject = self.path.rsplit("/", 1)[1]
+                body = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+                                   "manifests": index.get(subject, [])}).encode()
+                self._send(200, {"Content-Type": "application/vnd.oci.image.index.v1+json"}, body)
+                return
+            length = int(self.headers.get("Content-Length") or 0)
+            data = self.rfile.read(length) if length else None
+            headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
+            resp = requests.request(self.command, upstream + self.path, data=data, headers=headers,
+                                    allow_redirects=False, timeout=30)
+            out = {k: v for k, v in resp.headers.items()
+                   if k.lower() not in ("transfer-encoding", "connection", "content-length")}
+            if self.command == "PUT" and "/manifests/" in self.path and data and resp.status_code == 201:
+                doc = json.loads(data)
+                if doc.get("subject"):
+                    out["OCI-Subject"] = doc["subject"]["digest"]
+                    index.setdefault(doc["subject"]["digest"], []).append(
+                        {"mediaType": doc["mediaType"], "digest": resp.headers["Docker-Content-Digest"],
+                         "size": len(data), "artifactType": doc.get("artifactType", "")})
+            self._send(resp.status_code, out, resp.content if self.command != "HEAD" else b"")
+
+        do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = _proxy
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+@needs_registry
+def test_sbom_referrer_uses_the_referrers_api_when_the_registry_has_it(
+        tmp_path: Path, own_repo: tuple[Repo, RepoServer], signer: Signer, registry: str,  # noqa: F811
+        referrers_proxy: str) -> None:
+    import requests
+
+    from rootfs_forge.image.referrer import referrers
+
+    _, server = own_repo
+    r = recipe(tmp_path, server.url, signer)
+    assert forge("compose", str(r), "-q", "-o", str(tmp_path / "img"), cache=tmp_path / "c").returncode == 0
+    done = forge("push", f"{tmp_path / 'img'}:latest", f"{referrers_proxy}/app:1", "--insecure", "--sbom")
+    assert done.returncode == 0, done.stderr
+    assert "(referrers-api)" in done.stderr
+    digest = done.stdout.strip()
+    (ref,) = referrers(f"{referrers_proxy}/app:1", digest, insecure=True)
+    assert ref["artifactType"] == "application/spdx+json"
+    # no fallback tag was written
+    tag = "sha256-" + digest.split(":")[1]
+    assert requests.get(f"http://{registry}/v2/app/manifests/{tag}", timeout=10).status_code == 404
