@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rootfs_forge.commands.common import add_cache_args, add_json_arg, make_context, print_json
+
+if TYPE_CHECKING:
+    from rootfs_forge.index.context import Context
+    from rootfs_forge.recipe import Recipe
 
 
 def register(sub: Any) -> None:
@@ -32,8 +37,8 @@ def cmd_vendor(args: argparse.Namespace) -> int:
     return 0
 
 
-def vendor_recipe(recipe: Any, ctx: Any, destinations: list[str], *, insecure: bool = False,
-                  report: Any = None) -> dict[str, Any]:
+def vendor_recipe(recipe: Recipe, ctx: Context, destinations: list[str], *, insecure: bool = False,
+                  report: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Vendor the current lock of ``recipe`` (a missing or stale lock is an error) into ``destinations``."""
     from rootfs_forge.archive.chain import make_chain
     from rootfs_forge.archive.vendor import vendor
