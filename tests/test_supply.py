@@ -467,13 +467,15 @@ def test_push_sbom_attaches_a_referrer_whose_subject_is_the_image(
     _, server = own_repo
     r = recipe(tmp_path, server.url, signer)
     assert forge("compose", str(r), "-q", "-o", str(tmp_path / "img"), cache=tmp_path / "c").returncode == 0
-    done = forge("push", f"{tmp_path / 'img'}:latest", f"{registry}/app:1", "--insecure", "--sbom")
+    done = forge("push", f"{tmp_path / 'img'}:latest", f"{registry}/app:1", "--insecure", "--sbom",
+                 cache=tmp_path / "c")
     assert done.returncode == 0, done.stderr
     digest = done.stdout.strip()
     (ref,) = referrers(f"{registry}/app:1", digest, insecure=True)
     assert ref["artifactType"] == "application/spdx+json"
     # pushing again does not add a second entry for the same SBOM
-    assert forge("push", f"{tmp_path / 'img'}:latest", f"{registry}/app:1", "--insecure", "--sbom").returncode == 0
+    assert forge("push", f"{tmp_path / 'img'}:latest", f"{registry}/app:1", "--insecure", "--sbom",
+                 cache=tmp_path / "c").returncode == 0
     assert len(referrers(f"{registry}/app:1", digest, insecure=True)) == 1
 
 
@@ -632,7 +634,8 @@ def test_sbom_referrer_uses_the_referrers_api_when_the_registry_has_it(
     _, server = own_repo
     r = recipe(tmp_path, server.url, signer)
     assert forge("compose", str(r), "-q", "-o", str(tmp_path / "img"), cache=tmp_path / "c").returncode == 0
-    done = forge("push", f"{tmp_path / 'img'}:latest", f"{referrers_proxy}/app:1", "--insecure", "--sbom")
+    done = forge("push", f"{tmp_path / 'img'}:latest", f"{referrers_proxy}/app:1", "--insecure", "--sbom",
+                 cache=tmp_path / "c")
     assert done.returncode == 0, done.stderr
     assert "(referrers-api)" in done.stderr
     digest = done.stdout.strip()
