@@ -17,10 +17,11 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from rootfs_forge.archive.chain import make_chain
 from rootfs_forge.archive.fetch import TqdmProgress, fetch_debs
 from rootfs_forge.build import Tree, build_tree, layer_owners
 from rootfs_forge.errors import ForgeError
@@ -51,13 +52,19 @@ def compose(recipe: str | os.PathLike[str] | Recipe, output: str | os.PathLike[s
             format: str = DEFAULT_FORMAT, cache_dir: str | os.PathLike[str] | None = None,
             offline: bool = False, locked: bool = False, use_lock: bool = True, jobs: int = 8,
             epoch: int | None = None, progress: bool = False, warn: Callable[[str], None] | None = None,
-            context: Context | None = None) -> dict[str, Any]:
+            context: Context | None = None, vendor: Sequence[str] = (), insecure: bool = False,
+            registry_cache: str = "") -> dict[str, Any]:
     """Compose ``recipe`` (a path or a loaded :class:`Recipe`) into ``output`` and return the report.
 
     ``format``: oci (default), oci-archive, docker-archive, rootfs or tar. ``output`` defaults to
     :func:`default_output`. ``locked`` refuses a missing or stale lock; ``use_lock=False`` resolves afresh.
     ``epoch`` dates everything written (default: ``SOURCE_DATE_EPOCH``, else the newest package). ``context``
     replaces the cache, transport and clock (``cache_dir``, ``offline`` and ``warn`` are then ignored).
+    ``vendor`` adds vendor stores (``oci://HOST/REPO``, ``file:///DIR``) to the recipe's ``vendor`` list: the
+    chain of places a ``.deb`` is looked for by its SHA-256 (rootfs_forge.archive.chain); ``insecure`` reads
+    OCI stores (and the registry cache) over plain HTTP. ``registry_cache`` (``REGISTRY/REPO``, format oci): fetch
+    the image stored under this compose's key instead of composing, or compose and push it there
+    (rootfs_forge.image.regcache); the report's ``cache`` says ``hit`` or ``miss``.
 
     The report holds ``image`` (name:tag), ``output``, ``format``, ``from_lock`` (and ``lock_behind``: the
     locked packages the last index update has newer or no longer has), ``architectures`` (per architecture: packages,
@@ -77,6 +84,10 @@ def compose(recipe: str | os.PathLike[str] | Recipe, output: str | os.PathLike[s
     dest = Path(output) if output is not None else default_output(loaded.name, loaded.tag, format)
     check_destination(dest.absolute(), directory=format in ("oci", "rootfs"))  # before any work, not after
     job = _Job(ctx, loaded, dest, format, locked, use_lock, jobs, progress)
+    job.vendor, job.insecure = (*loaded.vendor, *vendor), insecure
+    if registry_cache and format != "oci":
+        raise ForgeError("compose", loaded.path.name, "--registry-cache needs --format oci")
+    job.registry_cache = registry_cache
     report = job.run_optimistic()
     report["seconds"] = round(time.perf_counter() - t0, 3)
     # where the time went (wall seconds per phase); the start-up before the call is not in it
@@ -94,6 +105,9 @@ class _Job:
         self.ctx, self.recipe, self.dest, self.fmt = ctx, recipe, dest, fmt
         self.locked, self.use_lock, self.jobs, self.progress = locked, use_lock, jobs, progress
         self.warned = False
+        self.vendor: tuple[str, ...] = ()
+        self.insecure = False
+        self.registry_cache = ""
 
     def run_optimistic(self) -> dict[str, Any]:
         """Plan against the index set the last update verified while the suites are verified again in the
@@ -115,7 +129,10 @@ class _Job:
         ctx, recipe, timings = self.ctx, self.recipe, self.ctx.timings
         with timings.phase("plan"):
             result = plan(recipe, ctx, locked=self.locked, use_lock=self.use_lock)
-        mirrors = {e.url: e.mirrors for e in result.entries if e.mirrors}
+        cached = self._from_registry_cache(result) if self.registry_cache else None
+        if cached is not None and cached.get("cache") == "hit":
+            return cached
+        chain = make_chain(result.entries, self.vendor, insecure=self.insecure)
         trees: list[Tree] = []
         report: dict[str, Any] = {"recipe": str(recipe.path), "image": f"{recipe.name}:{recipe.tag}",
                                   "output": str(self.dest), "format": self.fmt,
@@ -132,7 +149,7 @@ class _Job:
                 with UnpackAhead(ctx.cache) as ahead:
                     with timings.phase("fetch"):  # each .deb is decompressed as soon as it is in
                         fetched = fetch_debs(list(res.packages), ctx.cache, ctx.transport, jobs=self.jobs,
-                                             mirrors=mirrors, progress=TqdmProgress(self.progress),
+                                             urls=chain.urls, progress=TqdmProgress(self.progress),
                                              on_ready=ahead.submit)
                     debs = {f.package.key: f.path for f in fetched}
                     root = Path(work) / f"rootfs-{arch}"
@@ -157,7 +174,36 @@ class _Job:
                 raise _IndexChanged()
             with timings.phase("output"):
                 report.update(write_output(trees, recipe, self.dest, self.fmt))
+        if cached is not None:
+            from rootfs_forge.image.regcache import push_cached
+
+            with timings.phase("cache:push"):
+                pushed = push_cached(self.dest, recipe.tag, cached["cache_reference"],
+                                     insecure=cached["insecure"], epoch=ctx.epoch)
+            report.update({"cache": "miss", "cache_key": cached["cache_key"], "cache_push": pushed})
         return report
+
+    def _from_registry_cache(self, result: Plan) -> dict[str, Any]:
+        """A hit: the report of the image fetched from the registry cache. A miss: what pushing needs."""
+        from rootfs_forge.image.pull import is_insecure, parse_pull_reference
+        from rootfs_forge.image.regcache import cache_key, cache_reference, fetch_cached
+
+        ctx, recipe = self.ctx, self.recipe
+        if ctx.optimistic and not ctx.confirm():  # the key is only as current as the index it was resolved from
+            ctx.optimistic = False
+            raise _IndexChanged()
+        ctx.optimistic = False
+        key = cache_key(recipe, result.resolutions, ctx.epoch)
+        reference = cache_reference(self.registry_cache, key)
+        insecure = is_insecure(parse_pull_reference(reference).host, self.insecure)
+        with ctx.timings.phase("cache:fetch"):
+            digest = fetch_cached(reference, self.dest, recipe.tag, ctx.cache, insecure=insecure)
+        if digest is None:
+            return {"cache": "miss", "cache_key": key, "cache_reference": reference, "insecure": insecure}
+        return {"recipe": str(recipe.path), "output": str(self.dest), "format": self.fmt,
+                "from_lock": result.from_lock, "cache": "hit", "cache_key": key, "manifest_digest": digest,
+                "architectures": {arch: {"packages": len(res.packages), "downloaded": 0}
+                                  for arch, res in result.resolutions.items()}}
 
 
 def _work_dir(dest: Path, fmt: str, result: Plan) -> tempfile.TemporaryDirectory[str]:

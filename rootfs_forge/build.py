@@ -55,6 +55,7 @@ class Tree:
     local_files: list[dict[str, object]] = field(default_factory=list)
     changed_paths: set[str] = field(default_factory=set)  # written by effects / dpkg db / local files
     slimmed: tuple[int, int] = (0, 0)  # files and bytes [slim] removed
+    sliced_away: dict[str, str] = field(default_factory=dict)  # package kept no file -> why
 
     def dropped(self) -> tuple[int, int]:
         return (sum(f.files_dropped for f in self.files.values()),
@@ -114,6 +115,7 @@ def build_tree(root: Path, recipe: Recipe, arch: str, resolution: Resolution, de
         with t.phase("slim"):
             files = _slim(tree, recipe)
         tree.files = files
+    tree.sliced_away = sliced_away(tree, recipe)
     installed = [
         InstalledPackage(
             control=control.fields, files=files[name].paths, md5sums=files[name].md5sums,
@@ -121,6 +123,8 @@ def build_tree(root: Path, recipe: Recipe, arch: str, resolution: Resolution, de
             conffiles=tuple((c, files[name].md5sums[c]) for c in control.conffiles if c in files[name].md5sums),
         )
         for name, control in sorted(controls.items())
+        # a package none of whose files is in the tree is not installed here (scanners would report its code)
+        if recipe.sliced_packages == "installed" or name not in tree.sliced_away
     ]
     foreign = sorted({p.architecture for p in resolution.packages} - {arch, "all"})
     # TreeWriter hashed every kept file as it wrote it; re-reading the tree to hash it again costs ~1 s for the
@@ -133,6 +137,31 @@ def build_tree(root: Path, recipe: Recipe, arch: str, resolution: Resolution, de
         write_manifest(tree, recipe)
         writer.finish()  # the directories the writes after the unpack touched: recorded modes and mtimes
     return tree
+
+
+def sliced_away(tree: Tree, recipe: Recipe) -> dict[str, str]:
+    """The packages none of whose files (anything but directories) is in the tree, and why."""
+    slices = dict(recipe.slices)
+    out: dict[str, str] = {}
+    for name, pf in sorted(tree.files.items()):
+        kinds = []
+        for path in tree.package_paths(name):
+            entry = tree.writer.lookup(path, follow=False)
+            if entry is not None:
+                kinds.append(entry.kind)
+        if any(k != "dir" for k in kinds):
+            continue
+        if name in slices and not slices[name]:
+            out[name] = f"[slice.{name}] keeps nothing of it"
+        elif name in slices:
+            out[name] = f"[slice.{name}] include matches none of its files"
+        elif recipe.slim and pf.files_dropped == 0:
+            out[name] = "[slim] removed every file of it"
+        elif pf.overridden and not pf.files_dropped:
+            out[name] = "every file it ships is taken by another package"
+        else:
+            out[name] = "the path filters dropped every file of it"
+    return out
 
 
 def slim_keep(recipe: Recipe) -> list[str]:

@@ -32,6 +32,8 @@ COMMANDS: dict[str, str] = {
     "sbom": "audit",
     "diff": "audit",
     "cache": "cache",
+    "vendor": "vendor",
+    "outdated": "outdated",
 }
 
 

@@ -135,3 +135,6 @@ class ResolveRequest:
     strategy: str = "apt"  # apt | smallest
     merged_usr: bool = True  # forge lays out merged /usr itself: prefer usr-is-merged over usrmerge
     suite_priority: tuple[tuple[str, int], ...] = ()  # apt-style pins by suite (higher wins before version)
+    # (name, arch, version): that version is the candidate while the index has it (forge lock --update PKG…
+    # holds every other locked package at its locked version)
+    hold: tuple[tuple[str, str, str], ...] = ()

@@ -39,6 +39,9 @@ class Source:
     mirrors: tuple[str, ...] = ()
     priority: int = 500
     allow_insecure: bool = False
+    snapshot: str = ""  # a timestamp of the snapshot archive, e.g. 20261201T000000Z
+    snapshot_url: str = ""  # pattern with {archive} and {snapshot}; "" = the snapshot archive's layout
+    check_valid_until: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +127,8 @@ class Recipe:
     slim_keep: tuple[str, ...] = ()
     slim_data: tuple[str, ...] = ()
     slim: bool = False
+    sliced_packages: str = "omit"  # "omit": a package that keeps no file is not in the dpkg database; "installed"
+    vendor: tuple[str, ...] = ()  # vendor stores (oci://HOST/REPO, file:///DIR) in the chain of places
 
     @property
     def architecture(self) -> str:
@@ -136,7 +141,8 @@ class Recipe:
             "packages": list(self.packages),
             "sources": [
                 {"url": s.url, "suites": list(s.suites), "components": list(s.components),
-                 "architectures": list(s.architectures), "priority": s.priority}
+                 "architectures": list(s.architectures), "priority": s.priority,
+                 **({"snapshot": s.snapshot} if s.snapshot else {})}
                 for s in self.sources
             ],
             "recommends": self.recommends,
@@ -232,9 +238,13 @@ def _tname_of(typ: type | tuple[type, ...]) -> str:
 TOP_KEYS = {
     "image", "packages", "source", "recommends", "essential", "prefer", "exclude", "strategy", "merged_usr",
     "paths", "slice", "conflicts", "allow_devices", "account", "effects", "config", "layer", "file", "slim",
+    "vendor", "sliced_packages",
 }
 IMAGE_KEYS = {"name", "tag", "architecture", "architectures", "layering", "layer_budget", "compression"}
-SOURCE_KEYS = {"url", "suites", "components", "keyring", "architectures", "mirrors", "priority", "allow_insecure"}
+SOURCE_KEYS = {"url", "suites", "components", "keyring", "architectures", "mirrors", "priority", "allow_insecure",
+               "snapshot", "snapshot_url", "check_valid_until"}
+SNAPSHOT_RE = re.compile(r"^\d{8}T\d{6}Z$")
+VENDOR_RE = re.compile(r"^(oci://[^/\s]+/[a-z0-9][a-z0-9._/-]*|file:///\S*)$")
 PATHS_KEYS = {"profile", "exclude", "include", "locales"}
 EFFECT_KEYS = {"sh", "alternatives", "timezone", "hostname", "busybox_links"}
 CONFIG_KEYS = {"entrypoint", "cmd", "env", "working_dir", "user", "labels", "exposed_ports", "stop_signal"}
@@ -269,6 +279,8 @@ def parse_recipe(text: str, path: Path, host_arch: str) -> Recipe:
         fields["layering"] = "groups"
     fields["files"] = _file_tables(c, doc, path)
     fields |= _slim_table(c, doc)
+    fields["vendor"] = _vendor_list(c, doc)
+    fields["sliced_packages"] = c.choice(doc, "", "sliced_packages", ("omit", "installed"), "omit")
     if c.problems:
         raise RecipeError(str(path), c.problems)
     return Recipe(**fields)
@@ -352,8 +364,25 @@ def _source_tables(c: _Checker, doc: dict[str, Any]) -> tuple[Source, ...]:
                 c.fail(f"{pre}mirrors[{j}]", f"must be an http://, https:// or file:// URL, got {m!r}")
         priority = c.get(s, pre, "priority", int, 500)
         insecure = c.get(s, pre, "allow_insecure", bool, False)
-        sources.append(Source(url, suites, comps, keyring, s_archs, mirrors, priority, insecure))
+        snapshot = c.get(s, pre, "snapshot", str, "")
+        if snapshot and not SNAPSHOT_RE.match(snapshot):
+            c.fail(pre + "snapshot", f"must be a timestamp like 20261201T000000Z, got {snapshot!r}")
+        snapshot_url = c.get(s, pre, "snapshot_url", str, "")
+        if snapshot_url and (not re.match(r"^(https?|file)://", snapshot_url) or "{snapshot}" not in snapshot_url):
+            c.fail(pre + "snapshot_url", "must be an http://, https:// or file:// URL pattern with {snapshot} "
+                                         f"(and optionally {{archive}}), got {snapshot_url!r}")
+        check = c.get(s, pre, "check_valid_until", bool, True)
+        sources.append(Source(url, suites, comps, keyring, s_archs, mirrors, priority, insecure, snapshot,
+                              snapshot_url, check))
     return tuple(sources)
+
+
+def _vendor_list(c: _Checker, doc: dict[str, Any]) -> tuple[str, ...]:
+    stores = c.strings(doc, "", "vendor")
+    for i, v in enumerate(stores):
+        if not VENDOR_RE.match(v):
+            c.fail(f"vendor[{i}]", f"must be oci://HOST[:PORT]/REPO or file:///DIR, got {v!r}")
+    return stores
 
 
 def _top_flags(c: _Checker, doc: dict[str, Any]) -> dict[str, Any]:

@@ -60,11 +60,13 @@ def download_verified(urls: Sequence[str], cache: Cache, sha256: str, size: int 
 
 def fetch_debs(packages: Sequence[Package], cache: Cache, transport: Transport, *, jobs: int = 8,
                mirrors: Mapping[str, Sequence[str]] | None = None,
+               urls: Callable[[Package], list[str]] | None = None,
                progress: Progress | None = None,
                on_ready: Callable[[Package, Path], None] | None = None) -> list[FetchedDeb]:
     """Fetch every package not already cached; return them in the order given.
 
-    ``mirrors`` maps a package's ``base_url`` to alternative archive roots tried in turn when it fails.
+    ``mirrors`` maps a package's ``base_url`` to alternative archive roots tried in turn when it fails;
+    ``urls(package)``, when given, names every place instead (the chain of rootfs_forge.archive.chain).
     ``on_ready(package, path)`` is called for each verified .deb as soon as it is in the cache (from a fetch
     thread), so that its unpacking can begin while the other downloads go on.
     """
@@ -80,8 +82,8 @@ def fetch_debs(packages: Sequence[Package], cache: Cache, transport: Transport, 
     def one(pkg: Package) -> None:
         bases = [pkg.base_url, *(mirrors or {}).get(pkg.base_url, ())]
         what = f"{pkg.name} {pkg.version} ({pkg.filename.rsplit('/', 1)[-1]})"
-        download_verified([base.rstrip("/") + "/" + pkg.filename for base in bases], cache, pkg.sha256, pkg.size,
-                          what, transport, advance)
+        places = urls(pkg) if urls is not None else [base.rstrip("/") + "/" + pkg.filename for base in bases]
+        download_verified(places, cache, pkg.sha256, pkg.size, what, transport, advance)
         with lock:
             progress.done_one(pkg.name)
         if on_ready is not None:

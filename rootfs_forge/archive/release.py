@@ -101,9 +101,18 @@ def parse_release(text: str, what: str) -> ReleaseInfo:
     )
 
 
-def check_release(info: ReleaseInfo, entry: SourceEntry, now: dt.datetime, what: str) -> None:
-    """Refuse an expired, future-dated or mismatched Release (replay and freeze attacks)."""
-    if info.valid_until is not None and now > info.valid_until:
+def check_release(info: ReleaseInfo, entry: SourceEntry, now: dt.datetime, what: str,
+                  warn: Callable[[str], None] | None = None) -> None:
+    """Refuse an expired, future-dated or mismatched Release (replay and freeze attacks).
+
+    Valid-Until is relaxed only for a snapshot (whose Release expired by design) or a source with
+    ``check_valid_until = false`` (apt's Acquire::Check-Valid-Until); an expired Release then says so."""
+    if info.valid_until is not None and now > info.valid_until and entry.relaxed_valid_until:
+        if warn:
+            why = f"snapshot {entry.snapshot}" if entry.snapshot else "check_valid_until is off"
+            warn(f"note: {entry.id}: the Release expired on {info.valid_until:%Y-%m-%d %H:%M} UTC (Valid-Until); "
+                 f"accepted because {why}")
+    elif info.valid_until is not None and now > info.valid_until:
         raise ArchiveError("verify", what, f"the Release expired on {info.valid_until:%Y-%m-%d %H:%M} UTC "
                                            "(Valid-Until); the mirror is stale or replayed")
     if info.date is not None and info.date - now > MAX_FUTURE:
@@ -226,14 +235,34 @@ def _dists(entry: SourceEntry) -> str:
     return entry.suite.rstrip("/") if entry.flat else f"dists/{entry.suite}"
 
 
+dists_path = _dists  # where a suite's Release and Packages live under the archive root
+
+
+@dataclass(frozen=True, slots=True)
+class SignedRelease:
+    """A verified Release and the bytes it was verified from (kept by ``forge vendor``)."""
+
+    info: ReleaseInfo
+    base: str  # the archive root it came from
+    raw: bytes  # InRelease, or Release when ``detached`` is set
+    detached: bytes | None  # Release.gpg
+
+
 def fetch_release(entry: SourceEntry, transport: Transport, now: dt.datetime,
                   warn: Callable[[str], None] | None = None) -> ReleaseInfo:
     """Fetch and verify ``entry``'s InRelease (or Release + Release.gpg) from the first mirror that has it."""
-    what = f"InRelease of {entry.id}"
+    return fetch_signed_release(entry, transport, now, warn).info
+
+
+def fetch_signed_release(entry: SourceEntry, transport: Transport, now: dt.datetime,
+                         warn: Callable[[str], None] | None = None) -> SignedRelease:
+    """:func:`fetch_release`, with the signed bytes. A snapshot's suite is read from the snapshot only."""
+    what = f"InRelease of {entry.id}" + (f" (snapshot {entry.snapshot})" if entry.snapshot else "")
     errors: list[str] = []
-    for base in (entry.url, *entry.mirrors):
+    for base in entry.index_bases:
         src = SourceEntry(base, entry.suite, entry.components, entry.architectures, entry.keyring,
-                          (), entry.priority, entry.allow_insecure)
+                          (), entry.priority, entry.allow_insecure, entry.snapshot, entry.snapshot_url,
+                          entry.check_valid_until)
         try:
             return _fetch_release_from(src, transport, now, what, warn)
         except NotFound as exc:
@@ -246,7 +275,7 @@ def fetch_release(entry: SourceEntry, transport: Transport, now: dt.datetime,
 
 
 def _fetch_release_from(entry: SourceEntry, transport: Transport, now: dt.datetime, what: str,
-                        warn: Callable[[str], None] | None) -> ReleaseInfo:
+                        warn: Callable[[str], None] | None) -> SignedRelease:
     base = f"{entry.url}/{_dists(entry)}"
     with tempfile.TemporaryDirectory(prefix="forge-gpgv-") as tmp:
         work = Path(tmp)
@@ -272,8 +301,8 @@ def _fetch_release_from(entry: SourceEntry, transport: Transport, now: dt.dateti
             with _keyring_files(entry, work) as keyrings:
                 text = gpgv_verify(raw, keyrings, what, work, detached)
     info = parse_release(text, what)
-    check_release(info, entry, now, what)
-    return info
+    check_release(info, entry, now, what, warn)
+    return SignedRelease(info, entry.url, raw, detached)
 
 
 def _strip_clearsign(text: str) -> str:
@@ -291,7 +320,7 @@ def fetch_index(entry: SourceEntry, info: ReleaseInfo, component: str, arch: str
     if not cache.has(hexdigest):
         urls: list[str] = []
         directory = path.rsplit("/", 1)[0] if "/" in path else ""
-        for base in (entry.url, *entry.mirrors):
+        for base in entry.index_bases:
             root = f"{base}/{_dists(entry)}"
             by_hash = f"{root}/{directory + '/' if directory else ''}by-hash/SHA256/{hexdigest}"
             canonical = f"{root}/{path}"

@@ -1,14 +1,23 @@
 """Where packages come from: the recipe's ``[[source]]`` tables, or else the host's apt sources.
 
-Reads deb822 ``*.sources`` files (Types, URIs, Suites, Components, Architectures, Signed-By, Enabled) and
-one-line ``sources.list`` entries (``deb [arch=… signed-by=…] URI SUITE COMPONENT…``). ``deb-src`` is ignored.
+Reads deb822 ``*.sources`` files (Types, URIs, Suites, Components, Architectures, Signed-By, Check-Valid-Until,
+Enabled) and one-line ``sources.list`` entries (``deb [arch=… signed-by=… check-valid-until=…] URI SUITE
+COMPONENT…``). ``deb-src`` is ignored. For the host's sources, apt's own ``Acquire::Check-Valid-Until`` is
+honoured as apt does (a per-source option wins over it).
+
+A source may name a ``snapshot`` (a timestamp): its indexes are then read from a snapshot archive, at
+``snapshot_url`` (a pattern with ``{archive}``, the last path component of the source's URL, and ``{snapshot}``),
+by default :data:`DEFAULT_SNAPSHOT_URL`, the layout of Debian's snapshot archive.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import subprocess
+import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,6 +31,8 @@ DEFAULT_KEYRINGS = (
     "/usr/share/keyrings/debian-archive-keyring.gpg",
     "/usr/share/keyrings/debian-archive-removed-keys.gpg",
 )
+# the public snapshot service of the Debian archive; override per source with snapshot_url
+DEFAULT_SNAPSHOT_URL = "https://snapshot.debian.org/archive/{archive}/{snapshot}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,10 +47,33 @@ class SourceEntry:
     mirrors: tuple[str, ...] = ()
     priority: int = 500
     allow_insecure: bool = False
+    snapshot: str = ""
+    snapshot_url: str = ""
+    check_valid_until: bool = True
 
     @property
     def id(self) -> str:
         return f"{self.url} {self.suite}"
+
+    @property
+    def snapshot_base(self) -> str:
+        """The archive root of this source's snapshot ("" when it names none)."""
+        if not self.snapshot:
+            return ""
+        archive = self.url.rstrip("/").rsplit("/", 1)[-1]
+        pattern = self.snapshot_url or DEFAULT_SNAPSHOT_URL
+        return pattern.format(archive=archive, snapshot=self.snapshot).rstrip("/")
+
+    @property
+    def index_bases(self) -> tuple[str, ...]:
+        """Where the suite's InRelease and Packages are read: the snapshot only, when there is one."""
+        return (self.snapshot_base,) if self.snapshot else (self.url, *self.mirrors)
+
+    @property
+    def relaxed_valid_until(self) -> bool:
+        """Valid-Until is not checked: a snapshot (its Release expired long ago, by design) or an explicit
+        ``check_valid_until = false`` / apt's ``Acquire::Check-Valid-Until``."""
+        return bool(self.snapshot) or not self.check_valid_until
 
     @property
     def flat(self) -> bool:
@@ -56,7 +90,8 @@ def from_recipe(sources: Iterable[Source]) -> list[SourceEntry]:
             out.append(SourceEntry(
                 url=s.url.rstrip("/"), suite=suite, components=s.components, architectures=s.architectures,
                 keyring=s.keyring, mirrors=tuple(m.rstrip("/") for m in s.mirrors), priority=s.priority,
-                allow_insecure=s.allow_insecure,
+                allow_insecure=s.allow_insecure, snapshot=s.snapshot, snapshot_url=s.snapshot_url,
+                check_valid_until=s.check_valid_until,
             ))
     return out
 
@@ -64,26 +99,56 @@ def from_recipe(sources: Iterable[Source]) -> list[SourceEntry]:
 def host_sources(etc_apt: Path = Path("/etc/apt")) -> list[SourceEntry]:
     """The host's enabled ``deb`` sources, in apt's reading order (sources.list, then sources.list.d sorted)."""
     entries: list[SourceEntry] = []
+    check = apt_check_valid_until(etc_apt)
     main = etc_apt / "sources.list"
     if main.is_file():
-        entries += parse_one_line(main.read_text(encoding="utf-8", errors="replace"), str(main))
+        entries += parse_one_line(main.read_text(encoding="utf-8", errors="replace"), str(main), check)
     d = etc_apt / "sources.list.d"
     if d.is_dir():
         for f in sorted(d.iterdir()):
             if f.suffix == ".list":
-                entries += parse_one_line(f.read_text(encoding="utf-8", errors="replace"), str(f))
+                entries += parse_one_line(f.read_text(encoding="utf-8", errors="replace"), str(f), check)
             elif f.suffix == ".sources":
-                entries += parse_deb822(f.read_text(encoding="utf-8", errors="replace"), str(f))
+                entries += parse_deb822(f.read_text(encoding="utf-8", errors="replace"), str(f), check)
     if not entries:
         raise SourceError("find", "apt sources", f"no enabled 'deb' entry in {etc_apt}; add a [[source]] to the recipe")
     return entries
+
+
+_APT_BOOL = {"1": True, "yes": True, "true": True, "with": True, "on": True, "enable": True,
+             "0": False, "no": False, "false": False, "without": False, "off": False, "disable": False}
+
+
+def apt_bool(value: str | None) -> bool | None:
+    """apt's reading of a boolean option (StringToBool), None when unset or not a boolean."""
+    return _APT_BOOL.get(value.strip().strip('"').lower()) if value is not None else None
+
+
+def apt_check_valid_until(etc_apt: Path = Path("/etc/apt")) -> bool:
+    """apt's ``Acquire::Check-Valid-Until`` as apt itself reads it from ``etc_apt`` (apt.conf, apt.conf.d):
+    asked of ``apt-config`` with ``Dir::Etc`` pointed there. True (apt's default) when apt-config is missing."""
+    with tempfile.NamedTemporaryFile("w", prefix="forge-apt-", suffix=".conf") as conf:
+        conf.write(f'Dir::Etc "{etc_apt.absolute()}/";\n')
+        conf.flush()
+        try:
+            out = subprocess.run(["apt-config", "dump", "Acquire::Check-Valid-Until"], capture_output=True,
+                                 text=True, timeout=30, env={**os.environ, "APT_CONFIG": conf.name}).stdout
+        except (OSError, subprocess.SubprocessError):
+            return True
+    for line in out.splitlines():
+        key, _, value = line.partition(" ")
+        if key == "Acquire::Check-Valid-Until":
+            parsed = apt_bool(value.rstrip(";"))
+            return True if parsed is None else parsed
+    return True
 
 
 def _words(value: str | None) -> list[str]:
     return value.split() if value else []
 
 
-def parse_deb822(text: str, origin: str) -> list[SourceEntry]:
+def parse_deb822(text: str, origin: str, check_valid_until: bool = True) -> list[SourceEntry]:
+    """``check_valid_until``: apt's global setting, which a stanza's Check-Valid-Until overrides."""
     out = []
     for n, para in enumerate(Deb822.iter_paragraphs(text.splitlines(keepends=True)), 1):
         if not para:
@@ -102,17 +167,20 @@ def parse_deb822(text: str, origin: str) -> list[SourceEntry]:
         if signed_by:
             keyring = signed_by.strip() if "BEGIN PGP" in signed_by else signed_by.split()[0]
         archs = tuple(_words(para.get("Architectures")))
+        own = apt_bool(para.get("Check-Valid-Until"))
+        check = check_valid_until if own is None else own
         for uri in uris:
             for suite in suites:
                 out.append(SourceEntry(uri.rstrip("/"), suite, comps if not suite.endswith("/") else (),
-                                       archs, keyring))
+                                       archs, keyring, check_valid_until=check))
     return out
 
 
 _OPTIONS = re.compile(r"^\[([^\]]*)\]\s*")
 
 
-def parse_one_line(text: str, origin: str) -> list[SourceEntry]:
+def parse_one_line(text: str, origin: str, check_valid_until: bool = True) -> list[SourceEntry]:
+    """``check_valid_until``: apt's global setting, which a line's check-valid-until= overrides."""
     out = []
     for lineno, raw in enumerate(text.splitlines(), 1):
         line = raw.split("#", 1)[0].strip()
@@ -134,7 +202,10 @@ def parse_one_line(text: str, origin: str) -> list[SourceEntry]:
             raise SourceError("read", f"{origin}:{lineno}", "a deb line needs a URI and a suite")
         uri, suite, comps = parts[0], parts[1], tuple(parts[2:])
         archs = tuple(a for a in opts.get("arch", "").split(",") if a)
-        out.append(SourceEntry(uri.rstrip("/"), suite, comps, archs, opts.get("signed-by") or None))
+        own = apt_bool(opts.get("check-valid-until"))
+        check = check_valid_until if own is None else own
+        out.append(SourceEntry(uri.rstrip("/"), suite, comps, archs, opts.get("signed-by") or None,
+                               check_valid_until=check))
     return out
 
 

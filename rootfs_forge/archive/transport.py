@@ -73,6 +73,10 @@ class Transport:
         parsed = urllib.parse.urlsplit(url)
         if parsed.scheme == "file":
             return self._file(Path(urllib.parse.unquote(parsed.path)), sink, what, progress)
+        if parsed.scheme in ("oci+http", "oci+https"):  # a blob of an OCI vendor store (registry auth)
+            from rootfs_forge.image.blobfetch import download_blob
+
+            return download_blob(url, sink, what, progress)
         if parsed.scheme not in ("http", "https"):
             raise FetchError("fetch", what, f"unsupported URL scheme {parsed.scheme!r}")
         import requests

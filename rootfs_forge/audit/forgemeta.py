@@ -6,13 +6,15 @@ Schema (every key optional; unknown keys are ignored)::
       "packages": {"<name> or <name>:<arch>": {"dropped_files": int, "dropped_bytes": int}},
       "why": {"<name>:<arch>": [{"parent": "<name>:<arch>" | null, "relation": str}]},
       "files": [{"path": "/etc/app.conf", "sha256": "<hex>", "src": "<where it came from>"}],
-      "effects": [{"effect": "<name>", "changed": ["/etc/passwd", ...]}]
+      "effects": [{"effect": "<name>", "changed": ["/etc/passwd", ...]}],
+      "sliced_away": [{"name": str, "version": str, "architecture": str, "why": str}]
     }
 
 ``packages`` says what the path filters removed from each package, ``why`` is the resolver's why-graph
 (``parent: null`` marks a package the recipe asked for); ``files`` (the recipe's local files) and the
 ``changed`` paths of ``effects`` (emulated maintainer-script effects) are paths forge wrote itself, which no
-package owns and which therefore do not count as unowned.
+package owns and which therefore do not count as unowned. ``sliced_away`` lists the packages of the resolution
+that kept no file in the image (by default absent from the dpkg database), with why.
 """
 
 from __future__ import annotations
@@ -40,10 +42,19 @@ class WhyEdge:
 
 
 @dataclass(frozen=True)
+class SlicedAway:
+    name: str
+    version: str
+    architecture: str
+    why: str
+
+
+@dataclass(frozen=True)
 class ForgeManifest:
     dropped: dict[str, Dropped] = field(default_factory=dict)
     why: dict[str, tuple[WhyEdge, ...]] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)  # path -> src
+    sliced_away: tuple[SlicedAway, ...] = ()
 
     def dropped_for(self, name: str, arch: str) -> Dropped | None:
         return self.dropped.get(f"{name}:{arch}") or self.dropped.get(name)
@@ -80,7 +91,12 @@ def parse_manifest(data: Any, where: str = MANIFEST) -> ForgeManifest:
             for path in effect.get("changed") or []:
                 if isinstance(path, str):
                     files.setdefault(norm(path), f"effect:{effect.get('effect', '')}")
-    return ForgeManifest(dropped, why, files)
+    sliced = tuple(
+        SlicedAway(str(e.get("name", "")), str(e.get("version", "")), str(e.get("architecture", "")),
+                   str(e.get("why", "")))
+        for e in (data.get("sliced_away") or []) if isinstance(e, dict) and e.get("name")
+    )
+    return ForgeManifest(dropped, why, files, sliced)
 
 
 def read_manifest(view: FsView) -> ForgeManifest | None:

@@ -98,7 +98,9 @@ def sbom_input(target: Target, *, name: str, source_date_epoch: int | None) -> S
     created = source_date_epoch if source_date_epoch is not None else max(
         (n.mtime for n in nodes.values()), default=0)
     licenses = {p.key: package_licenses(view, p.name) for p in packages}
-    return SbomInput(name, tuple(packages), kept, hashes, licenses, os_release, created, namespace, distro, extra)
+    sliced = tuple((s.name, s.version, s.architecture, s.why) for s in (manifest.sliced_away if manifest else ()))
+    return SbomInput(name, tuple(packages), kept, hashes, licenses, os_release, created, namespace, distro, extra,
+                     sliced)
 
 
 def _digests(view: FsView, path: str) -> tuple[str, str]:

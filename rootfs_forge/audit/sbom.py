@@ -48,6 +48,9 @@ class SbomInput:
     # regular files no package owns but forge's manifest accounts for: path -> origin (a recipe [[file]]'s
     # source name, or "effect:NAME" for what an emulated maintainer-script effect wrote)
     extra_files: dict[str, str] = field(default_factory=dict)
+    # packages the compose resolved but of which no file is in the image: (name, version, arch, why); recorded
+    # as sliced away (an SPDX annotation, a CycloneDX property), never as installed components
+    sliced_away: tuple[tuple[str, str, str, str], ...] = ()
 
 
 def purl(name: str, version: str, arch: str, namespace: str = "debian", distro: str = "") -> str:
@@ -175,7 +178,16 @@ def spdx_document(inp: SbomInput) -> dict[str, object]:
     }
     if extracted:
         doc["hasExtractedLicensingInfos"] = [extracted[k] for k in sorted(extracted)]
+    if inp.sliced_away:
+        doc["annotations"] = [{"annotationType": "OTHER", "annotator": f"Tool: {TOOL}",
+                               "annotationDate": _iso(inp.created), "comment": _sliced_text(s)}
+                              for s in sorted(inp.sliced_away)]
     return doc
+
+
+def _sliced_text(s: tuple[str, str, str, str]) -> str:
+    name, version, arch, why = s
+    return f"sliced away: {name} {version} ({arch}) is not in the image: {why}"
 
 
 def cyclonedx_document(inp: SbomInput, *, with_files: bool = True) -> dict[str, object]:
@@ -227,9 +239,11 @@ def cyclonedx_document(inp: SbomInput, *, with_files: bool = True) -> dict[str, 
         "tools": {"components": [{"type": "application", "name": "rootfs-forge", "version": __version__}]},
         "component": {"type": "container", "bom-ref": f"image:{_ident(inp.name)}", "name": inp.name},
     }
-    if inp.os_release.get("ID"):
-        metadata["properties"] = [{"name": f"os-release:{k}", "value": inp.os_release[k]}
-                                  for k in ("ID", "VERSION_ID", "VERSION_CODENAME") if inp.os_release.get(k)]
+    properties = [{"name": f"os-release:{k}", "value": inp.os_release[k]}
+                  for k in ("ID", "VERSION_ID", "VERSION_CODENAME") if inp.os_release.get(k)]
+    properties += [{"name": "forge:sliced-away", "value": _sliced_text(s)} for s in sorted(inp.sliced_away)]
+    if properties:
+        metadata["properties"] = properties
     return {
         "bomFormat": "CycloneDX",
         "specVersion": "1.5",

@@ -20,6 +20,15 @@ def register(sub: Any) -> None:
     p.add_argument("--locked", action="store_true", help="refuse to compose without a current lock")
     p.add_argument("--no-lock", action="store_true", help="ignore the lock and resolve afresh")
     p.add_argument("-j", "--jobs", type=int, default=8, help="parallel downloads (default 8)")
+    p.add_argument("--vendor", action="append", default=[], metavar="URL",
+                   help="a vendor store (oci://HOST[:PORT]/REPO or file:///DIR) to find locked .debs in, after the "
+                        "cache, the sources, their mirrors and snapshots; repeatable")
+    p.add_argument("--registry-cache", metavar="REGISTRY/REPO", default="",
+                   help="a shared build cache: fetch the image stored under this compose's key (lock, recipe, "
+                        "[[file]] contents, forge's output format) instead of composing, else compose and push it "
+                        "there with its SBOM; --json says cache hit or miss")
+    p.add_argument("--insecure", action="store_true",
+                   help="talk plain HTTP to OCI vendor stores and the registry cache (implied for loopback)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, only errors and the result")
     p.add_argument("-v", "--verbose", action="store_true",
                    help="also list every effect, maintainer script verdict and note")
@@ -31,7 +40,8 @@ def register(sub: Any) -> None:
 def cmd_compose(args: argparse.Namespace) -> int:
     report = compose(args.recipe, args.output, format=args.format, cache_dir=args.cache_dir,
                      offline=args.offline, locked=args.locked, use_lock=not args.no_lock, jobs=args.jobs,
-                     progress=not args.quiet and not args.json and sys.stderr.isatty(), warn=warn)
+                     progress=not args.quiet and not args.json and sys.stderr.isatty(), warn=warn,
+                     vendor=args.vendor, insecure=args.insecure, registry_cache=args.registry_cache)
     if args.json:
         print_json(report)
     else:
@@ -52,7 +62,11 @@ def script_counts(scripts: list[dict[str, Any]]) -> str:
 
 def report_lines(report: dict[str, Any], quiet: bool = False, verbose: bool = False) -> list[str]:
     """What compose prints: a few lines by default (per architecture: packages, size, the scripts' verdicts
-    counted), every effect, verdict and note with ``verbose``, only the result line with ``quiet``."""
+    counted), every effect, verdict and note with ``verbose``, only the result line with ``quiet``; a registry
+    cache hit is one line."""
+    if report.get("cache") == "hit":
+        return [f"fetched {report['output']} from the registry cache {report['manifest_digest']} "
+                f"in {report['seconds']:.2f} s"]
     lines: list[str] = []
     for arch, r in report["architectures"].items():
         if quiet:

@@ -35,6 +35,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="where to remember which blobs the registry holds, for cross-repository mounts "
         "(default: $FORGE_CACHE, else cache/ at the project root)",
     )
+    p.add_argument("--sbom", action="store_true",
+                   help="attach an SPDX SBOM to each pushed image manifest as an OCI referrer (the sha256-<digest> "
+                        "tag schema on registries without the referrers API)")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the digest")
     p.set_defaults(func=run)
 
@@ -79,6 +82,14 @@ def run(args: argparse.Namespace) -> int:
             )
         finally:
             _save_known(state, known)
+        if args.sbom:
+            from rootfs_forge.image.regcache import attach_sboms
+            from rootfs_forge.util.env import source_date_epoch
+
+            for got in attach_sboms(layout, tag, args.reference, insecure=args.insecure,
+                                    epoch=source_date_epoch()):
+                if not args.quiet:
+                    print(f"sbom     {got['digest']} -> {got['subject']} ({got['via']})", file=sys.stderr)
     if not args.quiet:
         s = result.stats
         print(

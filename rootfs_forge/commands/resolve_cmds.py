@@ -48,6 +48,16 @@ def register(sub: Any) -> None:
     p.add_argument("--check", action="store_true",
                    help="write nothing; exit 1 when the lock is stale (the recipe changed) or behind the archive "
                         "(a newer version, or a locked .deb gone)")
+    p.add_argument("packages", nargs="*", metavar="PKG",
+                   help="with --update: update only these; every other locked package keeps its version")
+    p.add_argument("--update", action="store_true",
+                   help="re-resolve against the sources and print what changed in the lock (old → new, added, "
+                        "removed, and why)")
+    add_json_arg(p)
+    p.add_argument("--vendor", action="append", default=[], metavar="URL",
+                   help="then vendor the locked .debs into this store (oci://HOST[:PORT]/REPO or file:///DIR), "
+                        "while the archive still has them; repeatable")
+    p.add_argument("--insecure", action="store_true", help="push to OCI vendor stores over plain HTTP")
     add_cache_args(p)
     p.set_defaults(func=cmd_lock)
 
@@ -135,13 +145,42 @@ def cmd_lock(args: argparse.Namespace) -> int:
     ctx = make_context(args)
     recipe = load_recipe(Path(args.recipe), ctx.host_arch)
     if args.check:
+        if args.update or args.packages:
+            raise ForgeError("lock", str(recipe.path), "--check writes nothing: it cannot go with --update")
         return _check_lock(recipe, ctx)
-    result = resolve_recipe(recipe, ctx)
-    data = dump_lock(recipe, result.resolutions)
     dest = lock_path(recipe.path)
+    if args.packages and not args.update:
+        raise ForgeError("lock", str(recipe.path), "naming packages needs --update")
+    old = _old_lock(recipe, dest) if args.update else None
+    hold = _hold(old, args.packages, recipe.path) if old is not None and args.packages else None
+    try:
+        result = resolve_recipe(recipe, ctx, hold=hold)
+    except ForgeError as exc:
+        if hold is None:
+            raise
+        raise ForgeError("update", f"{', '.join(args.packages)} in {dest.name}",
+                         f"{exc.reason} (with every other package held at its locked version; name the packages "
+                         "that must move with it, or update all)") from None
+    data = dump_lock(recipe, result.resolutions)
     write_atomic(dest, data, mode=None)
     total = sum(len(r.packages) for r in result.resolutions.values())
-    print(f"wrote {dest}: {total} packages for {', '.join(recipe.architectures)}")
+    if old is not None:
+        from rootfs_forge.resolve.lockdiff import diff_resolutions, render
+
+        diff = diff_resolutions(old.resolutions, result.resolutions)
+        if args.json:
+            print_json({"lock": str(dest), **diff.as_dict()})
+        else:
+            sys.stdout.write(render(diff))
+            print(f"wrote {dest}: {total} packages for {', '.join(recipe.architectures)}")
+    elif args.json:
+        print_json({"lock": str(dest), "packages": total})
+    else:
+        print(f"wrote {dest}: {total} packages for {', '.join(recipe.architectures)}")
+    if args.vendor:
+        from rootfs_forge.commands.vendor import vendor_recipe
+
+        vendor_recipe(recipe, ctx, args.vendor, insecure=args.insecure, report=print)
     return 0
 
 
@@ -163,6 +202,24 @@ def _check_lock(recipe: Recipe, ctx: Context) -> int:
     total = sum(len(r.packages) for r in lock.resolutions.values())
     print(f"{path}: current ({total} packages, none behind the archive)")
     return 0
+def _old_lock(recipe: Any, dest: Path) -> Any:
+    from rootfs_forge.archive.sources import resolve_sources
+    from rootfs_forge.resolve.lock import load_lock
+
+    if not dest.is_file():
+        raise ForgeError("update", str(dest), "no lock to update (run forge lock first)")
+    return load_lock(dest, resolve_sources(recipe.sources))
+
+
+def _hold(old: Any, names: list[str], where: Path) -> dict[str, tuple[tuple[str, str, str], ...]]:
+    """Every locked package not named, held at its version (per image architecture)."""
+    locked = {p.name for res in old.resolutions.values() for p in res.packages}
+    unknown = [n for n in names if n not in locked]
+    if unknown:
+        raise ForgeError("update", ", ".join(unknown), f"not in the lock of {where.name}")
+    return {arch: tuple((p.name, arch if p.architecture == "all" else p.architecture, p.version)
+                        for p in res.packages if p.name not in names)
+            for arch, res in old.resolutions.items()}
 
 
 def _why_target(args: argparse.Namespace) -> int:

@@ -18,7 +18,15 @@ FORGE_MANIFEST = "/var/lib/forge/manifest.json"
 
 def manifest_doc(tree: Tree, recipe: Recipe) -> dict[str, object]:
     res = tree.resolution
-    return {
+    # packages of the resolution that kept no file: not installed in the dpkg database (unless the recipe says
+    # sliced_packages = "installed"), so that scanners do not report code that is not in the image. The key is
+    # only written when there are some, so that the images of other recipes keep their digests.
+    sliced = [
+        {"name": p.name, "version": p.version, "architecture": p.architecture, "sha256": p.sha256,
+         "why": tree.sliced_away[p.name], "in_dpkg_database": recipe.sliced_packages == "installed"}
+        for p in res.packages if p.name in tree.sliced_away
+    ]
+    return ({"sliced_away": sliced} if sliced else {}) | {
         "schema": 1,
         "image": {"name": recipe.name, "tag": recipe.tag, "architecture": tree.arch},
         "requested": list(res.requested),

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 
 from rootfs_forge.archive.sources import SourceEntry, resolve_sources
 from rootfs_forge.errors import ForgeError, RecipeError
@@ -35,13 +36,17 @@ class Plan:
 
 
 def resolve_recipe(recipe: Recipe, ctx: Context, reporter: Reporter | None = None,
-                   entries: list[SourceEntry] | None = None) -> Plan:
-    """Resolve every architecture of ``recipe`` against freshly verified indexes."""
+                   entries: list[SourceEntry] | None = None,
+                   hold: Mapping[str, tuple[tuple[str, str, str], ...]] | None = None) -> Plan:
+    """Resolve every architecture of ``recipe`` against freshly verified indexes. ``hold``: per architecture,
+    (name, arch, version) kept as the candidate while the index has it (``forge lock --update PKG…``)."""
     entries = resolve_sources(recipe.sources) if entries is None else entries
     out: dict[str, Resolution] = {}
     known: set[str] = set()
     for arch in recipe.architectures:
         request = request_for(recipe, arch)
+        if hold and hold.get(arch):
+            request = replace(request, hold=hold[arch])
         index = ctx.open_index(entries, [arch, *request.foreign_architectures])
         try:
             problems = check_index(recipe, index)

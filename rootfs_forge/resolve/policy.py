@@ -97,6 +97,7 @@ class Policy:
     native: str
     archs: tuple[str, ...]
     pins: dict[str, int]
+    held: dict[tuple[str, str], str]
     prefer: dict[str, int]
     exclude: set[str]
     report: Reporter
@@ -124,7 +125,11 @@ class Policy:
                 p for p in self.index.packages(name)
                 if p.architecture in (arch, "all") and self._pin(p) >= 0
             ]
-            if pool:
+            held = self.held.get(key)
+            kept = [p for p in pool if p.version == held] if held is not None else []
+            if kept:
+                best = kept[0]
+            elif pool:
                 best = max(pool, key=lambda p: (self._pin(p), self._version(p.version)))
         self._cand[key] = best
         return best

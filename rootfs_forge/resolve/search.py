@@ -122,6 +122,7 @@ class _Resolver(Explainer):
         self.native = request.architecture
         self.archs = (request.architecture, *[a for a in request.foreign_architectures if a != request.architecture])
         self.pins = dict(request.suite_priority)
+        self.held = {(name, arch): version for name, arch, version in request.hold}
         self.prefer = {name: i for i, name in enumerate(request.prefer)}
         self.exclude = set(request.exclude)
         self.report = reporter or (lambda _msg: None)
