@@ -30,23 +30,23 @@ Strategy = Literal["groups", "origin", "single"]
 
 
 @dataclass(frozen=True, slots=True)
-class LayerPlan:
+class LayerGroup:
     name: str
     packages: tuple[str, ...]  # sorted
 
 
-def plan_layers(
+def group_layers(
     groups: Sequence[tuple[str, Sequence[str]]],
     package_sizes: Mapping[str, int],
     strategy: Strategy,
     budget: int,
-) -> list[LayerPlan]:
+) -> list[LayerGroup]:
     """Split the image's packages (the keys of ``package_sizes``) into ordered layers."""
     if budget < 1:
         raise ImageError("plan layers", f"with budget {budget}", "the budget must be at least 1")
     everything = tuple(sorted(package_sizes))
     if strategy == "single" or budget == 1:
-        return [LayerPlan("rootfs", everything)]
+        return [LayerGroup("rootfs", everything)]
     if strategy == "groups":
         return _by_groups(groups, everything, budget)
     if strategy == "origin":
@@ -56,27 +56,27 @@ def plan_layers(
 
 def _by_groups(
     groups: Sequence[tuple[str, Sequence[str]]], everything: tuple[str, ...], budget: int
-) -> list[LayerPlan]:
+) -> list[LayerGroup]:
     present = set(everything)
     taken: set[str] = set()
-    planned: list[LayerPlan] = []
+    planned: list[LayerGroup] = []
     for name, members in groups:
         mine = sorted(p for p in set(members) if p in present and p not in taken)
         taken.update(mine)
         if mine:
-            planned.append(LayerPlan(name, tuple(mine)))
+            planned.append(LayerGroup(name, tuple(mine)))
     rest = tuple(p for p in everything if p not in taken)
-    plans = planned + ([LayerPlan("rest", rest)] if rest else [])
+    plans = planned + ([LayerGroup("rest", rest)] if rest else [])
     if len(plans) > budget:
         raise ImageError("plan layers", f"{len(plans)} layer groups", f"more than the budget of {budget}")
-    return plans or [LayerPlan("rootfs", ())]
+    return plans or [LayerGroup("rootfs", ())]
 
 
-def _by_origin(package_sizes: Mapping[str, int], budget: int) -> list[LayerPlan]:
+def _by_origin(package_sizes: Mapping[str, int], budget: int) -> list[LayerGroup]:
     ranked = sorted(package_sizes, key=lambda p: (-package_sizes[p], p))
     own = sorted(ranked[: budget - 1])
     rest = tuple(sorted(ranked[budget - 1 :]))
-    plans = [LayerPlan(p, (p,)) for p in own]
+    plans = [LayerGroup(p, (p,)) for p in own]
     if rest:
-        plans.append(LayerPlan("rest", rest))
-    return plans or [LayerPlan("rootfs", ())]
+        plans.append(LayerGroup("rest", rest))
+    return plans or [LayerGroup("rootfs", ())]
