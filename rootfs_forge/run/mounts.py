@@ -21,7 +21,7 @@ import stat
 from rootfs_forge.errors import RunError
 from rootfs_forge.run import mountsec
 from rootfs_forge.run import syscalls as sc
-from rootfs_forge.run.spec import ContainerPlan
+from rootfs_forge.run.spec import ContainerSetup
 
 DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
 DEV_LINKS = (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"),
@@ -87,7 +87,7 @@ def bind(source: str, target: str, read_only: bool = False, recursive: bool = Tr
         mountsec.remount_adding(target, flags)
 
 
-def mount_layers(plan: ContainerPlan, scratch: str, merged: str) -> None:
+def mount_layers(plan: ContainerSetup, scratch: str, merged: str) -> None:
     """Mount the read-only layers plus a writable upper at ``merged`` (overlayfs or copy fallback)."""
     if plan.storage == "copy":
         tree = os.path.join(scratch, "root")
@@ -154,7 +154,7 @@ def mount_sys(root: str) -> None:
     mountsec.harden_sys(target)
 
 
-def write_etc_files(plan: ContainerPlan, scratch: str) -> dict[str, str]:
+def write_etc_files(plan: ContainerSetup, scratch: str) -> dict[str, str]:
     """The generated /etc/hostname, hosts, resolv.conf as files in the scratch tmpfs (the image is not touched)."""
     etc = os.path.join(scratch, "etc")
     os.mkdir(etc, 0o755)
@@ -170,7 +170,7 @@ def write_etc_files(plan: ContainerPlan, scratch: str) -> dict[str, str]:
     return out
 
 
-def setup_root(plan: ContainerPlan) -> str:
+def setup_root(plan: ContainerSetup) -> str:
     """Build the container's tree in the current (new) mount namespace and return its root.
 
     ``plan.rt`` is a fixed, empty host directory used only as an anchor: a tmpfs is mounted on it *inside this
