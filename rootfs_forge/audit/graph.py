@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from rootfs_forge.audit.dpkgdb import InstalledPackage
+from rootfs_forge.audit.dpkgreader import InstalledPackage
 from rootfs_forge.audit.why import depends_graph
 
 DOT_TIMEOUT = 20

@@ -6,7 +6,7 @@ import posixpath
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from rootfs_forge.audit.dpkgdb import InstalledPackage
+from rootfs_forge.audit.dpkgreader import InstalledPackage
 from rootfs_forge.audit.forgemeta import ForgeManifest
 from rootfs_forge.audit.view import FsView, Node, norm, resolve
 

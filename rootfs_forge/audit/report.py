@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from rootfs_forge.audit.dpkgdb import InstalledPackage, read_dpkg_db
+from rootfs_forge.audit.dpkgreader import InstalledPackage, read_dpkg_db
 from rootfs_forge.audit.elf import ClosureReport, check_closure
 from rootfs_forge.audit.forgemeta import ForgeManifest, read_manifest
 from rootfs_forge.audit.inventory import Inventory, take_inventory

@@ -14,7 +14,7 @@ from typing import Any
 
 from debian.deb822 import PkgRelation
 
-from rootfs_forge.audit.dpkgdb import InstalledPackage
+from rootfs_forge.audit.dpkgreader import InstalledPackage
 from rootfs_forge.audit.forgemeta import WhyEdge
 from rootfs_forge.errors import AuditError
 

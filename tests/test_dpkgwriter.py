@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from rootfs_forge.configure.dpkgdb import InstalledPackage, list_file, md5sums_file, status_stanza, write_dpkg_db
+from rootfs_forge.configure.dpkgwriter import InstalledPackage, list_file, md5sums_file, status_stanza, write_dpkg_db
 from rootfs_forge.errors import RootfsError
 
 ARCH = "amd64"
