@@ -14,9 +14,9 @@ from typing import Any
 
 from debian.deb822 import PkgRelation
 
-from rootfs_forge.audit.dpkgreader import InstalledPackage
 from rootfs_forge.audit.forgemeta import WhyEdge
 from rootfs_forge.errors import AuditError
+from rootfs_forge.model import InstalledPackage
 
 MAX_CHAINS = 5
 
