@@ -27,7 +27,7 @@ from rootfs_forge.errors import ImageError, RunError
 from rootfs_forge.run import commit as commit_mod
 from rootfs_forge.run import image as img
 from rootfs_forge.run.cgroups import parse_proc_cgroup
-from rootfs_forge.run.mounts import resolve_in_root
+from rootfs_forge.run.mounts import host_path_in_root
 from rootfs_forge.run.spec import (
     ImageConfig,
     User,
@@ -135,19 +135,21 @@ def test_parse_proc_cgroup_hybrid() -> None:
     ({"etc": "../.."}, "/etc/hosts", "hosts"),
     ({"a": "b", "b": "/c/d"}, "/a/x", "c/d/x"),
     ({}, "/../../x/./y", "x/y"),
+    ({}, "/", ""),
+    ({"usr": "/", "etc": "usr/usr/e"}, "/etc/./hosts", "e/hosts"),
 ])
 def test_symlinked_mount_target_stays_inside_root(tmp_path: Path, links: dict[str, str], path: str,
                                                   expected: str) -> None:
     for name, target in links.items():
         os.symlink(target, tmp_path / name)
-    assert resolve_in_root(str(tmp_path), path) == str(tmp_path / expected)
+    assert host_path_in_root(str(tmp_path), path) == str(tmp_path / expected)
 
 
 def test_symlink_loop_in_image_is_an_error(tmp_path: Path) -> None:
     os.symlink("b", tmp_path / "a")
     os.symlink("a", tmp_path / "b")
     with pytest.raises(RunError, match="too many levels"):
-        resolve_in_root(str(tmp_path), "/a/x")
+        host_path_in_root(str(tmp_path), "/a/x")
 
 
 @pytest.mark.parametrize(("index", "tag", "want"), [

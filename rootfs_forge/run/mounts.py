@@ -22,6 +22,7 @@ from rootfs_forge.errors import RunError
 from rootfs_forge.run import mountsec
 from rootfs_forge.run import syscalls as sc
 from rootfs_forge.run.spec import ContainerSetup
+from rootfs_forge.util.inroot import SymlinkLoop, resolve_in_root
 
 DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
 DEV_LINKS = (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"),
@@ -29,41 +30,42 @@ DEV_LINKS = (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "
 OPAQUE_XATTR = "trusted.overlay.opaque"
 
 
-def resolve_in_root(root: str, path: str, max_links: int = 40) -> str:
-    """``path`` as seen from inside ``root``: symlinks are followed relative to ``root`` and ``..`` stops at it.
+class _OnDisk:
+    """An entry of the image on disk, as ``util.inroot`` reads a tree."""
+
+    __slots__ = ("kind", "target")
+
+    def __init__(self, kind: str, target: str = "") -> None:
+        self.kind = kind
+        self.target = target
+
+
+def host_path_in_root(root: str, path: str) -> str:
+    """``path`` as seen from inside ``root``, as a host path: symlinks are followed relative to ``root`` and
+    ``..`` stops at it (the project's one in-root resolver, reading the live filesystem with lstat/readlink).
 
     Missing trailing components are kept as written, so the result can be created with ``os.makedirs``."""
-    todo = [p for p in path.split("/") if p and p != "."]
-    done: list[str] = []
-    links = 0
-    while todo:
-        name = todo.pop(0)
-        if name == "..":
-            if done:
-                done.pop()
-            continue
-        candidate = os.path.join(root, *done, name)
+
+    def lookup(key: str) -> _OnDisk | None:
+        host = root + key
         try:
-            st = os.lstat(candidate)
+            st = os.lstat(host)
         except FileNotFoundError:
-            done.append(name)
-            continue
+            return None
         if stat.S_ISLNK(st.st_mode):
-            links += 1
-            if links > max_links:
-                raise RunError("resolve", path, "too many levels of symbolic links in the image")
-            target = os.readlink(candidate)
-            if target.startswith("/"):
-                done = []
-            todo = [p for p in target.split("/") if p and p != "."] + todo
-        else:
-            done.append(name)
-    return os.path.join(root, *done)
+            return _OnDisk("symlink", os.readlink(host))
+        return _OnDisk("dir" if stat.S_ISDIR(st.st_mode) else "other")
+
+    try:
+        key = resolve_in_root(lookup, path)
+    except SymlinkLoop:
+        raise RunError("resolve", path, "too many levels of symbolic links in the image") from None
+    return root if key in (None, "/") else os.path.join(root, key[1:])
 
 
 def mountpoint(root: str, path: str, is_dir: bool = True) -> str:
     """Resolve ``path`` inside ``root`` and create it (a dir, or an empty file) if missing."""
-    where = resolve_in_root(root, path)
+    where = host_path_in_root(root, path)
     if not os.path.lexists(where):
         try:
             if is_dir:
