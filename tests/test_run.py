@@ -20,6 +20,7 @@ import tarfile
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -40,6 +41,7 @@ from rootfs_forge.run.spec import (
     resolve_user,
 )
 from tests.support.debs import Dir, Lnk, Reg, make_tar
+from tests.support.forge import forge as run_forge
 
 REPO = Path(__file__).resolve().parents[1]
 BUSYBOX = shutil.which("busybox") or "/bin/busybox"
@@ -244,14 +246,15 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def forge(world: dict[str, Path], *args: str, timeout: float = 60, check: int | None = None,
-          **kw: object) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    argv = [sys.executable, "-m", "rootfs_forge", *args]
+          **popen: Any) -> subprocess.CompletedProcess[str]:
+    """forge against the world's cache and state dir: ``run`` as a real process (it forks into namespaces;
+    ``popen`` goes to ``subprocess.run``), ``ps``/``rm``/``commit`` in this process."""
+    state = ("--state-dir", str(world["state"]))
     if args and args[0] == "run":
-        argv[3:4] = ["run", "--cache-dir", str(world["cache"]), "--state-dir", str(world["state"])]
-    elif args and args[0] in ("ps", "rm", "commit"):
-        argv += ["--state-dir", str(world["state"])]
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env, **kw)  # type: ignore
+        proc = run_forge("run", *state, *args[1:], cache=world["cache"], epoch=None, cli=True, timeout=timeout,
+                         **popen)
+    else:
+        proc = run_forge(*args, *(state if args and args[0] in ("ps", "rm", "commit") else ()), epoch=None)
     if check is not None:
         assert proc.returncode == check, (proc.returncode, proc.stdout, proc.stderr)
     return proc
