@@ -1,4 +1,4 @@
-"""Which packages go into which image layer. Pure: names and sizes in, an ordered layer plan out.
+"""Which packages go into which image layer. Pure: names and sizes in, the ordered layer groups out.
 
 Strategies:
 
@@ -21,18 +21,12 @@ whenever any package does, so the last layer is the place for them.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Literal
 
 from rootfs_forge.errors import ImageError
+from rootfs_forge.recipe import LayerGroup  # the recipe's [[layer]] tables and the groups made here
 
 Strategy = Literal["groups", "origin", "single"]
-
-
-@dataclass(frozen=True, slots=True)
-class LayerGroup:
-    name: str
-    packages: tuple[str, ...]  # sorted
 
 
 def group_layers(
