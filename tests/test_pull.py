@@ -281,7 +281,8 @@ def test_registry_serving_a_blob_with_the_wrong_digest_is_refused_nothing_cached
 
 @needs_registry
 def test_forge_run_by_reference(registry: str, tmp_path: Path) -> None:  # noqa: F811
-    from tests.test_run import BUSYBOX, ROOT, build_busybox_root, tar_of_tree, write_layout
+    from tests.support.images import BUSYBOX, tar_of_tree, write_layout
+    from tests.test_run import ROOT, build_busybox_root
 
     if not (ROOT and os.path.exists(BUSYBOX)):
         pytest.skip("needs root and busybox-static")

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import io
 import json
 import os
 import shutil
@@ -42,9 +41,9 @@ from rootfs_forge.run.spec import (
 )
 from tests.support.debs import Dir, Lnk, Reg, make_tar
 from tests.support.forge import forge as run_forge
+from tests.support.images import BUSYBOX, DIRS, busybox_root, tar_of_tree, write_layout
 
 REPO = Path(__file__).resolve().parents[1]
-BUSYBOX = shutil.which("busybox") or "/bin/busybox"
 APPLETS = ("sh", "echo", "cat", "ps", "hostname", "ip", "mount", "sleep", "true", "false", "kill", "ls", "dd",
            "head", "tail", "yes", "id", "env", "touch", "rm", "mkdir", "chmod", "grep", "wc", "trap", "seq")
 ROOT = os.geteuid() == 0
@@ -177,56 +176,8 @@ def test_choose_manifest_rejects(index: dict, tag: str | None, msg: str) -> None
 # ------------------------------------------------------------------------------------------------------------
 
 def build_busybox_root(root: Path) -> Path:
-    (root / "bin").mkdir(parents=True)
-    shutil.copy2(BUSYBOX, root / "bin" / "busybox")
-    for applet in APPLETS:
-        os.symlink("busybox", root / "bin" / applet)
-    for d in ("etc", "proc", "dev", "sys", "tmp", "data"):
-        (root / d).mkdir()
-    (root / "etc" / "passwd").write_text(PASSWD)
-    (root / "etc" / "group").write_text(GROUP)
-    (root / "etc" / "motd").write_text("hello from the image\n")
-    (root / "data" / "keep").write_text("lower\n")
-    return root
-
-
-def tar_of_tree(root: Path) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for path in sorted(root.rglob("*")):
-            tar.add(path, arcname=str(path.relative_to(root)), recursive=False)
-    return buf.getvalue()
-
-
-def _blob(layout: Path, data: bytes) -> tuple[str, int]:
-    digest = hashlib.sha256(data).hexdigest()
-    (layout / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
-    (layout / "blobs" / "sha256" / digest).write_bytes(data)
-    return "sha256:" + digest, len(data)
-
-
-def write_layout(layout: Path, layers: list[bytes], tag: str, config: dict | None = None) -> str:
-    """An OCI layout with gzip layers (written by hand: the test does not trust the code under test)."""
-    layout.mkdir(parents=True, exist_ok=True)
-    (layout / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
-    descs, diff_ids = [], []
-    for tar in layers:
-        digest, size = _blob(layout, gzip.compress(tar, mtime=0))
-        descs.append({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": digest, "size": size})
-        diff_ids.append("sha256:" + hashlib.sha256(tar).hexdigest())
-    cfg = {"architecture": "amd64", "os": "linux", "config": config or {},
-           "rootfs": {"type": "layers", "diff_ids": diff_ids}}
-    cdigest, csize = _blob(layout, json.dumps(cfg).encode())
-    manifest = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cdigest,
-                           "size": csize}, "layers": descs}
-    mdigest, msize = _blob(layout, json.dumps(manifest).encode())
-    index_path = layout / "index.json"
-    index = json.loads(index_path.read_text()) if index_path.exists() else {"schemaVersion": 2, "manifests": []}
-    index["manifests"].append({"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": mdigest,
-                               "size": msize, "annotations": {img.REF_NAME: tag}})
-    index_path.write_text(json.dumps(index))
-    return mdigest
+    return busybox_root(root, APPLETS, (*DIRS, "data"), {"etc/passwd": PASSWD, "etc/group": GROUP,
+                                                        "etc/motd": "hello from the image\n", "data/keep": "lower\n"})
 
 
 @pytest.fixture(scope="module")
