@@ -5,6 +5,12 @@ Pure and light (no imports): the launcher may use it on its start path.
 
 from __future__ import annotations
 
+# every Debian architecture name a recipe may ask for (release and ports), and "all"
+KNOWN_ARCHES = frozenset({
+    "amd64", "arm64", "armel", "armhf", "i386", "mips64el", "mipsel", "ppc64el", "s390x", "riscv64", "loong64",
+    "alpha", "hppa", "ia64", "m68k", "powerpc", "ppc64", "sh4", "sparc64", "x32", "all",
+})
+
 # uname machine -> Debian architecture
 MACHINE_TO_DEBIAN = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "armhf", "armv6l": "armel", "i686": "i386",
                      "i386": "i386", "ppc64le": "ppc64el", "s390x": "s390x", "riscv64": "riscv64",
