@@ -673,6 +673,23 @@ def test_layer_entries_turn_overlay_whiteouts_into_oci_entries(tmp_path: Path) -
                    ("opaque/f", "copy")]
 
 
+def test_commit_copies_a_blob_it_cannot_hard_link(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = b"layer bytes"
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    (src / "blobs" / "sha256").mkdir(parents=True)
+    (dst / "blobs" / "sha256").mkdir(parents=True)
+    (src / "blobs" / "sha256" / digest[7:]).write_bytes(data)
+
+    def no_link(a: object, b: object) -> None:
+        raise OSError(18, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "link", no_link)
+    commit_mod._copy_blob(str(src), str(dst), digest)
+    assert (dst / "blobs" / "sha256" / digest[7:]).read_bytes() == data
+    assert sorted(p.name for p in (dst / "blobs" / "sha256").iterdir()) == [digest[7:]]  # no temp file left
+
+
 # ------------------------------------------------------------------------------------------------------------
 # nothing left behind
 # ------------------------------------------------------------------------------------------------------------
