@@ -98,3 +98,15 @@ def test_run_parallel_reports_a_child_failure(tmp_path: Path) -> None:
     marks = [tmp_path / "a", tmp_path / "b"]
     run_parallel([lambda: marks[0].touch(), lambda: marks[1].touch()])
     assert all(m.exists() for m in marks)
+
+
+def test_default_caches_of_compose_and_run_are_the_checkouts_cache_dir(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without --cache-dir or $FORGE_CACHE both caches are cache/ at the checkout's root (README and .gitignore
+    live there), not a directory inside the package."""
+    from rootfs_forge.archive.cache import default_cache_dir
+    from rootfs_forge.run import paths
+
+    monkeypatch.delenv("FORGE_CACHE", raising=False)
+    checkout = Path(__file__).resolve().parents[1]
+    assert default_cache_dir() == checkout / "cache"
+    assert paths.default_cache_dir({}) == str(checkout / "cache")

@@ -30,7 +30,7 @@ from typing import BinaryIO
 from rootfs_forge.errors import CacheError, FetchError
 from rootfs_forge.util.files import write_atomic
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]  # the checkout: rootfs_forge/archive/cache.py
 
 
 def default_cache_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
