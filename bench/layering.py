@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from rootfs_forge.image.layering import plan_layers  # noqa: E402
+from rootfs_forge.image.layering import group_layers  # noqa: E402
 
 
 def kept_bytes(recipe: Path, arch: str, work: Path, cache: str | None) -> tuple[dict[str, int], int]:
@@ -64,7 +64,7 @@ def main() -> int:
         unique: dict[tuple[str, ...], int] = {}
         specific = 0
         for sizes, rest in images.values():
-            plans = plan_layers([], sizes, "origin", budget)
+            plans = group_layers([], sizes, "origin", budget)
             for plan in plans:
                 size = sum(sizes[p] for p in plan.packages)
                 if plan.name == "rest":

@@ -1,7 +1,7 @@
 """One composed tree per architecture: resolution + fetched .debs → a rootfs directory and its record.
 
 Each step is another module's job: :mod:`rootfs_forge.unpack.debcache` prepares the packages, ``rootfs.TreeWriter``
-writes the tree and keeps its one record, the effects emulate maintainer scripts, ``dpkgdb`` records what is
+writes the tree and keeps its one record, the effects emulate maintainer scripts, ``dpkgwriter`` records what is
 installed, :mod:`rootfs_forge.configure.manifest` writes forge's own manifest. The layers are derived from the record.
 """
 
@@ -16,13 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from rootfs_forge.archive.cache import Cache
-from rootfs_forge.configure.dpkgdb import InstalledPackage, write_dpkg_db
+from rootfs_forge.configure.dpkgwriter import write_dpkg_db
 from rootfs_forge.configure.effects import EffectsRun, apply_effects
 from rootfs_forge.configure.effects.base import EffectContext, EffectOptions, HostTools, PackageInfo
 from rootfs_forge.configure.effects.tree import RootDir
 from rootfs_forge.configure.manifest import write_manifest
 from rootfs_forge.errors import ForgeError, RecipeError, RootfsError
-from rootfs_forge.model import Package, Resolution
+from rootfs_forge.model import InstalledPackage, Package, Resolution
 from rootfs_forge.recipe import Recipe
 from rootfs_forge.resolve.relations import RelationSyntaxError, parse_field
 from rootfs_forge.unpack.debcache import cached_control, cached_member_rows, data_tar, deb_build_time, unpack_limit

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -138,3 +138,75 @@ class ResolveRequest:
     # (name, arch, version): that version is the candidate while the index has it (forge lock --update PKG…
     # holds every other locked package at its locked version)
     hold: tuple[tuple[str, str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class InstalledPackage:
+    """A package as the dpkg database of a tree records it: what ``configure.dpkgwriter`` writes for a
+    composed tree and what ``audit.dpkgreader`` reads back from any tree.
+
+    ``control``: the control fields (the .deb's own, or the ``status`` stanza's). ``files``: paths in dpkg
+    ``.list`` form (absolute, ``/.`` first, directories included, in archive order). ``md5sums``: path → md5
+    hex (paths with or without a leading slash; the writer hashes kept regular files missing from it).
+    ``conffiles``: (path, md5). The named fields are read from ``control``.
+    """
+
+    control: Mapping[str, str]
+    files: tuple[str, ...] = ()
+    md5sums: Mapping[str, str] = field(default_factory=dict)
+    conffiles: tuple[tuple[str, str], ...] = ()
+    # read from ``control`` once: sorting and graph building ask for them thousands of times
+    name: str = field(init=False, compare=False, repr=False)
+    version: str = field(init=False, compare=False, repr=False)
+    architecture: str = field(init=False, compare=False, repr=False)
+    key: str = field(init=False, compare=False, repr=False)
+    depends: str = field(init=False, compare=False, repr=False)  # relation fields with white space folded
+    pre_depends: str = field(init=False, compare=False, repr=False)
+    provides: str = field(init=False, compare=False, repr=False)
+    essential: bool = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        name, arch = self.get("Package"), self.get("Architecture")
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "version", self.get("Version"))
+        object.__setattr__(self, "architecture", arch)
+        object.__setattr__(self, "key", f"{name}:{arch}")
+        for attr, name_ in (("depends", "Depends"), ("pre_depends", "Pre-Depends"), ("provides", "Provides")):
+            object.__setattr__(self, attr, " ".join(self.get(name_).split()))
+        object.__setattr__(self, "essential", self.get("Essential").lower() == "yes")
+
+    def get(self, name: str) -> str:
+        """The control field ``name`` (case-insensitive, as in deb822), stripped; "" when absent."""
+        value = self.control.get(name)
+        if value is None:
+            lower = name.lower()
+            value = next((v for k, v in self.control.items() if k.lower() == lower), "")
+        return str(value).strip()
+
+    @property
+    def db_name(self) -> str:
+        """The name dpkg gives the package's info files: ``name:arch`` for ``Multi-Arch: same``."""
+        return f"{self.name}:{self.architecture}" if self.multi_arch.lower() == "same" else self.name
+
+    @property
+    def source(self) -> str:
+        """The source package's name (``name`` when the stanza has no Source)."""
+        return self.get("Source").partition(" ")[0] or self.name
+
+    @property
+    def source_version(self) -> str:
+        """The source package's version (``Source: name (version)``, else the binary's version)."""
+        return self.get("Source").partition(" ")[2].strip("() ") or self.version
+
+    @property
+    def priority(self) -> str:
+        return self.get("Priority")
+
+    @property
+    def multi_arch(self) -> str:
+        return self.get("Multi-Arch")
+
+    @property
+    def installed_size_kib(self) -> int:
+        size = self.get("Installed-Size")
+        return int(size) if size.isdigit() else 0

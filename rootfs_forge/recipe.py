@@ -14,15 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from rootfs_forge.errors import RecipeError
+from rootfs_forge.util.arch import KNOWN_ARCHES
 from rootfs_forge.util.canonical import canonical_json
 
 # Debian policy §5.6.1 package names, optional :arch qualifier, optional =version
 PKG_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+(:[a-z0-9-]+)?(=[A-Za-z0-9.+~:-]+)?$")
 ARCH_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
-KNOWN_ARCHES = frozenset({
-    "amd64", "arm64", "armel", "armhf", "i386", "mips64el", "mipsel", "ppc64el", "s390x", "riscv64", "loong64",
-    "alpha", "hppa", "ia64", "m68k", "powerpc", "ppc64", "sh4", "sparc64", "x32", "all",
-})
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._/-]*$")
 TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 PROFILES = ("minimal", "full")

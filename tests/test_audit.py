@@ -21,7 +21,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rootfs_forge.audit.dpkgdb import read_dpkg_db
+from rootfs_forge.audit.dpkgreader import read_dpkg_db
 from rootfs_forge.audit.elf import ElfInfo, Loader, check_closure, ld_so_conf_dirs, parse_elf
 from rootfs_forge.audit.forgemeta import parse_manifest
 from rootfs_forge.audit.inventory import take_inventory

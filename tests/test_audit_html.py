@@ -9,10 +9,10 @@ from __future__ import annotations
 import html
 import json
 import os
+import shlex
 import shutil
 import struct
 import subprocess
-import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -29,16 +29,9 @@ from rootfs_forge.audit.treemap import PACKAGE, byte_tree, layout
 from rootfs_forge.cli import main
 from tests.conftest import source_block
 from tests.support.browser import Browser, chromium, distinct_colours
+from tests.support.forge import forge, forge_command, forge_env
 from tests.support.repo import RepoServer, Signer
 from tests.test_audit import build_host_tree
-
-ENV = {**os.environ, "SOURCE_DATE_EPOCH": "1700000000"}
-
-
-def forge(*args: str, cache: Path | None = None) -> subprocess.CompletedProcess[str]:
-    extra = ["--cache-dir", str(cache)] if cache else []
-    return subprocess.run([sys.executable, "-m", "rootfs_forge", *args, *extra], capture_output=True, text=True,
-                          env=ENV)
 
 
 class _Refs(HTMLParser):
@@ -461,7 +454,7 @@ def test_the_browser_check_sees_requests_and_errors(tmp_path: Path) -> None:
 
 def test_report_is_written_even_when_the_listing_reader_stops_early(tree: Path, tmp_path: Path) -> None:
     out = tmp_path / "r.html"
-    proc = subprocess.run(f"{sys.executable} -m rootfs_forge audit {tree} --html {out} | head -1", shell=True,
-                          capture_output=True, text=True, env=ENV)
+    command = shlex.join(forge_command("audit", str(tree), "--html", str(out)))  # a real process: a pipe closes
+    proc = subprocess.run(f"{command} | head -1", shell=True, capture_output=True, text=True, env=forge_env())
     assert proc.returncode == 0 and proc.stdout.startswith(f"{tree}: directory"), proc.stderr
     assert out.stat().st_size > 10_000 and out.read_text().rstrip().endswith("</html>")

@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tarfile
 from pathlib import Path
 
@@ -166,8 +165,7 @@ def test_why_reads_the_graph_stored_in_an_image(tmp_path: Path, repo_server: Rep
                                                 cache_dir: Path) -> None:
     r = recipe(tmp_path, repo_server, signer, 'packages = ["hello"]\n')
     assert forge("compose", str(r), "-o", str(tmp_path / "img"), cache=cache_dir).returncode == 0
-    proc = subprocess.run([sys.executable, "-m", "rootfs_forge", "why", "libc6", f"{tmp_path / 'img'}:latest"],
-                          capture_output=True, text=True)
+    proc = run_forge("why", "libc6", f"{tmp_path / 'img'}:latest")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == [
         "libc6:amd64 <-[Depends: libc6 (>= 2.34)]- hello:amd64 (requested)",
@@ -186,8 +184,7 @@ def test_diff_of_two_recipes_shows_the_package_and_its_new_dependencies(tmp_path
         out = forge("compose", str(r), "--format", "rootfs", "-o", str(tmp_path / r.stem), cache=cache_dir)
         assert out.returncode == 0
     for left, right in ((tmp_path / "a.lock", tmp_path / "b.lock"), (tmp_path / "a", tmp_path / "b")):
-        proc = subprocess.run([sys.executable, "-m", "rootfs_forge", "diff", str(left), str(right), "--json"],
-                              capture_output=True, text=True)
+        proc = run_forge("diff", str(left), str(right), "--json")
         assert proc.returncode == 0, proc.stderr
         doc = json.loads(proc.stdout)
         added = sorted(p["package"].split(":")[0] for p in doc["packages"]["added"])
@@ -222,8 +219,7 @@ def test_cache_verify_drops_a_tampered_decompressed_data_tar(tmp_path: Path, rep
     with open(tars[0], "r+b") as f:
         f.seek(600)
         f.write(b"tampered")
-    verify = subprocess.run([sys.executable, "-m", "rootfs_forge", "cache", "verify", "--json", "--cache-dir",
-                             str(cache_dir)], capture_output=True, text=True)
+    verify = run_forge("cache", "verify", "--json", cache=cache_dir)
     assert json.loads(verify.stdout)["removed"] == [f"unpacked/{tars[0].name}"]
     assert not tars[0].exists()
     # the next compose derives it again from the verified .deb and gives the same tree
@@ -244,8 +240,7 @@ def test_cache_verify_drops_a_tampered_saved_control_part(tmp_path: Path, repo_s
     control = base64.b64decode(doc["files"]["control"]).decode()
     doc["files"]["postinst"] = base64.b64encode(b"#!/bin/sh\nupdate-alternatives --install /x x /y 99\n").decode()
     saved[0].write_text(json.dumps(doc))
-    verify = subprocess.run([sys.executable, "-m", "rootfs_forge", "cache", "verify", "--json", "--cache-dir",
-                             str(cache_dir)], capture_output=True, text=True)
+    verify = run_forge("cache", "verify", "--json", cache=cache_dir)
     assert json.loads(verify.stdout)["removed"] == [f"unpacked/{saved[0].name}"]
     assert not saved[0].exists()
     # the next compose reads the control part from the verified .deb again and saves it as it is there
@@ -290,10 +285,8 @@ def test_scratch_tree_in_memory_is_removed_and_a_killed_ones_swept(tmp_path: Pat
     stale = work / "forge-work-4000001-xyz"  # left by a compose that was SIGKILLed (no such pid)
     (stale / "rootfs-amd64/usr").mkdir(parents=True)
     os.chmod(stale / "rootfs-amd64", 0o555)
-    env = {**os.environ, "SOURCE_DATE_EPOCH": "1700000000", "FORGE_WORK_DIR": str(work)}
-    proc = subprocess.run([sys.executable, "-m", "rootfs_forge", "compose", str(r), "--format", "oci", "-o",
-                           str(tmp_path / "img"), "--cache-dir", str(cache_dir)], capture_output=True, text=True,
-                          env=env)
+    proc = run_forge("compose", str(r), "--format", "oci", "-o", str(tmp_path / "img"), cache=cache_dir,
+                     env={"FORGE_WORK_DIR": str(work)})
     assert proc.returncode == 0, proc.stderr
     assert list(work.iterdir()) == []  # its own build directory is gone, and so is the stale one
     assert (tmp_path / "img" / "index.json").is_file()

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.support.forge import forge
 
 pytestmark = [pytest.mark.network, pytest.mark.slow]
 
@@ -22,12 +22,9 @@ def compose(tmp: Path, cache: Path, packages: list[str], *extra: str) -> tuple[P
     recipe = tmp / "r.toml"
     recipe.write_text(f"packages = {json.dumps(packages)}\n[image]\narchitecture = \"amd64\"\n")
     out = tmp / "root"
-    proc = subprocess.run([sys.executable, "-m", "rootfs_forge", "compose", str(recipe), "--format", "rootfs",
-                           "-o", str(out), "--cache-dir", str(cache), "--json", "-q", *extra],
-                          capture_output=True, text=True, env={**os.environ, "SOURCE_DATE_EPOCH": "1700000000"})
+    proc = forge("compose", str(recipe), "--format", "rootfs", "-o", str(out), "--json", "-q", *extra, cache=cache)
     assert proc.returncode == 0, proc.stderr
-    resolved = subprocess.run([sys.executable, "-m", "rootfs_forge", "resolve", str(recipe), "--json",
-                               "--cache-dir", str(cache), "--offline"], capture_output=True, text=True)
+    resolved = forge("resolve", str(recipe), "--json", "--offline", cache=cache)
     assert resolved.returncode == 0, resolved.stderr
     return out, json.loads(resolved.stdout)["amd64"]
 
@@ -63,11 +60,11 @@ def test_python3_imports_ssl_json_sqlite3_in_chroot(tmp_path: Path, real_cache: 
     assert out.returncode == 0, out.stderr
     assert out.stdout == "ok\n"
     assert_db_matches(root, res)
-    audit = [sys.executable, "-m", "rootfs_forge", "audit", str(root), "--fail-on", "missing-libs"]
-    clean = subprocess.run(audit, capture_output=True, text=True)
+    audit = ("audit", str(root), "--fail-on", "missing-libs")
+    clean = forge(*audit)
     assert clean.returncode == 0, clean.stdout[-2000:] + clean.stderr
     (root / "usr/lib/x86_64-linux-gnu/libssl.so.3").unlink()
-    broken = subprocess.run(audit, capture_output=True, text=True)
+    broken = forge(*audit)
     assert broken.returncode != 0
     assert "libssl.so.3" in broken.stdout and "libssl.so.3" in broken.stderr
 

@@ -3,7 +3,6 @@ table, the in-root path helper against escapes, and (network) the real packages.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import stat
@@ -39,6 +38,7 @@ from rootfs_forge.configure.effects import (
 )
 from rootfs_forge.configure.effects.scripts import commands
 from rootfs_forge.errors import RootfsError
+from tests.support.treedump import dump_dir
 
 HOST_ARCH = HostTools.detect().architecture or "amd64"
 MAWK_POSTINST = """#!/bin/sh
@@ -86,26 +86,6 @@ def ctx_for(
     pkgs = {n: PackageInfo(n, {"Package": n}, dict(scripts), ()) for n, scripts in (packages or {}).items()}
     opts = EffectOptions(**options)
     return EffectContext(root, pkgs, HOST_ARCH, host or HostTools(architecture=HOST_ARCH), epoch, opts)
-
-
-def dump(root: Path) -> dict[str, str]:
-    """The tree as a sorted dump: ``/path: kind mode detail``."""
-    out = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in sorted(dirnames + filenames):
-            h = Path(dirpath) / name
-            st = os.lstat(h)
-            rel = "/" + h.relative_to(root).as_posix()
-            if stat.S_ISLNK(st.st_mode):
-                out[rel] = f"link {os.readlink(h)}"
-            elif stat.S_ISDIR(st.st_mode):
-                out[rel] = f"dir {stat.S_IMODE(st.st_mode):04o} {int(st.st_mtime)}"
-            else:
-                out[rel] = (
-                    f"file {stat.S_IMODE(st.st_mode):04o} {int(st.st_mtime)} "
-                    f"{hashlib.sha256(h.read_bytes()).hexdigest()[:12]}"
-                )
-    return dict(sorted(out.items()))
 
 
 def read(root: Path, path: str) -> str:
@@ -486,9 +466,9 @@ def test_alternatives_state_file_matches_update_alternatives(tmp_path: Path) -> 
                 ["update-alternatives", "--root", str(peer), *args], check=True, capture_output=True
             )
     assert read(root, "/var/lib/dpkg/alternatives/awk") == read(peer, "/var/lib/dpkg/alternatives/awk")
-    links = {p: v for p, v in dump(root).items() if v.startswith("link ")}
-    assert links == {p: v for p, v in dump(peer).items() if v.startswith("link ")}
-    assert links["/etc/alternatives/awk"] == "link /usr/bin/gawk"  # gawk's 10 beats mawk's 5
+    links = {p: v for p, v in dump_dir(root).items() if v.startswith("symlink ")}
+    assert links == {p: v for p, v in dump_dir(peer).items() if v.startswith("symlink ")}
+    assert links["/etc/alternatives/awk"] == "symlink /usr/bin/gawk"  # gawk's 10 beats mawk's 5
 
 
 # -- /bin/sh
@@ -1016,10 +996,10 @@ def test_effects_are_deterministic(tmp_path: Path) -> None:
         )
         # a write into a directory sets its mtime to now; compose clamps them once every writer is done
         assert RootDir(root, epoch=1_700_000_000).clamp_dir_mtimes() > 0
-        dumps.append(dump(root))
+        dumps.append(dump_dir(root, mtimes=True))
     assert dumps[0] == dumps[1]
-    assert {v.split()[2] for v in dumps[0].values() if v.startswith("dir ")} <= {"1700000000"}
-    assert dumps[0]["/etc/passwd"].split()[2] == "1700000000"  # mtimes clamped to the epoch
+    assert {v.split()[3] for v in dumps[0].values() if v.startswith("dir ")} <= {"1700000000"}
+    assert dumps[0]["/etc/passwd"].split()[3] == "1700000000"  # mtimes clamped to the epoch
 
 
 # -- real packages

@@ -8,15 +8,15 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.support.forge import forge
+
 pytestmark = [pytest.mark.network, pytest.mark.slow, pytest.mark.root]
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
-ENV = {**os.environ, "SOURCE_DATE_EPOCH": "1700000000"}
 LOADER = "/lib64/ld-linux-x86-64.so.2"
 
 # recipe -> (command appended to the image's entrypoint, expected stdout)
@@ -51,12 +51,6 @@ def test_every_recipe_has_a_smoke_test_and_a_current_lock_for_amd64_and_arm64() 
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("gallery-cache")
-
-
-def forge(*args: str, cache: Path) -> subprocess.CompletedProcess[str]:
-    command, *rest = args
-    return subprocess.run([sys.executable, "-m", "rootfs_forge", command, "--cache-dir", str(cache), *rest],
-                          capture_output=True, text=True, env=ENV)
 
 
 def recipe_for(name: str, tmp: Path) -> Path:
@@ -98,7 +92,7 @@ def test_gallery_recipe(name: str, tmp_path: Path, cache: Path) -> None:
         assert other.returncode == 0 and json.loads(other.stdout)["Architecture"] == arch, other.stderr
 
     args, expected = SMOKE[name]
-    run = forge("run", f"{out}:{tag}", "--", *args, cache=cache)
+    run = forge("run", f"{out}:{tag}", "--", *args, cache=cache, cli=True)  # forks into namespaces
     assert run.returncode == 0, run.stderr
     assert expected in run.stdout
 
@@ -122,8 +116,7 @@ def test_gallery_recipe(name: str, tmp_path: Path, cache: Path) -> None:
     assert crun.returncode == 0, crun.stderr
     assert expected in crun.stdout
 
-    audit = subprocess.run([sys.executable, "-m", "rootfs_forge", "audit", f"{out}:{tag}", "--fail-on",
-                            "missing-libs", "--json"], capture_output=True, text=True)
+    audit = forge("audit", f"{out}:{tag}", "--fail-on", "missing-libs", "--json")
     assert audit.returncode == 0, audit.stdout[-2000:] + audit.stderr
 
     again = tmp_path / "again"

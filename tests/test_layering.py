@@ -7,7 +7,7 @@ import itertools
 import pytest
 
 from rootfs_forge.errors import ImageError
-from rootfs_forge.image.layering import LayerPlan, Strategy, plan_layers
+from rootfs_forge.image.layering import LayerGroup, Strategy, group_layers
 
 SIZES = {
     "libc6": 12_000,
@@ -19,7 +19,7 @@ SIZES = {
 }
 
 
-def plans(result: list[LayerPlan]) -> list[tuple[str, tuple[str, ...]]]:
+def plans(result: list[LayerGroup]) -> list[tuple[str, tuple[str, ...]]]:
     return [(p.name, p.packages) for p in result]
 
 
@@ -69,7 +69,7 @@ CASES = [
 
 @pytest.mark.parametrize(("strategy", "groups", "budget", "expected"), CASES)
 def test_plan_layers(strategy: Strategy, groups: list, budget: int, expected: list) -> None:
-    assert plans(plan_layers(groups, SIZES, strategy, budget)) == expected
+    assert plans(group_layers(groups, SIZES, strategy, budget)) == expected
 
 
 @pytest.mark.parametrize(("strategy", "groups", "budget", "expected"), CASES)
@@ -78,7 +78,7 @@ def test_plan_does_not_depend_on_input_order(
 ) -> None:
     for order in itertools.islice(itertools.permutations(SIZES), 0, 720, 37):
         sizes = {p: SIZES[p] for p in order}
-        assert plans(plan_layers(groups, sizes, strategy, budget)) == expected
+        assert plans(group_layers(groups, sizes, strategy, budget)) == expected
 
 
 def test_every_package_lands_in_exactly_one_layer() -> None:
@@ -86,7 +86,7 @@ def test_every_package_lands_in_exactly_one_layer() -> None:
     for strategy in strategies:
         for budget in range(1, 9):
             try:
-                result = plan_layers([("a", ["dash"]), ("b", ["libc6"])], SIZES, strategy, budget)
+                result = group_layers([("a", ["dash"]), ("b", ["libc6"])], SIZES, strategy, budget)
             except ImageError:
                 assert strategy == "groups" and budget < 3
                 continue
@@ -105,9 +105,9 @@ def test_every_package_lands_in_exactly_one_layer() -> None:
 )
 def test_bad_plans_are_refused(strategy: Strategy, budget: int, message: str) -> None:
     with pytest.raises(ImageError, match=message):
-        plan_layers([("a", ["dash"]), ("b", ["libc6"])], SIZES, strategy, budget)
+        group_layers([("a", ["dash"]), ("b", ["libc6"])], SIZES, strategy, budget)
 
 
 def test_empty_image_has_one_layer() -> None:
-    assert plans(plan_layers([], {}, "origin", 5)) == [("rootfs", ())]
-    assert plans(plan_layers([("a", ["x"])], {}, "groups", 5)) == [("rootfs", ())]
+    assert plans(group_layers([], {}, "origin", 5)) == [("rootfs", ())]
+    assert plans(group_layers([("a", ["x"])], {}, "groups", 5)) == [("rootfs", ())]

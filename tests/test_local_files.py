@@ -7,18 +7,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import subprocess
 from pathlib import Path
 
 from tests.conftest import source_block
-from tests.support.forge import forge as run_forge
+from tests.support.forge import forge
 from tests.support.repo import RepoServer, Signer
 
 ENV = {**os.environ, "SOURCE_DATE_EPOCH": "1700000000"}
-
-
-def forge(*args: str) -> subprocess.CompletedProcess[str]:
-    return run_forge(*args)
 
 
 def test_local_file_is_installed_and_recorded_with_provenance(tmp_path: Path, repo_server: RepoServer,

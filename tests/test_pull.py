@@ -10,7 +10,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -32,6 +31,7 @@ from rootfs_forge.image.pull import (
 )
 from rootfs_forge.image.registry import push
 from tests.conftest import source_block
+from tests.support.forge import forge as run_forge
 from tests.support.repo import RepoServer, Signer
 from tests.test_registry import EPOCH, image, registry, token_proxy  # noqa: F401 - fixtures
 
@@ -40,9 +40,9 @@ needs_registry = pytest.mark.skipif(not shutil.which("docker-registry") or not s
 
 
 def forge(*args: str, cache: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "rootfs_forge", *args], capture_output=True, text=True,
-                          env={**os.environ, "FORGE_CACHE": str(cache), "SOURCE_DATE_EPOCH": "1700000000", **env},
-                          timeout=300)
+    """forge with ``$FORGE_CACHE`` (the default cache) at ``cache`` and ``env`` set: in this process, but
+    ``forge run`` as a real one (it forks into namespaces)."""
+    return run_forge(*args, env={"FORGE_CACHE": str(cache), **env}, cli=args[0] == "run", timeout=300)
 
 
 # ---------------------------------------------------------------- pure parts
@@ -281,7 +281,8 @@ def test_registry_serving_a_blob_with_the_wrong_digest_is_refused_nothing_cached
 
 @needs_registry
 def test_forge_run_by_reference(registry: str, tmp_path: Path) -> None:  # noqa: F811
-    from tests.test_run import BUSYBOX, ROOT, build_busybox_root, tar_of_tree, write_layout
+    from tests.support.images import BUSYBOX, tar_of_tree, write_layout
+    from tests.test_run import ROOT, build_busybox_root
 
     if not (ROOT and os.path.exists(BUSYBOX)):
         pytest.skip("needs root and busybox-static")

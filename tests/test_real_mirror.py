@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.support.aptsim import ScratchApt
+from tests.support.forge import forge
 
 pytestmark = [pytest.mark.network]
-
-
-def forge(*args: str, cache: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "rootfs_forge", *args, "--cache-dir", str(cache)],
-                          capture_output=True, text=True)
 
 
 @pytest.fixture(scope="module")

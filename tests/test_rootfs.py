@@ -22,6 +22,7 @@ from rootfs_forge.unpack.debfile import read_control
 from rootfs_forge.unpack.filters import PathFilter
 from rootfs_forge.unpack.writer import Entry, PackageFiles, PackageJob, TreeWriter, resolve_in_root, tree_dump
 from tests.support.debs import MTIME, DebSpec, Dev, Dir, Fifo, Hard, Lnk, Member, Reg, build_deb, make_tar
+from tests.support.treedump import dump_dir
 
 ROOT = "0:0"
 
@@ -71,23 +72,7 @@ def box(tmp_path: Path) -> Sandbox:
 
 def disk_dump(root: Path) -> dict[str, str]:
     """The tree as found on disk, in the same notation as ``tree_dump``."""
-    out: dict[str, str] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in [*dirnames, *filenames]:
-            path = os.path.join(dirpath, name)
-            key = "/" + os.path.relpath(path, root)
-            st = os.lstat(path)
-            owner = f"{st.st_uid}:{st.st_gid}"
-            if stat.S_ISLNK(st.st_mode):
-                out[key] = f"symlink {os.readlink(path)}"
-            elif stat.S_ISREG(st.st_mode):
-                out[key] = f"file {stat.S_IMODE(st.st_mode):04o} {owner} {sha8(Path(path).read_bytes())}"
-            elif stat.S_ISDIR(st.st_mode):
-                out[key] = f"dir {stat.S_IMODE(st.st_mode):04o} {owner}"
-            else:
-                out[key] = f"other {stat.S_IMODE(st.st_mode):04o} {owner}"
-    out["/"] = f"dir {stat.S_IMODE(os.stat(root).st_mode):04o} {os.stat(root).st_uid}:{os.stat(root).st_gid}"
-    return dict(sorted(out.items()))
+    return dump_dir(root, with_root=True)
 
 
 def install(box: Sandbox, specs: Sequence[DebSpec], **kw: object) -> tuple[TreeWriter, list[PackageFiles]]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import io
 import json
 import os
 import shutil
@@ -20,6 +19,7 @@ import tarfile
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -27,7 +27,7 @@ from rootfs_forge.errors import ImageError, RunError
 from rootfs_forge.run import commit as commit_mod
 from rootfs_forge.run import image as img
 from rootfs_forge.run.cgroups import parse_proc_cgroup
-from rootfs_forge.run.mounts import resolve_in_root
+from rootfs_forge.run.mounts import host_path_in_root
 from rootfs_forge.run.spec import (
     ImageConfig,
     User,
@@ -40,9 +40,10 @@ from rootfs_forge.run.spec import (
     resolve_user,
 )
 from tests.support.debs import Dir, Lnk, Reg, make_tar
+from tests.support.forge import forge as run_forge
+from tests.support.images import BUSYBOX, DIRS, busybox_root, tar_of_tree, write_layout
 
 REPO = Path(__file__).resolve().parents[1]
-BUSYBOX = shutil.which("busybox") or "/bin/busybox"
 APPLETS = ("sh", "echo", "cat", "ps", "hostname", "ip", "mount", "sleep", "true", "false", "kill", "ls", "dd",
            "head", "tail", "yes", "id", "env", "touch", "rm", "mkdir", "chmod", "grep", "wc", "trap", "seq")
 ROOT = os.geteuid() == 0
@@ -135,19 +136,21 @@ def test_parse_proc_cgroup_hybrid() -> None:
     ({"etc": "../.."}, "/etc/hosts", "hosts"),
     ({"a": "b", "b": "/c/d"}, "/a/x", "c/d/x"),
     ({}, "/../../x/./y", "x/y"),
+    ({}, "/", ""),
+    ({"usr": "/", "etc": "usr/usr/e"}, "/etc/./hosts", "e/hosts"),
 ])
 def test_symlinked_mount_target_stays_inside_root(tmp_path: Path, links: dict[str, str], path: str,
                                                   expected: str) -> None:
     for name, target in links.items():
         os.symlink(target, tmp_path / name)
-    assert resolve_in_root(str(tmp_path), path) == str(tmp_path / expected)
+    assert host_path_in_root(str(tmp_path), path) == str(tmp_path / expected)
 
 
 def test_symlink_loop_in_image_is_an_error(tmp_path: Path) -> None:
     os.symlink("b", tmp_path / "a")
     os.symlink("a", tmp_path / "b")
     with pytest.raises(RunError, match="too many levels"):
-        resolve_in_root(str(tmp_path), "/a/x")
+        host_path_in_root(str(tmp_path), "/a/x")
 
 
 @pytest.mark.parametrize(("index", "tag", "want"), [
@@ -173,56 +176,8 @@ def test_choose_manifest_rejects(index: dict, tag: str | None, msg: str) -> None
 # ------------------------------------------------------------------------------------------------------------
 
 def build_busybox_root(root: Path) -> Path:
-    (root / "bin").mkdir(parents=True)
-    shutil.copy2(BUSYBOX, root / "bin" / "busybox")
-    for applet in APPLETS:
-        os.symlink("busybox", root / "bin" / applet)
-    for d in ("etc", "proc", "dev", "sys", "tmp", "data"):
-        (root / d).mkdir()
-    (root / "etc" / "passwd").write_text(PASSWD)
-    (root / "etc" / "group").write_text(GROUP)
-    (root / "etc" / "motd").write_text("hello from the image\n")
-    (root / "data" / "keep").write_text("lower\n")
-    return root
-
-
-def tar_of_tree(root: Path) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for path in sorted(root.rglob("*")):
-            tar.add(path, arcname=str(path.relative_to(root)), recursive=False)
-    return buf.getvalue()
-
-
-def _blob(layout: Path, data: bytes) -> tuple[str, int]:
-    digest = hashlib.sha256(data).hexdigest()
-    (layout / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
-    (layout / "blobs" / "sha256" / digest).write_bytes(data)
-    return "sha256:" + digest, len(data)
-
-
-def write_layout(layout: Path, layers: list[bytes], tag: str, config: dict | None = None) -> str:
-    """An OCI layout with gzip layers (written by hand: the test does not trust the code under test)."""
-    layout.mkdir(parents=True, exist_ok=True)
-    (layout / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
-    descs, diff_ids = [], []
-    for tar in layers:
-        digest, size = _blob(layout, gzip.compress(tar, mtime=0))
-        descs.append({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": digest, "size": size})
-        diff_ids.append("sha256:" + hashlib.sha256(tar).hexdigest())
-    cfg = {"architecture": "amd64", "os": "linux", "config": config or {},
-           "rootfs": {"type": "layers", "diff_ids": diff_ids}}
-    cdigest, csize = _blob(layout, json.dumps(cfg).encode())
-    manifest = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cdigest,
-                           "size": csize}, "layers": descs}
-    mdigest, msize = _blob(layout, json.dumps(manifest).encode())
-    index_path = layout / "index.json"
-    index = json.loads(index_path.read_text()) if index_path.exists() else {"schemaVersion": 2, "manifests": []}
-    index["manifests"].append({"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": mdigest,
-                               "size": msize, "annotations": {img.REF_NAME: tag}})
-    index_path.write_text(json.dumps(index))
-    return mdigest
+    return busybox_root(root, APPLETS, (*DIRS, "data"), {"etc/passwd": PASSWD, "etc/group": GROUP,
+                                                        "etc/motd": "hello from the image\n", "data/keep": "lower\n"})
 
 
 @pytest.fixture(scope="module")
@@ -242,14 +197,15 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def forge(world: dict[str, Path], *args: str, timeout: float = 60, check: int | None = None,
-          **kw: object) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    argv = [sys.executable, "-m", "rootfs_forge", *args]
+          **popen: Any) -> subprocess.CompletedProcess[str]:
+    """forge against the world's cache and state dir: ``run`` as a real process (it forks into namespaces;
+    ``popen`` goes to ``subprocess.run``), ``ps``/``rm``/``commit`` in this process."""
+    state = ("--state-dir", str(world["state"]))
     if args and args[0] == "run":
-        argv[3:4] = ["run", "--cache-dir", str(world["cache"]), "--state-dir", str(world["state"])]
-    elif args and args[0] in ("ps", "rm", "commit"):
-        argv += ["--state-dir", str(world["state"])]
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env, **kw)  # type: ignore
+        proc = run_forge("run", *state, *args[1:], cache=world["cache"], epoch=None, cli=True, timeout=timeout,
+                         **popen)
+    else:
+        proc = run_forge(*args, *(state if args and args[0] in ("ps", "rm", "commit") else ()), epoch=None)
     if check is not None:
         assert proc.returncode == check, (proc.returncode, proc.stdout, proc.stderr)
     return proc
@@ -715,6 +671,23 @@ def test_layer_entries_turn_overlay_whiteouts_into_oci_entries(tmp_path: Path) -
     assert got == [("etc", "copy"), ("etc/.wh.gone", "whiteout"), ("etc/new.conf", "copy"),
                    ("etc/resolv.conf", "copy"), ("opaque", "copy"), ("opaque/.wh..wh..opq", "opaque"),
                    ("opaque/f", "copy")]
+
+
+def test_commit_copies_a_blob_it_cannot_hard_link(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = b"layer bytes"
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    (src / "blobs" / "sha256").mkdir(parents=True)
+    (dst / "blobs" / "sha256").mkdir(parents=True)
+    (src / "blobs" / "sha256" / digest[7:]).write_bytes(data)
+
+    def no_link(a: object, b: object) -> None:
+        raise OSError(18, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "link", no_link)
+    commit_mod._copy_blob(str(src), str(dst), digest)
+    assert (dst / "blobs" / "sha256" / digest[7:]).read_bytes() == data
+    assert sorted(p.name for p in (dst / "blobs" / "sha256").iterdir()) == [digest[7:]]  # no temp file left
 
 
 # ------------------------------------------------------------------------------------------------------------

@@ -10,10 +10,7 @@ own mount namespace (``unshare -m``) with a test-owned directory bound over ``/r
 
 from __future__ import annotations
 
-import gzip
-import hashlib
 import io
-import json
 import os
 import select
 import shutil
@@ -35,9 +32,9 @@ from rootfs_forge.run.rmtree import remove_tree
 from rootfs_forge.run.runtime import ARCHIVE_PREFIX
 from rootfs_forge.util import pids
 from rootfs_forge.util.pids import parse_owner
+from tests.support.images import BUSYBOX, busybox_root, tar_of_tree, write_layout
 
 REPO = Path(__file__).resolve().parents[1]
-BUSYBOX = shutil.which("busybox") or "/bin/busybox"
 SYSTEM_PYTHON = "/usr/bin/python3"
 ATTACKER = 65533
 ROOT = os.geteuid() == 0
@@ -48,48 +45,6 @@ CGROUP_ROOT = Path("/sys/fs/cgroup")
 # fixtures: a busybox rootfs, an OCI layout and an oci-archive of it
 # ------------------------------------------------------------------------------------------------------------
 
-def busybox_root(root: Path) -> Path:
-    (root / "bin").mkdir(parents=True)
-    shutil.copy2(BUSYBOX, root / "bin" / "busybox")
-    for applet in ("sh", "true", "sleep", "echo", "cat", "ls"):
-        os.symlink("busybox", root / "bin" / applet)
-    for d in ("etc", "proc", "dev", "sys", "tmp"):
-        (root / d).mkdir()
-    return root
-
-
-def _blob(layout: Path, data: bytes) -> str:
-    digest = hashlib.sha256(data).hexdigest()
-    (layout / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
-    (layout / "blobs" / "sha256" / digest).write_bytes(data)
-    return "sha256:" + digest
-
-
-def write_layout(layout: Path, rootfs: Path, tag: str) -> None:
-    """A one-layer OCI layout of ``rootfs`` (written by hand: the test does not trust the code under test)."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for path in sorted(rootfs.rglob("*")):
-            tar.add(path, arcname=str(path.relative_to(rootfs)), recursive=False)
-    layer = buf.getvalue()
-    layout.mkdir(parents=True)
-    (layout / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
-    gz = gzip.compress(layer, mtime=0)
-    cfg = {"architecture": "amd64", "os": "linux", "config": {},
-           "rootfs": {"type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(layer).hexdigest()]}}
-    cdata = json.dumps(cfg).encode()
-    manifest = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": _blob(layout, cdata),
-                           "size": len(cdata)},
-                "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": _blob(layout, gz),
-                            "size": len(gz)}]}
-    mdata = json.dumps(manifest).encode()
-    index = {"schemaVersion": 2, "manifests": [
-        {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": _blob(layout, mdata),
-         "size": len(mdata), "annotations": {"org.opencontainers.image.ref.name": tag}}]}
-    (layout / "index.json").write_text(json.dumps(index))
-
-
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     if not (ROOT and os.path.exists(BUSYBOX)):
@@ -97,7 +52,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     base = tmp_path_factory.mktemp("forge-cleanup")
     rootfs = busybox_root(base / "rootfs")
     layout = base / "image"
-    write_layout(layout, rootfs, "base")
+    write_layout(layout, [tar_of_tree(rootfs)], "base")
     archive = base / "image.tar"
     with tarfile.open(archive, "w") as tar:
         tar.add(layout, arcname=".")
@@ -635,7 +590,6 @@ def test_removal_does_not_cross_into_a_mount(tmp_path: Path) -> None:
 def test_setuid_program_from_an_image_is_not_reachable_from_the_host_cache(tmp_path: Path) -> None:
     """A hostile image ships a setuid-root copy of a shell. Unpacked as root into the layer cache it is a real
     setuid-root file on the host: no other local user may reach it (the layers dir is the owner's only)."""
-    from tests.test_run import REPO, write_layout
 
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:

@@ -337,7 +337,7 @@ def test_host_device_node_cannot_be_opened_rootless(rootless_base: Path) -> None
 @pytest.mark.root
 def test_host_device_node_in_an_image_layer_cannot_be_opened(img: HostileImage, tmp_path: Path) -> None:
     """The node comes in an OCI layer (unpacked into the layer cache, then an overlay lower)."""
-    from tests.test_run import write_layout
+    from tests.support.images import write_layout
 
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:

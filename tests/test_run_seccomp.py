@@ -24,13 +24,15 @@ from rootfs_forge.errors import RunError
 from rootfs_forge.run import caps as capset
 from rootfs_forge.run import seccomp, seccomp_profile
 from rootfs_forge.run.syscalls import DEFAULT_CAPS
+from tests.support.forge import forge as run_forge
 from tests.support.hostile import PRELUDE, HostileImage, results
+from tests.support.images import BUSYBOX
+from tests.support.images import busybox_root as make_busybox_root
 
 REPO = Path(__file__).resolve().parents[1]
 ROOT = os.geteuid() == 0
 X86_64 = os.uname().machine == "x86_64"
 SYSTEM_PYTHON = "/usr/bin/python3"
-BUSYBOX = shutil.which("busybox") or "/bin/busybox"
 
 # x86_64 syscall numbers (arm64 in brackets where the test runs there too)
 NR = {"x86_64": {"keyctl": 250, "add_key": 248, "request_key": 249, "bpf": 321, "perf_event_open": 298,
@@ -276,20 +278,12 @@ def test_ordinary_work_runs_under_the_default_filter(hostile: HostileImage, cach
 def busybox_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if not (ROOT and os.path.exists(BUSYBOX)):
         pytest.skip("needs root and busybox-static")
-    root = tmp_path_factory.mktemp("bb") / "root"
-    (root / "bin").mkdir(parents=True)
-    shutil.copy2(BUSYBOX, root / "bin" / "busybox")
-    for d in ("etc", "proc", "dev", "sys", "tmp"):
-        (root / d).mkdir()
-    for applet in ("sh", "true", "ls", "cat", "mkdir", "sleep", "grep"):
-        os.symlink("busybox", root / "bin" / applet)
-    return root
+    applets = ("sh", "true", "ls", "cat", "mkdir", "sleep", "grep")
+    return make_busybox_root(tmp_path_factory.mktemp("bb") / "root", applets)
 
 
 def forge_run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", "rootfs_forge", "run", *args], capture_output=True, text=True,
-                          env=env, timeout=timeout)
+    return run_forge("run", *args, epoch=None, cli=True, timeout=timeout)
 
 
 @pytest.mark.root

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import HOST_ARCH, source_block
 from tests.support.debs import DebSpec, Dir, Lnk, Reg
+from tests.support.forge import forge
 from tests.support.repo import Signer, build_repo, serve
 
 pytestmark = pytest.mark.skipif(HOST_ARCH != "amd64", reason="uses the host's amd64 glibc as package content")
@@ -49,9 +49,8 @@ def test_slim_keeps_the_closure_and_prunes_the_rest(tmp_path: Path, signer: Sign
         full = tmp_path / "r-full.toml"
         full.write_text('packages = ["tools"]\n' + source_block(server, signer))
         for r, out in ((recipe, "slim"), (full, "full")):
-            proc = subprocess.run([sys.executable, "-m", "rootfs_forge", "compose", str(r), "--format", "rootfs",
-                                   "-o", str(tmp_path / out), "--cache-dir", str(tmp_path / "c"), "-q"],
-                                  capture_output=True, text=True)
+            proc = forge("compose", str(r), "--format", "rootfs", "-o", str(tmp_path / out), "-q",
+                         cache=tmp_path / "c")
             assert proc.returncode == 0, proc.stderr
     root = tmp_path / "slim"
     assert (root / "usr/bin/true").is_file()
@@ -67,8 +66,7 @@ def test_slim_keeps_the_closure_and_prunes_the_rest(tmp_path: Path, signer: Sign
     assert "usr/bin/false" not in (root / "var/lib/dpkg/info/tools.md5sums").read_text()
     verify = subprocess.run(["dpkg", f"--root={root}", "--verify"], capture_output=True, text=True)
     assert verify.returncode == 0 and verify.stdout == ""
-    audit = subprocess.run([sys.executable, "-m", "rootfs_forge", "audit", str(root), "--fail-on",
-                            "missing-libs,unowned-files"], capture_output=True, text=True)
+    audit = forge("audit", str(root), "--fail-on", "missing-libs,unowned-files")
     assert audit.returncode == 0, audit.stdout + audit.stderr
 
 
@@ -78,9 +76,8 @@ def test_slimmed_program_still_runs(tmp_path: Path, signer: Signer) -> None:
     with serve(repo.root) as server:
         recipe = tmp_path / "r.toml"
         recipe.write_text('packages = ["tools"]\n[slim]\nkeep = ["/usr/bin/true"]\n' + source_block(server, signer))
-        proc = subprocess.run([sys.executable, "-m", "rootfs_forge", "compose", str(recipe), "--format", "rootfs",
-                               "-o", str(tmp_path / "root"), "--cache-dir", str(tmp_path / "c"), "-q"],
-                              capture_output=True, text=True)
+        proc = forge("compose", str(recipe), "--format", "rootfs", "-o", str(tmp_path / "root"), "-q",
+                     cache=tmp_path / "c")
         assert proc.returncode == 0, proc.stderr
     run = subprocess.run(["chroot", str(tmp_path / "root"), "/usr/bin/true"], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
@@ -91,8 +88,7 @@ def test_slim_of_a_missing_program_is_one_line(tmp_path: Path, signer: Signer) -
     with serve(repo.root) as server:
         recipe = tmp_path / "r.toml"
         recipe.write_text('packages = ["tools"]\n[slim]\nkeep = ["/usr/bin/nope"]\n' + source_block(server, signer))
-        proc = subprocess.run([sys.executable, "-m", "rootfs_forge", "compose", str(recipe), "--format", "rootfs",
-                               "-o", str(tmp_path / "root"), "--cache-dir", str(tmp_path / "c"), "-q"],
-                              capture_output=True, text=True)
+        proc = forge("compose", str(recipe), "--format", "rootfs", "-o", str(tmp_path / "root"), "-q",
+                     cache=tmp_path / "c")
     assert proc.returncode != 0 and "/usr/bin/nope" in proc.stderr and proc.stderr.count("\n") == 1
     assert not (tmp_path / "root").exists()

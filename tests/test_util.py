@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -17,16 +14,12 @@ from rootfs_forge.util.env import source_date_epoch
 from rootfs_forge.util.files import write_atomic
 from rootfs_forge.util.forked import run_parallel
 from rootfs_forge.util.inroot import SymlinkLoop, resolve_in_root
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.support.forge import forge
 
 
 def test_commit_with_a_bad_source_date_epoch_is_a_one_line_error(tmp_path: Path) -> None:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "SOURCE_DATE_EPOCH": "yesterday"}
-    done = subprocess.run([sys.executable, "-m", "rootfs_forge", "commit", "--state-dir", str(tmp_path), "nosuch",
-                           "img:tag"], capture_output=True, text=True, env=env, cwd=tmp_path)
-    assert done.returncode != 0
-    assert "Traceback" not in done.stderr
+    done = forge("commit", "--state-dir", str(tmp_path), "nosuch", "img:tag", epoch="yesterday", cwd=tmp_path)
+    assert done.returncode != 0  # in this process: an exception other than ForgeError would fail the test
     assert done.stderr == "forge: cannot use SOURCE_DATE_EPOCH: 'yesterday' is not a whole number of seconds\n"
 
 
@@ -105,3 +98,15 @@ def test_run_parallel_reports_a_child_failure(tmp_path: Path) -> None:
     marks = [tmp_path / "a", tmp_path / "b"]
     run_parallel([lambda: marks[0].touch(), lambda: marks[1].touch()])
     assert all(m.exists() for m in marks)
+
+
+def test_default_caches_of_compose_and_run_are_the_checkouts_cache_dir(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without --cache-dir or $FORGE_CACHE both caches are cache/ at the checkout's root (README and .gitignore
+    live there), not a directory inside the package."""
+    from rootfs_forge.archive.cache import default_cache_dir
+    from rootfs_forge.run import paths
+
+    monkeypatch.delenv("FORGE_CACHE", raising=False)
+    checkout = Path(__file__).resolve().parents[1]
+    assert default_cache_dir() == checkout / "cache"
+    assert paths.default_cache_dir({}) == str(checkout / "cache")

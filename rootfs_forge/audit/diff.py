@@ -13,7 +13,7 @@ import os
 import tomllib
 from dataclasses import dataclass
 
-from rootfs_forge.audit.dpkgdb import read_dpkg_db
+from rootfs_forge.audit.dpkgreader import read_dpkg_db
 from rootfs_forge.audit.target import open_target
 from rootfs_forge.audit.view import FsView, Node
 from rootfs_forge.errors import AuditError

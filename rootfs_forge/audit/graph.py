@@ -15,8 +15,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from rootfs_forge.audit.dpkgdb import InstalledPackage
 from rootfs_forge.audit.why import depends_graph
+from rootfs_forge.model import InstalledPackage
 
 DOT_TIMEOUT = 20
 

@@ -6,9 +6,9 @@ import posixpath
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from rootfs_forge.audit.dpkgdb import InstalledPackage
 from rootfs_forge.audit.forgemeta import ForgeManifest
 from rootfs_forge.audit.view import FsView, Node, norm, resolve
+from rootfs_forge.model import InstalledPackage
 
 # the package manager's own records are not "unowned content"
 IGNORED_PREFIXES = ("/var/lib/dpkg/", "/var/lib/forge/")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from rootfs_forge.audit.dpkgdb import InstalledPackage, read_dpkg_db
+from rootfs_forge.audit.dpkgreader import read_dpkg_db
 from rootfs_forge.audit.elf import ClosureReport, check_closure
 from rootfs_forge.audit.forgemeta import ForgeManifest, read_manifest
 from rootfs_forge.audit.inventory import Inventory, take_inventory
@@ -19,6 +19,7 @@ from rootfs_forge.audit.sizes import SizeReport, size_report
 from rootfs_forge.audit.target import Target
 from rootfs_forge.audit.view import FsView, Node
 from rootfs_forge.audit.why import Link, chains_from_dependencies, chains_from_manifest
+from rootfs_forge.model import InstalledPackage
 
 
 @dataclass(frozen=True)

@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from urllib.parse import quote
 
 from rootfs_forge import __version__
-from rootfs_forge.audit.dpkgdb import InstalledPackage
 from rootfs_forge.audit.licenses import PackageLicenses
 from rootfs_forge.audit.why import depends_graph
+from rootfs_forge.model import InstalledPackage
 from rootfs_forge.util.canonical import canonical_json
 
 TOOL = f"rootfs-forge-{__version__}"

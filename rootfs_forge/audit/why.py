@@ -3,34 +3,23 @@
 For a forge image the resolver's why-graph is stored in ``/var/lib/forge/manifest.json`` and the chains
 follow it up to a requested package (``parent: null``). For any other tree the chains follow reverse
 ``Depends``/``Pre-Depends`` inside the installed set up to a package nothing depends on (a top-level package,
-or an ``Essential: yes`` one).
+or an ``Essential: yes`` one). Both walk the graph with ``resolve.why.shortest_chains``, the search
+``forge why`` uses for a resolution.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from debian.deb822 import PkgRelation
 
-from rootfs_forge.audit.dpkgdb import InstalledPackage
 from rootfs_forge.audit.forgemeta import WhyEdge
 from rootfs_forge.errors import AuditError
+from rootfs_forge.model import InstalledPackage
+from rootfs_forge.resolve.why import Link, shortest_chains
 
-MAX_CHAINS = 5
-
-
-@dataclass(frozen=True)
-class Link:
-    """One step of a chain: ``package`` is there because of ``relation`` of ``parent``."""
-
-    package: str
-    parent: str | None
-    relation: str
-
-    def as_dict(self) -> dict[str, object]:
-        return {"package": self.package, "parent": self.parent, "relation": self.relation}
+MAX_CHAINS = 5  # chains, and routes through one package
 
 
 def _relation_text(group: Sequence[Mapping[str, Any]]) -> str:
@@ -100,7 +89,7 @@ def chains_from_manifest(why: dict[str, tuple[WhyEdge, ...]], pkg: str) -> list[
     """Chains from ``pkg`` up to a requested package, through forge's stored why-graph (shortest first)."""
     start = _find_key(sorted(why), pkg)
     parents = {k: [(e.parent, e.relation) for e in edges] for k, edges in why.items()}
-    return _chains(start, parents)
+    return shortest_chains(start, parents, limit=MAX_CHAINS, per_parent=MAX_CHAINS)
 
 
 def chains_from_dependencies(packages: Sequence[InstalledPackage], pkg: str) -> list[list[Link]]:
@@ -117,23 +106,4 @@ def chains_from_dependencies(packages: Sequence[InstalledPackage], pkg: str) -> 
             parents[key] = [(None, "top-level: nothing depends on it")]
         elif key in essential:
             parents[key].insert(0, (None, "Essential: yes"))
-    return _chains(start, parents)
-
-
-def _chains(start: str, parents: dict[str, list[tuple[str | None, str]]]) -> list[list[Link]]:
-    """Breadth-first search for the shortest paths from ``start`` to a root (parent None), at most MAX_CHAINS."""
-    out: list[list[Link]] = []
-    queue: list[tuple[str, list[Link]]] = [(start, [])]
-    visits: dict[str, int] = {}
-    while queue and len(out) < MAX_CHAINS:
-        key, path = queue.pop(0)
-        for parent, relation in sorted(parents.get(key, []), key=lambda pr: (pr[0] is not None, pr[0] or "", pr[1])):
-            link = Link(key, parent, relation)
-            if parent is None:
-                out.append([*path, link])
-                continue
-            if any(step.package == parent for step in path) or visits.get(parent, 0) >= MAX_CHAINS:
-                continue  # no cycles; and a few routes through one package are enough
-            visits[parent] = visits.get(parent, 0) + 1
-            queue.append((parent, [*path, link]))
-    return out[:MAX_CHAINS]
+    return shortest_chains(start, parents, limit=MAX_CHAINS, per_parent=MAX_CHAINS)

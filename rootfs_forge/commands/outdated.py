@@ -44,7 +44,7 @@ def _from_lock(lock_file: Path, recipe_file: Path | None, host_arch: str) -> tup
 def _from_image(target: str, arch: str, insecure: bool, recipe_file: str,
                 host_arch: str) -> tuple[Any, dict[str, list[Any]], dict[str, int]]:
     from rootfs_forge.archive.sources import resolve_sources
-    from rootfs_forge.audit.dpkgdb import read_dpkg_db
+    from rootfs_forge.audit.dpkgreader import read_dpkg_db
     from rootfs_forge.audit.target import open_target
     from rootfs_forge.recipe import load_recipe
 

@@ -1,4 +1,4 @@
-"""Which packages go into which image layer. Pure: names and sizes in, an ordered layer plan out.
+"""Which packages go into which image layer. Pure: names and sizes in, the ordered layer groups out.
 
 Strategies:
 
@@ -21,32 +21,26 @@ whenever any package does, so the last layer is the place for them.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Literal
 
 from rootfs_forge.errors import ImageError
+from rootfs_forge.recipe import LayerGroup  # the recipe's [[layer]] tables and the groups made here
 
 Strategy = Literal["groups", "origin", "single"]
 
 
-@dataclass(frozen=True, slots=True)
-class LayerPlan:
-    name: str
-    packages: tuple[str, ...]  # sorted
-
-
-def plan_layers(
+def group_layers(
     groups: Sequence[tuple[str, Sequence[str]]],
     package_sizes: Mapping[str, int],
     strategy: Strategy,
     budget: int,
-) -> list[LayerPlan]:
+) -> list[LayerGroup]:
     """Split the image's packages (the keys of ``package_sizes``) into ordered layers."""
     if budget < 1:
         raise ImageError("plan layers", f"with budget {budget}", "the budget must be at least 1")
     everything = tuple(sorted(package_sizes))
     if strategy == "single" or budget == 1:
-        return [LayerPlan("rootfs", everything)]
+        return [LayerGroup("rootfs", everything)]
     if strategy == "groups":
         return _by_groups(groups, everything, budget)
     if strategy == "origin":
@@ -56,27 +50,27 @@ def plan_layers(
 
 def _by_groups(
     groups: Sequence[tuple[str, Sequence[str]]], everything: tuple[str, ...], budget: int
-) -> list[LayerPlan]:
+) -> list[LayerGroup]:
     present = set(everything)
     taken: set[str] = set()
-    planned: list[LayerPlan] = []
+    planned: list[LayerGroup] = []
     for name, members in groups:
         mine = sorted(p for p in set(members) if p in present and p not in taken)
         taken.update(mine)
         if mine:
-            planned.append(LayerPlan(name, tuple(mine)))
+            planned.append(LayerGroup(name, tuple(mine)))
     rest = tuple(p for p in everything if p not in taken)
-    plans = planned + ([LayerPlan("rest", rest)] if rest else [])
+    plans = planned + ([LayerGroup("rest", rest)] if rest else [])
     if len(plans) > budget:
         raise ImageError("plan layers", f"{len(plans)} layer groups", f"more than the budget of {budget}")
-    return plans or [LayerPlan("rootfs", ())]
+    return plans or [LayerGroup("rootfs", ())]
 
 
-def _by_origin(package_sizes: Mapping[str, int], budget: int) -> list[LayerPlan]:
+def _by_origin(package_sizes: Mapping[str, int], budget: int) -> list[LayerGroup]:
     ranked = sorted(package_sizes, key=lambda p: (-package_sizes[p], p))
     own = sorted(ranked[: budget - 1])
     rest = tuple(sorted(ranked[budget - 1 :]))
-    plans = [LayerPlan(p, (p,)) for p in own]
+    plans = [LayerGroup(p, (p,)) for p in own]
     if rest:
-        plans.append(LayerPlan("rest", rest))
-    return plans or [LayerPlan("rootfs", ())]
+        plans.append(LayerGroup("rest", rest))
+    return plans or [LayerGroup("rootfs", ())]

@@ -16,7 +16,7 @@ from typing import Any
 
 from rootfs_forge.build import Tree, check_user, layer_owners
 from rootfs_forge.image.layer import LayerBlob, write_layer
-from rootfs_forge.image.layering import LayerPlan, plan_layers
+from rootfs_forge.image.layering import LayerGroup, group_layers
 from rootfs_forge.image.oci import (
     DEFAULT_ENV,
     ImageConfig,
@@ -40,7 +40,7 @@ def _all_paths(root: Path) -> set[str]:
     return out
 
 
-def layer_paths(tree: Tree, plans: Sequence[LayerPlan]) -> list[set[str]]:
+def layer_paths(tree: Tree, plans: Sequence[LayerGroup]) -> list[set[str]]:
     """The tree paths (relative, no leading slash) of each planned layer; the last takes everything left."""
     changed = {p.lstrip("/") for p in tree.changed_paths}
     remaining = _all_paths(tree.root)
@@ -81,10 +81,10 @@ def write_tree_layers(tree: Tree, recipe: Recipe, layout: Path) -> tuple[list[La
     sizes = {p.name: tree.files[p.name].bytes_kept for p in tree.resolution.packages}
     groups = [(g.name, list(g.packages)) for g in recipe.layers]
     budget = max(recipe.layer_budget, len(groups) + 1) if recipe.layering == "groups" else recipe.layer_budget
-    plans = plan_layers(groups, sizes, recipe.layering, budget)  # type: ignore[arg-type]
+    plans = group_layers(groups, sizes, recipe.layering, budget)  # type: ignore[arg-type]
     if len(plans) > 1 and plans[-1].name != "rest":
         # generated files (effects, dpkg database) always go on top, in a layer of their own
-        plans.append(LayerPlan("rest", ()))
+        plans.append(LayerGroup("rest", ()))
     owners = layer_owners(tree)
     blobs: list[LayerBlob] = []
     history: list[str] = []

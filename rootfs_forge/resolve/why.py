@@ -1,12 +1,59 @@
-"""Pure views of a ``Resolution`` for the CLI: why-chains and a table of what was chosen. No printing."""
+"""Why-chains (the one search, for the resolver's why-graph and for the audit's) and a table of what a
+``Resolution`` chose, for the CLI. Pure; no printing."""
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from rootfs_forge.model import Package, Resolution
 
 MAX_CHAINS = 1000
+
+
+@dataclass(frozen=True)
+class Link:
+    """One step of a chain: ``package`` is there because of ``relation`` of ``parent`` (None: asked for)."""
+
+    package: str
+    parent: str | None
+    relation: str
+
+    def as_dict(self) -> dict[str, object]:
+        return {"package": self.package, "parent": self.parent, "relation": self.relation}
+
+
+Parents = Mapping[str, Sequence[tuple[str | None, str]]]  # key -> (parent key or None for a root, relation)
+
+
+def shortest_chains(start: str, parents: Parents, *, limit: int, per_parent: int | None = None,
+                    max_expansions: int | None = None) -> list[list[Link]]:
+    """The one why-chain search: breadth first from ``start`` up to a root (parent None), shortest first.
+
+    A chain never passes a package twice; at most ``limit`` chains; with ``per_parent``, at most that many
+    routes through one package; with ``max_expansions``, at most that many partial chains looked at. Each
+    chain runs from ``start`` upwards: ``[Link(start, parent, relation), Link(parent, ...), ...]``.
+    """
+    out: list[list[Link]] = []
+    queue: deque[tuple[str, list[Link]]] = deque([(start, [])])
+    visits: dict[str, int] = {}
+    expansions = 0
+    while queue and len(out) < limit and (max_expansions is None or expansions < max_expansions):
+        key, path = queue.popleft()
+        expansions += 1
+        for parent, relation in sorted(parents.get(key, ()), key=lambda pr: (pr[0] is not None, pr[0] or "", pr[1])):
+            link = Link(key, parent, relation)
+            if parent is None:
+                out.append([*path, link])
+                continue
+            if parent == key or any(step.package == parent for step in path):
+                continue  # no cycles
+            if per_parent is not None and visits.get(parent, 0) >= per_parent:
+                continue  # a few routes through one package are enough
+            visits[parent] = visits.get(parent, 0) + 1
+            queue.append((parent, [*path, link]))
+    return out[:limit]
 
 
 def _find_key(res: Resolution, key_or_name: str) -> str | None:
@@ -26,19 +73,10 @@ def why_chains(res: Resolution, key_or_name: str, *, limit: int = MAX_CHAINS) ->
     target = _find_key(res, key_or_name)
     if target is None:
         return []
-    chains: list[list[str]] = []
-    queue: deque[list[str]] = deque([[target]])  # breadth first: shortest chains first
-    expansions = 0
-    while queue and len(chains) < limit and expansions < limit * 100:
-        path = queue.popleft()
-        expansions += 1
-        reasons = res.why.get(path[0], ())
-        if any(r.parent is None for r in reasons):
-            chains.append(path)
-        for parent in sorted({r.parent for r in reasons if r.parent is not None}):
-            if parent not in path:
-                queue.append([parent, *path])
-    return sorted(chains, key=lambda c: (len(c), c))
+    parents = {key: sorted({(r.parent, "") for r in reasons}, key=lambda pr: (pr[0] is not None, pr[0] or ""))
+               for key, reasons in res.why.items()}
+    found = shortest_chains(target, parents, limit=limit, max_expansions=limit * 100)
+    return sorted(([link.package for link in reversed(chain)] for chain in found), key=lambda c: (len(c), c))
 
 
 def _reason_text(res: Resolution, p: Package) -> str:

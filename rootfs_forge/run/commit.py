@@ -24,6 +24,7 @@ from rootfs_forge.errors import ImageError, RunError
 from rootfs_forge.image.layer import LayerBlob, write_layer
 from rootfs_forge.run import image as img
 from rootfs_forge.run import state
+from rootfs_forge.util.files import atomic_file
 
 if TYPE_CHECKING:
     from rootfs_forge.image import oci
@@ -135,10 +136,9 @@ def _copy_blob(src_layout: str, dst_layout: str, digest: str) -> None:
         return
     try:
         os.link(src, dst)
-    except OSError:
-        tmp = f"{dst}.tmp-{os.getpid()}"
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
+    except OSError:  # another filesystem: a copy, complete or absent
+        with open(src, "rb") as fin, atomic_file(Path(dst)) as fout:
+            shutil.copyfileobj(fin, fout)
 
 
 def commit_container(state_dir: str, name: str, dest: str, *, epoch: int) -> str:

@@ -13,7 +13,7 @@ import signal
 from rootfs_forge.errors import RunError
 from rootfs_forge.run import mounts, seccomp, staticinit
 from rootfs_forge.run import syscalls as sc
-from rootfs_forge.run.spec import ContainerPlan, User, resolve_user
+from rootfs_forge.run.spec import ContainerSetup, User, resolve_user
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2,
@@ -59,7 +59,7 @@ def _read_text(path: str) -> str:
         return ""
 
 
-def _hostname(plan: ContainerPlan) -> None:
+def _hostname(plan: ContainerSetup) -> None:
     if plan.network == "none":
         mounts.loopback_up()
     sc.sethostname(plan.hostname)
@@ -77,7 +77,7 @@ def _setgroups_denied() -> bool:
     return _read_text("/proc/self/setgroups").strip() == "deny"
 
 
-def command_env(plan: ContainerPlan, user: User, term: str | None) -> dict[str, str]:
+def command_env(plan: ContainerSetup, user: User, term: str | None) -> dict[str, str]:
     env = dict(item.split("=", 1) for item in plan.process.env)
     env.setdefault("HOSTNAME", plan.hostname)
     env.setdefault("HOME", user.home)
@@ -107,7 +107,7 @@ def which(name: str, path: str) -> str:
     raise FileNotFoundError(2, os.strerror(2), name)
 
 
-def container_main(plan: ContainerPlan, errfd: int, console: int = -1) -> int:
+def container_main(plan: ContainerSetup, errfd: int, console: int = -1) -> int:
     """Everything PID 1 does before it becomes the container's init. Returns an exit code only on failure (the
     caller ``os._exit``s with it); on success the process image is replaced. PID 1 is already the leader of a
     session of its own; with ``-t``, ``console`` is the socket to send its terminal's master on.

@@ -35,7 +35,7 @@ from rootfs_forge.run import caps as capset
 from rootfs_forge.run import cgroups, init, paths, runtime, seccomp, sweep
 from rootfs_forge.run import syscalls as sc
 from rootfs_forge.run.spec import (
-    ContainerPlan,
+    ContainerSetup,
     ImageConfig,
     Limits,
     Volume,
@@ -214,7 +214,7 @@ def run(opts: RunOptions, warn: Warn) -> RunResult:
                         lowers=list(lowers), mountpoints=[v.target for v in opts.volumes])
             upper, work = state.create(opts.state_dir, opts.name, meta, owner_tag() if opts.remove else None)
             created, kept = True, not opts.remove
-        plan = ContainerPlan(rt=anchor, lowers=lowers, process=process, upper=upper, work=work, storage=storage,
+        plan = ContainerSetup(rt=anchor, lowers=lowers, process=process, upper=upper, work=work, storage=storage,
                              volumes=opts.volumes, read_only=opts.read_only, network=opts.network,
                              hostname=hostname, interactive=opts.interactive or opts.tty, tty=opts.tty,
                              rootless=rootless, etc_files=etc_files(hostname, opts.network),
@@ -255,7 +255,7 @@ def _close_fds(*keep: int) -> None:
     sc.close_range(low, 0xFFFFFFFF)
 
 
-def _pid1(plan: ContainerPlan, cg: cgroups.Cgroup | None, errw: int, console: int) -> int:
+def _pid1(plan: ContainerSetup, cg: cgroups.Cgroup | None, errw: int, console: int) -> int:
     """As root: already PID 1 of the new PID namespace (the launcher unshared it for us). Leave the caller's
     session, join the cgroup, unshare the other namespaces, become init. Returns an exit code for ``os._exit``."""
     try:
@@ -274,7 +274,7 @@ def _pid1(plan: ContainerPlan, cg: cgroups.Cgroup | None, errw: int, console: in
     return init.container_main(plan, errw, console)
 
 
-def _child(plan: ContainerPlan, cg: cgroups.Cgroup | None, errw: int, parent: int, console: int) -> int:
+def _child(plan: ContainerSetup, cg: cgroups.Cgroup | None, errw: int, parent: int, console: int) -> int:
     """Rootless: the namespace creator (user namespace first, then the rest), parent of PID 1. Returns an exit
     code for ``os._exit``."""
     try:
@@ -343,7 +343,7 @@ def _forward_to(pid: int, stop_timeout: float, escalated: list[bool],
     return previous
 
 
-def _supervise(plan: ContainerPlan, cg: cgroups.Cgroup | None, stop_timeout: float = 10.0) -> RunResult:
+def _supervise(plan: ContainerSetup, cg: cgroups.Cgroup | None, stop_timeout: float = 10.0) -> RunResult:
     """The caller's terminal never enters the container: with -t it gets a pty of its own (run/terminal.py),
     without, terminals on fds 0/1/2 are replaced by pipes (run/relay.py)."""
     console: terminal.Console | None = None
@@ -365,7 +365,7 @@ def _supervise(plan: ContainerPlan, cg: cgroups.Cgroup | None, stop_timeout: flo
             pipes.close()
 
 
-def _supervise_with(plan: ContainerPlan, cg: cgroups.Cgroup | None, stop_timeout: float,
+def _supervise_with(plan: ContainerSetup, cg: cgroups.Cgroup | None, stop_timeout: float,
                     console: terminal.Console | None, pipes: relay.Pipes | None) -> RunResult:
     errr, errw = os.pipe()  # both close-on-exec
     console_fd = console.child_fd if console is not None else -1

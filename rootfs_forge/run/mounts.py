@@ -21,7 +21,8 @@ import stat
 from rootfs_forge.errors import RunError
 from rootfs_forge.run import mountsec
 from rootfs_forge.run import syscalls as sc
-from rootfs_forge.run.spec import ContainerPlan
+from rootfs_forge.run.spec import ContainerSetup
+from rootfs_forge.util.inroot import SymlinkLoop, resolve_in_root
 
 DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
 DEV_LINKS = (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"),
@@ -29,41 +30,42 @@ DEV_LINKS = (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "
 OPAQUE_XATTR = "trusted.overlay.opaque"
 
 
-def resolve_in_root(root: str, path: str, max_links: int = 40) -> str:
-    """``path`` as seen from inside ``root``: symlinks are followed relative to ``root`` and ``..`` stops at it.
+class _OnDisk:
+    """An entry of the image on disk, as ``util.inroot`` reads a tree."""
+
+    __slots__ = ("kind", "target")
+
+    def __init__(self, kind: str, target: str = "") -> None:
+        self.kind = kind
+        self.target = target
+
+
+def host_path_in_root(root: str, path: str) -> str:
+    """``path`` as seen from inside ``root``, as a host path: symlinks are followed relative to ``root`` and
+    ``..`` stops at it (the project's one in-root resolver, reading the live filesystem with lstat/readlink).
 
     Missing trailing components are kept as written, so the result can be created with ``os.makedirs``."""
-    todo = [p for p in path.split("/") if p and p != "."]
-    done: list[str] = []
-    links = 0
-    while todo:
-        name = todo.pop(0)
-        if name == "..":
-            if done:
-                done.pop()
-            continue
-        candidate = os.path.join(root, *done, name)
+
+    def lookup(key: str) -> _OnDisk | None:
+        host = root + key
         try:
-            st = os.lstat(candidate)
+            st = os.lstat(host)
         except FileNotFoundError:
-            done.append(name)
-            continue
+            return None
         if stat.S_ISLNK(st.st_mode):
-            links += 1
-            if links > max_links:
-                raise RunError("resolve", path, "too many levels of symbolic links in the image")
-            target = os.readlink(candidate)
-            if target.startswith("/"):
-                done = []
-            todo = [p for p in target.split("/") if p and p != "."] + todo
-        else:
-            done.append(name)
-    return os.path.join(root, *done)
+            return _OnDisk("symlink", os.readlink(host))
+        return _OnDisk("dir" if stat.S_ISDIR(st.st_mode) else "other")
+
+    try:
+        key = resolve_in_root(lookup, path)
+    except SymlinkLoop:
+        raise RunError("resolve", path, "too many levels of symbolic links in the image") from None
+    return root if key in (None, "/") else os.path.join(root, key[1:])
 
 
 def mountpoint(root: str, path: str, is_dir: bool = True) -> str:
     """Resolve ``path`` inside ``root`` and create it (a dir, or an empty file) if missing."""
-    where = resolve_in_root(root, path)
+    where = host_path_in_root(root, path)
     if not os.path.lexists(where):
         try:
             if is_dir:
@@ -87,7 +89,7 @@ def bind(source: str, target: str, read_only: bool = False, recursive: bool = Tr
         mountsec.remount_adding(target, flags)
 
 
-def mount_layers(plan: ContainerPlan, scratch: str, merged: str) -> None:
+def mount_layers(plan: ContainerSetup, scratch: str, merged: str) -> None:
     """Mount the read-only layers plus a writable upper at ``merged`` (overlayfs or copy fallback)."""
     if plan.storage == "copy":
         tree = os.path.join(scratch, "root")
@@ -154,7 +156,7 @@ def mount_sys(root: str) -> None:
     mountsec.harden_sys(target)
 
 
-def write_etc_files(plan: ContainerPlan, scratch: str) -> dict[str, str]:
+def write_etc_files(plan: ContainerSetup, scratch: str) -> dict[str, str]:
     """The generated /etc/hostname, hosts, resolv.conf as files in the scratch tmpfs (the image is not touched)."""
     etc = os.path.join(scratch, "etc")
     os.mkdir(etc, 0o755)
@@ -170,7 +172,7 @@ def write_etc_files(plan: ContainerPlan, scratch: str) -> dict[str, str]:
     return out
 
 
-def setup_root(plan: ContainerPlan) -> str:
+def setup_root(plan: ContainerSetup) -> str:
     """Build the container's tree in the current (new) mount namespace and return its root.
 
     ``plan.rt`` is a fixed, empty host directory used only as an anchor: a tmpfs is mounted on it *inside this

@@ -15,7 +15,7 @@ one, the size and mtime of its data module and of the compiler modules; for a fi
 the capability set (capability-conditioned rules), the architecture, the kernel release (``minKernel``) and
 the libseccomp file. A warm start reads one small file, without loading libseccomp, json or hashlib; a miss
 compiles with libseccomp (``seccomp_compile``) and writes the file atomically (temp name + rename). Errors are
-one line, exit 125. The programs travel to PID 1 in the ContainerPlan, and ``install()`` loads them there as
+one line, exit 125. The programs travel to PID 1 in the ContainerSetup, and ``install()`` loads them there as
 the very last step before the command starts (after no_new_privs, capabilities and the user switch); every
 process started afterwards inherits them.
 """

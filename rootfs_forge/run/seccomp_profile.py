@@ -76,9 +76,13 @@ def _fail(source: str, reason: str) -> RunError:
     return err
 
 
-def _obj(value: object, what: str, source: str) -> dict[str, object]:
+def _obj(value: object, what: str, source: str, keys: set[str] | None = None) -> dict[str, object]:
+    """``value`` as an object; with ``keys``, one that has no other key."""
     if not isinstance(value, dict):
         raise _fail(source, f"{what} must be an object")
+    unknown = set(value) - keys if keys is not None else ()
+    if unknown:
+        raise _fail(source, f"{what}: unsupported key {sorted(unknown)[0]!r}")
     return value
 
 
@@ -119,10 +123,7 @@ def _kernel(text: str) -> tuple[int, int]:
 def _applies(entry: dict[str, object], idx: str, source: str, caps: frozenset[str], arch: str,
              kernel: tuple[int, int]) -> bool:
     for key, include in (("includes", True), ("excludes", False)):
-        cond = _obj(entry.get(key) or {}, f"{idx}.{key}", source)
-        unknown = set(cond) - _FILTER_KEYS
-        if unknown:
-            raise _fail(source, f"{idx}.{key}: unsupported key {sorted(unknown)[0]!r}")
+        cond = _obj(entry.get(key) or {}, f"{idx}.{key}", source, _FILTER_KEYS)
         want_caps = {c.upper() if c.upper().startswith("CAP_") else "CAP_" + c.upper()
                      for c in _strings(cond.get("caps"), f"{idx}.{key}.caps", source)}
         arches = _strings(cond.get("arches"), f"{idx}.{key}.arches", source)
@@ -154,10 +155,7 @@ def _conditions(value: object, idx: str, source: str) -> list[tuple[int, int, in
     out = []
     for j, raw in enumerate(value):
         what = f"{idx}.args[{j}]"
-        arg = _obj(raw, what, source)
-        unknown = set(arg) - _ARG_KEYS
-        if unknown:
-            raise _fail(source, f"{what}: unsupported key {sorted(unknown)[0]!r}")
+        arg = _obj(raw, what, source, _ARG_KEYS)
         op = arg.get("op")
         if not isinstance(op, str) or op not in OPS:
             raise _fail(source, f"{what}: unknown op {op!r}")
@@ -191,10 +189,7 @@ def resolve(profile: object, source: str, caps: frozenset[str], machine: str, ke
     rules: list[Rule] = []
     for i, raw in enumerate(entries):
         idx = f"syscalls[{i}]"
-        entry = _obj(raw, idx, source)
-        unknown = set(entry) - _RULE_KEYS
-        if unknown:
-            raise _fail(source, f"{idx}: unsupported key {sorted(unknown)[0]!r}")
+        entry = _obj(raw, idx, source, _RULE_KEYS)
         names = _strings(entry.get("names"), f"{idx}.names", source)
         if isinstance(entry.get("name"), str):
             names = [*names, str(entry["name"])]

@@ -255,7 +255,7 @@ def resolve_user(spec: str, passwd: str, group: str) -> User:
     return User(uid, gid, (gid, *extra), home)
 
 
-class ContainerPlan:
+class ContainerSetup:
     """Everything the container side needs, resolved by the launcher before it forks. Treated as immutable.
 
     ``lowers`` run top to bottom (overlay order). ``upper``/``work`` are None for a throw-away tmpfs upper.

@@ -70,25 +70,9 @@ from rootfs_forge.unpack.record import (
     resolve_in_root,
     tree_dump,
 )
-from rootfs_forge.util.arch import debian_arch
+from rootfs_forge.util.arch import MERGED_USR_LIBDIRS, debian_arch
 from rootfs_forge.util.inroot import MAX_SYMLINKS, NodeLike
 
-# Debian architecture -> extra top-level library directories that merged /usr turns into symlinks
-# (the table debootstrap and usrmerge use: only directories the architecture's toolchain may use).
-MERGED_USR_LIBDIRS: dict[str, tuple[str, ...]] = {
-    "amd64": ("lib32", "lib64", "libx32"),
-    "i386": ("lib64", "libx32"),
-    "x32": ("lib32", "lib64", "libx32"),
-    "mips64el": ("lib32", "lib64", "libo32"),
-    "mips": ("lib32", "lib64"),
-    "mipsel": ("lib32", "lib64"),
-    "powerpc": ("lib64",),
-    "ppc64": ("lib32", "lib64"),
-    "ppc64el": ("lib64",),
-    "s390x": ("lib32",),
-    "sparc": ("lib64",),
-    "sparc64": ("lib32", "lib64"),
-}  # arm64, armhf, armel, riscv64 …: none (their loaders live in /lib)
 _O_NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 

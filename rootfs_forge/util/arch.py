@@ -5,6 +5,12 @@ Pure and light (no imports): the launcher may use it on its start path.
 
 from __future__ import annotations
 
+# every Debian architecture name a recipe may ask for (release and ports), and "all"
+KNOWN_ARCHES = frozenset({
+    "amd64", "arm64", "armel", "armhf", "i386", "mips64el", "mipsel", "ppc64el", "s390x", "riscv64", "loong64",
+    "alpha", "hppa", "ia64", "m68k", "powerpc", "ppc64", "sh4", "sparc64", "x32", "all",
+})
+
 # uname machine -> Debian architecture
 MACHINE_TO_DEBIAN = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "armhf", "armv6l": "armel", "i686": "i386",
                      "i386": "i386", "ppc64le": "ppc64el", "s390x": "s390x", "riscv64": "riscv64",
@@ -49,3 +55,21 @@ def machine_debian_arch() -> str:
 
     machine = os.uname().machine
     return MACHINE_TO_DEBIAN.get(machine, machine)
+
+
+# Debian architecture -> extra top-level library directories that merged /usr turns into symlinks
+# (the table debootstrap and usrmerge use: only directories the architecture's toolchain may use).
+MERGED_USR_LIBDIRS: dict[str, tuple[str, ...]] = {
+    "amd64": ("lib32", "lib64", "libx32"),
+    "i386": ("lib64", "libx32"),
+    "x32": ("lib32", "lib64", "libx32"),
+    "mips64el": ("lib32", "lib64", "libo32"),
+    "mips": ("lib32", "lib64"),
+    "mipsel": ("lib32", "lib64"),
+    "powerpc": ("lib64",),
+    "ppc64": ("lib32", "lib64"),
+    "ppc64el": ("lib64",),
+    "s390x": ("lib32",),
+    "sparc": ("lib64",),
+    "sparc64": ("lib32", "lib64"),
+}  # arm64, armhf, armel, riscv64 …: none (their loaders live in /lib)

@@ -4,17 +4,20 @@ Absolute link targets restart at the root and ``..`` at the root stays there (``
 semantics, the way the kernel resolves paths under ``chroot``), at most :data:`MAX_SYMLINKS` links. The tree is
 read through ``lookup``: any function from an in-root key (``/usr/bin``) to something with ``kind`` and
 ``target`` (or None when nothing is there) — the compose writer's record, an audit view's ``lstat``, a test's
-dictionary — so the same rules hold for every tree forge writes or reads. (The launcher resolves mount
-targets on the live filesystem with ``openat``-style checks of its own: it must not import this on its lean
-start path.)
+dictionary, the launcher's ``lstat``/``readlink`` of the image on disk — so the same rules hold for every tree
+forge writes, reads or runs.
+
+Imports nothing at run time: the launcher's start path may not load ``typing``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Protocol
-
-MAX_SYMLINKS = 40  # the kernel's limit (MAXSYMLINKS): more links on one resolution is a loop (ELOOP)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Protocol
+else:
+    Protocol = object  # a protocol for the type checker; at run time nothing checks it
 
 
 class NodeLike(Protocol):
@@ -23,6 +26,9 @@ class NodeLike(Protocol):
 
     @property
     def target(self) -> str: ...
+
+
+MAX_SYMLINKS = 40  # the kernel's limit (MAXSYMLINKS): more links on one resolution is a loop (ELOOP)
 
 
 class SymlinkLoop(ValueError):

@@ -1,8 +1,9 @@
 """One tree dump for tests, in the notation of ``rootfs_forge.unpack.record.tree_dump``: ``{path: "kind mode
 uid:gid detail"}`` with the content's sha256 (first 8 hex digits) for a file and the target for a symlink.
 
-:func:`dump_dir` reads a directory (owners and modes as they are on disk); :func:`dump_layers` reads an OCI
-image layout's layers in order, so owners and modes are the ones the image carries whoever composed it.
+:func:`dump_dir` reads a directory (owners and modes as they are on disk; mtimes on request);
+:func:`dump_layers` reads an OCI image layout's layers in order, so owners and modes are the ones the image
+carries whoever composed it.
 """
 
 from __future__ import annotations
@@ -20,26 +21,30 @@ def _under(path: str, prefixes: Sequence[str]) -> bool:
     return not prefixes or any(path == p or path.startswith(p.rstrip("/") + "/") for p in prefixes)
 
 
-def dump_dir(root: Path, under: Sequence[str] = ()) -> dict[str, str]:
-    """The tree below ``root`` (only paths below one of ``under`` when given), sorted by path."""
+def _entry(path: Path, st: os.stat_result, mtimes: bool) -> str:
+    head = f"{stat.S_IMODE(st.st_mode):04o} {st.st_uid}:{st.st_gid}" + (f" {int(st.st_mtime)}" if mtimes else "")
+    if stat.S_ISLNK(st.st_mode):
+        return f"symlink {os.readlink(path)}"
+    if stat.S_ISDIR(st.st_mode):
+        return f"dir {head}"
+    if stat.S_ISREG(st.st_mode):
+        return f"file {head} {hashlib.sha256(path.read_bytes()).hexdigest()[:8]}"
+    return f"other {head}"
+
+
+def dump_dir(root: Path, under: Sequence[str] = (), *, with_root: bool = False,
+             mtimes: bool = False) -> dict[str, str]:
+    """The tree below ``root`` (only paths below one of ``under`` when given), sorted by path; ``with_root``:
+    ``/`` itself too; ``mtimes``: each directory's and file's mtime (whole seconds) after its owner."""
     out: dict[str, str] = {}
+    if with_root:
+        out["/"] = _entry(root, os.lstat(root), mtimes)
     for dirpath, dirnames, filenames in os.walk(root):
         for name in dirnames + filenames:
             h = Path(dirpath) / name
             rel = "/" + h.relative_to(root).as_posix()
-            if not _under(rel, under):
-                continue
-            st = os.lstat(h)
-            owner = f"{st.st_uid}:{st.st_gid}"
-            mode = f"{stat.S_IMODE(st.st_mode):04o}"
-            if stat.S_ISLNK(st.st_mode):
-                out[rel] = f"symlink {os.readlink(h)}"
-            elif stat.S_ISDIR(st.st_mode):
-                out[rel] = f"dir {mode} {owner}"
-            elif stat.S_ISREG(st.st_mode):
-                out[rel] = f"file {mode} {owner} {hashlib.sha256(h.read_bytes()).hexdigest()[:8]}"
-            else:
-                out[rel] = f"other {mode} {owner}"
+            if _under(rel, under):
+                out[rel] = _entry(h, os.lstat(h), mtimes)
     return dict(sorted(out.items()))
 
 

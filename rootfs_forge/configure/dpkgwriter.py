@@ -18,11 +18,12 @@ import posixpath
 import re
 import stat
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from rootfs_forge.configure.effects.tree import Change, RootDir
 from rootfs_forge.errors import RootfsError
+from rootfs_forge.model import InstalledPackage
 from rootfs_forge.unpack.writer import TreeWriter
 
 ADMINDIR = "/var/lib/dpkg"
@@ -69,47 +70,11 @@ _INFO_SUFFIXES = (".list", ".md5sums", ".conffiles")
 
 
 @dataclass(frozen=True, slots=True)
-class InstalledPackage:
-    """A package as it lies in the tree.
-
-    ``control``: the .deb's own control fields. ``files``: kept paths in dpkg ``.list`` form (absolute, ``/.``
-    first, directories included, in archive order). ``md5sums``: the package's md5sums (paths with or without
-    a leading slash); kept regular files missing from it are hashed from disk. ``conffiles``: (path, md5).
-    """
-
-    control: Mapping[str, str]
-    files: tuple[str, ...] = ()
-    md5sums: Mapping[str, str] = field(default_factory=dict)
-    conffiles: tuple[tuple[str, str], ...] = ()
-
-    @property
-    def name(self) -> str:
-        return _get(self.control, "Package")
-
-    @property
-    def architecture(self) -> str:
-        return _get(self.control, "Architecture")
-
-    @property
-    def db_name(self) -> str:
-        """The name dpkg gives the package's info files: ``name:arch`` for ``Multi-Arch: same``."""
-        same = _get(self.control, "Multi-Arch").lower() == "same"
-        return f"{self.name}:{self.architecture}" if same else self.name
-
-
-@dataclass(frozen=True, slots=True)
 class DbResult:
     """Paths written and notes (conffiles or files the tree no longer has, files changed since unpacking)."""
 
     changed: tuple[Change, ...]
     notes: tuple[str, ...] = ()
-
-
-def _get(control: Mapping[str, str], name: str) -> str:
-    for k, v in control.items():
-        if k.lower() == name.lower():
-            return str(v).strip()
-    return ""
 
 
 def _field(name: str, value: str) -> str:
@@ -167,7 +132,7 @@ def _validate(packages: Sequence[InstalledPackage], arch: str, foreign: Sequence
             problems.append(f"package name {p.name!r} is not valid")
             continue
         for f in ("Version", "Architecture"):
-            if not _get(p.control, f):
+            if not p.get(f):
                 problems.append(f"{p.name} has no {f}")
         if p.architecture and not _ARCH.match(p.architecture):
             problems.append(f"{p.name} has a bad architecture {p.architecture!r}")

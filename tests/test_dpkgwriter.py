@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from rootfs_forge.configure.dpkgdb import InstalledPackage, list_file, md5sums_file, status_stanza, write_dpkg_db
+from rootfs_forge.configure.dpkgwriter import list_file, md5sums_file, status_stanza, write_dpkg_db
 from rootfs_forge.errors import RootfsError
+from rootfs_forge.model import InstalledPackage
 
 ARCH = "amd64"
 needs_dpkg = pytest.mark.skipif(shutil.which("dpkg-query") is None, reason="needs dpkg-query and dpkg")

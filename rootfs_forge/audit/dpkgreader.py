@@ -8,39 +8,13 @@ is also the file list, as syft reads it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from debian.deb822 import Deb822
 
 from rootfs_forge.audit.view import FsView, read_bytes
 from rootfs_forge.errors import AuditError
+from rootfs_forge.model import InstalledPackage
 
 ADMINDIR = "/var/lib/dpkg"
-
-
-@dataclass(frozen=True)
-class InstalledPackage:
-    """One installed package as the dpkg database records it."""
-
-    name: str
-    version: str
-    architecture: str
-    source: str = ""  # source package name; same as ``name`` when the stanza has no Source
-    source_version: str = ""
-    depends: str = ""
-    pre_depends: str = ""
-    provides: str = ""
-    essential: bool = False
-    priority: str = ""
-    multi_arch: str = ""
-    installed_size_kib: int = 0
-    files: tuple[str, ...] = ()  # every path the package's list names, as listed
-    md5sums: dict[str, str] = field(default_factory=dict)  # path -> md5 hex
-    conffiles: tuple[str, ...] = ()
-
-    @property
-    def key(self) -> str:
-        return f"{self.name}:{self.architecture}"
 
 
 def _text(view: FsView, path: str) -> str | None:
@@ -81,29 +55,10 @@ def _installed(stanza: Deb822, *, status_d: bool) -> bool:
                                             "triggers-pending") and words[0] != "purge"
 
 
-def _package(
-    stanza: Deb822, files: tuple[str, ...], md5: dict[str, str], conffiles: tuple[str, ...]
-) -> InstalledPackage:
-    source = stanza.get("Source", "").strip()
-    src_name, _, src_ver = source.partition(" ")
-    size = stanza.get("Installed-Size", "0").strip()
-    return InstalledPackage(
-        name=stanza["Package"].strip(),
-        version=stanza.get("Version", "").strip(),
-        architecture=stanza.get("Architecture", "").strip(),
-        source=src_name or stanza["Package"].strip(),
-        source_version=src_ver.strip("() ") or stanza.get("Version", "").strip(),
-        depends=" ".join(stanza.get("Depends", "").split()),
-        pre_depends=" ".join(stanza.get("Pre-Depends", "").split()),
-        provides=" ".join(stanza.get("Provides", "").split()),
-        essential=stanza.get("Essential", "").strip().lower() == "yes",
-        priority=stanza.get("Priority", "").strip(),
-        multi_arch=stanza.get("Multi-Arch", "").strip(),
-        installed_size_kib=int(size) if size.isdigit() else 0,
-        files=files,
-        md5sums=md5,
-        conffiles=tuple(line.split()[0] for line in conffiles if line.split()),
-    )
+def _package(stanza: Deb822, files: tuple[str, ...], md5: dict[str, str],
+             conffiles: tuple[str, ...]) -> InstalledPackage:
+    pairs = tuple((words[0], words[1] if len(words) > 1 else "") for words in map(str.split, conffiles) if words)
+    return InstalledPackage(control=dict(stanza), files=files, md5sums=md5, conffiles=pairs)
 
 
 def read_dpkg_db(view: FsView, admindir: str = ADMINDIR) -> list[InstalledPackage]:
