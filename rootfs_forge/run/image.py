@@ -1,6 +1,7 @@
 """An OCI image (layout dir with optional ``:tag``, or an oci-archive tar) -> read-only layer dirs + defaults.
 
-A small reader of index.json -> manifest -> config, kept here so ``forge run`` does not import the image writer.
+A small reader of index.json -> manifest -> config (the choice of manifest is ``image/select.py``, shared with
+the other readers), kept here so ``forge run`` does not import the image writer.
 Each layer blob is verified against its digest and unpacked once into ``<cache>/layers/sha256/<diff_id hex>``
 (written under a temp name, then renamed). OCI whiteouts become overlayfs whiteouts: ``.wh.NAME`` -> a 0:0
 character device ``NAME``; ``.wh..wh..opq`` -> the ``trusted.overlay.opaque=y`` xattr on its directory.
@@ -19,9 +20,6 @@ from rootfs_forge.run.rmtree import remove_tree
 from rootfs_forge.run.spec import ImageConfig
 from rootfs_forge.util.pids import owner_tag
 
-INDEX_MEDIA_TYPES = ("application/vnd.oci.image.index.v1+json",)
-MANIFEST_MEDIA_TYPES = ("application/vnd.oci.image.manifest.v1+json",
-                        "application/vnd.docker.distribution.manifest.v2+json")
 REF_NAME = "org.opencontainers.image.ref.name"
 WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
@@ -30,7 +28,8 @@ OPAQUE = ".wh..wh..opq"
 class Image:
     """A resolved image: its layout dir, manifest digest, config defaults and layers (bottom first)."""
 
-    __slots__ = ("config", "config_json", "layers", "layout", "manifest", "manifest_digest", "tag")
+    __slots__ = ("config", "config_json", "layers", "layout", "manifest", "manifest_digest", "note", "platform",
+                 "tag")
 
     def __init__(self, layout: str, tag: str | None, manifest_digest: str, manifest: dict,
                  config_json: dict) -> None:
@@ -45,6 +44,8 @@ class Image:
         if len(diff_ids) != len(layers):
             raise ImageError("read image", layout, f"{len(layers)} layers but {len(diff_ids)} diff_ids in config")
         self.layers: list[tuple[dict, str]] = list(zip(layers, diff_ids, strict=True))
+        self.note = ""  # one line for the user: which of several platforms was taken
+        self.platform = ""  # linux/amd64 ... as the index or the config names it
 
 
 def split_ref(ref: str) -> tuple[str, str | None]:
@@ -85,53 +86,25 @@ def _load(path: str, what: str) -> dict:
     return data
 
 
-def choose_manifest(index: dict, tag: str | None, where: str) -> dict:
-    """The index entry named ``tag`` (annotation ref.name), or the only entry when no tag is given."""
-    entries = [m for m in index.get("manifests") or [] if isinstance(m, dict)]
-    if tag is not None:
-        hits = [m for m in entries if (m.get("annotations") or {}).get(REF_NAME) == tag]
-        if not hits:
-            names = sorted({str((m.get("annotations") or {}).get(REF_NAME)) for m in entries})
-            raise ImageError("find tag", f"{where}:{tag}", f"the layout has {', '.join(names) or 'no tags'}")
-        return hits[-1]
-    if len(entries) != 1:
-        raise ImageError("choose image", where, f"the layout holds {len(entries)} manifests; name one with :TAG")
-    return entries[0]
+def open_layout(layout: str, tag: str | None, platform: tuple[str, str, str] | None = None) -> Image:
+    """The image ``tag`` of a layout, for ``platform`` (the host's when None; ``Image.note`` then says which
+    was taken when there were several). Both index shapes are read (see ``image/select.py``)."""
+    from rootfs_forge.image.select import platform_label, select_manifest
 
-
-# uname machine -> OCI architecture (what a multi-arch index names)
-_MACHINES = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "armv6l": "arm", "i686": "386",
-             "i386": "386", "ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64", "loongarch64": "loong64"}
-
-
-def choose_platform(index: dict, where: str) -> dict:
-    """The entry of an image index that runs on this machine (the only entry when there is one)."""
-    entries = [m for m in index.get("manifests") or [] if isinstance(m, dict)]
-    if len(entries) == 1:
-        return entries[0]
-    machine = os.uname().machine
-    arch = _MACHINES.get(machine, machine)
-    hits = [m for m in entries if (m.get("platform") or {}).get("architecture") == arch
-            and (m.get("platform") or {}).get("os", "linux") == "linux"]
-    if not hits:
-        have = sorted({str((m.get("platform") or {}).get("architecture")) for m in entries})
-        raise ImageError("choose image", where, f"no manifest for linux/{arch} (it has {', '.join(have) or 'none'}); "
-                                                "forge run does not emulate other architectures")
-    return hits[0]
-
-
-def open_layout(layout: str, tag: str | None) -> Image:
     index = _load(os.path.join(layout, "index.json"), f"{layout}/index.json")
-    entry = choose_manifest(index, tag, layout)
+
+    def load(desc: dict) -> dict:
+        digest = _check_digest(desc.get("digest"), layout)
+        return _load(blob_path(layout, digest), f"manifest {digest}")
+
+    entry, doc, note = select_manifest(index, tag, platform, load, layout)
     digest = _check_digest(entry.get("digest"), layout)
-    doc = _load(blob_path(layout, digest), f"manifest {digest}")
-    if doc.get("mediaType") in INDEX_MEDIA_TYPES or "manifests" in doc:  # an image index: the host's platform
-        entry = choose_platform(doc, f"{layout}@{digest}")
-        digest = _check_digest(entry.get("digest"), layout)
-        doc = _load(blob_path(layout, digest), f"manifest {digest}")
     cfg_digest = _check_digest((doc.get("config") or {}).get("digest"), layout)
     config = _load(blob_path(layout, cfg_digest), f"config {cfg_digest}")
-    return Image(layout, tag, digest, doc, config)
+    image = Image(layout, tag, digest, doc, config)
+    image.note = note
+    image.platform = platform_label(entry, config)
+    return image
 
 
 def image_config(config_json: dict) -> ImageConfig:

