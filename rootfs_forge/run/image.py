@@ -1,7 +1,7 @@
 """An OCI image (layout dir with optional ``:tag``, or an oci-archive tar) -> read-only layer dirs + defaults.
 
-A small reader of index.json -> manifest -> config (the choice of manifest is ``image/select.py``, shared with
-the other readers), kept here so ``forge run`` does not import the image writer.
+index.json -> manifest -> config is read by ``image/layout.py``, the one layout reader (lean: ``forge run`` does
+not import the image writer).
 Each layer blob is verified against its digest and unpacked once into ``<cache>/layers/sha256/<diff_id hex>``
 (written under a temp name, then renamed). OCI whiteouts become overlayfs whiteouts: ``.wh.NAME`` -> a 0:0
 character device ``NAME``; ``.wh..wh..opq`` -> the ``trusted.overlay.opaque=y`` xattr on its directory.
@@ -11,11 +11,11 @@ Only the unpack path imports libarchive (and only on a cache miss).
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import stat
 
 from rootfs_forge.errors import ImageError
+from rootfs_forge.image.layout import blob_path, check_digest, read_layout
 from rootfs_forge.run.rmtree import remove_tree
 from rootfs_forge.run.spec import ImageConfig
 from rootfs_forge.util.pids import owner_tag
@@ -62,48 +62,13 @@ def is_layout(path: str) -> bool:
     return os.path.isfile(os.path.join(path, "oci-layout")) and os.path.isfile(os.path.join(path, "index.json"))
 
 
-def _check_digest(digest: object, where: str) -> str:
-    if not isinstance(digest, str) or not digest.startswith("sha256:") or len(digest) != 71 or any(
-            c not in "0123456789abcdef" for c in digest[7:]):
-        raise ImageError("read image", where, f"bad digest {digest!r}")
-    return digest
-
-
-def blob_path(layout: str, digest: str) -> str:
-    return os.path.join(layout, "blobs", "sha256", _check_digest(digest, layout)[7:])
-
-
-def _load(path: str, what: str) -> dict:
-    try:
-        with open(path, "rb") as f:
-            data = json.load(f)
-    except FileNotFoundError:
-        raise ImageError("read image", what, "missing") from None
-    except (OSError, ValueError) as exc:
-        raise ImageError("read image", what, str(exc)) from None
-    if not isinstance(data, dict):
-        raise ImageError("read image", what, "not a JSON object")
-    return data
-
-
 def open_layout(layout: str, tag: str | None, platform: tuple[str, str, str] | None = None) -> Image:
     """The image ``tag`` of a layout, for ``platform`` (the host's when None; ``Image.note`` then says which
-    was taken when there were several). Both index shapes are read (see ``image/select.py``)."""
-    from rootfs_forge.image.select import platform_label, select_manifest
-
-    index = _load(os.path.join(layout, "index.json"), f"{layout}/index.json")
-
-    def load(desc: dict) -> dict:
-        digest = _check_digest(desc.get("digest"), layout)
-        return _load(blob_path(layout, digest), f"manifest {digest}")
-
-    entry, doc, note = select_manifest(index, tag, platform, load, layout)
-    digest = _check_digest(entry.get("digest"), layout)
-    cfg_digest = _check_digest((doc.get("config") or {}).get("digest"), layout)
-    config = _load(blob_path(layout, cfg_digest), f"config {cfg_digest}")
-    image = Image(layout, tag, digest, doc, config)
-    image.note = note
-    image.platform = platform_label(entry, config)
+    was taken when there were several), read by the one layout reader (``image/layout.py``)."""
+    opened = read_layout(layout, tag, platform)
+    image = Image(layout, tag, opened.manifest_digest, opened.manifest, opened.config)
+    image.note = opened.note
+    image.platform = opened.platform
     return image
 
 
@@ -143,7 +108,7 @@ def layer_dirs(image: Image, cache_dir: str, rootless: bool = False) -> tuple[st
     base = os.path.join(top, "sha256")
     out: list[str] = []
     for desc, diff_id in image.layers:
-        final = os.path.join(base, _check_digest(diff_id, image.layout)[7:])
+        final = os.path.join(base, check_digest(diff_id, image.layout)[7:])
         if not os.path.isdir(final):
             unpack_layer(blob_path(image.layout, str(desc.get("digest"))), str(desc.get("digest")), final,
                          rootless)
