@@ -354,3 +354,55 @@ def test_gallery_recipe_composes_one_platform_in_every_format(name: str, tmp_pat
         proc = run_forge(*args, cli=True)
         assert proc.returncode == 0, f"{args[0]}: {proc.stderr}"
         assert proc.stderr.count("\n") == 1 and "reading linux/amd64, the host's" in proc.stderr, proc.stderr
+
+
+# ------------------------------------------------------------------ the one layout reader
+
+
+def _flat_copy(layout: Path, dest: Path) -> Path:
+    """``layout`` (nested index) rewritten as skopeo/buildx single-index form: each platform tagged directly."""
+    shutil.copytree(layout, dest)
+    (top,) = json.loads((layout / "index.json").read_text())["manifests"]
+    nested = json.loads((layout / "blobs/sha256" / top["digest"][7:]).read_text())
+    entries = [{**m, "annotations": {"org.opencontainers.image.ref.name": "latest"}} for m in nested["manifests"]]
+    (dest / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": entries}))
+    return dest
+
+
+@pytest.mark.parametrize("shape", ["nested", "flat"])
+def test_every_reader_chooses_the_same_platform_in_either_layout_shape(multi: dict[str, Path], tmp_path: Path,
+                                                                        shape: str) -> None:
+    from rootfs_forge.audit.target import open_target
+    from rootfs_forge.image.oci import read_image
+    from rootfs_forge.run.image import open_layout
+
+    layout = multi["layout"] if shape == "nested" else _flat_copy(multi["layout"], tmp_path / "flat")
+    for want, arch in (("linux/amd64", "amd64"), ("linux/arm64/v8", "arm64")):
+        plat = parse_platform(want)
+        assert open_layout(str(layout), "latest", plat).config_json["architecture"] == arch
+        assert read_image(layout, "latest", platform=want).config["architecture"] == arch
+        status = open_target(f"{layout}:latest", arch=want).view.open("/var/lib/dpkg/status").read().decode()
+        assert f"Architecture: {arch}" in status and f"Architecture: {'amd64' if arch == 'arm64' else 'arm64'}" \
+            not in status
+    if HOST_OCI:
+        image = open_layout(str(layout), None)
+        assert image.config_json["architecture"] == HOST_OCI and image.platform.startswith(f"linux/{HOST_OCI}")
+        assert image.note.startswith("2 platforms (linux/amd64, linux/arm64/v8): reading")
+
+
+def test_launcher_refuses_a_config_blob_that_does_not_match_its_digest(multi: dict[str, Path],
+                                                                      tmp_path: Path) -> None:
+    """A layout whose config blob was swapped (say, for another Entrypoint) is refused before anything runs:
+    the launcher's reader checks every document against its digest, not only the layers."""
+    from rootfs_forge.errors import ImageError
+    from rootfs_forge.run.image import open_layout
+
+    layout = tmp_path / "img"
+    shutil.copytree(multi["layout"], layout)
+    image = open_layout(str(layout), "latest", parse_platform("linux/amd64"))
+    config = layout / "blobs/sha256" / image.manifest["config"]["digest"][7:]
+    doc = json.loads(config.read_text())
+    doc["config"]["Entrypoint"] = ["/bin/sh", "-c", "echo swapped"]
+    config.write_text(json.dumps(doc))
+    with pytest.raises(ImageError, match="does not match its digest"):
+        open_layout(str(layout), "latest", parse_platform("linux/amd64"))

@@ -19,6 +19,7 @@ from rootfs_forge.errors import ImageError
 from rootfs_forge.image.select import platform_label, select_manifest
 
 _HEX = frozenset("0123456789abcdef")
+MAX_DOCUMENT = 16 << 20  # index, manifest and config are small; a larger "document" is not read into memory
 
 
 class Opened:
@@ -48,6 +49,14 @@ def blob_path(layout: str, digest: str) -> str:
     return os.path.join(layout, "blobs", "sha256", check_digest(digest, layout)[7:])
 
 
+def _read(path: str, what: str) -> bytes:
+    with open(path, "rb") as f:
+        data = f.read(MAX_DOCUMENT + 1)
+    if len(data) > MAX_DOCUMENT:
+        raise ImageError("read image", what, f"larger than {MAX_DOCUMENT >> 20} MiB: not an image document")
+    return data
+
+
 def _parse(data: bytes, what: str) -> dict:
     try:
         doc = json.loads(data)
@@ -61,8 +70,7 @@ def _parse(data: bytes, what: str) -> dict:
 def load_json(path: str, what: str) -> dict:
     """A JSON object from a file of the layout (index.json)."""
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        data = _read(path, what)
     except FileNotFoundError:
         raise ImageError("read image", what, "missing") from None
     except OSError as exc:
@@ -74,8 +82,7 @@ def load_blob(layout: str, desc: dict) -> dict:
     """The JSON document ``desc`` names, checked against its digest."""
     digest = check_digest(desc.get("digest"), layout)
     try:
-        with open(blob_path(layout, digest), "rb") as f:
-            data = f.read()
+        data = _read(blob_path(layout, digest), f"{layout} blob {digest}")
     except FileNotFoundError:
         raise ImageError("read image", layout, f"blob {digest} is missing") from None
     except OSError as exc:
