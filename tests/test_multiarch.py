@@ -77,6 +77,11 @@ def test_one_platform_of_a_multi_arch_recipe_composes_in_every_format(multi: dic
         assert entry["mediaType"] == "application/vnd.oci.image.manifest.v1+json"
         assert entry["platform"] == {"architecture": "arm64", "os": "linux", "variant": "v8"}
         assert _skopeo("inspect", f"oci:{dest}:latest")["Architecture"] == "arm64"
+        # umoci calls the tag of a multi-platform layout ambiguous; one platform it unpacks
+        unpack = subprocess.run(["umoci", "unpack", "--rootless", "--image", f"{dest}:latest",
+                                 str(multi["tmp"] / "umoci-bundle")], capture_output=True, text=True)
+        assert unpack.returncode == 0, unpack.stderr
+        assert (multi["tmp"] / "umoci-bundle/rootfs/usr/bin/hello").is_file()
     elif fmt in ("oci-archive", "docker-archive"):
         assert _skopeo("inspect", f"{fmt}:{dest}")["Architecture"] == "arm64"
     elif fmt == "tar":
