@@ -53,10 +53,11 @@ def compose(recipe: str | os.PathLike[str] | Recipe, output: str | os.PathLike[s
             offline: bool = False, locked: bool = False, use_lock: bool = True, jobs: int = 8,
             epoch: int | None = None, progress: bool = False, warn: Callable[[str], None] | None = None,
             context: Context | None = None, vendor: Sequence[str] = (), insecure: bool = False,
-            registry_cache: str = "") -> dict[str, Any]:
+            registry_cache: str = "", platforms: Sequence[str] = ()) -> dict[str, Any]:
     """Compose ``recipe`` (a path or a loaded :class:`Recipe`) into ``output`` and return the report.
 
-    ``format``: oci (default), oci-archive, docker-archive, rootfs or tar. ``output`` defaults to
+    ``format``: oci (default), oci-archive, docker-archive, rootfs, tar or lxc (``DIR/rootfs.tar.xz`` and
+    ``DIR/meta.tar.xz`` for LXC's ``local`` template). ``output`` defaults to
     :func:`default_output`. ``locked`` refuses a missing or stale lock; ``use_lock=False`` resolves afresh.
     ``epoch`` dates everything written (default: ``SOURCE_DATE_EPOCH``, else the newest package). ``context``
     replaces the cache, transport and clock (``cache_dir``, ``offline`` and ``warn`` are then ignored).
@@ -65,6 +66,8 @@ def compose(recipe: str | os.PathLike[str] | Recipe, output: str | os.PathLike[s
     OCI stores (and the registry cache) over plain HTTP. ``registry_cache`` (``REGISTRY/REPO``, format oci): fetch
     the image stored under this compose's key instead of composing, or compose and push it there
     (rootfs_forge.image.regcache); the report's ``cache`` says ``hit`` or ``miss``.
+    ``platforms`` (Docker's spelling: ``linux/amd64``, ``linux/arm64/v8``, or a bare architecture) builds only
+    those of the recipe's architectures; every format takes one, tar and docker-archive only one.
 
     The report holds ``image`` (name:tag), ``output``, ``format``, ``from_lock`` (and ``lock_behind``: the
     locked packages the last index update has newer or no longer has), ``architectures`` (per architecture: packages,
@@ -81,9 +84,17 @@ def compose(recipe: str | os.PathLike[str] | Recipe, output: str | os.PathLike[s
     loaded = recipe if isinstance(recipe, Recipe) else load_recipe(Path(recipe), ctx.host_arch)
     if jobs < 1:
         raise ForgeError("compose", loaded.path.name, "--jobs must be at least 1")
+    archs = _selected(loaded, platforms)
     dest = Path(output) if output is not None else default_output(loaded.name, loaded.tag, format)
-    check_destination(dest.absolute(), directory=format in ("oci", "rootfs"))  # before any work, not after
-    job = _Job(ctx, loaded, dest, format, locked, use_lock, jobs, progress)
+    if len(archs) > 1 and format in ("tar", "docker-archive", "lxc"):
+        from rootfs_forge.util.platform import debian_label
+
+        what = {"tar": "a tarball", "docker-archive": "a docker-archive", "lxc": "an LXC image"}[format]
+        raise ForgeError("compose", f"{loaded.path.name} as {format}",
+                         f"{what} holds one platform and the recipe builds {len(archs)}; choose one with "
+                         f"--platform {debian_label(archs[0])} (or use --format oci)")
+    check_destination(dest.absolute(), directory=format in ("oci", "rootfs", "lxc"))  # before any work, not after
+    job = _Job(ctx, loaded, dest, format, locked, use_lock, jobs, progress, archs)
     job.vendor, job.insecure = (*loaded.vendor, *vendor), insecure
     if registry_cache and format != "oci":
         raise ForgeError("compose", loaded.path.name, "--registry-cache needs --format oci")
@@ -99,9 +110,23 @@ class _IndexChanged(Exception):
     """The optimistic plan's index set is no longer the current one: compose again."""
 
 
+def _selected(recipe: Recipe, platforms: Sequence[str]) -> tuple[str, ...]:
+    """The recipe's architectures ``platforms`` name (all of them when none is named)."""
+    if not platforms:
+        return tuple(recipe.architectures)
+    from rootfs_forge.util.platform import PlatformError, parse_platform, select_architectures
+
+    try:
+        return select_architectures(tuple(recipe.architectures), [parse_platform(p) for p in platforms],
+                                    recipe.path.name)
+    except PlatformError as exc:
+        raise ForgeError("compose", f"{recipe.path.name} for --platform {','.join(platforms)}", str(exc)) from None
+
+
 class _Job:
     def __init__(self, ctx: Context, recipe: Recipe, dest: Path, fmt: str, locked: bool, use_lock: bool,
-                 jobs: int, progress: bool) -> None:
+                 jobs: int, progress: bool, archs: tuple[str, ...]) -> None:
+        self.archs = archs
         self.ctx, self.recipe, self.dest, self.fmt = ctx, recipe, dest, fmt
         self.locked, self.use_lock, self.jobs, self.progress = locked, use_lock, jobs, progress
         self.warned = False
@@ -144,7 +169,7 @@ class _Job:
                 self.warned = True
                 ctx.warn(behind_line(recipe.path, behind))
         with _work_dir(self.dest, self.fmt, result) as work:
-            for arch in recipe.architectures:
+            for arch in self.archs:
                 res = result.resolutions[arch]
                 with UnpackAhead(ctx.cache) as ahead:
                     with timings.phase("fetch"):  # each .deb is decompressed as soon as it is in
@@ -231,12 +256,20 @@ def write_output(trees: list[Tree], recipe: Recipe, dest: Path, fmt: str) -> dic
             else:
                 os.rename(trees[0].root, out)
         return {}
+    if fmt == "lxc":
+        from rootfs_forge.image.lxc import write_lxc
+
+        if multi:
+            raise ForgeError("compose", f"{recipe.path.name} as an LXC image", "an LXC image holds one platform; "
+                                                                             "choose one with --platform")
+        with staged_output(dest, directory=True) as out:
+            return write_lxc(trees[0], recipe, out)
     if fmt == "tar":
         from rootfs_forge.image.layer import write_layer
 
         if multi:
-            raise ForgeError("compose", f"{recipe.path.name} as a tarball", "a tarball holds one architecture; "
-                                                                           "use --format oci for several")
+            raise ForgeError("compose", f"{recipe.path.name} as a tarball", "a tarball holds one platform; "
+                                                                           "choose one with --platform")
         t = trees[0]
         with staged_output(dest, directory=False) as out:
             out.parent.mkdir(parents=True, exist_ok=True)

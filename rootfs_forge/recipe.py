@@ -23,7 +23,7 @@ ARCH_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._/-]*$")
 TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 PROFILES = ("minimal", "full")
-FORMATS = ("oci", "oci-archive", "docker-archive", "rootfs", "tar")
+FORMATS = ("oci", "oci-archive", "docker-archive", "rootfs", "tar", "lxc")
 
 
 @dataclass(frozen=True, slots=True)

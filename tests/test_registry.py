@@ -252,7 +252,7 @@ def test_multi_arch_index_push(registry: str, tmp_path: Path) -> None:
 
 def test_push_of_unknown_tag_fails(registry: str, tmp_path: Path) -> None:
     layout = image(tmp_path)
-    with pytest.raises(ImageError, match="no such tag"):
+    with pytest.raises(ImageError, match="the layout has latest"):
         push(layout, "nope", f"{registry}/app:1", insecure=True)
 
 

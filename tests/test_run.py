@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from rootfs_forge.errors import ImageError, RunError
+from rootfs_forge.image.select import select_manifest
 from rootfs_forge.run import commit as commit_mod
 from rootfs_forge.run import image as img
 from rootfs_forge.run.cgroups import parse_proc_cgroup
@@ -159,7 +160,7 @@ def test_symlink_loop_in_image_is_an_error(tmp_path: Path) -> None:
                     {"digest": "d2", "annotations": {img.REF_NAME: "b"}}]}, "b", "d2"),
 ])
 def test_choose_manifest(index: dict, tag: str | None, want: str) -> None:
-    assert img.choose_manifest(index, tag, "layout")["digest"] == want
+    assert select_manifest(index, tag, None, lambda d: {"layers": []}, "layout")[0]["digest"] == want
 
 
 @pytest.mark.parametrize(("index", "tag", "msg"), [
@@ -168,7 +169,7 @@ def test_choose_manifest(index: dict, tag: str | None, want: str) -> None:
 ])
 def test_choose_manifest_rejects(index: dict, tag: str | None, msg: str) -> None:
     with pytest.raises(ImageError, match=msg):
-        img.choose_manifest(index, tag, "layout")
+        select_manifest(index, tag, None, lambda d: {"layers": []}, "layout")
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -807,9 +808,9 @@ def test_choose_platform_picks_this_machine_from_an_index() -> None:
     other = "s390x" if arch != "s390x" else "riscv64"
     index = {"manifests": [{"digest": "sha256:" + "a" * 64, "platform": {"architecture": other, "os": "linux"}},
                            {"digest": "sha256:" + "b" * 64, "platform": {"architecture": arch, "os": "linux"}}]}
-    assert img.choose_platform(index, "x")["digest"] == "sha256:" + "b" * 64
-    with pytest.raises(ImageError, match=f"no manifest for linux/{arch}"):
-        img.choose_platform({"manifests": index["manifests"][:1] * 2}, "x")
+    assert select_manifest(index, None, None, lambda d: {"layers": []}, "x")[0]["digest"] == "sha256:" + "b" * 64
+    with pytest.raises(ImageError, match=f"no image for linux/{arch}"):
+        select_manifest({"manifests": index["manifests"][:1] * 2}, None, None, lambda d: {"layers": []}, "x")
 
 
 @pytest.mark.root

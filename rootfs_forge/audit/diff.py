@@ -30,6 +30,7 @@ class Side:
     nodes: dict[str, Node] | None = None  # None for a lock file
     view: FsView | None = None
     layers: tuple[str, ...] = ()
+    note: str = ""  # which of several platforms was read, when nobody chose
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,7 @@ def open_side(spec: str, *, arch: str = "", insecure: bool = False) -> Side:
         return Side(spec, "lock", lock)
     target = open_target(spec, arch=arch, insecure=insecure)
     packages = {p.key: p.version for p in read_dpkg_db(target.view)}
-    return Side(spec, target.kind, packages, dict(target.view.walk()), target.view, target.layers)
+    return Side(spec, target.kind, packages, dict(target.view.walk()), target.view, target.layers, target.note)
 
 
 def _same_file(a: Side, b: Side, path: str, na: Node, nb: Node) -> bool:

@@ -6,7 +6,8 @@ Tarballs and image layers are read with libarchive into an in-memory tree, so no
 written to the host: devices stay inert nodes, ``..`` members are skipped and links are only ever resolved
 inside the tree. OCI layers are applied in order with their whiteouts (``.wh.NAME``, ``.wh..wh..opq``).
 
-This module keeps its own small OCI reader on purpose: auditing must read images forge did not write.
+Which manifest of a layout is read is decided by ``image/select.py``, as for every other reader; this module
+only supplies the bytes (from a directory, or from an archive held in memory, never extracted to disk).
 """
 
 from __future__ import annotations
@@ -23,13 +24,7 @@ import libarchive
 
 from rootfs_forge.audit.view import DirView, FsView, MemoryView, Node, norm, read_bytes, resolve
 from rootfs_forge.errors import AuditError
-from rootfs_forge.util.arch import oci_platform
 
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-REF_NAME = "org.opencontainers.image.ref.name"
 WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
 
@@ -43,6 +38,7 @@ class Target:
     view: FsView
     layers: tuple[str, ...] = ()
     ref: str = ""
+    note: str = ""  # one line: which of several platforms was read, when nobody chose
 
 
 def split_spec(spec: str) -> tuple[str, str]:
@@ -56,7 +52,8 @@ def split_spec(spec: str) -> tuple[str, str]:
 
 
 def open_target(spec: str, *, arch: str = "", insecure: bool = False) -> Target:
-    """Open ``spec``; ``arch`` (a Debian or OCI architecture name) picks one image of a multi-platform index.
+    """Open ``spec``; ``arch`` (``--platform``: ``linux/arm64/v8``, ``arm64`` ...) picks one image of a
+    multi-platform one; without it the host's is read and ``Target.note`` says so.
 
     A spec that is no local path but a registry reference (``REGISTRY/REPO[:TAG|@DIGEST]``) is pulled through
     :mod:`rootfs_forge.image.pull` (verified, blobs cached) and read like an OCI layout.
@@ -206,33 +203,29 @@ def _blob(view: FsView, digest: str, spec: str) -> bytes:
 
 
 
-def _pick(descs: list[dict[str, Any]], tag: str, arch: str, spec: str) -> dict[str, Any]:
-    if tag:
-        hits = [d for d in descs if (d.get("annotations") or {}).get(REF_NAME) == tag]
-        if not hits:
-            tags = sorted({str((d.get("annotations") or {}).get(REF_NAME)) for d in descs} - {"None"})
-            raise AuditError("open", spec, f"no image tagged {tag!r} (tags: {', '.join(tags) or 'none'})")
-        descs = hits
-    if len(descs) > 1 and arch:
-        want = oci_platform(arch)[0]
-        hits = [d for d in descs if (d.get("platform") or {}).get("architecture") == want]
-        descs = hits or descs
-    if len(descs) != 1:
-        tags = sorted({str((d.get("annotations") or {}).get(REF_NAME)) for d in descs} - {"None"})
-        raise AuditError("open", spec, f"{len(descs)} images in the index; name one with :TAG "
-                                       f"(tags: {', '.join(tags) or 'none'})")
-    return descs[0]
-
-
 def _open_oci(spec: str, kind: str, layout: FsView, tag: str, arch: str) -> Target:
+    from rootfs_forge.errors import ImageError
+    from rootfs_forge.image.select import ref_name, select_manifest
+    from rootfs_forge.util.platform import PlatformError, parse_platform
+
+    try:
+        want = parse_platform(arch) if arch else None
+    except PlatformError as exc:
+        raise AuditError("open", spec, str(exc)) from None
     index = _json(layout, "/index.json", f"{spec} index.json")
-    desc = _pick(list(index.get("manifests") or []), tag, arch, spec)
-    for _ in range(4):  # nested indexes (a multi-platform image inside the layout)
-        if desc.get("mediaType") not in (OCI_INDEX, DOCKER_LIST):
-            break
-        nested = json.loads(_blob(layout, str(desc.get("digest")), spec))
-        desc = _pick(list(nested.get("manifests") or []), "", arch, spec)
-    manifest = json.loads(_blob(layout, str(desc.get("digest")), spec))
+    if not isinstance(index, dict):
+        raise AuditError("open", spec, "index.json is not a JSON object")
+
+    def load(desc: dict) -> dict:
+        doc = json.loads(_blob(layout, str(desc.get("digest")), spec))
+        if not isinstance(doc, dict):
+            raise AuditError("open", spec, f"{desc.get('digest')} is not a JSON object")
+        return doc
+
+    try:
+        desc, manifest, note = select_manifest(index, tag or None, want, load, spec)
+    except ImageError as exc:
+        raise AuditError(exc.verb, exc.obj, exc.reason) from None
     if not isinstance(manifest.get("layers"), list):
         raise AuditError("open", spec, "the image manifest has no layers")
     view = MemoryView()
@@ -241,8 +234,11 @@ def _open_oci(spec: str, kind: str, layout: FsView, tag: str, arch: str) -> Targ
         digest = str(layer.get("digest"))
         load_tar_bytes(_blob(layout, digest, spec), name=f"{spec} layer {digest}", view=view, whiteouts=True)
         digests.append(digest)
-    ref = str((desc.get("annotations") or {}).get(REF_NAME) or tag)
-    return Target(spec, kind, view, tuple(digests), ref)
+    ref = ref_name(desc) or tag
+    if not ref:  # a nested index: the tag is on its entry in index.json
+        names = {ref_name(m) for m in index.get("manifests") or [] if isinstance(m, dict)} - {None}
+        ref = str(next(iter(names))) if len(names) == 1 else ""
+    return Target(spec, kind, view, tuple(digests), ref, note)
 
 
 def _open_docker(spec: str, archive: MemoryView, tag: str) -> Target:

@@ -12,9 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from rootfs_forge.commands.fmt import human_size
+from rootfs_forge.commands.platform_arg import add_platform_arg
 from rootfs_forge.util.arch import debian_arch
 
 FAIL_CONDITIONS = ("missing-libs", "unowned-files")
+PLATFORM_HELP = ("the platform to read from a multi-platform image or reference: linux/amd64, linux/arm64/v8, "
+                 "arm64 ... (default: the host's, said in one line on stderr)")
 
 
 def register(sub: Any) -> None:
@@ -28,9 +31,7 @@ def register(sub: Any) -> None:
                    help=f"exit 1 when any of these holds (comma-separated): {', '.join(FAIL_CONDITIONS)}")
     p.add_argument("--top", type=int, default=10, metavar="N", help="how many largest packages/files to list")
     p.add_argument("--why", metavar="PKG", help="explain why PKG is in the target")
-    p.add_argument("--arch", "--platform", dest="arch", default="", metavar="ARCH",
-                   help="architecture to pick from a multi-platform image or reference (default: the host's; "
-                        "linux/arm64 works too)")
+    add_platform_arg(p, PLATFORM_HELP)
     _insecure_arg(p)
     p.add_argument("--html", metavar="REPORT.html",
                    help="also write a self-contained HTML report (treemap, why-graph, linking, licences)")
@@ -40,9 +41,7 @@ def register(sub: Any) -> None:
     s.add_argument("target", metavar="TARGET")
     s.add_argument("--format", choices=("spdx", "cyclonedx"), default="spdx")
     s.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of standard output")
-    s.add_argument("--arch", "--platform", dest="arch", default="", metavar="ARCH",
-                   help="architecture to pick from a multi-platform image or reference (default: the host's; "
-                        "linux/arm64 works too)")
+    add_platform_arg(s, PLATFORM_HELP)
     _insecure_arg(s)
     s.set_defaults(func=cmd_sbom)
 
@@ -50,9 +49,7 @@ def register(sub: Any) -> None:
     d.add_argument("a", metavar="A")
     d.add_argument("b", metavar="B")
     d.add_argument("--json", action="store_true", help="print canonical JSON")
-    d.add_argument("--arch", "--platform", dest="arch", default="", metavar="ARCH",
-                   help="architecture to pick from a multi-platform image or reference (default: the host's; "
-                        "linux/arm64 works too)")
+    add_platform_arg(d, PLATFORM_HELP)
     _insecure_arg(d)
     d.add_argument("--html", metavar="REPORT.html",
                    help="also write a self-contained HTML report of what changed (treemaps, why-graph, …)")
@@ -74,13 +71,20 @@ def _canonical(data: object) -> str:
 
 
 def host_arch() -> str:
-    """The host's Debian architecture name (what a multi-platform image is read as by default)."""
+    """The host's Debian architecture name."""
     return debian_arch(platform.machine())
 
 
 def _arch(args: argparse.Namespace) -> str:
-    arch = str(args.arch or host_arch())
-    return arch.split("/")[1] if arch.count("/") in (1, 2) else arch  # linux/arm64[/v8] -> arm64
+    """``--platform`` as given ("" reads the host's platform of a multi-platform image and says so)."""
+    return str(getattr(args, "platform", "") or "")
+
+
+def say_note(target: Any) -> None:
+    """The one line a reader has for the user (which of several platforms it read), on stderr."""
+    note = getattr(target, "note", "")
+    if note:
+        print(f"forge: {target.spec}: {note}", file=sys.stderr)
 
 
 
@@ -105,8 +109,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
                          f"unknown condition (known: {', '.join(FAIL_CONDITIONS)})")
     if args.top < 0:
         raise AuditError("use", f"--top {args.top}", "must be zero or more")
-    report = audit_target(open_target(args.target, arch=_arch(args), insecure=args.insecure), top=args.top,
-                          why=args.why)
+    target = open_target(args.target, arch=_arch(args), insecure=args.insecure)
+    say_note(target)
+    report = audit_target(target, top=args.top, why=args.why)
     if args.html:  # first: a reader of the listing that stops early (| head) must not cost the report
         from rootfs_forge.audit.html import audit_html
 
@@ -188,6 +193,7 @@ def cmd_sbom(args: argparse.Namespace) -> int:
     except ForgeError as exc:
         raise AuditError(exc.verb, exc.obj, exc.reason) from None
     target = open_target(args.target, arch=_arch(args), insecure=args.insecure)
+    say_note(target)
     path, tag = split_spec(args.target)
     name = os.path.basename(os.path.normpath(path)) + (f":{tag}" if tag else "")
     inp = sbom_input(target, name=name, source_date_epoch=epoch)
@@ -215,8 +221,10 @@ def cmd_diff(args: argparse.Namespace) -> int:
     from rootfs_forge.audit.diff import diff_sides, open_side
 
     arch = _arch(args)
-    report = diff_sides(open_side(args.a, arch=arch, insecure=args.insecure),
-                        open_side(args.b, arch=arch, insecure=args.insecure))
+    a, b = open_side(args.a, arch=arch, insecure=args.insecure), open_side(args.b, arch=arch, insecure=args.insecure)
+    say_note(a)
+    say_note(b)
+    report = diff_sides(a, b)
     if args.html:
         from rootfs_forge.audit.diffhtml import diff_html
 

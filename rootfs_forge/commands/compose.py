@@ -8,6 +8,7 @@ from typing import Any
 
 from rootfs_forge.api import DEFAULT_FORMAT, compose
 from rootfs_forge.commands.common import add_cache_args, add_json_arg, human_size, print_json, warn
+from rootfs_forge.commands.platform_arg import add_platform_arg, platforms_of
 from rootfs_forge.recipe import FORMATS
 
 
@@ -17,6 +18,9 @@ def register(sub: Any) -> None:
     p.add_argument("-o", "--output", help="where to write (default: out/<name>-<tag>[.tar])")
     p.add_argument("--format", choices=FORMATS, default=DEFAULT_FORMAT,
                    help=f"output format (default: {DEFAULT_FORMAT})")
+    add_platform_arg(p, "build only this platform of a multi-platform recipe (linux/amd64, linux/arm64/v8, ...; "
+                        "repeat or separate with commas for several); needed for tar and docker-archive when the "
+                        "recipe has several", several=True)
     p.add_argument("--locked", action="store_true", help="refuse to compose without a current lock")
     p.add_argument("--no-lock", action="store_true", help="ignore the lock and resolve afresh")
     p.add_argument("-j", "--jobs", type=int, default=8, help="parallel downloads (default 8)")
@@ -41,7 +45,8 @@ def cmd_compose(args: argparse.Namespace) -> int:
     report = compose(args.recipe, args.output, format=args.format, cache_dir=args.cache_dir,
                      offline=args.offline, locked=args.locked, use_lock=not args.no_lock, jobs=args.jobs,
                      progress=not args.quiet and not args.json and sys.stderr.isatty(), warn=warn,
-                     vendor=args.vendor, insecure=args.insecure, registry_cache=args.registry_cache)
+                     vendor=args.vendor, insecure=args.insecure, registry_cache=args.registry_cache,
+                     platforms=platforms_of(args))
     if args.json:
         print_json(report)
     else:

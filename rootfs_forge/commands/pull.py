@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from rootfs_forge.commands.platform_arg import add_platform_arg
+
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
@@ -18,8 +20,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("reference", metavar="REGISTRY/REPO[:TAG|@DIGEST]")
     p.add_argument("-o", "--output", metavar="DIR", help="the layout to write (default: out/<repo>-<tag>)")
-    p.add_argument("--platform", default="", metavar="OS/ARCH[/VARIANT]",
-                   help="the image to pick from a multi-platform index (default: the host's)")
+    add_platform_arg(p, "the image to pick from a multi-platform index (linux/arm64, linux/arm/v7 ...; default: "
+                        "the host's)")
     p.add_argument("--insecure", action="store_true",
                    help="talk plain HTTP (implied for loopback registries and $FORGE_INSECURE_REGISTRIES)")
     p.add_argument("--cache-dir", metavar="DIR",

@@ -39,8 +39,10 @@ def register(sub: Any) -> None:
     p.add_argument("--dot", action="store_true", help="print the chains as Graphviz (pipe it to dot -Tsvg)")
     p.add_argument("--insecure", action="store_true",
                    help="read a registry reference over plain HTTP (implied for loopback registries)")
-    p.add_argument("--arch", "--platform", dest="arch", default="", metavar="ARCH",
-                   help="for an image: the architecture to pick from a multi-platform image (default: the host's)")
+    from rootfs_forge.commands.platform_arg import add_platform_arg
+
+    add_platform_arg(p, "for an image: the platform to read from a multi-platform image (linux/amd64, "
+                        "linux/arm64/v8 ...; default: the host's, said in one line on stderr)")
     p.set_defaults(func=cmd_why)
 
     p = sub.add_parser("lock", help="resolve a recipe and write RECIPE.lock next to it")
@@ -226,9 +228,11 @@ def _why_target(args: argparse.Namespace) -> int:
     """Chains read from an image or rootfs: forge's stored why-graph, else reverse Depends in its dpkg db."""
     from rootfs_forge.audit.report import audit_target
     from rootfs_forge.audit.target import open_target
-    from rootfs_forge.commands.audit import _arch
+    from rootfs_forge.commands.audit import _arch, say_note
 
-    report = audit_target(open_target(args.recipe, arch=_arch(args), insecure=args.insecure), why=args.package)
+    target = open_target(args.recipe, arch=_arch(args), insecure=args.insecure)
+    say_note(target)
+    report = audit_target(target, why=args.package)
     chains = list(report.why or ())
     if not chains:
         raise ForgeError("explain", f"package {args.package}", f"{args.recipe} does not contain it")

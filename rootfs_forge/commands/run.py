@@ -9,6 +9,7 @@ import argparse
 import sys
 
 from rootfs_forge.commands.fmt import human_size
+from rootfs_forge.commands.platform_arg import add_platform_arg, platform_of
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -37,6 +38,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-t", "--tty", action="store_true",
                    help="give the command a pseudo-terminal of its own, relayed to yours (implies -i)")
     p.add_argument("--read-only", action="store_true", help="mount the container's root read-only")
+    add_platform_arg(p, "the platform to run from a multi-platform image or registry reference (linux/amd64 ...; "
+                        "default: the host's); forge run does not emulate other architectures")
     p.add_argument("--cache-dir", help="layer unpack cache (default $FORGE_CACHE or <project>/cache)")
     p.add_argument("--state-dir", help="named containers (default /var/lib/forge/containers as root)")
     p.add_argument("--storage", default="auto", choices=("auto", "overlay", "copy"),
@@ -103,6 +106,7 @@ def _run(args: argparse.Namespace) -> int:
         tmp_size=parse_size(args.tmp_size, "--tmp-size") if args.tmp_size else 0,
         upper_size=parse_size(args.upper_size, "--upper-size") if args.upper_size else 0,
         cap_add=args.cap_add, cap_drop=args.cap_drop, security_opt=args.security_opt,
+        platform=platform_of(args, "run", args.target),
     )
     sys.stdout.flush()
     result = run(opts, _warn)

@@ -210,14 +210,28 @@ def read_index(layout: Path) -> dict[str, Any]:
     return doc
 
 
+def _platform_key(m: Mapping[str, Any]) -> tuple[str, str, str]:
+    plat = m.get("platform") or {}
+    return (str(plat.get("os", "")), str(plat.get("architecture", "")), str(plat.get("variant", "")))
+
+
 def _tag(layout: Path, desc: dict[str, Any], ref_name: str) -> None:
-    """Point ``ref_name`` in index.json at ``desc`` (replacing what it named before)."""
+    """Point ``ref_name`` in index.json at ``desc`` for its platform: the entry of that tag and platform (and
+    an entry of that tag without a platform, such as a nested index) is replaced; other platforms stay, so a
+    multi-platform image is one tag over several manifests, as skopeo and buildx write it."""
     index = read_index(layout)
-    kept = [m for m in index["manifests"] if (m.get("annotations") or {}).get(REF_NAME) != ref_name]
+    mine = _platform_key(desc)
+
+    def replaced(m: Mapping[str, Any]) -> bool:
+        if (m.get("annotations") or {}).get(REF_NAME) != ref_name:
+            return False
+        return not mine[1] or not _platform_key(m)[1] or _platform_key(m) == mine
+
+    kept = [m for m in index["manifests"] if not replaced(m)]
     entry = dict(desc)
     entry["annotations"] = {**(desc.get("annotations") or {}), REF_NAME: ref_name}
     kept.append(entry)
-    kept.sort(key=lambda m: ((m.get("annotations") or {}).get(REF_NAME, ""), m["digest"]))
+    kept.sort(key=lambda m: ((m.get("annotations") or {}).get(REF_NAME, ""), _platform_key(m), m["digest"]))
     index["manifests"] = kept
     _write_atomic(layout / "index.json", canonical(index))
 
@@ -267,6 +281,21 @@ def write_index(
     ref = ImageRef(digest, size, INDEX_TYPE, "", layout_dir, ref_name)
     _tag(layout_dir, ref.descriptor(), ref_name)
     return ref
+
+
+def platform_index(entries: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The image index over one tag's platform manifests (their index.json entries), as a registry holds a
+    multi-platform image: the descriptors without the layout's tag annotation, sorted by platform. ``forge
+    push`` sends exactly this, so compose reports its digest."""
+    children = []
+    for m in entries:
+        child = {k: v for k, v in m.items() if k != "annotations"}
+        notes = {k: v for k, v in (m.get("annotations") or {}).items() if k != REF_NAME}
+        if notes:
+            child["annotations"] = notes
+        children.append(child)
+    children.sort(key=lambda d: (_platform_key(d)[1], _platform_key(d)[2], d["digest"]))
+    return index_document(children)
 
 
 def _staged_file(dest: Path) -> contextlib.AbstractContextManager[IO[bytes]]:
@@ -393,6 +422,7 @@ class Image:
     layer_paths: list[Path]
     layout: Path
     manifest_digest: str
+    note: str = ""  # which of several platforms was read, when nobody chose
 
     def layers(self) -> list[tuple[Path, str]]:
         """(blob path, media type) per layer, bottom first; feed each to ``open_layer``."""
@@ -427,38 +457,22 @@ def load_blob_json(layout: Path, desc: Mapping[str, Any]) -> dict[str, Any]:
     return doc
 
 
+def find_refs(layout: Path, tag: str | None) -> list[dict[str, Any]]:
+    """The index.json descriptors of the image ``tag`` (one per platform; the only image when ``tag`` is None)."""
+    from rootfs_forge.image.select import tagged
+
+    return [dict(m) for m in tagged(read_index(layout)["manifests"], tag, str(layout))]
+
+
 def find_ref(layout: Path, tag: str | None) -> dict[str, Any]:
-    """The index.json descriptor tagged ``tag`` (or the only one when ``tag`` is None)."""
-    entries = read_index(layout)["manifests"]
-    if tag is None:
-        if len(entries) == 1:
-            return dict(entries[0])
-        tags = sorted((m.get("annotations") or {}).get(REF_NAME, m["digest"]) for m in entries)
-        raise ImageError("read image", str(layout), f"choose a tag ({', '.join(tags) or 'no images'})")
-    for m in entries:
-        if (m.get("annotations") or {}).get(REF_NAME) == tag:
-            return dict(m)
-    tags = sorted((m.get("annotations") or {}).get(REF_NAME, "") for m in entries)
-    raise ImageError(
-        "read image", f"{layout}:{tag}", f"no such tag (have: {', '.join(t for t in tags if t)})"
-    )
-
-
-def _pick_platform(index: dict[str, Any], platform: str | None, where: str) -> dict[str, Any]:
-    entries = index.get("manifests") or []
-    if platform is None and len(entries) == 1:
-        return dict(entries[0])
-    names = [
-        "/".join(filter(None, (p.get("os"), p.get("architecture"), p.get("variant"))))
-        for p in (m.get("platform") or {} for m in entries)
-    ]
-    if platform is not None:
-        want = platform_for(platform.split("/")[-1]) if "/" not in platform else None
-        for m, name in zip(entries, names, strict=True):
-            plat = m.get("platform") or {}
-            if name == platform or (want and plat.get("architecture") == want["architecture"]):
-                return dict(m)
-    raise ImageError("read image", where, f"choose a platform ({', '.join(sorted(names))})")
+    """The descriptor of the image ``tag``: its manifest, or for several platforms under one tag their
+    :func:`platform_index` (key ``synthetic``: its bytes, which are no blob of the layout)."""
+    refs = find_refs(layout, tag)
+    if len(refs) == 1:
+        return refs[0]
+    data = canonical(platform_index(refs))
+    return {"mediaType": INDEX_TYPE, "digest": "sha256:" + hashlib.sha256(data).hexdigest(), "size": len(data),
+            "synthetic": data}
 
 
 def read_image(
@@ -487,13 +501,17 @@ def read_image(
         where = extract_to
     if not (where / "index.json").is_file():
         raise ImageError("read image", text, "not an OCI image layout (no index.json)")
-    desc = find_ref(where, tag)
-    while desc.get("mediaType") in (INDEX_TYPE, DOCKER_LIST_TYPE):
-        desc = _pick_platform(load_blob_json(where, desc), platform, f"{text}:{tag or ''}")
-    manifest = load_blob_json(where, desc)
-    config = load_blob_json(where, manifest.get("config") or {})
+    from rootfs_forge.image.layout import read_layout
+    from rootfs_forge.util.platform import PlatformError, parse_platform
+
+    try:
+        want = parse_platform(platform) if platform else None
+    except PlatformError as exc:
+        raise ImageError("read image", text, str(exc)) from None
+    opened = read_layout(str(where), tag, want)
+    manifest, config = opened.manifest, opened.config
     layer_paths = [blob_path(where, str(d.get("digest", ""))) for d in manifest.get("layers") or []]
     missing = [p.name for p in layer_paths if not p.is_file()]
     if missing:
         raise ImageError("read image", text, f"layer blob sha256:{missing[0]} is missing")
-    return Image(manifest, config, layer_paths, where, desc["digest"])
+    return Image(manifest, config, layer_paths, where, opened.manifest_digest, opened.note)

@@ -21,7 +21,6 @@ import hashlib
 import ipaddress
 import json
 import os
-import platform as host_platform
 import re
 import shutil
 import tempfile
@@ -44,11 +43,6 @@ ACCEPT = ", ".join((OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST))
 REF_NAME = "org.opencontainers.image.ref.name"
 MAX_MANIFEST = 4 << 20
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
-_MACHINE = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "armv6l": "arm", "i686": "386",
-            "i386": "386", "ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64"}
-_DEBIAN = {"amd64": "amd64", "arm64": "arm64", "armhf": "arm", "armel": "arm", "i386": "386",
-           "ppc64el": "ppc64le", "s390x": "s390x", "riscv64": "riscv64", "x86_64": "amd64", "aarch64": "arm64"}
-_VARIANT = {"armhf": "v7", "armel": "v6", "armv7l": "v7", "armv6l": "v6"}
 
 
 @dataclass(frozen=True)
@@ -118,31 +112,24 @@ def docker_config(environ: Mapping[str, str] | None = None) -> Path:
 
 def parse_platform(text: str) -> tuple[str, str, str]:
     """(os, architecture, variant) in OCI terms from ``linux/arm64``, ``arm64``, ``armhf`` or ``""`` (the host)."""
+    from rootfs_forge.util.platform import PlatformError, host_platform
+    from rootfs_forge.util.platform import parse_platform as parse
+
     if not text:
-        machine = host_platform.machine()
-        return "linux", _MACHINE.get(machine, machine), _VARIANT.get(machine, "")
-    parts = text.split("/")
-    if len(parts) == 1:
-        return "linux", _DEBIAN.get(parts[0], parts[0]), _VARIANT.get(parts[0], "")
-    if len(parts) in (2, 3) and all(parts):
-        return parts[0], _DEBIAN.get(parts[1], parts[1]), parts[2] if len(parts) == 3 else ""
-    raise ImageError("use", f"--platform {text}", "expected OS/ARCH[/VARIANT] or ARCH, e.g. linux/arm64")
+        return host_platform()
+    try:
+        return parse(text)
+    except PlatformError as exc:
+        raise ImageError("use", f"--platform {text}", str(exc)) from None
 
 
 def pick_platform(manifests: list[dict[str, Any]], want: tuple[str, str, str], what: str) -> dict[str, Any]:
-    os_name, arch, variant = want
-    hits = [m for m in manifests if (m.get("platform") or {}).get("os", "linux") == os_name
-            and (m.get("platform") or {}).get("architecture") == arch]
-    if variant and len(hits) > 1:
-        hits = [m for m in hits if (m.get("platform") or {}).get("variant", "") == variant] or hits
-    if not hits:
-        have = sorted({"/".join(x for x in ((m.get("platform") or {}).get("os", "?"),
-                                             (m.get("platform") or {}).get("architecture", "?"),
-                                             (m.get("platform") or {}).get("variant", "")) if x)
-                       for m in manifests})
-        raise ImageError("pull", what, f"no image for {os_name}/{arch}{'/' + variant if variant else ''} "
-                                       f"(the index has: {', '.join(have) or 'nothing'})")
-    return hits[0]
+    from rootfs_forge.util.platform import choose
+
+    hit, said = choose(manifests, want)
+    if hit is None:
+        raise ImageError("pull", what, said)
+    return hit
 
 
 @dataclass
@@ -337,12 +324,15 @@ def pulled(reference: str, *, platform: str = "", insecure: bool = False,
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def pull_for_run(reference: str, layout: str, cache_dir: str) -> str:
-    """``forge run REF``: pull the host's platform into the (empty, temporary) ``layout``; return its tag."""
+def pull_for_run(reference: str, layout: str, cache_dir: str, platform: tuple[str, str, str] | None = None) -> str:
+    """``forge run REF``: pull ``platform`` (the host's when None) into the (empty, temporary) ``layout``;
+    return its tag."""
     from pathlib import Path as _Path
 
     if not looks_like_reference(reference):
         from rootfs_forge.errors import RunError
 
         raise RunError("run", reference, "no such directory, OCI layout, oci-archive or registry reference")
-    return pull(reference, _Path(layout), cache_dir=cache_dir).tag
+    from rootfs_forge.util.platform import label
+
+    return pull(reference, _Path(layout), cache_dir=cache_dir, platform=label(platform) if platform else "").tag

@@ -278,7 +278,8 @@ def _push_blob(
 def _push_manifest(
     client: _Client, layout: Path, desc: Mapping[str, Any], target: str, report: Reporter
 ) -> str:
-    data = blob_path(layout, str(desc["digest"])).read_bytes()
+    synthetic = desc.get("synthetic")  # a multi-platform index over a layout's manifests (oci.find_ref)
+    data = synthetic if isinstance(synthetic, bytes) else blob_path(layout, str(desc["digest"])).read_bytes()
     resp = client.request(
         "PUT", client.url(f"manifests/{target}"), data=data, headers={"Content-Type": str(desc["mediaType"])}
     )
@@ -302,7 +303,8 @@ def _push_image(
     known: MutableMapping[str, str],
     report: Reporter,
 ) -> str:
-    doc = load_blob_json(layout, desc)
+    synthetic = desc.get("synthetic")
+    doc = json.loads(synthetic) if isinstance(synthetic, bytes) else load_blob_json(layout, desc)
     if desc.get("mediaType") in (INDEX_TYPE, DOCKER_LIST_TYPE):
         for child in doc.get("manifests") or []:
             _push_image(

@@ -28,6 +28,7 @@ from rootfs_forge.image.oci import (
 from rootfs_forge.image.oci import write_oci_archive as _write_oci_archive
 from rootfs_forge.recipe import Recipe
 from rootfs_forge.util.outputs import staged_output
+from rootfs_forge.util.platform import debian_label
 
 
 def _all_paths(root: Path) -> set[str]:
@@ -103,6 +104,9 @@ def write_images(trees: Sequence[Tree], recipe: Recipe, dest: Path, fmt: str) ->
     epoch = max(t.epoch for t in trees)
 
     def build(layout: Path) -> tuple[str, dict[str, str]]:
+        # several platforms: one tagged image index in index.json over the platform manifests, the shape
+        # `skopeo copy --all` writes and the only one skopeo picks a platform from (given several entries of
+        # one tag it takes the first); umoci and syft read single-platform layouts only (compose --platform)
         refs = []
         per_arch: dict[str, str] = {}
         for tree in trees:
@@ -134,7 +138,8 @@ def write_images(trees: Sequence[Tree], recipe: Recipe, dest: Path, fmt: str) ->
                         from rootfs_forge.errors import ForgeError
 
                         raise ForgeError("compose", f"{recipe.path.name} as a docker-archive",
-                                         "a docker-archive holds one architecture; use --format oci")
+                                         "a docker-archive holds one platform; choose one with --platform "
+                                         f"(e.g. --platform {debian_label(trees[0].arch)}) or use --format oci")
                     write_docker_archive(layout, out, tag=recipe.tag,
                                          repo_tags=[f"{recipe.name}:{recipe.tag}"], epoch=epoch)
     return {"manifest_digest": digest, "manifests": per_arch}

@@ -1,6 +1,7 @@
 """An OCI image (layout dir with optional ``:tag``, or an oci-archive tar) -> read-only layer dirs + defaults.
 
-A small reader of index.json -> manifest -> config, kept here so ``forge run`` does not import the image writer.
+index.json -> manifest -> config is read by ``image/layout.py``, the one layout reader (lean: ``forge run`` does
+not import the image writer).
 Each layer blob is verified against its digest and unpacked once into ``<cache>/layers/sha256/<diff_id hex>``
 (written under a temp name, then renamed). OCI whiteouts become overlayfs whiteouts: ``.wh.NAME`` -> a 0:0
 character device ``NAME``; ``.wh..wh..opq`` -> the ``trusted.overlay.opaque=y`` xattr on its directory.
@@ -10,18 +11,15 @@ Only the unpack path imports libarchive (and only on a cache miss).
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import stat
 
 from rootfs_forge.errors import ImageError
+from rootfs_forge.image.layout import blob_path, check_digest, read_layout
 from rootfs_forge.run.rmtree import remove_tree
 from rootfs_forge.run.spec import ImageConfig
 from rootfs_forge.util.pids import owner_tag
 
-INDEX_MEDIA_TYPES = ("application/vnd.oci.image.index.v1+json",)
-MANIFEST_MEDIA_TYPES = ("application/vnd.oci.image.manifest.v1+json",
-                        "application/vnd.docker.distribution.manifest.v2+json")
 REF_NAME = "org.opencontainers.image.ref.name"
 WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
@@ -30,7 +28,8 @@ OPAQUE = ".wh..wh..opq"
 class Image:
     """A resolved image: its layout dir, manifest digest, config defaults and layers (bottom first)."""
 
-    __slots__ = ("config", "config_json", "layers", "layout", "manifest", "manifest_digest", "tag")
+    __slots__ = ("config", "config_json", "layers", "layout", "manifest", "manifest_digest", "note", "platform",
+                 "tag")
 
     def __init__(self, layout: str, tag: str | None, manifest_digest: str, manifest: dict,
                  config_json: dict) -> None:
@@ -45,6 +44,8 @@ class Image:
         if len(diff_ids) != len(layers):
             raise ImageError("read image", layout, f"{len(layers)} layers but {len(diff_ids)} diff_ids in config")
         self.layers: list[tuple[dict, str]] = list(zip(layers, diff_ids, strict=True))
+        self.note = ""  # one line for the user: which of several platforms was taken
+        self.platform = ""  # linux/amd64 ... as the index or the config names it
 
 
 def split_ref(ref: str) -> tuple[str, str | None]:
@@ -61,77 +62,14 @@ def is_layout(path: str) -> bool:
     return os.path.isfile(os.path.join(path, "oci-layout")) and os.path.isfile(os.path.join(path, "index.json"))
 
 
-def _check_digest(digest: object, where: str) -> str:
-    if not isinstance(digest, str) or not digest.startswith("sha256:") or len(digest) != 71 or any(
-            c not in "0123456789abcdef" for c in digest[7:]):
-        raise ImageError("read image", where, f"bad digest {digest!r}")
-    return digest
-
-
-def blob_path(layout: str, digest: str) -> str:
-    return os.path.join(layout, "blobs", "sha256", _check_digest(digest, layout)[7:])
-
-
-def _load(path: str, what: str) -> dict:
-    try:
-        with open(path, "rb") as f:
-            data = json.load(f)
-    except FileNotFoundError:
-        raise ImageError("read image", what, "missing") from None
-    except (OSError, ValueError) as exc:
-        raise ImageError("read image", what, str(exc)) from None
-    if not isinstance(data, dict):
-        raise ImageError("read image", what, "not a JSON object")
-    return data
-
-
-def choose_manifest(index: dict, tag: str | None, where: str) -> dict:
-    """The index entry named ``tag`` (annotation ref.name), or the only entry when no tag is given."""
-    entries = [m for m in index.get("manifests") or [] if isinstance(m, dict)]
-    if tag is not None:
-        hits = [m for m in entries if (m.get("annotations") or {}).get(REF_NAME) == tag]
-        if not hits:
-            names = sorted({str((m.get("annotations") or {}).get(REF_NAME)) for m in entries})
-            raise ImageError("find tag", f"{where}:{tag}", f"the layout has {', '.join(names) or 'no tags'}")
-        return hits[-1]
-    if len(entries) != 1:
-        raise ImageError("choose image", where, f"the layout holds {len(entries)} manifests; name one with :TAG")
-    return entries[0]
-
-
-# uname machine -> OCI architecture (what a multi-arch index names)
-_MACHINES = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "armv6l": "arm", "i686": "386",
-             "i386": "386", "ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64", "loongarch64": "loong64"}
-
-
-def choose_platform(index: dict, where: str) -> dict:
-    """The entry of an image index that runs on this machine (the only entry when there is one)."""
-    entries = [m for m in index.get("manifests") or [] if isinstance(m, dict)]
-    if len(entries) == 1:
-        return entries[0]
-    machine = os.uname().machine
-    arch = _MACHINES.get(machine, machine)
-    hits = [m for m in entries if (m.get("platform") or {}).get("architecture") == arch
-            and (m.get("platform") or {}).get("os", "linux") == "linux"]
-    if not hits:
-        have = sorted({str((m.get("platform") or {}).get("architecture")) for m in entries})
-        raise ImageError("choose image", where, f"no manifest for linux/{arch} (it has {', '.join(have) or 'none'}); "
-                                                "forge run does not emulate other architectures")
-    return hits[0]
-
-
-def open_layout(layout: str, tag: str | None) -> Image:
-    index = _load(os.path.join(layout, "index.json"), f"{layout}/index.json")
-    entry = choose_manifest(index, tag, layout)
-    digest = _check_digest(entry.get("digest"), layout)
-    doc = _load(blob_path(layout, digest), f"manifest {digest}")
-    if doc.get("mediaType") in INDEX_MEDIA_TYPES or "manifests" in doc:  # an image index: the host's platform
-        entry = choose_platform(doc, f"{layout}@{digest}")
-        digest = _check_digest(entry.get("digest"), layout)
-        doc = _load(blob_path(layout, digest), f"manifest {digest}")
-    cfg_digest = _check_digest((doc.get("config") or {}).get("digest"), layout)
-    config = _load(blob_path(layout, cfg_digest), f"config {cfg_digest}")
-    return Image(layout, tag, digest, doc, config)
+def open_layout(layout: str, tag: str | None, platform: tuple[str, str, str] | None = None) -> Image:
+    """The image ``tag`` of a layout, for ``platform`` (the host's when None; ``Image.note`` then says which
+    was taken when there were several), read by the one layout reader (``image/layout.py``)."""
+    opened = read_layout(layout, tag, platform)
+    image = Image(layout, tag, opened.manifest_digest, opened.manifest, opened.config)
+    image.note = opened.note
+    image.platform = opened.platform
+    return image
 
 
 def image_config(config_json: dict) -> ImageConfig:
@@ -170,7 +108,7 @@ def layer_dirs(image: Image, cache_dir: str, rootless: bool = False) -> tuple[st
     base = os.path.join(top, "sha256")
     out: list[str] = []
     for desc, diff_id in image.layers:
-        final = os.path.join(base, _check_digest(diff_id, image.layout)[7:])
+        final = os.path.join(base, check_digest(diff_id, image.layout)[7:])
         if not os.path.isdir(final):
             unpack_layer(blob_path(image.layout, str(desc.get("digest"))), str(desc.get("digest")), final,
                          rootless)

@@ -56,8 +56,9 @@ class RunOptions:
     """What the user asked for (already parsed by the CLI). Treated as immutable."""
 
     __slots__ = ("cache_dir", "cap_add", "cap_drop", "cmd", "entrypoint", "env", "hostname", "interactive", "limits",
-                 "name", "network", "no_init", "now", "read_only", "remove", "runtime_dir", "security_opt", "state_dir",
-                 "stop_timeout", "storage", "target", "tmp_size", "tty", "upper_size", "user", "volumes", "workdir")
+                 "name", "network", "no_init", "now", "platform", "read_only", "remove", "runtime_dir", "security_opt",
+                 "state_dir", "stop_timeout", "storage", "target", "tmp_size", "tty", "upper_size", "user", "volumes",
+                 "workdir")
 
     def __init__(self, target: str, cmd: list[str], *, now: float, env: list[str] | None = None,
                  workdir: str | None = None, user: str | None = None, hostname: str | None = None,
@@ -67,7 +68,7 @@ class RunOptions:
                  runtime_dir: str | None = None, storage: str = "auto", no_init: bool = False,
                  stop_timeout: float = 10.0, tmp_size: int = 0, upper_size: int = 0, cap_add: list[str] | None = None,
                  cap_drop: list[str] | None = None, security_opt: list[str] | None = None,
-                 entrypoint: str | None = None) -> None:
+                 entrypoint: str | None = None, platform: tuple[str, str, str] | None = None) -> None:
         self.target = target
         self.entrypoint = entrypoint  # None: the image's
         self.cmd = cmd
@@ -95,6 +96,7 @@ class RunOptions:
         self.cap_add = cap_add or []
         self.cap_drop = cap_drop or []
         self.security_opt = security_opt or []
+        self.platform = platform  # of a multi-platform image; None: the host's
 
 
 class RunResult:
@@ -109,12 +111,14 @@ class RunResult:
 
 
 def _source(opts: RunOptions, rootless: bool, temps: list[str],
-            rt_fd: int) -> tuple[tuple[str, ...], ImageConfig, dict]:
+            rt_fd: int, warn: Warn) -> tuple[tuple[str, ...], ImageConfig, dict]:
     """(lower dirs top first, image defaults, metadata for a named container). Temp dirs made on the way (an
     unpacked oci-archive) in the runtime dir (open as ``rt_fd``) are appended to ``temps`` (names in it) for the
     caller to remove."""
     target = opts.target
     if os.path.isdir(target) and not os.path.isfile(os.path.join(target, "oci-layout")):
+        if opts.platform is not None:
+            raise RunError("run", target, "--platform only applies to an image; this is a rootfs directory")
         root = os.path.abspath(target)
         return (root,), ImageConfig(), {"rootfs": root}
     from rootfs_forge.run import image as img  # json and friends: only for images
@@ -133,10 +137,13 @@ def _source(opts: RunOptions, rootless: bool, temps: list[str],
         name = runtime.private_dir(rt_fd, runtime.ARCHIVE_PREFIX)  # swept like an unpacked archive if killed
         temps.append(name)
         layout = os.path.join(opts.runtime_dir, name)
-        tag = pull_for_run(target, layout, opts.cache_dir)
+        tag = pull_for_run(target, layout, opts.cache_dir, opts.platform)
     else:
         raise RunError("run", target, "no such directory, OCI layout or oci-archive")
-    image = img.open_layout(layout, tag)
+    image = img.open_layout(layout, tag, opts.platform)
+    _check_runnable(target, image.platform)
+    if image.note:
+        warn(f"{target}: {image.note}")
     sweep.layer_temps(opts.cache_dir)
     lowers = img.layer_dirs(image, opts.cache_dir, rootless)
     if not lowers:
@@ -144,6 +151,17 @@ def _source(opts: RunOptions, rootless: bool, temps: list[str],
     meta = {"layout": os.path.abspath(path) if layout == path else None, "tag": tag,
             "manifest": image.manifest_digest}
     return lowers, image.config, meta
+
+
+def _check_runnable(target: str, platform: str) -> None:
+    """forge run does not emulate: an image of another architecture is refused before anything is unpacked."""
+    from rootfs_forge.util.platform import host_platform, label
+
+    host = host_platform()
+    parts = platform.split("/")
+    if len(parts) >= 2 and parts[1] != host[1]:
+        raise RunError("run", target, f"the image is {platform} and this host is {label(host)}; forge run does "
+                                      "not emulate other architectures")
 
 
 def etc_files(hostname: str, network: str) -> dict[str, str]:
@@ -196,7 +214,7 @@ def run(opts: RunOptions, warn: Warn) -> RunResult:
     try:
         anchor = runtime.anchor(rt_fd, opts.runtime_dir)
         sweep.on_run(rt_fd, opts.state_dir)
-        lowers, config, meta = _source(opts, rootless, temps, rt_fd)
+        lowers, config, meta = _source(opts, rootless, temps, rt_fd, warn)
         process = plan_process(config, opts.cmd, env, opts.workdir, opts.user, opts.target, opts.entrypoint)
         filters = seccomp.programs(profile, caps, opts.cache_dir)
         hostname = opts.hostname or opts.name or f"forge-{run_id}"
