@@ -15,6 +15,7 @@ The recipe's ``literal_scripts = false`` turns this off.
 
 from __future__ import annotations
 
+import functools
 import posixpath
 import re
 from collections.abc import Callable
@@ -32,6 +33,7 @@ _UNSAFE = re.compile(r"[$`*?\[\]~{}]")
 _CASE_ARG1 = re.compile(r'^case\s+"?\$(?:1|\{1\})"?\s+in\s*$')
 _PATTERN = re.compile(r"^\(?\s*([^()]+?)\s*\)\s*(.*)$")
 _OCTAL = re.compile(r"^[0-7]{3,4}$")
+_MENTIONS = re.compile(r"(?<![\w.-])(?:mkdir|ln|chmod|chown|touch|cp|install|rm)(?![\w.-])")
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,16 +116,23 @@ def _literal_path(word: str) -> bool:
     return word.startswith("/") and not _UNSAFE.search(word) and "\x00" not in word
 
 
-def plan(text: str, exists: Callable[[str, str], bool]) -> list[Step]:
-    """The commands of ``COMMANDS`` a first ``configure`` run of the script ``text`` would run, in order, each
-    with the words to apply or the reason it is ignored. ``exists(test, path)`` answers file tests against the
-    tree at the time (pure given ``exists``)."""
+@functools.lru_cache(maxsize=256)
+def _joined_lines(text: str) -> tuple[str, ...]:
+    """The script's logical lines; a list ending in && or || goes on over the next line."""
     lines: list[str] = []
-    for raw in _logical_lines(text)[0]:  # a list ending in && or || goes on over the next line
+    for raw in _logical_lines(text)[0]:
         if lines and lines[-1].rstrip().endswith(("&&", "||", "|")):
             lines[-1] = lines[-1].rstrip() + " " + raw.strip()
         else:
             lines.append(raw)
+    return tuple(lines)
+
+
+def plan(text: str, exists: Callable[[str, str], bool]) -> list[Step]:
+    """The commands of ``COMMANDS`` a first ``configure`` run of the script ``text`` would run, in order, each
+    with the words to apply or the reason it is ignored. ``exists(test, path)`` answers file tests against the
+    tree at the time (pure given ``exists``)."""
+    lines = _joined_lines(text)
     stack: list[_Frame] = []
     steps: list[Step] = []
 
@@ -227,7 +236,7 @@ def plan(text: str, exists: Callable[[str, str], bool]) -> list[Step]:
 
 def _simple(line: str, state: tuple[bool, str]) -> list[Step]:
     active, reason = state
-    if not active:
+    if not active or not _MENTIONS.search(line):
         return []
     words = split_words(_DPKG_ROOT.sub("", line))
     if not words or words[0].rsplit("/", 1)[-1] not in COMMANDS:
@@ -496,11 +505,11 @@ def apply(ctx: EffectContext) -> EffectResult:
     noted: set[str] = set()
     for name in sorted(ctx.packages):
         for script, body in ctx.packages[name].scripts.items():  # only first-install postinsts are read
-            if script == "preinst" and any(c in body for c in COMMANDS):
+            if script == "preinst" and _MENTIONS.search(body):
                 unhandled.append(f"{name}/{script}")
         text = ctx.packages[name].scripts.get("postinst")
         key = f"{name}/postinst"
-        if not text or key in covered or not any(c in text for c in COMMANDS):
+        if not text or key in covered or not _MENTIONS.search(text):
             continue
         for step in plan(text, exists):
             missing = _missing_static_account(tree, step.words, ctx.has("base-passwd"))
