@@ -293,3 +293,62 @@ def test_nginx_light_serves_its_default_page(tmp_path: Path, real_cache: Path) -
                            script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "Welcome to nginx!" in done.stdout
+
+
+def _ctx(root: Path, pkgs: dict[str, PackageInfo], **options: object) -> EffectContext:
+    return EffectContext(root, pkgs, "amd64", HostTools(architecture="amd64"), 1_700_000_000,
+                         EffectOptions(**options))  # type: ignore[arg-type]
+
+
+def test_control_files_switch_keeps_or_drops_scripts(tmp_path: Path) -> None:
+    from rootfs_forge.configure.effects import apply_effects
+
+    pkgs = {"dpkg": PackageInfo("dpkg", {"Package": "dpkg", "Architecture": "amd64"}, {"postinst": "true\n"}, (),
+                                {"postinst": b"#!/bin/sh\ntrue\n", "control": b"Package: dpkg\n"}),
+            "libc-bin": PackageInfo("libc-bin", {"Package": "libc-bin"}, {}, (),
+                                    {"triggers": b"interest-await ldconfig\n"})}
+    for choice, kept in (("auto", True), ("keep", True), ("drop", False)):
+        root = tmp_path / choice
+        root.mkdir()
+        run = apply_effects(_ctx(root, pkgs, control_files=choice))
+        info = root / "var/lib/dpkg/info"
+        assert (info / "dpkg.postinst").is_file() == kept
+        assert not (info / "dpkg.control").exists()
+        if kept:
+            assert (info / "dpkg.postinst").stat().st_mode & 0o777 == 0o755
+            assert (root / "var/lib/dpkg/triggers/ldconfig").read_text() == "libc-bin\n"
+        status = {o.effect.name: o.status for o in run.outcomes}
+        assert status["dpkg-info"] == ("applied" if kept else "skipped")
+    root = tmp_path / "nodpkg"
+    root.mkdir()
+    run = apply_effects(_ctx(root, {"libc-bin": pkgs["libc-bin"]}))
+    assert "dpkg is not in the image" in next(o.result.skipped for o in run.outcomes if o.effect.name == "dpkg-info")
+
+
+def test_literal_scripts_switch_turns_the_commands_off(tmp_path: Path) -> None:
+    from rootfs_forge.configure.effects import literal
+
+    script = "#!/bin/sh\nset -e\nmkdir -p /srv/www\n"
+    pkgs = {"p": PackageInfo("p", {"Package": "p"}, {"postinst": script})}
+    (tmp_path / "on").mkdir()
+    (tmp_path / "off").mkdir()
+    assert literal.apply(_ctx(tmp_path / "on", pkgs)).messages == ("p/postinst: mkdir -p /srv/www",)
+    assert (tmp_path / "on/srv/www").is_dir()
+    assert literal.apply(_ctx(tmp_path / "off", pkgs, literal_scripts=False)).skipped == "literal_scripts = false"
+    assert not (tmp_path / "off/srv").exists()
+
+
+def test_recipe_effect_switches_parse_and_reject_bad_values(tmp_path: Path) -> None:
+    from rootfs_forge.errors import ForgeError
+    from rootfs_forge.recipe import load_recipe
+
+    good = tmp_path / "good.toml"
+    good.write_text('packages = ["hello"]\n[effects]\ncontrol_files = "drop"\nliteral_scripts = false\n')
+    recipe = load_recipe(good, "amd64")
+    assert (recipe.control_files, recipe.literal_scripts) == ("drop", False)
+    options = EffectOptions.from_recipe(recipe)
+    assert (options.control_files, options.literal_scripts) == ("drop", False)
+    bad = tmp_path / "bad.toml"
+    bad.write_text('packages = ["hello"]\n[effects]\ncontrol_files = "sometimes"\n')
+    with pytest.raises(ForgeError, match="control_files"):
+        load_recipe(bad, "amd64")
