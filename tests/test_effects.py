@@ -993,6 +993,7 @@ def test_apply_effects_runs_applicable_effects_and_reports_every_script(tmp_path
         "shells": "not-applicable",
         "pam": "not-applicable",
         "dpkg-info": "skipped",
+        "debconf": "not-applicable",
         "triggers": "skipped",
         "literal-scripts": "applied",
         "ldconfig": "not-applicable",

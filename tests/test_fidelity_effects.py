@@ -235,6 +235,10 @@ def test_etc_shells_lists_the_installed_shells(login_root: Path) -> None:
     assert (login_root / "var/lib/dpkg/info/libc-bin.postinst").stat().st_mode & 0o777 == 0o755
     assert (login_root / "var/lib/dpkg/triggers/ldconfig").read_text() == "libc-bin\n"
     assert "/bin/sh\n/bin/sh.distrib\ndash\n" in (login_root / "var/lib/dpkg/diversions").read_text()
+    config = (login_root / "var/cache/debconf/config.dat").read_text()
+    assert "Name: libpam-runtime/profiles\nTemplate: libpam-runtime/profiles\nValue: unix\n" in config
+    assert "Name: libpam-runtime/profiles\n" in (login_root / "var/cache/debconf/templates.dat").read_text()
+    assert (login_root / "etc/nsswitch.conf").is_file() and (login_root / "etc/subuid").is_file()
 
 
 @pytest.mark.root
@@ -352,3 +356,43 @@ def test_recipe_effect_switches_parse_and_reject_bad_values(tmp_path: Path) -> N
     bad.write_text('packages = ["hello"]\n[effects]\ncontrol_files = "sometimes"\n')
     with pytest.raises(ForgeError, match="control_files"):
         load_recipe(bad, "amd64")
+
+
+TEMPLATES = """Template: foo/ask
+Type: boolean
+Default: false
+Description: Ask something?
+ First paragraph
+ goes on.
+ .
+ Second one.
+Description-de.UTF-8: Etwas fragen?
+ Erster Absatz.
+
+Template: foo/note
+Type: note
+Description: A note
+"""
+
+
+def test_debconf_database_in_debconf_format() -> None:
+    from rootfs_forge.configure.effects import debconf
+
+    parsed = debconf.parse_templates(TEMPLATES)
+    assert [t["template"] for t in parsed] == ["foo/ask", "foo/note"]
+    assert parsed[0]["extended_description"] == "First paragraph goes on.\n\nSecond one."
+    assert parsed[0]["description-de.utf-8"] == "Etwas fragen?"
+    fields = {t.pop("template"): t for t in parsed}
+    text = debconf.render_templates(fields)
+    assert text.startswith("Name: foo/ask\nDefault: false\nDescription: Ask something?\n"
+                           "Description-de.utf-8: Etwas fragen?\n"
+                           "Extended_description: First paragraph goes on.\\n\\nSecond one.\n")
+    assert "Type: boolean\nOwners: foo/ask\n\n" in text
+    config = debconf.render_config({"foo/ask": ["foo"], "foo/note": ["foo:amd64", "foo"]}, {"foo/ask": "false"})
+    assert config == ("Name: foo/ask\nTemplate: foo/ask\nValue: false\nOwners: foo\n\n"
+                      "Name: foo/note\nTemplate: foo/note\nOwners: foo, foo:amd64\n\n")
+    assert debconf.asked("db_input medium foo/ask || true\nif x; then\n  db_input high foo/note\nfi\n") == ["foo/ask"]
+    confmodule = ". /usr/share/debconf/confmodule\n"
+    assert debconf.owners_of("libc6", "libc6:amd64", {"preinst": confmodule, "postinst": confmodule}) == \
+        ["libc6", "libc6:amd64"]
+    assert debconf.owners_of("libpam0g", "libpam0g:amd64", {"postinst": confmodule}) == ["libpam0g:amd64"]
