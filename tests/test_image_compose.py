@@ -18,8 +18,8 @@ from tests.support.repo import RepoServer, Signer, build_repo, serve
 # Pinned: the same recipe and test repository must always give these digests, on any machine of this kind and
 # in any directory. A deliberate change to the image format (or to the test repository) moves them: update them
 # in the same commit and say why.
-GOLDEN_MANIFEST = "sha256:f599a50b913e68e7e5b459c010cc36e31824cc5f8760d0ceaa43b01197232cf4"
-GOLDEN_DIFF_ID = "sha256:8dd92bb888cafeb1bc57cffb5e93e5d409a50fb56686b41094688dba20638e07"
+GOLDEN_MANIFEST = "sha256:c6ff6dad5a477f39e2c376fd6ead048d511ce3a8caa4f906f2cbb50dda348390"
+GOLDEN_DIFF_ID = "sha256:5ae97600d76f9fc07806d4ba1b3c09046623de61ffaa98d856c129b2e4f89c50"
 
 
 def forge(*args: str, cache: Path, epoch: str = "1700000000", cli: bool = False) -> subprocess.CompletedProcess[str]:

@@ -33,7 +33,9 @@ _UNSAFE = re.compile(r"[$`*?\[\]~{}]")
 _CASE_ARG1 = re.compile(r'^case\s+"?\$(?:1|\{1\})"?\s+in\s*$')
 _PATTERN = re.compile(r"^\(?\s*([^()]+?)\s*\)\s*(.*)$")
 _OCTAL = re.compile(r"^[0-7]{3,4}$")
-_MENTIONS = re.compile(r"(?<![\w.-])(?:mkdir|ln|chmod|chown|touch|cp|install|rm)(?![\w.-])")
+_ASSIGNMENT = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$", re.S)
+_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
+_MENTIONS = re.compile(r"(?<![\w.-])(?:mkdir|ln|chmod|chown|touch|cp|install|rm|umask)(?![\w.-])")
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,8 +59,17 @@ class _Frame:
 def _test(words: list[str], exists: Callable[[str, str], bool]) -> bool | None:
     """``[ ... ]`` / ``test ...`` on a first install, or None when it cannot be decided."""
     neg = False
+    words = _strip_tolerated(words) if words else words
     while words and words[0] == "!":
         neg, words = not neg, words[1:]
+    if words[:2] == ["dpkg-statoverride", "--list"] and len(words) == 3:
+        return neg  # a composed image has no overrides (its statoverride file is empty): never listed
+    if words[:2] == ["dpkg", "--compare-versions"] and len(words) == 5 and words[2] in ("$2", "${2}", ""):
+        # a first install compares the empty version: earlier than any (lt, le, ne, <<), except for the -nl forms
+        first = {"lt": True, "le": True, "ne": True, "<<": True, "<=": True, "gt": False, "ge": False,
+                 "eq": False, ">>": False, ">=": False, "lt-nl": False, "le-nl": False, "gt-nl": True,
+                 "ge-nl": True}.get(words[3])
+        return None if first is None else first != neg
     if words[:1] in (["["], ["[["]):
         words = words[1:-1] if words[-1:] in (["]"], ["]]"]) else []
     elif words[:1] == ["test"]:
@@ -135,6 +146,29 @@ def plan(text: str, exists: Callable[[str, str], bool]) -> list[Step]:
     lines = _joined_lines(text)
     stack: list[_Frame] = []
     steps: list[Step] = []
+    env: dict[str, str | None] = {}  # variables assigned a literal value (None: assigned, value unknown)
+
+    def subst(line: str) -> str:
+        """``line`` with the script's literal variables replaced by their values (others left as they are)."""
+        def one(m: re.Match[str]) -> str:
+            value = env.get(m.group(1) or m.group(2))
+            return value if value is not None else m.group(0)
+        return _REFERENCE.sub(one, line)
+
+    def assign(line: str) -> bool:
+        """Record ``NAME=value[; NAME=value]`` lines; True when ``line`` was only assignments."""
+        words = split_words(line)
+        if not words or not all(w == ";" or _ASSIGNMENT.match(w) for w in words) or line.lstrip().startswith(";"):
+            return False
+        active, reason = state()
+        if not active:
+            return True
+        for w in words:
+            m = _ASSIGNMENT.match(w)
+            if m is not None:
+                value = subst(m.group(2))
+                env[m.group(1)] = None if reason or _UNSAFE.search(value) or "\\" in value else value
+        return True
 
     def state() -> tuple[bool, str]:
         reason = ""
@@ -192,7 +226,8 @@ def plan(text: str, exists: Callable[[str, str], bool]) -> list[Step]:
             line = body
             if line.endswith(";;"):
                 line = line[:-2].strip()
-                steps += _simple(line, state())
+                if not assign(line):
+                    steps += _simple(subst(line), state(), exists)
                 if frame.kind == "case1":
                     frame.taken = False
                 continue
@@ -200,14 +235,14 @@ def plan(text: str, exists: Callable[[str, str], bool]) -> list[Step]:
         if m:
             cond_text = m.group(2)
             if m.group(1) == "if":
-                value = _condition(cond_text, exists)
+                value = _condition(subst(cond_text), exists)
                 stack.append(_Frame("if", value, f"under the condition `{cond_text}`"))
             elif stack and stack[-1].kind == "if":
                 f = stack[-1]
                 if f.decided:
                     f.taken = False
                 else:
-                    value = _condition(cond_text, exists)
+                    value = _condition(subst(cond_text), exists)
                     f.taken, f.reason = value, f"under the condition `{cond_text}`"
                     f.decided = f.decided or bool(value)
             continue
@@ -230,17 +265,51 @@ def plan(text: str, exists: Callable[[str, str], bool]) -> list[Step]:
         active, _ = state()
         if active and not stack and re.match(r"^exit\b", line):
             break
-        steps += _simple(line, state())
+        if not assign(line):
+            steps += _simple(subst(line), state(), exists)
     return steps
 
 
-def _simple(line: str, state: tuple[bool, str]) -> list[Step]:
+def _strip_tolerated(words: list[str]) -> list[str]:
+    """``cmd 2>/dev/null || true`` is ``cmd``: drop redirections to /dev/null and a trailing ``|| true``."""
+    if words[-2:] in (["||", "true"], ["||", ":"]):
+        words = words[:-2]
+    out: list[str] = []
+    i = 0
+    while i < len(words):
+        if words[i] in (">", ">>") and i + 1 < len(words) and words[i + 1] == "/dev/null":
+            if out and out[-1].isdigit() and len(out) > 1:
+                out.pop()
+            i += 2
+            continue
+        out.append(words[i])
+        i += 1
+    return out
+
+
+def _simple(line: str, state: tuple[bool, str], exists: Callable[[str, str], bool]) -> list[Step]:
     active, reason = state
     if not active or not _MENTIONS.search(line):
         return []
     words = split_words(_DPKG_ROOT.sub("", line))
-    if not words or words[0].rsplit("/", 1)[-1] not in COMMANDS:
-        if words and any(w.rsplit("/", 1)[-1] in COMMANDS for w in words[1:]) and \
+    if not words:
+        return []
+    words = _strip_tolerated(words)
+    for op in ("||", "&&"):  # `[ -d X ] || mkdir X`: a decidable test guarding one command
+        if words.count(op) == 1 and words.count("||" if op == "&&" else "&&") == 0 and "|" not in words:
+            i = words.index(op)
+            test, rest = words[:i], words[i + 1:]
+            if rest and rest[0].rsplit("/", 1)[-1] in COMMANDS and test[:1] in (["["], ["test"], ["!"]):
+                value = _test(test, exists)
+                if value is None:
+                    reason = reason or f"under the condition `{' '.join(test)}`"
+                elif value == (op == "||"):
+                    return []
+                words = rest
+    if words[0] == "umask" and len(words) == 2 and _OCTAL.match(words[1].rjust(3, "0")):
+        return [] if reason else [Step(("umask", words[1].rjust(3, "0")))]
+    if words[0].rsplit("/", 1)[-1] not in COMMANDS:
+        if any(w.rsplit("/", 1)[-1] in COMMANDS for w in words[1:]) and \
                 any(w in ("|", "&&", "||") for w in words):
             name = next(w for w in words[1:] if w.rsplit("/", 1)[-1] in COMMANDS)
             return [Step((name,), "in a pipe or a && / || list")]
@@ -262,6 +331,11 @@ class _Apply:
     def __init__(self, tree: RootDir) -> None:
         self.tree = tree
         self.changed: list[Change] = []
+        self.umask = 0o022  # each script starts with dpkg's
+
+    def _umask(self, flags: list[str], args: list[str]) -> str:
+        self.umask = int(args[0], 8)
+        return ""
 
     def _ids(self, owner: str) -> tuple[int, int] | None:
         user, _, group = owner.replace(".", ":", 1).partition(":") if ":" not in owner else owner.partition(":")
@@ -290,7 +364,7 @@ class _Apply:
         return result
 
     def _mkdir(self, flags: list[str], args: list[str]) -> str:
-        mode, rest = 0o755, []
+        mode, rest = 0o777 & ~self.umask, []
         it = iter(args)
         for a in it:
             if a in ("-m", "--mode"):
@@ -416,7 +490,7 @@ class _Apply:
             if not self.tree.lexists(path):
                 if not self.tree.is_dir(posixpath.dirname(path)):
                     return f"the directory of {path} does not exist"
-                self.changed.append(self.tree.write_file(path, b"", 0o644))
+                self.changed.append(self.tree.write_file(path, b"", 0o666 & ~self.umask))
         return ""
 
     def _cp(self, flags: list[str], args: list[str]) -> str:
@@ -438,7 +512,7 @@ class _Apply:
         mode, uid, gid = self._meta(src)
         if "p" not in opts:
             uid = gid = 0
-            mode &= 0o755 if not self.tree.lexists(dest) else 0o7777
+            mode &= ~self.umask if not self.tree.lexists(dest) else 0o7777
         self.changed.append(self.tree.write_file(dest, self.tree.read_bytes(src), mode, uid, gid))
         return ""
 
@@ -511,6 +585,7 @@ def apply(ctx: EffectContext) -> EffectResult:
         key = f"{name}/postinst"
         if not text or key in covered or not _MENTIONS.search(text):
             continue
+        runner.umask = 0o022
         for step in plan(text, exists):
             missing = _missing_static_account(tree, step.words, ctx.has("base-passwd"))
             if missing and f"{key}:{missing}" not in noted:
