@@ -169,7 +169,7 @@ def test_literal_plan_takes_first_install_branches_only() -> None:
     assert ignored["rm -f /etc/$f.old"] == "in a loop"
 
 
-def test_literal_commands_never_leave_the_root(tmp_path: Path) -> None:
+def test_postinst_commands_through_a_planted_link_cannot_reach_the_host(tmp_path: Path) -> None:
     """A postinst's `ln`/`cp`/`touch` through a link the image planted must land inside the root."""
     from rootfs_forge.configure.effects import literal
 
@@ -178,11 +178,16 @@ def test_literal_commands_never_leave_the_root(tmp_path: Path) -> None:
     outside.mkdir()
     (root / "etc").mkdir(parents=True)
     (root / "etc/evil").symlink_to(str(outside))
-    script = "#!/bin/sh\ntouch /etc/evil/pwned\nmkdir -p /etc/evil/dir\n"
+    (outside / "secret").write_text("host secret\n")
+    script = ("#!/bin/sh\ntouch /etc/evil/pwned\nmkdir -p /etc/evil/dir\ncp /etc/evil/secret /etc/copy\n"
+              "ln -sf /x /etc/evil/link\nchmod 777 /etc/evil/secret\nrm -f /etc/evil/secret\n")
     ctx = EffectContext(root, {"p": PackageInfo("p", {"Package": "p"}, {"postinst": script})}, "amd64",
                         HostTools(architecture="amd64"), 1_700_000_000, EffectOptions())
+    mode = (outside / "secret").stat().st_mode
     result = literal.apply(ctx)
-    assert list(outside.iterdir()) == []
+    assert sorted(p.name for p in outside.iterdir()) == ["secret"]  # nothing made, nothing removed
+    assert (outside / "secret").stat().st_mode == mode
+    assert not (root / "etc/copy").exists()  # the host file was not read: inside the root there is none
     # the link is read against the root: /etc/evil/dir is made under ROOT/<the link's target>
     assert (root / str(outside).lstrip("/") / "dir").is_dir()
     assert any(m.endswith("mkdir -p /etc/evil/dir") for m in result.messages)

@@ -44,7 +44,7 @@ def keeps(ctx: EffectContext) -> tuple[bool, str]:
         return False, "control_files = drop"
     if ctx.has("dpkg"):
         return True, "dpkg is in the image"
-    return False, "dpkg is not in the image (control_files = keep keeps them)"
+    return False, "dpkg is not in the image; control_files = \"keep\" keeps them"
 
 
 def diversions(ctx: EffectContext) -> str:
