@@ -406,3 +406,23 @@ def test_debconf_database_in_debconf_format() -> None:
     assert debconf.owners_of("libc6", "libc6:amd64", {"preinst": confmodule, "postinst": confmodule}) == \
         ["libc6", "libc6:amd64"]
     assert debconf.owners_of("libpam0g", "libpam0g:amd64", {"postinst": confmodule}) == ["libpam0g:amd64"]
+
+
+def test_literal_plan_one_line_compounds_and_umask() -> None:
+    script = """#!/bin/sh
+if [ -z "$2" ]; then mkdir -p /a; touch /a/b; fi
+if [ -e /nope ]; then rm -f /x; fi
+if foo; then mkdir /c; fi
+for d in a b; do mkdir /d; done
+umask 066
+[ -d /etc/p ] || mkdir /etc/p
+dir=/srv/data
+mkdir -p $dir 2>/dev/null || true
+"""
+    steps = plan(script, lambda test, path: False)
+    assert [(" ".join(s.words), s.reason.split(" `")[0]) for s in steps] == [
+        ("mkdir -p /a", ""), ("touch /a/b", ""),
+        ("mkdir /c", "under the condition"),
+        ("mkdir /d", "in a loop or condition on one line"),
+        ("umask 066", ""), ("mkdir /etc/p", ""), ("mkdir -p /srv/data", ""),
+    ]

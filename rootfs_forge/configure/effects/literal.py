@@ -231,6 +231,24 @@ def plan(text: str, exists: Callable[[str, str], bool]) -> list[Step]:
                 if frame.kind == "case1":
                     frame.taken = False
                 continue
+        one = re.match(r"^if\s+(.*?);\s*then\s+(.*?);?\s*fi\s*;?$", line)
+        if one:  # if COND; then CMD; CMD; fi on one line
+            value = _condition(subst(one.group(1)), exists)
+            if value is not False:
+                stack.append(_Frame("if", value, f"under the condition `{one.group(1)}`"))
+                for part in one.group(2).split(";"):
+                    if part.strip() and not assign(part):
+                        steps += _simple(subst(part), state(), exists)
+                stack.pop()
+            continue
+        if re.match(r"^(if|elif|while|until|for)\b.*;\s*(then|do)\s+\S", line):
+            stack.append(_Frame("loop", None, "in a loop or condition on one line"))
+            for part in line.split(";"):
+                part = re.sub(r"^\s*(?:do|then|else)\s+", "", part)
+                if part.strip() and not re.match(r"^\s*(if|elif|while|until|for|done|fi)\b", part):
+                    steps += _simple(subst(part), state(), exists)
+            stack.pop()
+            continue
         m = re.match(r"^(if|elif)\s+(.*?)\s*(?:;\s*then)?\s*$", line)
         if m:
             cond_text = m.group(2)
