@@ -182,5 +182,6 @@ EFFECT = Effect(
     summary="/etc/pam.d/common-* from /usr/share/pam-configs, as pam-auth-update writes them",
     apply=apply,
     packages=("libpam-runtime",),
+    scripts=("libpam-runtime/postinst",),  # pam-auth-update --force, then the .pam-old files a first install lacks
     commands=("pam-auth-update", "pam-getenv"),
 )
