@@ -18,8 +18,8 @@ from tests.support.repo import RepoServer, Signer, build_repo, serve
 # Pinned: the same recipe and test repository must always give these digests, on any machine of this kind and
 # in any directory. A deliberate change to the image format (or to the test repository) moves them: update them
 # in the same commit and say why.
-GOLDEN_MANIFEST = "sha256:c6ff6dad5a477f39e2c376fd6ead048d511ce3a8caa4f906f2cbb50dda348390"
-GOLDEN_DIFF_ID = "sha256:5ae97600d76f9fc07806d4ba1b3c09046623de61ffaa98d856c129b2e4f89c50"
+GOLDEN_MANIFEST = "sha256:56f5791a930cfd6e34ede47999aaf1f44f62f47da25376130cc11a4f66cbba26"
+GOLDEN_DIFF_ID = "sha256:33733ea9078106833ca97af017485aa8471913e5ac2bdf51503bf96fa9bc0a5d"
 
 
 def forge(*args: str, cache: Path, epoch: str = "1700000000", cli: bool = False) -> subprocess.CompletedProcess[str]:
