@@ -103,7 +103,7 @@ def build_tree(root: Path, recipe: Recipe, arch: str, resolution: Resolution, de
     tree = Tree(root, arch, resolution, epoch, writer, files, controls, effects=EffectsRun((), ()))
     _add_local_files(tree, recipe)
     options = EffectOptions.from_recipe(recipe, suite=_suite_of(resolution))
-    infos = {name: PackageInfo(name, control.fields, control.scripts, files[name].paths)
+    infos = {name: PackageInfo(name, control.fields, control.scripts, files[name].paths, control.files)
              for name, control in controls.items()}
     with t.phase("unpack"):
         writer.finish()

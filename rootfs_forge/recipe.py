@@ -115,6 +115,8 @@ class Recipe:
     timezone: str = "UTC"
     hostname: str = ""
     busybox_links: bool = False
+    control_files: str = "auto"  # keep | drop | auto: the maintainer scripts etc. in /var/lib/dpkg/info
+    literal_scripts: bool = True
     config: ImageConfigSpec = field(default_factory=ImageConfigSpec)
     layers: tuple[LayerGroup, ...] = ()
     layering: str = "single"  # single | groups | origin
@@ -243,7 +245,7 @@ SOURCE_KEYS = {"url", "suites", "components", "keyring", "architectures", "mirro
 SNAPSHOT_RE = re.compile(r"^\d{8}T\d{6}Z$")
 VENDOR_RE = re.compile(r"^(oci://[^/\s]+/[a-z0-9][a-z0-9._/-]*|file:///\S*)$")
 PATHS_KEYS = {"profile", "exclude", "include", "locales"}
-EFFECT_KEYS = {"sh", "alternatives", "timezone", "hostname", "busybox_links"}
+EFFECT_KEYS = {"sh", "alternatives", "timezone", "hostname", "busybox_links", "control_files", "literal_scripts"}
 CONFIG_KEYS = {"entrypoint", "cmd", "env", "working_dir", "user", "labels", "exposed_ports", "stop_signal"}
 ACCOUNT_KEYS = {"name", "uid", "gid", "home", "shell"}
 FILE_KEYS = {"src", "dest", "mode", "owner"}
@@ -443,6 +445,8 @@ def _effects_table(c: _Checker, doc: dict[str, Any]) -> dict[str, Any]:
         "timezone": c.get(effects, "effects.", "timezone", str, "UTC"),
         "hostname": c.get(effects, "effects.", "hostname", str, ""),
         "busybox_links": c.get(effects, "effects.", "busybox_links", bool, False),
+        "control_files": c.choice(effects, "effects.", "control_files", ("auto", "keep", "drop"), "auto"),
+        "literal_scripts": c.get(effects, "effects.", "literal_scripts", bool, True),
     }
 
 

@@ -969,6 +969,13 @@ def test_apply_effects_runs_applicable_effects_and_reports_every_script(tmp_path
         "timezone": "applied",
         "ca-certificates": "applied",
         "busybox": "not-applicable",
+        "defaults": "not-applicable",
+        "shells": "not-applicable",
+        "pam": "not-applicable",
+        "dpkg-info": "skipped",
+        "debconf": "not-applicable",
+        "triggers": "skipped",
+        "literal-scripts": "applied",
         "ldconfig": "not-applicable",
     }
     assert [(r["package"], r["script"], r["status"]) for r in run.report()] == [

@@ -18,8 +18,8 @@ from tests.support.repo import RepoServer, Signer, build_repo, serve
 # Pinned: the same recipe and test repository must always give these digests, on any machine of this kind and
 # in any directory. A deliberate change to the image format (or to the test repository) moves them: update them
 # in the same commit and say why.
-GOLDEN_MANIFEST = "sha256:eb796aac7ddf67089443942708672c2b66598c68b6a302a0949a4be12f307924"
-GOLDEN_DIFF_ID = "sha256:9bc6e51aeaac02ddfbea0ba3594338b37344729ee2d9e72e5c6bc5896b447b50"
+GOLDEN_MANIFEST = "sha256:56f5791a930cfd6e34ede47999aaf1f44f62f47da25376130cc11a4f66cbba26"
+GOLDEN_DIFF_ID = "sha256:33733ea9078106833ca97af017485aa8471913e5ac2bdf51503bf96fa9bc0a5d"
 
 
 def forge(*args: str, cache: Path, epoch: str = "1700000000", cli: bool = False) -> subprocess.CompletedProcess[str]:

@@ -250,7 +250,8 @@ def write_dpkg_db(
     changed.append(tree.write_file(f"{ADMINDIR}/status", "".join(s + "\n" for s in stanzas).encode()))
     changed.append(tree.write_file(f"{ADMINDIR}/arch", "".join(f"{a}\n" for a in (arch, *foreign)).encode()))
     for empty in ("available", "diversions", "statoverride", "triggers/File", "triggers/Unincorp"):
-        changed.append(tree.write_file(f"{ADMINDIR}/{empty}", b""))
+        if not tree.lexists(f"{ADMINDIR}/{empty}"):  # the dpkg-info and triggers effects may have filled it
+            changed.append(tree.write_file(f"{ADMINDIR}/{empty}", b""))
     changed += [tree.mkdir(d, 0o755) for d in dirs]  # last, so that their mtimes are clamped too
     if not isinstance(root, TreeWriter):  # a writer of our own: its directories get their recorded metadata
         tree.clamp_dir_mtimes()

@@ -17,10 +17,17 @@ from rootfs_forge.configure.effects import (
     binsh,
     busybox,
     cacerts,
+    debconf,
+    defaults,
     dirs,
+    dpkginfo,
     identity,
     ldconfig,
+    literal,
+    pam,
+    shells,
     timezone,
+    triggers,
 )
 from rootfs_forge.configure.effects.base import (
     SCRIPT_NAMES,
@@ -63,6 +70,13 @@ EFFECTS: tuple[Effect, ...] = (
     timezone.EFFECT,
     cacerts.EFFECT,
     busybox.EFFECT,
+    defaults.EFFECT,
+    shells.EFFECT,
+    pam.EFFECT,
+    dpkginfo.EFFECT,
+    debconf.EFFECT,
+    triggers.EFFECT,
+    literal.EFFECT,
     ldconfig.EFFECT,
 )
 

@@ -25,6 +25,7 @@ class PackageInfo:
     control: Mapping[str, str] = field(default_factory=dict)
     scripts: Mapping[str, str] = field(default_factory=dict)
     files: tuple[str, ...] = ()
+    control_files: Mapping[str, bytes] = field(default_factory=dict)  # every file of control.tar, raw
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,9 +41,12 @@ class EffectOptions:
     busybox_links: bool = False
     suite: str = ""  # codename, for an os-release written when base-files is absent
     recipe_name: str = ""
+    control_files: str = "auto"  # keep | drop | auto (keep when dpkg is in the image)
+    literal_scripts: bool = True  # apply maintainer-script commands whose arguments are all literal
+    release_version: str = ""  # the suite's Release "Version" (os-release VERSION_ID without base-files)
 
     @classmethod
-    def from_recipe(cls, recipe: Any, suite: str = "") -> EffectOptions:
+    def from_recipe(cls, recipe: Any, suite: str = "", release_version: str = "") -> EffectOptions:
         """Options from a ``rootfs_forge.recipe.Recipe`` (read by attribute; "" means unset there)."""
         return cls(
             accounts=tuple(getattr(recipe, "accounts", ())),
@@ -54,6 +58,9 @@ class EffectOptions:
             busybox_links=bool(getattr(recipe, "busybox_links", False)),
             suite=suite,
             recipe_name=getattr(recipe, "name", ""),
+            control_files=getattr(recipe, "control_files", "") or "auto",
+            literal_scripts=bool(getattr(recipe, "literal_scripts", True)),
+            release_version=release_version,
         )
 
 

@@ -1,10 +1,11 @@
 """Directories and files base-files' postinst makes on a first install, and the modes an image needs.
 
-/tmp and /var/tmp 1777, /root 0700; the postinst's ``install_from_default`` copies (/root/.profile,
-/root/.bashrc, /etc/profile, /etc/motd), its directories (/mnt, /srv, /opt, /media, /var/mail 2775 root:mail,
-/run/lock 1777, /usr/local/*), its links (/var/run -> /run, /var/lock -> /run/lock, /var/spool/mail,
-/usr/local/man) and the login records (/var/log/wtmp, btmp, lastlog owned by group utmp). Nothing that already
-exists is replaced, except that the modes of /tmp, /var/tmp and /root are enforced.
+/tmp and /var/tmp 1777, /root 0700, /run (without base-files, which ships it); the postinst's
+``install_from_default`` copies (/root/.profile, /root/.bashrc, /etc/profile, /etc/motd), its directories
+(/mnt, /srv, /opt, /media, /var/mail 2775 root:mail, /run/lock 1777, /usr/local/*), its links (/var/run ->
+/run, /var/lock -> /run/lock, /var/spool/mail, /usr/local/man; an empty /var/run or /var/lock directory is
+replaced, as its migrate_directory does) and the login records (/var/log/wtmp, btmp, lastlog owned by group
+utmp). Nothing that already exists is replaced, except that the modes of /tmp, /var/tmp and /root are enforced.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ LINKS = (
     ("/var/lock", "/run/lock"),
     ("/usr/local/man", "share/man"),
 )
+MIGRATED = frozenset({"/var/run", "/var/lock"})  # base-files' migrate_directory
 LOGS = (("/var/log/wtmp", 0o664), ("/var/log/btmp", 0o660), ("/var/log/lastlog", 0o664))
 
 
@@ -62,7 +64,9 @@ def apply(ctx: EffectContext) -> EffectResult:
     tree = ctx.tree()
     changed: list[Change] = [tree.mkdir(path, mode) for path, mode in ALWAYS]
     if not ctx.has("base-files"):
-        return EffectResult(tuple(changed), ("base-files not installed: only /tmp, /var/tmp and /root made",))
+        if not tree.lexists("/run"):  # base-files ships it; daemons write their pid files there
+            changed.append(tree.mkdir("/run", 0o755))
+        return EffectResult(tuple(changed), ("base-files not installed: only /tmp, /var/tmp, /root and /run made",))
     gids = group_ids(tree)
     for src, dest in DEFAULTS:
         if tree.is_file(f"/usr/share/base-files/{src}") and not tree.lexists(dest):
@@ -71,13 +75,21 @@ def apply(ctx: EffectContext) -> EffectResult:
         if not tree.lexists(path):
             changed.append(tree.mkdir(path, mode, 0, gids.get(group, 0)))
     changed += [tree.mkdir(path, 0o755) for path in LOCAL_DIRS if not tree.lexists(path)]
+    messages: list[str] = []
     for path, target in LINKS:
-        if not tree.is_symlink(path) and not tree.is_dir(path):
+        if tree.is_symlink(path):
+            continue
+        if path in MIGRATED and tree.is_dir(path):  # migrate_directory: rmdir, then the link
+            if tree.listdir(path):
+                messages.append(f"{path} is a directory with contents: not replaced by a link to {target}")
+                continue
+            tree.remove(path)
+        if not tree.is_dir(path):
             changed.append(tree.symlink(path, target))
     for path, mode in LOGS:
         if not tree.lexists(path):
             changed.append(tree.write_file(path, b"", mode, 0, gids.get("utmp", 0)))
-    return EffectResult(tuple(changed), (f"{len(changed)} paths made or fixed",))
+    return EffectResult(tuple(changed), (f"{len(changed)} paths made or fixed", *messages))
 
 
 EFFECT = Effect(

@@ -33,11 +33,25 @@ def hosts_file(hostname: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def os_release(suite: str) -> str:
-    """A minimal os-release for a Debian suite (pure)."""
+# Debian's release numbers by codename (base-files' VERSION_ID is the major number). Taken from this table rather
+# than from the Release file's ``Version`` (12.12): a point release must not change the image a lock composes.
+RELEASES = {"buster": "10", "bullseye": "11", "bookworm": "12", "trixie": "13", "forky": "14", "duke": "15"}
+
+
+def os_release(suite: str, version: str = "") -> str:
+    """A minimal os-release for a Debian suite, in base-files' field order (pure); ``version`` (a Release file's
+    ``Version``, e.g. 12.12) overrides the table; VERSION_ID is its major number."""
+    number = (version.split(".", 1)[0] if version else "") or RELEASES.get(suite, "")
+    if not number:
+        return (
+            f'PRETTY_NAME="Debian GNU/Linux ({suite})"\nNAME="Debian GNU/Linux"\n'
+            f"VERSION_CODENAME={suite}\nID=debian\n"
+        )
     return (
-        f'PRETTY_NAME="Debian GNU/Linux ({suite})"\nNAME="Debian GNU/Linux"\n'
-        f"VERSION_CODENAME={suite}\nID=debian\n"
+        f'PRETTY_NAME="Debian GNU/Linux {number} ({suite})"\nNAME="Debian GNU/Linux"\nVERSION_ID="{number}"\n'
+        f'VERSION="{number} ({suite})"\nVERSION_CODENAME={suite}\nID=debian\n'
+        'HOME_URL="https://www.debian.org/"\nSUPPORT_URL="https://www.debian.org/support"\n'
+        'BUG_REPORT_URL="https://bugs.debian.org/"\n'
     )
 
 
@@ -58,7 +72,7 @@ def apply(ctx: EffectContext) -> EffectResult:
     elif opts.suite:
         if not _SUITE.match(opts.suite):
             raise RootfsError("write", "/etc/os-release", f"suite {opts.suite!r} is not a codename")
-        changed.append(tree.write_file("/etc/os-release", os_release(opts.suite).encode()))
+        changed.append(tree.write_file("/etc/os-release", os_release(opts.suite, opts.release_version).encode()))
         messages.append(f"os-release: written for {opts.suite} (base-files is not installed)")
     else:
         messages.append("os-release: missing and no suite known: not written")

@@ -308,6 +308,10 @@ def classify_script(
         return ScriptVerdict(package, script, "not-needed", "runs only on upgrade or removal")
     if script == "config":
         return ScriptVerdict(package, script, "not-needed", "debconf questions: their defaults apply")
+    if script == "triggers":  # not a script: the trigger interests and activations dpkg reads
+        if any(e.name == "triggers" for e in applied):
+            return ScriptVerdict(package, script, "emulated", "interests recorded by triggers", ("triggers",))
+        return ScriptVerdict(package, script, "not-needed", "trigger interests: only dpkg reads them")
     by_command = {c: e.name for e in applied for c in e.commands}
     would = {c: e.name for e in known for c in e.commands if c not in by_command}
     names = commands(text)
