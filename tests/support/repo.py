@@ -15,6 +15,7 @@ import lzma
 import os
 import shutil
 import subprocess
+import time
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -59,26 +60,29 @@ class Signer:
         subprocess.run(["gpgconf", "--homedir", str(self.home), "--kill", "all"], capture_output=True)
 
     def clearsign(self, data: bytes) -> bytes:
-        env = {**os.environ, "GNUPGHOME": str(self.home)}
-        try:
-            return subprocess.run(
-                ["gpg", "--batch", "--quiet", "--pinentry-mode", "loopback", "--passphrase", "", "--local-user",
-                 self.fingerprint, "--digest-algo", "SHA512", "--clearsign"],
-                input=data, check=True, env=env, capture_output=True,
-            ).stdout
-        finally:
-            self.stop_agent()
+        return self._sign(data, ["--digest-algo", "SHA512", "--clearsign"])
 
     def detach_sign(self, data: bytes) -> bytes:
+        return self._sign(data, ["--armor", "--detach-sign"])
+
+    def _sign(self, data: bytes, how: list[str]) -> bytes:
+        """gpg with a fresh agent each time (stopped afterwards). The agent the previous call stopped may still be
+        going away when this one starts and answer nothing ("can't connect to the agent: End of file"): that
+        attempt is repeated, with the agent stopped again, a few times."""
         env = {**os.environ, "GNUPGHOME": str(self.home)}
-        try:
-            return subprocess.run(
-                ["gpg", "--batch", "--quiet", "--pinentry-mode", "loopback", "--passphrase", "", "--local-user",
-                 self.fingerprint, "--armor", "--detach-sign"],
-                input=data, check=True, env=env, capture_output=True,
-            ).stdout
-        finally:
-            self.stop_agent()
+        argv = ["gpg", "--batch", "--quiet", "--pinentry-mode", "loopback", "--passphrase", "", "--local-user",
+                self.fingerprint, *how]
+        for attempt in range(5):
+            try:
+                proc = subprocess.run(argv, input=data, env=env, capture_output=True)
+            finally:
+                self.stop_agent()
+            if proc.returncode == 0 or b"agent" not in proc.stderr or attempt == 4:
+                break
+            time.sleep(0.2 * (attempt + 1))
+        if proc.returncode != 0:
+            raise subprocess.CalledProcessError(proc.returncode, argv, proc.stdout, proc.stderr)
+        return proc.stdout
 
 
 @dataclass
