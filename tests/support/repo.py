@@ -15,8 +15,8 @@ import lzma
 import os
 import shutil
 import subprocess
-import time
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from email.utils import formatdate
