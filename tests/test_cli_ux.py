@@ -17,7 +17,7 @@ import pytest
 from rootfs_forge import errors
 from rootfs_forge.model import MemoryIndex, Package
 from rootfs_forge.resolve.lockcheck import compare
-from rootfs_forge.run.spec import ImageConfig, plan_process
+from rootfs_forge.run.spec import ProcessDefaults, plan_process
 from tests.conftest import source_block
 from tests.support.forge import forge
 from tests.support.repo import RepoServer, Signer
@@ -212,7 +212,7 @@ def test_readme_exit_code_table_matches_the_code() -> None:
 
 
 def test_entrypoint_replaces_the_images_and_drops_its_cmd() -> None:
-    cfg = ImageConfig(entrypoint=("/bin/ep",), cmd=("default",))
+    cfg = ProcessDefaults(entrypoint=("/bin/ep",), cmd=("default",))
     assert plan_process(cfg, [], (), None, None, "img", "/bin/other").argv == ("/bin/other",)
     assert plan_process(cfg, ["a", "b"], (), None, None, "img", "/bin/other").argv == ("/bin/other", "a", "b")
     assert plan_process(cfg, ["sh", "-c", "x"], (), None, None, "img", "").argv == ("sh", "-c", "x")

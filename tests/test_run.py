@@ -30,7 +30,7 @@ from rootfs_forge.run import image as img
 from rootfs_forge.run.cgroups import parse_proc_cgroup
 from rootfs_forge.run.mounts import host_path_in_root
 from rootfs_forge.run.spec import (
-    ImageConfig,
+    ProcessDefaults,
     User,
     Volume,
     merge_env,
@@ -112,14 +112,14 @@ def test_resolve_user_rejects_unknown_names(spec: str, msg: str) -> None:
 
 
 def test_plan_process_follows_docker_rules() -> None:
-    cfg = ImageConfig(entrypoint=("/bin/ep",), cmd=("default",), env=("A=1", "PATH=/img"), workdir="/w", user="www")
+    cfg = ProcessDefaults(entrypoint=("/bin/ep",), cmd=("default",), env=("A=1", "PATH=/img"), workdir="/w", user="www")
     p = plan_process(cfg, [], ("A=2",), None, None, "img")
     assert (p.argv, p.workdir, p.user) == (("/bin/ep", "default"), "/w", "www")
     assert dict(e.split("=", 1) for e in p.env) == {"PATH": "/img", "A": "2"}
     p = plan_process(cfg, ["x", "y"], (), "/other", "0", "img")
     assert (p.argv, p.workdir, p.user) == (("/bin/ep", "x", "y"), "/other", "0")
     with pytest.raises(RunError, match="no command"):
-        plan_process(ImageConfig(), [], (), None, None, "rootfs")
+        plan_process(ProcessDefaults(), [], (), None, None, "rootfs")
 
 
 def test_merge_env_overrides_by_key_keeping_order() -> None:

@@ -17,7 +17,7 @@ import stat
 from rootfs_forge.errors import ImageError
 from rootfs_forge.image.layout import blob_path, check_digest, read_layout
 from rootfs_forge.run.rmtree import remove_tree
-from rootfs_forge.run.spec import ImageConfig
+from rootfs_forge.run.spec import ProcessDefaults
 from rootfs_forge.util.pids import owner_tag
 
 REF_NAME = "org.opencontainers.image.ref.name"
@@ -72,14 +72,14 @@ def open_layout(layout: str, tag: str | None, platform: tuple[str, str, str] | N
     return image
 
 
-def image_config(config_json: dict) -> ImageConfig:
+def image_config(config_json: dict) -> ProcessDefaults:
     c = config_json.get("config") or {}
 
     def strs(key: str) -> tuple[str, ...]:
         v = c.get(key) or []
         return tuple(str(x) for x in v) if isinstance(v, list) else ()
 
-    return ImageConfig(entrypoint=strs("Entrypoint"), cmd=strs("Cmd"), env=strs("Env"),
+    return ProcessDefaults(entrypoint=strs("Entrypoint"), cmd=strs("Cmd"), env=strs("Env"),
                        workdir=str(c.get("WorkingDir") or ""), user=str(c.get("User") or ""))
 
 

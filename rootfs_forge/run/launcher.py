@@ -36,7 +36,7 @@ from rootfs_forge.run import cgroups, init, paths, runtime, seccomp, sweep
 from rootfs_forge.run import syscalls as sc
 from rootfs_forge.run.spec import (
     ContainerSetup,
-    ImageConfig,
+    ProcessDefaults,
     Limits,
     Volume,
     default_tmpfs_size,
@@ -111,7 +111,7 @@ class RunResult:
 
 
 def _source(opts: RunOptions, rootless: bool, temps: list[str],
-            rt_fd: int, warn: Warn) -> tuple[tuple[str, ...], ImageConfig, dict]:
+            rt_fd: int, warn: Warn) -> tuple[tuple[str, ...], ProcessDefaults, dict]:
     """(lower dirs top first, image defaults, metadata for a named container). Temp dirs made on the way (an
     unpacked oci-archive) in the runtime dir (open as ``rt_fd``) are appended to ``temps`` (names in it) for the
     caller to remove."""
@@ -120,7 +120,7 @@ def _source(opts: RunOptions, rootless: bool, temps: list[str],
         if opts.platform is not None:
             raise RunError("run", target, "--platform only applies to an image; this is a rootfs directory")
         root = os.path.abspath(target)
-        return (root,), ImageConfig(), {"rootfs": root}
+        return (root,), ProcessDefaults(), {"rootfs": root}
     from rootfs_forge.run import image as img  # json and friends: only for images
 
     path, tag = img.split_ref(target)

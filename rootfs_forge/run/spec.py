@@ -58,8 +58,9 @@ class Volume:
                 f"suid={self.suid}, noexec={self.noexec})")
 
 
-class ImageConfig:
-    """The parts of an OCI image config ``forge run`` uses."""
+class ProcessDefaults:
+    """What an image says about the process ``forge run`` starts (entrypoint, cmd, env, working dir, user):
+    read from its OCI config; the whole config an image is written with is ``image.oci.ImageConfig``."""
 
     __slots__ = ("cmd", "entrypoint", "env", "user", "workdir")
 
@@ -206,7 +207,7 @@ def merge_env(*layers: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(f"{k}={v}" for k, v in out.items())
 
 
-def plan_process(config: ImageConfig, cmd: list[str], env: tuple[str, ...], workdir: str | None,
+def plan_process(config: ProcessDefaults, cmd: list[str], env: tuple[str, ...], workdir: str | None,
                  user: str | None, what: str, entrypoint: str | None = None) -> Process:
     """Docker's rules: CMD given on the command line replaces the image's Cmd; Entrypoint stays. An
     ``entrypoint`` (``--entrypoint``) replaces the image's Entrypoint and drops its Cmd; ``""`` clears it."""
