@@ -36,8 +36,8 @@ from rootfs_forge.run import cgroups, init, paths, runtime, seccomp, sweep
 from rootfs_forge.run import syscalls as sc
 from rootfs_forge.run.spec import (
     ContainerSetup,
-    ProcessDefaults,
     Limits,
+    ProcessDefaults,
     Volume,
     default_tmpfs_size,
     parse_env,
