@@ -115,6 +115,7 @@ class Recipe:
     timezone: str = "UTC"
     hostname: str = ""
     busybox_links: bool = False
+    bytecode: bool = True  # [effects] bytecode: compile Python modules as the python3 postinsts do
     config: ImageConfigSpec = field(default_factory=ImageConfigSpec)
     layers: tuple[LayerGroup, ...] = ()
     layering: str = "single"  # single | groups | origin
@@ -236,7 +237,7 @@ TOP_KEYS = {
 IMAGE_KEYS = {"name", "tag", "architecture", "architectures", "layering", "layer_budget", "compression"}
 SOURCE_KEYS = {"url", "suites", "components", "keyring", "architectures", "mirrors", "priority", "allow_insecure"}
 PATHS_KEYS = {"profile", "exclude", "include", "locales"}
-EFFECT_KEYS = {"sh", "alternatives", "timezone", "hostname", "busybox_links"}
+EFFECT_KEYS = {"sh", "alternatives", "timezone", "hostname", "busybox_links", "bytecode"}
 CONFIG_KEYS = {"entrypoint", "cmd", "env", "working_dir", "user", "labels", "exposed_ports", "stop_signal"}
 ACCOUNT_KEYS = {"name", "uid", "gid", "home", "shell"}
 FILE_KEYS = {"src", "dest", "mode", "owner"}
@@ -416,6 +417,7 @@ def _effects_table(c: _Checker, doc: dict[str, Any]) -> dict[str, Any]:
         "timezone": c.get(effects, "effects.", "timezone", str, "UTC"),
         "hostname": c.get(effects, "effects.", "hostname", str, ""),
         "busybox_links": c.get(effects, "effects.", "busybox_links", bool, False),
+        "bytecode": c.get(effects, "effects.", "bytecode", bool, True),
     }
 
 

@@ -16,8 +16,10 @@ from rootfs_forge.configure.effects import (
     alternatives,
     binsh,
     busybox,
+    bytecode,
     cacerts,
     dirs,
+    fcaps,
     identity,
     ldconfig,
     timezone,
@@ -63,6 +65,8 @@ EFFECTS: tuple[Effect, ...] = (
     timezone.EFFECT,
     cacerts.EFFECT,
     busybox.EFFECT,
+    fcaps.EFFECT,
+    bytecode.EFFECT,
     ldconfig.EFFECT,
 )
 
