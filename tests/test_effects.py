@@ -989,6 +989,8 @@ def test_apply_effects_runs_applicable_effects_and_reports_every_script(tmp_path
         "timezone": "applied",
         "ca-certificates": "applied",
         "busybox": "not-applicable",
+        "file-capabilities": "not-applicable",
+        "bytecode": "not-applicable",
         "ldconfig": "not-applicable",
     }
     assert [(r["package"], r["script"], r["status"]) for r in run.report()] == [

@@ -146,6 +146,6 @@ EFFECT = Effect(
     name="bytecode",
     summary="Python bytecode (unchecked-hash pycs) as python3's postinsts compile it",
     apply=apply,
-    packages=(),
+    packages=tuple(f"python3.{minor}-minimal" for minor in range(5, 30)),  # any interpreter
     commands=("py3compile", "py_compile.py"),
 )
