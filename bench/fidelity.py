@@ -49,12 +49,12 @@ class PackageSet:
     essential: bool = False  # mmdebstrap's essential variant; forge's essential = true
 
 
-# Sets whose maintainer scripts need more than dpkg's own tools (perl-base for debconf, adduser …) are installed
-# on top of the essential set by both tools: mmdebstrap's custom variant cannot configure them.
+# Sets whose maintainer scripts need more than dpkg's own tools (perl-base for debconf, adduser, openssl …) are
+# installed on top of the essential set by both tools: mmdebstrap's custom variant fails to configure them (apt
+# alone, curl + ca-certificates); apt is therefore compared as essential + apt only.
 SETS = (
     PackageSet("python3", ("python3",)),
-    PackageSet("curl+ca", ("curl", "ca-certificates")),
-    PackageSet("apt", ("apt",)),
+    PackageSet("ess+curl+ca", ("curl", "ca-certificates"), essential=True),
     PackageSet("essential+apt", ("apt",), essential=True),
     PackageSet("bash+coreutils", ("bash", "coreutils")),
     PackageSet("ess+nginx-light", ("nginx-light",), essential=True),

@@ -20,6 +20,7 @@ from rootfs_forge.configure.effects import pycompile
 from rootfs_forge.configure.effects.base import Effect, EffectContext, EffectResult, PackageInfo
 from rootfs_forge.configure.effects.scripts import simple_commands
 from rootfs_forge.configure.effects.tree import Change
+from rootfs_forge.errors import RootfsError
 
 _MINIMAL = re.compile(r"^python3\.(\d+)-minimal$")
 PUBLIC = "/usr/lib/python3/dist-packages/"
@@ -111,8 +112,11 @@ def apply(ctx: EffectContext) -> EffectResult:
     if missing:
         if not ctx.host.bwrap:
             return EffectResult(skipped="no bwrap on the host to run the image's interpreter sandboxed")
-        got_tag, made = pycompile.compile_in_image(ctx.host.bwrap, ctx.root, interpreter,
-                                                   [s for todo in missing.values() for s in todo])
+        try:
+            got_tag, made = pycompile.compile_in_image(ctx.host.bwrap, ctx.root, interpreter,
+                                                       [s for todo in missing.values() for s in todo])
+        except RootfsError as exc:  # the sandbox could not start here (no user namespaces …): no pycs
+            return EffectResult(skipped=str(exc))
         if got_tag != tag:
             return EffectResult(skipped=f"{interpreter} reports cache tag {got_tag!r}, not {tag!r}")
         for name, todo in missing.items():
