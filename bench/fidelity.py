@@ -217,7 +217,7 @@ def forge(s: PackageSet, out: Path, work: Path, cache: Path | None, arch: str) -
     include = s.packages if s.essential else (*s.packages, *EXTRA)
     pkgs = ", ".join(f'"{p}"' for p in include)
     recipe.write_text(f'packages = [{pkgs}]\nessential = {"true" if s.essential else "false"}\n'
-                      f'[image]\nname = "fidelity/{s.name}"\ntag = "x"\narchitecture = "{arch}"\n'
+                      f'[image]\nname = "fidelity/{s.name.replace("+", "-")}"\ntag = "x"\narchitecture = "{arch}"\n'
                       '[paths]\nprofile = "full"\n')
     argv = [sys.executable, "-m", "rootfs_forge", "compose", str(recipe), "-o", str(out), "--format", "rootfs",
             "-q"]
