@@ -18,8 +18,8 @@ from tests.support.repo import RepoServer, Signer, build_repo, serve
 # Pinned: the same recipe and test repository must always give these digests, on any machine of this kind and
 # in any directory. A deliberate change to the image format (or to the test repository) moves them: update them
 # in the same commit and say why.
-GOLDEN_MANIFEST = "sha256:eb796aac7ddf67089443942708672c2b66598c68b6a302a0949a4be12f307924"
-GOLDEN_DIFF_ID = "sha256:9bc6e51aeaac02ddfbea0ba3594338b37344729ee2d9e72e5c6bc5896b447b50"
+GOLDEN_MANIFEST = "sha256:177d980c90f68b9f402ff4a6fda2d733b09c0ee599a76366e64f7a28d1595e68"
+GOLDEN_DIFF_ID = "sha256:0205b1a1c09a718103e79cb07a890508694f12399bcbc6321d481c673a83c7d8"
 
 
 def forge(*args: str, cache: Path, epoch: str = "1700000000", cli: bool = False) -> subprocess.CompletedProcess[str]:
