@@ -116,7 +116,8 @@ def test_capability_is_recorded_and_carried_into_the_layer_as_a_pax_record(tmp_p
                          xattrs=xattrs) for i in range(2)]
     assert blobs[0].digest == blobs[1].digest  # deterministic
     data = blobs[0].path.read_bytes()
-    member = tarfile.open(fileobj=io.BytesIO(data)).getmember("usr/bin/ping")
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        member = tar.getmember("usr/bin/ping")
     raw = member.pax_headers["SCHILY.xattr.security.capability"].encode("utf-8", "surrogateescape")
     assert raw == value
     with libarchive.memory_reader(data) as archive:  # what the run unpack and the audit read
@@ -157,17 +158,21 @@ def test_bytecode_selection_follows_the_python_postinsts() -> None:
                                             "/usr/share/doc/python3-six/x.py"),
                             "if which py3compile >/dev/null 2>&1; then\n\tpy3compile -p python3-six \nfi\n"),
         "weird": _pkg("weird", ("/opt/a.py",), "py3compile -p weird -V 3.11- /opt\n"),
+        "python3-distutils": _pkg("python3-distutils", ("/usr/lib/python3.11/distutils/core.py",),
+                                  "files=$(dpkg -L python3-distutils | sed -n '/^\\/usr\\/lib\\/.*\\.py$/p')\n"
+                                  "/usr/bin/$python -E -S /usr/lib/$python/py_compile.py $files\n"),
     }
     assert interpreter_of(pkgs) == ("3.11", "3.11.2-6")
     groups, unhandled = selection(pkgs, "3.11", has_py3compile=True)
     assert groups == {
         "libpython3.11-minimal": ["/usr/lib/python3.11/encodings/utf_8.py", "/usr/lib/python3.11/os.py"],
+        "python3-distutils": ["/usr/lib/python3.11/distutils/core.py"],
         "python3-minimal": ["/usr/share/python3/debpython/files.py"],
         "python3-six": ["/usr/lib/python3/dist-packages/six.py"],
     }  # libpython3.11-stdlib: compiled by python3.11's postinst, and python3.11 is not installed
     assert unhandled == ["weird/postinst"]
     groups, _ = selection(pkgs, "3.11", has_py3compile=False)
-    assert sorted(groups) == ["libpython3.11-minimal"]
+    assert sorted(groups) == ["libpython3.11-minimal", "python3-distutils"]
     assert cache_from_source("/usr/lib/python3.11/os.py", "cpython-311") == \
         "/usr/lib/python3.11/__pycache__/os.cpython-311.pyc"
 

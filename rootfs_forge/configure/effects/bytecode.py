@@ -1,7 +1,8 @@
 """Python bytecode, as the postinsts of python3.X, python3.X-minimal and every dh_python3 package make it.
 
 Which sources (what the scripts would compile): the ``/usr/lib/python3.X/**.py`` files of libpython3.X-minimal
-and libpython3.X-stdlib (the postinsts of python3.X-minimal and python3.X run ``py_compile`` on them), and for
+and libpython3.X-stdlib (the postinsts of python3.X-minimal and python3.X run ``py_compile`` on them) and of the
+stdlib's split-off packages whose postinsts do the same (python3-distutils, python3-lib2to3), and for
 each ``py3compile -p PKG [DIR…]`` in a postinst (when py3compile is installed, as the scripts check), PKG's
 ``.py`` files below DIR, or its public modules (``/usr/lib/python3/dist-packages``) without one. The pycs are
 ``unchecked-hash`` ones (reproducible: no timestamp), made by the image's own interpreter in a sandbox
@@ -55,9 +56,14 @@ def selection(packages: Mapping[str, PackageInfo], version: str,
                           (f"python{version}", f"libpython{version}-stdlib")):
         if runner in packages and owner in packages:
             out.setdefault(owner, []).extend(_py_files(packages[owner], stdlib))
+    for name in sorted(packages):  # the standard library's own split-off packages (python3-distutils,
+        # python3-lib2to3 …) compile their files the same way: py_compile.py on their dpkg -L list
+        if name.startswith("python3") and "py_compile.py" in packages[name].scripts.get("postinst", "") \
+                and name not in (f"python{version}-minimal", f"python{version}"):
+            out.setdefault(name, []).extend(_py_files(packages[name], stdlib))
     unhandled: list[str] = []
     if not has_py3compile:
-        return out, unhandled
+        return {k: sorted(set(v)) for k, v in out.items() if v}, unhandled
     for name in sorted(packages):
         text = packages[name].scripts.get("postinst", "")
         if "py3compile" not in text:
