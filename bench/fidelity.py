@@ -10,8 +10,9 @@ table says how many paths are identical, only in mmdebstrap, only in forge, or d
 difference is given a reason from a short fixed list (``REASONS``), and whatever no reason covers is counted and
 listed as **unexplained** — the number to drive to zero.
 
-Run from the project root, as root: ``python3 bench/fidelity.py [--sets NAME…] [-v]`` (``-v`` lists every
-explained difference too). Takes several minutes: mmdebstrap runs dpkg and the maintainer scripts.
+Run from the project root, as root: ``python3 bench/fidelity.py [--sets NAME…] [-v | --summary]`` (``-v``
+lists every explained difference too, ``--summary`` only counts per reason: the README's form). Takes several
+minutes: mmdebstrap runs dpkg and the maintainer scripts.
 """
 
 from __future__ import annotations
@@ -255,12 +256,12 @@ def table(rows: list[Comparison]) -> str:
     return "\n".join(lines)
 
 
-def report(c: Comparison, verbose: bool, emit: Callable[[str], None]) -> None:
+def report(c: Comparison, verbose: bool, summary: bool, emit: Callable[[str], None]) -> None:
     by_reason: Counter[str] = Counter(r for r, _, _ in c.explained())
-    emit(f"\n{c.name}: " + (", ".join(f"{n} {r.split(':')[0]}" for r, n in sorted(by_reason.items()))
+    emit(f"\n{c.name}: " + ("; ".join(f"{n} {r.split(' (')[0]}" for r, n in sorted(by_reason.items()))
                              or "no differences"))
     for reason, path, what in c.explained():
-        if reason == UNEXPLAINED or verbose:
+        if (reason == UNEXPLAINED and not summary) or verbose:
             emit(f"  {path}: {what} [{reason}]")
 
 
@@ -271,6 +272,7 @@ def main() -> int:
     ap.add_argument("--cache-dir", type=Path, help="forge's cache (default: a fresh one per run of this script)")
     ap.add_argument("--keep", action="store_true", help="keep the trees (their directory is printed)")
     ap.add_argument("-v", "--verbose", action="store_true", help="list every explained difference too")
+    ap.add_argument("--summary", action="store_true", help="counts per reason only (bench/run_all, README)")
     args = ap.parse_args()
     if os.geteuid() != 0 or shutil.which("mmdebstrap") is None:
         print("bench/fidelity.py: needs root and mmdebstrap", file=sys.stderr)
@@ -305,7 +307,7 @@ def main() -> int:
             print(f"\npython3 -c 'import {IMPORTS}' in the python3 trees (median of 9, chroot): forge "
                   f"{timed[0] * 1000:.0f} ms, mmdebstrap {timed[1] * 1000:.0f} ms ({timed[0] / timed[1]:.2f}x)")
         for c in rows:
-            report(c, args.verbose, print)
+            report(c, args.verbose, args.summary, print)
     finally:
         if args.keep:
             print(f"trees kept in {work}", file=sys.stderr)
