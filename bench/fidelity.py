@@ -233,17 +233,20 @@ def forge(s: PackageSet, out: Path, work: Path, cache: Path | None, arch: str) -
 IMPORTS = "ssl, json, asyncio, sqlite3, decimal, email.parser, http.client, logging, argparse"
 
 
-def import_time(root: Path, runs: int = 9) -> float:
-    """Median seconds python3 in ``root`` (chroot, -B: writes nothing) takes to import ``IMPORTS``."""
+def import_times(roots: tuple[Path, Path], runs: int = 15) -> tuple[float, float]:
+    """Median seconds python3 in each root (chroot, -B: writes nothing) takes to import ``IMPORTS``; the two
+    trees take turns, so that a change in the machine's load falls on both."""
     code = f"import time; t = time.perf_counter(); import {IMPORTS}; print(time.perf_counter() - t)"
-    times = []
+    times: tuple[list[float], list[float]] = ([], [])
     for _ in range(runs):
-        proc = subprocess.run(["chroot", str(root), "python3", "-B", "-c", code], capture_output=True, text=True,
-                              env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
-        if proc.returncode != 0:
-            raise RuntimeError(f"python3 in {root}: {(proc.stderr.strip().splitlines() or ['failed'])[-1]}")
-        times.append(float(proc.stdout))
-    return sorted(times)[len(times) // 2]
+        for root, out in zip(roots, times, strict=True):
+            proc = subprocess.run(["chroot", str(root), "python3", "-B", "-c", code], capture_output=True,
+                                  text=True, env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
+            if proc.returncode != 0:
+                raise RuntimeError(f"python3 in {root}: {(proc.stderr.strip().splitlines() or ['failed'])[-1]}")
+            out.append(float(proc.stdout))
+    first, second = (sorted(t)[len(t) // 2] for t in times)
+    return first, second
 
 
 def table(rows: list[Comparison]) -> str:
@@ -299,12 +302,12 @@ def main() -> int:
                 continue
             rows.append(compare(s.name, scan(mm_out), scan(forge_out)))
             if s.name == "python3":
-                timed = (import_time(forge_out), import_time(mm_out))
+                timed = import_times((forge_out, mm_out))
         print(f"fidelity vs mmdebstrap ({suite} {args.arch}; paths compared by type, mode, owner, link target, "
               "size, sha256, xattrs)\n")
         print(table(rows))
         if timed is not None:
-            print(f"\npython3 -c 'import {IMPORTS}' in the python3 trees (median of 9, chroot): forge "
+            print(f"\npython3 -c 'import {IMPORTS}' in the python3 trees (median of 15, taking turns, chroot): forge "
                   f"{timed[0] * 1000:.0f} ms, mmdebstrap {timed[1] * 1000:.0f} ms ({timed[0] / timed[1]:.2f}x)")
         for c in rows:
             report(c, args.verbose, args.summary, print)
