@@ -103,13 +103,16 @@ def build_tree(root: Path, recipe: Recipe, arch: str, resolution: Resolution, de
     tree = Tree(root, arch, resolution, epoch, writer, files, controls, effects=EffectsRun((), ()))
     _add_local_files(tree, recipe)
     options = EffectOptions.from_recipe(recipe, suite=_suite_of(resolution))
-    infos = {name: PackageInfo(name, control.fields, control.scripts, files[name].paths, control.files)
+    sha256 = {by_key[k].name: by_key[k].sha256 for k in order}
+    infos = {name: PackageInfo(name, control.fields, control.scripts, files[name].paths, control.files,
+                               sha256.get(name, ""))
              for name, control in controls.items()}
     with t.phase("unpack"):
         writer.finish()
     set_owners = os.geteuid() == 0
     with t.phase("effects"):
-        tree.effects = apply_effects(EffectContext(root, infos, arch, host, epoch, options, set_owners, writer))
+        tree.effects = apply_effects(EffectContext(root, infos, arch, host, epoch, options, set_owners, writer,
+                                                   cache.root if cache is not None else None))
     tree.changed_paths |= {c.path for c in tree.effects.changed}
     if recipe.slim:
         with t.phase("slim"):
@@ -309,6 +312,12 @@ def layer_owners(tree: Tree) -> dict[str, tuple[int, int, int]]:
     writer (packages, effects, the dpkg database, the manifest, local files, ``[slim]``) goes through, so a
     compose run by any user gives the layers a root compose gives."""
     return {path.lstrip("/"): (e.uid, e.gid, e.mode) for path, e in tree.writer.entries().items() if path != "/"}
+
+
+def layer_xattrs(tree: Tree) -> dict[str, tuple[tuple[str, bytes], ...]]:
+    """The extended attributes (file capabilities) of tree paths, for the layer writer: from the record, so an
+    unprivileged compose, which cannot set ``security.*`` on disk, gives the layers a root compose gives."""
+    return {path.lstrip("/"): e.xattrs for path, e in tree.writer.entries().items() if e.xattrs}
 
 
 def check_user(tree: Tree, user: str) -> None:

@@ -117,6 +117,7 @@ class Recipe:
     busybox_links: bool = False
     control_files: str = "auto"  # keep | drop | auto: the maintainer scripts etc. in /var/lib/dpkg/info
     literal_scripts: bool = True
+    bytecode: bool = True  # [effects] bytecode: compile Python modules as the python3 postinsts do
     config: ImageConfigSpec = field(default_factory=ImageConfigSpec)
     layers: tuple[LayerGroup, ...] = ()
     layering: str = "single"  # single | groups | origin
@@ -245,7 +246,8 @@ SOURCE_KEYS = {"url", "suites", "components", "keyring", "architectures", "mirro
 SNAPSHOT_RE = re.compile(r"^\d{8}T\d{6}Z$")
 VENDOR_RE = re.compile(r"^(oci://[^/\s]+/[a-z0-9][a-z0-9._/-]*|file:///\S*)$")
 PATHS_KEYS = {"profile", "exclude", "include", "locales"}
-EFFECT_KEYS = {"sh", "alternatives", "timezone", "hostname", "busybox_links", "control_files", "literal_scripts"}
+EFFECT_KEYS = {"sh", "alternatives", "timezone", "hostname", "busybox_links", "control_files", "literal_scripts",
+               "bytecode"}
 CONFIG_KEYS = {"entrypoint", "cmd", "env", "working_dir", "user", "labels", "exposed_ports", "stop_signal"}
 ACCOUNT_KEYS = {"name", "uid", "gid", "home", "shell"}
 FILE_KEYS = {"src", "dest", "mode", "owner"}
@@ -447,6 +449,7 @@ def _effects_table(c: _Checker, doc: dict[str, Any]) -> dict[str, Any]:
         "busybox_links": c.get(effects, "effects.", "busybox_links", bool, False),
         "control_files": c.choice(effects, "effects.", "control_files", ("auto", "keep", "drop"), "auto"),
         "literal_scripts": c.get(effects, "effects.", "literal_scripts", bool, True),
+        "bytecode": c.get(effects, "effects.", "bytecode", bool, True),
     }
 
 

@@ -976,6 +976,8 @@ def test_apply_effects_runs_applicable_effects_and_reports_every_script(tmp_path
         "debconf": "not-applicable",
         "triggers": "skipped",
         "literal-scripts": "applied",
+        "file-capabilities": "not-applicable",
+        "bytecode": "not-applicable",
         "ldconfig": "not-applicable",
     }
     assert [(r["package"], r["script"], r["status"]) for r in run.report()] == [

@@ -18,8 +18,8 @@ from tests.support.repo import RepoServer, Signer, build_repo, serve
 # Pinned: the same recipe and test repository must always give these digests, on any machine of this kind and
 # in any directory. A deliberate change to the image format (or to the test repository) moves them: update them
 # in the same commit and say why.
-GOLDEN_MANIFEST = "sha256:56f5791a930cfd6e34ede47999aaf1f44f62f47da25376130cc11a4f66cbba26"
-GOLDEN_DIFF_ID = "sha256:33733ea9078106833ca97af017485aa8471913e5ac2bdf51503bf96fa9bc0a5d"
+GOLDEN_MANIFEST = "sha256:ee07e491d8c142a1ea1c88b5a350dba7961c067a6437b7edae094c4165aa0a4a"
+GOLDEN_DIFF_ID = "sha256:f8428e5bdc57d36197ddd75cfa06dffca7395d83f977534f2ba17199d3602f2d"
 
 
 def forge(*args: str, cache: Path, epoch: str = "1700000000", cli: bool = False) -> subprocess.CompletedProcess[str]:

@@ -14,6 +14,7 @@ from rootfs_forge.audit.forgemeta import ForgeManifest, read_manifest
 from rootfs_forge.audit.inventory import Inventory, take_inventory
 from rootfs_forge.audit.licenses import package_licenses
 from rootfs_forge.audit.osinfo import purl_distro, read_os_release
+from rootfs_forge.audit.privileges import Privileged, privileged_files
 from rootfs_forge.audit.sbom import SbomInput
 from rootfs_forge.audit.sizes import SizeReport, size_report
 from rootfs_forge.audit.target import Target
@@ -33,6 +34,7 @@ class AuditReport:
     forge: bool  # the tree carries forge's manifest
     why: tuple[tuple[Link, ...], ...] | None = None
     why_package: str = ""
+    privileged: tuple[Privileged, ...] = ()  # setuid/setgid files and file capabilities
 
     def as_dict(self) -> dict[str, object]:
         """The JSON form of ``forge audit --json`` (dump with sorted keys)."""
@@ -50,6 +52,8 @@ class AuditReport:
                 "possibly_dlopened": list(self.closure.unused_libraries),
             },
             "sizes": self.sizes.as_dict(),
+            "privileged_files": [{"path": p.path, "setuid": p.setuid, "setgid": p.setgid,
+                                  "capabilities": p.capabilities} for p in self.privileged],
         }
         if self.why is not None:
             out["why"] = {"package": self.why_package,
@@ -77,7 +81,7 @@ def audit_target(target: Target, *, top: int = 10, why: str | None = None) -> Au
     sizes = size_report(nodes, inventory, manifest, top)
     chains = explain(view, packages, manifest, why) if why else None
     return AuditReport(target, read_os_release(view), tuple(packages), inventory, closure, sizes,
-                       manifest is not None, chains, why or "")
+                       manifest is not None, chains, why or "", tuple(privileged_files(view, nodes)))
 
 
 def sbom_input(target: Target, *, name: str, source_date_epoch: int | None) -> SbomInput:

@@ -159,6 +159,10 @@ def _audit_lines(report: Any, top: int) -> list[str]:
     unowned = report.inventory.unowned
     lines += ["", f"files owned by no package: {len(unowned)}"]
     lines += [f"  {p}" for p in unowned[:top]] + ([f"  … {len(unowned) - top} more"] if len(unowned) > top else [])
+    privileged = report.privileged
+    lines += ["", f"setuid/setgid files and file capabilities: {len(privileged)}"]
+    lines += [f"  {p.path}" + "".join(f" {flag}" for flag, on in (("setuid", p.setuid), ("setgid", p.setgid)) if on)
+              + (f" {p.capabilities}" if p.capabilities else "") for p in privileged]
     closure = report.closure
     lines += ["", f"ELF objects checked: {len(closure.checked)}; missing: {len(closure.missing)}"]
     for m in closure.missing:

@@ -54,6 +54,7 @@ _WINDOW = 32 << 10  # deflate window: the dictionary each chunk inherits from th
 _COPY_BUFSIZE = 1 << 20
 
 Owners = Mapping[str, tuple[int, int, int]]  # "usr/bin/x" -> (uid, gid, mode)
+Xattrs = Mapping[str, tuple[tuple[str, bytes], ...]]  # "usr/bin/x" -> sorted (name, value) extended attributes
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +131,15 @@ def tar_header(
     return info
 
 
+def with_xattrs(info: tarfile.TarInfo, xattrs: tuple[tuple[str, bytes], ...]) -> tarfile.TarInfo:
+    """``info`` carrying ``xattrs`` as PAX ``SCHILY.xattr.NAME`` records, as GNU tar, BuildKit and umoci write
+    them (values are raw bytes: the layer's tarfile encodes them back with ``surrogateescape``)."""
+    if xattrs and info.type in (tarfile.REGTYPE, tarfile.DIRTYPE):
+        info.pax_headers = {f"SCHILY.xattr.{name}": value.decode("utf-8", "surrogateescape")
+                            for name, value in xattrs}
+    return info
+
+
 # ---------------------------------------------------------------------------------------------------------
 # I/O: walking the tree
 # ---------------------------------------------------------------------------------------------------------
@@ -162,7 +172,7 @@ def _sorted_entries(directory: Path) -> list[tuple[str, bool]]:
 
 
 def headers(
-    root: Path, *, paths: Iterable[str] | None, epoch: int, owners: Owners | None
+    root: Path, *, paths: Iterable[str] | None, epoch: int, owners: Owners | None, xattrs: Xattrs | None = None
 ) -> Iterator[tarfile.TarInfo]:
     """The tar headers of the layer in order; regular files' ``size`` is their size on disk."""
     names: Iterable[str] = _walk(root) if paths is None else with_parents(paths)
@@ -189,7 +199,7 @@ def headers(
         owner = owners.get(rel) if owners is not None else None
         info = tar_header(rel, st, epoch=epoch, owner=owner, linkname=linkname, hardlink_to=hardlink_to)
         if info is not None:
-            yield info
+            yield with_xattrs(info, xattrs.get(rel, ())) if xattrs else info
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -347,8 +357,10 @@ def write_tar(
     paths: Iterable[str] | None,
     epoch: int,
     owners: Owners | None,
+    xattrs: Xattrs | None = None,
 ) -> None:
-    """Write the layer tar of ``root`` into ``sink`` (anything with ``write`` and ``tell``)."""
+    """Write the layer tar of ``root`` into ``sink`` (anything with ``write`` and ``tell``); ``xattrs``: the
+    extended attributes of paths (from the tree's record, never read from disk)."""
     with tarfile.TarFile(
         fileobj=cast(BinaryIO, sink),
         mode="w",
@@ -357,7 +369,7 @@ def write_tar(
         errors="surrogateescape",
         copybufsize=_COPY_BUFSIZE,
     ) as tar:
-        for info in headers(root, paths=paths, epoch=epoch, owners=owners):
+        for info in headers(root, paths=paths, epoch=epoch, owners=owners, xattrs=xattrs):
             if info.type != tarfile.REGTYPE:
                 tar.addfile(info)
                 continue
@@ -379,6 +391,7 @@ def write_layer(
     owners: Owners | None = None,
     threads: int = 2,
     level: int | None = None,
+    xattrs: Xattrs | None = None,
 ) -> LayerBlob:
     """Write ``root`` (or only ``paths`` and their parent directories) as a layer blob into ``out_dir``.
 
@@ -401,7 +414,7 @@ def write_layer(
             out = _Output(fh, hashed=compression != "none")  # uncompressed: the digest is the diff_id
             codec = _codec(out, compression, lvl, threads)
             sink = _TarSink(codec)
-            write_tar(sink, root, paths=paths, epoch=epoch, owners=owners)
+            write_tar(sink, root, paths=paths, epoch=epoch, owners=owners, xattrs=xattrs)
             sink.close()
             fh.flush()
             os.fsync(fh.fileno())

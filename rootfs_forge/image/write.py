@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from rootfs_forge.build import Tree, check_user, layer_owners
+from rootfs_forge.build import Tree, check_user, layer_owners, layer_xattrs
 from rootfs_forge.image.layer import LayerBlob, write_layer
 from rootfs_forge.image.layering import LayerGroup, group_layers
 from rootfs_forge.image.oci import (
@@ -87,12 +87,13 @@ def write_tree_layers(tree: Tree, recipe: Recipe, layout: Path) -> tuple[list[La
         # generated files (effects, dpkg database) always go on top, in a layer of their own
         plans.append(LayerGroup("rest", ()))
     owners = layer_owners(tree)
+    xattrs = layer_xattrs(tree)
     blobs: list[LayerBlob] = []
     history: list[str] = []
     for plan, paths in zip(plans, layer_paths(tree, plans), strict=True):
         blobs.append(write_layer(tree.root, layout, paths=sorted(paths) if len(plans) > 1 else None,
                                  epoch=tree.epoch, compression=recipe.compression,  # type: ignore[arg-type]
-                                 owners=owners))
+                                 owners=owners, xattrs=xattrs))
         listed = ", ".join(plan.packages[:8]) + (" …" if len(plan.packages) > 8 else "")
         history.append(f"forge compose {recipe.name}: layer {plan.name} ({listed})")
     return blobs, history

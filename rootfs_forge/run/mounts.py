@@ -282,5 +282,19 @@ def _remove(path: str) -> None:
 
 
 def loopback_up() -> None:
-    """Bring ``lo`` up in a fresh network namespace (SIOCGIFFLAGS/SIOCSIFFLAGS through libc)."""
+    """Bring ``lo`` up in a fresh network namespace (SIOCGIFFLAGS/SIOCSIFFLAGS through libc), and let every
+    group open ICMP echo sockets there (``net.ipv4.ping_group_range``, a per-namespace setting), as Docker does
+    for a container's own network: no_new_privs keeps file capabilities and setuid bits from taking effect, so
+    this is how an unprivileged ``ping`` works without CAP_NET_RAW. Best effort: a user namespace may not own
+    the setting."""
     sc.interface_up("lo")
+    try:
+        fd = os.open("/proc/sys/net/ipv4/ping_group_range", os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except OSError:
+        return
+    try:
+        os.write(fd, b"0 2147483647")
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -322,10 +322,30 @@ class TreeWriter(ConflictRules):
             else:
                 target = self._abs(key)
                 if self.privileged:
-                    os.chown(target, uid, gid, follow_symlinks=False)
+                    os.chown(target, uid, gid, follow_symlinks=False)  # clears security.capability
                 os.chmod(target, node.mode, follow_symlinks=False)
+                self._apply_xattrs(target, node)
                 os.utime(target, ns=(node.mtime * 10**9, node.mtime * 10**9), follow_symlinks=False)
             return node.entry()
+
+    def set_xattr(self, path: str, name: str, value: bytes) -> str:
+        """Record the extended attribute ``name`` of the regular file ``path`` leads to (layers carry it as a
+        PAX ``SCHILY.xattr.NAME`` record) and, when composing as root, set it on disk. Returns its key."""
+        norm = self._norm(path)
+        with self._lock, os_errors(norm):
+            key = resolve_in_root(self._nodes, norm, follow_last=True)
+            node = self._nodes.get(key)
+            if node is None or node.kind != "file":
+                raise RootfsError("set attribute of", norm, "no such regular file")
+            node.xattrs = tuple(sorted({**dict(node.xattrs), name: bytes(value)}.items()))
+            self._apply_xattrs(self._abs(key), node)
+            return key
+
+    def _apply_xattrs(self, target: str, node: Node) -> None:
+        """``security.*`` needs root (CAP_SETFCAP); unprivileged, the record alone carries them to layers."""
+        if self.privileged:
+            for name, value in node.xattrs:
+                os.setxattr(target, name, value, follow_symlinks=False)
 
     def remove(self, path: str) -> bool:
         """Remove ``path`` (a symlink itself, not its target; a directory with everything below it)."""

@@ -16,11 +16,13 @@ from rootfs_forge.configure.effects import (
     alternatives,
     binsh,
     busybox,
+    bytecode,
     cacerts,
     debconf,
     defaults,
     dirs,
     dpkginfo,
+    fcaps,
     identity,
     ldconfig,
     literal,
@@ -77,6 +79,8 @@ EFFECTS: tuple[Effect, ...] = (
     debconf.EFFECT,
     triggers.EFFECT,
     literal.EFFECT,
+    fcaps.EFFECT,
+    bytecode.EFFECT,
     ldconfig.EFFECT,
 )
 

@@ -26,6 +26,7 @@ class PackageInfo:
     scripts: Mapping[str, str] = field(default_factory=dict)
     files: tuple[str, ...] = ()
     control_files: Mapping[str, bytes] = field(default_factory=dict)  # every file of control.tar, raw
+    sha256: str = ""  # of the .deb: names what is cached of it (compiled bytecode)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +40,7 @@ class EffectOptions:
     hostname: str | None = None  # None: keep a shipped /etc/hostname, else write "localhost"
     locales: tuple[str, ...] = ()
     busybox_links: bool = False
+    bytecode: bool = True
     suite: str = ""  # codename, for an os-release written when base-files is absent
     recipe_name: str = ""
     control_files: str = "auto"  # keep | drop | auto (keep when dpkg is in the image)
@@ -56,6 +58,7 @@ class EffectOptions:
             hostname=getattr(recipe, "hostname", "") or None,
             locales=tuple(getattr(recipe, "locales", ())),
             busybox_links=bool(getattr(recipe, "busybox_links", False)),
+            bytecode=bool(getattr(recipe, "bytecode", True)),
             suite=suite,
             recipe_name=getattr(recipe, "name", ""),
             control_files=getattr(recipe, "control_files", "") or "auto",
@@ -97,6 +100,7 @@ class EffectContext:
     options: EffectOptions = EffectOptions()
     set_owners: bool = False
     fs: TreeWriter | None = None  # the writer of the tree (the one record of it); None: read from disk
+    cache_dir: Path | None = None  # where effects keep what they derive from packages (bytecode)
 
     def tree(self) -> RootDir:
         return RootDir(self.fs if self.fs is not None else self.root, epoch=self.epoch, set_owners=self.set_owners)

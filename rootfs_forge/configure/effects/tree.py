@@ -118,6 +118,13 @@ class RootDir:
         entry = self.fs.set_meta(path, mode, uid, gid)
         return Change(self.resolve(path), "dir" if entry.kind == "dir" else "file", mode, uid, gid)
 
+    def set_xattr(self, path: str, name: str, value: bytes) -> Change:
+        """Give the regular file ``path`` leads to the extended attribute ``name`` (recorded; on disk as root)."""
+        key = self.fs.set_xattr(path, name, value)
+        entry = self.fs.lookup(key, follow=False)
+        assert entry is not None
+        return Change(key, "file", entry.mode, entry.uid, entry.gid)
+
     def remove(self, path: str) -> bool:
         return self.fs.remove(path)
 
