@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import platform
@@ -14,6 +13,7 @@ from typing import Any
 from rootfs_forge.commands.fmt import human_size
 from rootfs_forge.commands.platform_arg import add_platform_arg
 from rootfs_forge.util.arch import debian_arch
+from rootfs_forge.util.canonical import canonical_json
 
 FAIL_CONDITIONS = ("missing-libs", "unowned-files")
 PLATFORM_HELP = ("the platform to read from a multi-platform image or reference: linux/amd64, linux/arm64/v8, "
@@ -67,7 +67,7 @@ def _quiet_libraries() -> None:
 
 
 def _canonical(data: object) -> str:
-    return json.dumps(data, sort_keys=True, separators=(",", ":"))
+    return canonical_json(data, ensure_ascii=True).decode()
 
 
 def host_arch() -> str:
