@@ -28,6 +28,30 @@ from rootfs_forge.errors import RootfsError
 from rootfs_forge.util.passwd import ids
 
 
+def _options(args: list[str], valued: dict[str, str], ignored: tuple[str, ...],
+             *, joined_mode: bool) -> tuple[dict[str, str], list[str]] | str:
+    """The options of ``mkdir``/``install``: ``valued`` maps an option taking a value to its key (a mode must be
+    octal; ``-m0755`` too when ``joined_mode``), ``ignored`` ones are dropped; (values, operands), or the reason
+    an option is not emulated."""
+    values: dict[str, str] = {}
+    rest: list[str] = []
+    it = iter(args)
+    for a in it:
+        if a in valued:
+            values[valued[a]] = value = next(it, "")
+            if valued[a] == "mode" and not OCTAL.match(value):
+                return f"mode {value!r} is not octal"
+        elif joined_mode and a.startswith("-m") and OCTAL.match(a[2:]):
+            values["mode"] = a[2:]
+        elif a in ignored:
+            continue
+        elif a.startswith("-"):
+            return f"option {a} is not emulated"
+        else:
+            rest.append(a)
+    return values, rest
+
+
 class _Apply:
     def __init__(self, tree: RootDir) -> None:
         self.tree = tree
@@ -65,22 +89,11 @@ class _Apply:
         return result
 
     def _mkdir(self, flags: list[str], args: list[str]) -> str:
-        mode, rest = 0o777 & ~self.umask, []
-        it = iter(args)
-        for a in it:
-            if a in ("-m", "--mode"):
-                m = next(it, "")
-                if not OCTAL.match(m):
-                    return f"mode {m!r} is not octal"
-                mode = int(m, 8)
-            elif a.startswith("-m") and OCTAL.match(a[2:]):
-                mode = int(a[2:], 8)
-            elif a in ("-p", "--parents", "-v"):
-                continue
-            elif a.startswith("-"):
-                return f"option {a} is not emulated"
-            else:
-                rest.append(a)
+        parsed = _options(args, {"-m": "mode", "--mode": "mode"}, ("-p", "--parents", "-v"), joined_mode=True)
+        if isinstance(parsed, str):
+            return parsed
+        values, rest = parsed
+        mode = int(values["mode"], 8) if "mode" in values else 0o777 & ~self.umask
         parents = "-p" in flags or "--parents" in flags
         if not all(literal_path(p) for p in rest):
             return "a path is not absolute"
@@ -99,24 +112,12 @@ class _Apply:
     def _install(self, flags: list[str], args: list[str]) -> str:
         if "-d" not in flags and "--directory" not in flags:
             return "only install -d is emulated"
-        mode, owner, group, rest = 0o755, "", "", []
-        it = iter(args)
-        for a in it:
-            if a in ("-m", "--mode"):
-                m = next(it, "")
-                if not OCTAL.match(m):
-                    return f"mode {m!r} is not octal"
-                mode = int(m, 8)
-            elif a in ("-o", "--owner"):
-                owner = next(it, "")
-            elif a in ("-g", "--group"):
-                group = next(it, "")
-            elif a in ("-d", "--directory", "-v"):
-                continue
-            elif a.startswith("-"):
-                return f"option {a} is not emulated"
-            else:
-                rest.append(a)
+        parsed = _options(args, {"-m": "mode", "--mode": "mode", "-o": "owner", "--owner": "owner", "-g": "group",
+                                 "--group": "group"}, ("-d", "--directory", "-v"), joined_mode=False)
+        if isinstance(parsed, str):
+            return parsed
+        values, rest = parsed
+        mode, owner, group = int(values.get("mode", "755"), 8), values.get("owner", ""), values.get("group", "")
         who = self._ids(f"{owner}:{group}") if owner or group else (0, 0)
         if who is None:
             return f"unknown owner {owner}:{group}"
