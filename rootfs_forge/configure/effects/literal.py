@@ -28,11 +28,15 @@ from rootfs_forge.errors import RootfsError
 from rootfs_forge.util.passwd import ids
 
 
+class _NotEmulated(Exception):
+    """A command :class:`_Apply` does not emulate; the message says why (the step stays ignored)."""
+
+
 def _options(args: list[str], valued: dict[str, str], ignored: tuple[str, ...],
-             *, joined_mode: bool) -> tuple[dict[str, str], list[str]] | str:
+             *, joined_mode: bool) -> tuple[dict[str, str], list[str]]:
     """The options of ``mkdir``/``install``: ``valued`` maps an option taking a value to its key (a mode must be
-    octal; ``-m0755`` too when ``joined_mode``), ``ignored`` ones are dropped; (values, operands), or the reason
-    an option is not emulated."""
+    octal; ``-m0755`` too when ``joined_mode``), ``ignored`` ones are dropped; (values, operands). Raises
+    :class:`_NotEmulated` with the reason an option is not."""
     values: dict[str, str] = {}
     rest: list[str] = []
     it = iter(args)
@@ -40,13 +44,13 @@ def _options(args: list[str], valued: dict[str, str], ignored: tuple[str, ...],
         if a in valued:
             values[valued[a]] = value = next(it, "")
             if valued[a] == "mode" and not OCTAL.match(value):
-                return f"mode {value!r} is not octal"
+                raise _NotEmulated(f"mode {value!r} is not octal")
         elif joined_mode and a.startswith("-m") and OCTAL.match(a[2:]):
             values["mode"] = a[2:]
         elif a in ignored:
             continue
         elif a.startswith("-"):
-            return f"option {a} is not emulated"
+            raise _NotEmulated(f"option {a} is not emulated")
         else:
             rest.append(a)
     return values, rest
@@ -85,14 +89,14 @@ class _Apply:
         name, args = words[0], list(words[1:])
         flags = [a for a in args if a.startswith("-") and a != "-"]
         handler = getattr(self, f"_{name}")
-        result: str = handler(flags, args)
+        try:
+            result: str = handler(flags, args)
+        except _NotEmulated as exc:
+            return str(exc)
         return result
 
     def _mkdir(self, flags: list[str], args: list[str]) -> str:
-        parsed = _options(args, {"-m": "mode", "--mode": "mode"}, ("-p", "--parents", "-v"), joined_mode=True)
-        if isinstance(parsed, str):
-            return parsed
-        values, rest = parsed
+        values, rest = _options(args, {"-m": "mode", "--mode": "mode"}, ("-p", "--parents", "-v"), joined_mode=True)
         mode = int(values["mode"], 8) if "mode" in values else 0o777 & ~self.umask
         parents = "-p" in flags or "--parents" in flags
         if not all(literal_path(p) for p in rest):
@@ -112,11 +116,9 @@ class _Apply:
     def _install(self, flags: list[str], args: list[str]) -> str:
         if "-d" not in flags and "--directory" not in flags:
             return "only install -d is emulated"
-        parsed = _options(args, {"-m": "mode", "--mode": "mode", "-o": "owner", "--owner": "owner", "-g": "group",
-                                 "--group": "group"}, ("-d", "--directory", "-v"), joined_mode=False)
-        if isinstance(parsed, str):
-            return parsed
-        values, rest = parsed
+        values, rest = _options(args, {"-m": "mode", "--mode": "mode", "-o": "owner", "--owner": "owner",
+                                       "-g": "group", "--group": "group"}, ("-d", "--directory", "-v"),
+                                joined_mode=False)
         mode, owner, group = int(values.get("mode", "755"), 8), values.get("owner", ""), values.get("group", "")
         who = self._ids(f"{owner}:{group}") if owner or group else (0, 0)
         if who is None:
