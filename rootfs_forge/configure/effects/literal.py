@@ -13,6 +13,7 @@ The recipe's ``literal_scripts = false`` turns this off.
 from __future__ import annotations
 
 import posixpath
+from collections.abc import Iterator
 
 from rootfs_forge.configure.effects.base import Effect, EffectContext, EffectResult
 from rootfs_forge.configure.effects.literal_plan import (
@@ -83,6 +84,16 @@ class _Apply:
         if entry is None:
             raise RootfsError("change", path, "no such file or directory")
         return entry.mode, entry.uid, entry.gid
+
+    def _existing(self, paths: list[str]) -> Iterator[tuple[str, int, int, int]]:
+        """Each of ``paths`` with its mode, uid and gid, as long as it is absolute and exists (else
+        :class:`_NotEmulated`: the paths before it are already done, as the command would have)."""
+        for path in paths:
+            if not literal_path(path):
+                raise _NotEmulated("a path is not absolute")
+            if not self.tree.lexists(path):
+                raise _NotEmulated(f"{path} does not exist")
+            yield (path, *self._meta(path))
 
     def run(self, words: tuple[str, ...]) -> str:
         """Apply one command; '' when done, else why it was not."""
@@ -158,12 +169,7 @@ class _Apply:
             return f"option {flags[0]} is not emulated"
         if len(args) < 2 or not OCTAL.match(args[0]):
             return "only an octal mode is emulated"
-        for path in args[1:]:
-            if not literal_path(path):
-                return "a path is not absolute"
-            if not self.tree.lexists(path):
-                return f"{path} does not exist"
-            _, uid, gid = self._meta(path)
+        for path, _, uid, gid in self._existing(args[1:]):
             self.changed.append(self.tree.chmod(path, int(args[0], 8), uid, gid))
         return ""
 
@@ -175,12 +181,7 @@ class _Apply:
         who = self._ids(args[0])
         if who is None:
             return f"unknown owner {args[0]}"
-        for path in args[1:]:
-            if not literal_path(path):
-                return "a path is not absolute"
-            if not self.tree.lexists(path):
-                return f"{path} does not exist"
-            mode, uid, gid = self._meta(path)
+        for path, mode, uid, gid in self._existing(args[1:]):
             self.changed.append(self.tree.chmod(path, mode, who[0] if who[0] >= 0 else uid,
                                                 who[1] if who[1] >= 0 else gid))
         return ""
