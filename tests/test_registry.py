@@ -320,7 +320,7 @@ def test_bearer_token_refused_for_wrong_password(token_proxy: tuple[str, list[st
 def test_forge_push_from_an_oci_archive(
     registry: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from rootfs_forge.image.oci import write_oci_archive
+    from rootfs_forge.image.archives import write_oci_archive
 
     layout = image(tmp_path)
     write_oci_archive(layout, tmp_path / "img.tar")
