@@ -8,12 +8,13 @@ from __future__ import annotations
 import hashlib
 import re
 import tomllib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rootfs_forge.errors import RecipeError
+from rootfs_forge.recipe_check import Checker, type_name
 from rootfs_forge.util.arch import KNOWN_ARCHES
 from rootfs_forge.util.canonical import canonical_json
 
@@ -155,86 +156,6 @@ class Recipe:
         return hashlib.sha256(canonical_json(doc, ensure_ascii=True)).hexdigest()
 
 
-# ---------------------------------------------------------------------------------------------- validation
-
-
-class _Checker:
-    """Collects problems while reading a parsed TOML document."""
-
-    def __init__(self) -> None:
-        self.problems: list[str] = []
-
-    def fail(self, key: str, msg: str) -> None:
-        self.problems.append(f"{key}: {msg}")
-
-    def table(self, doc: Mapping[str, Any], key: str, allowed: set[str]) -> Mapping[str, Any]:
-        value = doc.get(key.rsplit(".", 1)[-1], {}) if "." not in key else doc
-        if not isinstance(value, Mapping):
-            self.fail(key, f"expected a table, got {_tname(value)}")
-            return {}
-        for unknown in sorted(set(value) - allowed):
-            self.fail(f"{key}.{unknown}" if key else unknown, "unknown key")
-        return value
-
-    def unknown(self, prefix: str, value: Mapping[str, Any], allowed: set[str]) -> None:
-        for unknown in sorted(set(value) - allowed):
-            self.fail(f"{prefix}{unknown}", "unknown key")
-
-    def get(self, tbl: Mapping[str, Any], prefix: str, key: str, typ: type | tuple[type, ...], default: Any) -> Any:
-        if key not in tbl:
-            return default
-        value = tbl[key]
-        # bool is an int in Python; a TOML boolean is never an acceptable integer
-        if (isinstance(value, bool) and typ is int) or not isinstance(value, typ):
-            self.fail(f"{prefix}{key}", f"expected {_tname_of(typ)}, got {_tname(value)}")
-            return default
-        return value
-
-    def strings(self, tbl: Mapping[str, Any], prefix: str, key: str,
-                pattern: re.Pattern[str] | None = None, what: str = "value") -> tuple[str, ...]:
-        value = self.get(tbl, prefix, key, list, [])
-        out: list[str] = []
-        for i, item in enumerate(value):
-            if not isinstance(item, str):
-                self.fail(f"{prefix}{key}[{i}]", f"expected a string, got {_tname(item)}")
-            elif pattern is not None and not pattern.match(item):
-                self.fail(f"{prefix}{key}[{i}]", f"not a valid {what}: {item!r}")
-            else:
-                out.append(item)
-        return tuple(out)
-
-    def choice(self, tbl: Mapping[str, Any], prefix: str, key: str, options: tuple[str, ...], default: str) -> str:
-        value = self.get(tbl, prefix, key, str, default)
-        if value not in options:
-            self.fail(f"{prefix}{key}", f"must be one of {', '.join(options)}, got {value!r}")
-            return default
-        return str(value)
-
-    def string_map(self, tbl: Mapping[str, Any], prefix: str, key: str) -> tuple[tuple[str, str], ...]:
-        value = self.get(tbl, prefix, key, dict, {})
-        out = []
-        for k in sorted(value):
-            if not isinstance(value[k], str):
-                self.fail(f"{prefix}{key}.{k}", f"expected a string, got {_tname(value[k])}")
-            else:
-                out.append((k, value[k]))
-        return tuple(out)
-
-
-def _tname(value: Any) -> str:
-    return {
-        bool: "boolean", int: "integer", float: "float", str: "string", list: "array", dict: "table",
-    }.get(type(value), type(value).__name__)
-
-
-def _tname_of(typ: type | tuple[type, ...]) -> str:
-    if isinstance(typ, tuple):
-        return " or ".join(_tname_of(t) for t in typ)
-    return {bool: "a boolean", int: "an integer", str: "a string", list: "an array", dict: "a table"}.get(
-        typ, typ.__name__
-    )
-
-
 TOP_KEYS = {
     "image", "packages", "source", "recommends", "essential", "prefer", "exclude", "strategy", "merged_usr",
     "paths", "slice", "conflicts", "allow_devices", "account", "effects", "config", "layer", "file", "slim",
@@ -261,7 +182,7 @@ def parse_recipe(text: str, path: Path, host_arch: str) -> Recipe:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise RecipeError(str(path), [f"invalid TOML: {exc}"]) from None
-    c = _Checker()
+    c = Checker()
     c.unknown("", doc, TOP_KEYS)
     image = c.get(doc, "", "image", dict, {})
     fields: dict[str, Any] = {"path": path}
@@ -287,7 +208,7 @@ def parse_recipe(text: str, path: Path, host_arch: str) -> Recipe:
     return Recipe(**fields)
 
 
-def _image_table(c: _Checker, image: dict[str, Any], path: Path, host_arch: str) -> dict[str, Any]:
+def _image_table(c: Checker, image: dict[str, Any], path: Path, host_arch: str) -> dict[str, Any]:
     c.unknown("image.", image, IMAGE_KEYS)
     name = c.get(image, "image.", "name", str, path.stem)
     if not NAME_RE.match(name):
@@ -305,7 +226,7 @@ def _image_table(c: _Checker, image: dict[str, Any], path: Path, host_arch: str)
             "compression": compression}
 
 
-def _architectures(c: _Checker, image: dict[str, Any], host_arch: str) -> tuple[str, ...]:
+def _architectures(c: Checker, image: dict[str, Any], host_arch: str) -> tuple[str, ...]:
     archs: tuple[str, ...]
     if "architecture" in image and "architectures" in image:
         c.fail("image.architectures", "give either architecture or architectures, not both")
@@ -324,7 +245,7 @@ def _architectures(c: _Checker, image: dict[str, Any], host_arch: str) -> tuple[
     return archs
 
 
-def _packages(c: _Checker, doc: dict[str, Any]) -> dict[str, Any]:
+def _packages(c: Checker, doc: dict[str, Any]) -> dict[str, Any]:
     if "packages" not in doc:
         c.fail("packages", "missing: list the packages to install")
     packages = c.strings(doc, "", "packages", PKG_RE, "package (name, name=version or name:arch)")
@@ -334,17 +255,17 @@ def _packages(c: _Checker, doc: dict[str, Any]) -> dict[str, Any]:
     return {"packages": packages}
 
 
-def _tables(c: _Checker, doc: dict[str, Any], key: str) -> Iterator[tuple[int, str, dict[str, Any]]]:
+def _tables(c: Checker, doc: dict[str, Any], key: str) -> Iterator[tuple[int, str, dict[str, Any]]]:
     """The tables of the array ``[[key]]``: index, problem prefix (``key[i].``), table; other items are
     problems."""
     for i, item in enumerate(c.get(doc, "", key, list, [])):
         if not isinstance(item, dict):
-            c.fail(f"{key}[{i}]", f"expected a table, got {_tname(item)}")
+            c.fail(f"{key}[{i}]", f"expected a table, got {type_name(item)}")
             continue
         yield i, f"{key}[{i}].", item
 
 
-def _source_tables(c: _Checker, doc: dict[str, Any]) -> tuple[Source, ...]:
+def _source_tables(c: Checker, doc: dict[str, Any]) -> tuple[Source, ...]:
     sources = []
     for _, pre, s in _tables(c, doc, "source"):
         c.unknown(pre, s, SOURCE_KEYS)
@@ -378,7 +299,7 @@ def _source_tables(c: _Checker, doc: dict[str, Any]) -> tuple[Source, ...]:
     return tuple(sources)
 
 
-def _vendor_list(c: _Checker, doc: dict[str, Any]) -> tuple[str, ...]:
+def _vendor_list(c: Checker, doc: dict[str, Any]) -> tuple[str, ...]:
     stores = c.strings(doc, "", "vendor")
     for i, v in enumerate(stores):
         if not VENDOR_RE.match(v):
@@ -386,7 +307,7 @@ def _vendor_list(c: _Checker, doc: dict[str, Any]) -> tuple[str, ...]:
     return stores
 
 
-def _top_flags(c: _Checker, doc: dict[str, Any]) -> dict[str, Any]:
+def _top_flags(c: Checker, doc: dict[str, Any]) -> dict[str, Any]:
     return {
         "recommends": c.get(doc, "", "recommends", bool, False),
         "essential": c.get(doc, "", "essential", bool, False),
@@ -398,7 +319,7 @@ def _top_flags(c: _Checker, doc: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _paths_table(c: _Checker, doc: dict[str, Any]) -> dict[str, Any]:
+def _paths_table(c: Checker, doc: dict[str, Any]) -> dict[str, Any]:
     paths = c.get(doc, "", "paths", dict, {})
     c.unknown("paths.", paths, PATHS_KEYS)
     return {
@@ -409,18 +330,18 @@ def _paths_table(c: _Checker, doc: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _slice_tables(c: _Checker, doc: dict[str, Any]) -> tuple[tuple[str, tuple[str, ...]], ...]:
+def _slice_tables(c: Checker, doc: dict[str, Any]) -> tuple[tuple[str, tuple[str, ...]], ...]:
     slices = []
     for pkg, spec in sorted(c.get(doc, "", "slice", dict, {}).items()):
         if not isinstance(spec, dict):
-            c.fail(f"slice.{pkg}", f"expected a table, got {_tname(spec)}")
+            c.fail(f"slice.{pkg}", f"expected a table, got {type_name(spec)}")
             continue
         c.unknown(f"slice.{pkg}.", spec, {"include"})
         slices.append((pkg, c.strings(spec, f"slice.{pkg}.", "include")))
     return tuple(slices)
 
 
-def _account_tables(c: _Checker, doc: dict[str, Any]) -> tuple[Account, ...]:
+def _account_tables(c: Checker, doc: dict[str, Any]) -> tuple[Account, ...]:
     accounts = []
     for _, pre, a in _tables(c, doc, "account"):
         c.unknown(pre, a, ACCOUNT_KEYS)
@@ -438,7 +359,7 @@ def _account_tables(c: _Checker, doc: dict[str, Any]) -> tuple[Account, ...]:
     return tuple(accounts)
 
 
-def _effects_table(c: _Checker, doc: dict[str, Any]) -> dict[str, Any]:
+def _effects_table(c: Checker, doc: dict[str, Any]) -> dict[str, Any]:
     effects = c.get(doc, "", "effects", dict, {})
     c.unknown("effects.", effects, EFFECT_KEYS)
     return {
@@ -453,7 +374,7 @@ def _effects_table(c: _Checker, doc: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _config_table(c: _Checker, doc: dict[str, Any]) -> ImageConfigSpec:
+def _config_table(c: Checker, doc: dict[str, Any]) -> ImageConfigSpec:
     cfg = c.get(doc, "", "config", dict, {})
     c.unknown("config.", cfg, CONFIG_KEYS)
 
@@ -476,7 +397,7 @@ def _config_table(c: _Checker, doc: dict[str, Any]) -> ImageConfigSpec:
     )
 
 
-def _layer_tables(c: _Checker, doc: dict[str, Any]) -> tuple[LayerGroup, ...]:
+def _layer_tables(c: Checker, doc: dict[str, Any]) -> tuple[LayerGroup, ...]:
     layers = []
     for i, pre, layer in _tables(c, doc, "layer"):
         c.unknown(pre, layer, {"name", "packages"})
@@ -485,7 +406,7 @@ def _layer_tables(c: _Checker, doc: dict[str, Any]) -> tuple[LayerGroup, ...]:
     return tuple(layers)
 
 
-def _file_tables(c: _Checker, doc: dict[str, Any], path: Path) -> tuple[LocalFile, ...]:
+def _file_tables(c: Checker, doc: dict[str, Any], path: Path) -> tuple[LocalFile, ...]:
     files = []
     for _, pre, f in _tables(c, doc, "file"):
         c.unknown(pre, f, FILE_KEYS)
@@ -510,7 +431,7 @@ def _file_tables(c: _Checker, doc: dict[str, Any], path: Path) -> tuple[LocalFil
     return tuple(files)
 
 
-def _owner(c: _Checker, pre: str, owner: str) -> tuple[int, int]:
+def _owner(c: Checker, pre: str, owner: str) -> tuple[int, int]:
     owner_m = re.match(r"^(\d+)(?::(\d+))?$", owner)
     if not owner_m:
         c.fail(pre + "owner", f"must be numeric uid[:gid], got {owner!r}")
@@ -519,7 +440,7 @@ def _owner(c: _Checker, pre: str, owner: str) -> tuple[int, int]:
     return uid, int(owner_m.group(2) or uid)
 
 
-def _slim_table(c: _Checker, doc: dict[str, Any]) -> dict[str, Any]:
+def _slim_table(c: Checker, doc: dict[str, Any]) -> dict[str, Any]:
     slim_tbl = c.get(doc, "", "slim", dict, {})
     c.unknown("slim.", slim_tbl, SLIM_KEYS)
     return {

@@ -426,3 +426,36 @@ mkdir -p $dir 2>/dev/null || true
         ("mkdir /d", "in a loop or condition on one line"),
         ("umask 066", ""), ("mkdir /etc/p", ""), ("mkdir -p /srv/data", ""),
     ]
+
+
+def test_literal_plan_elif_else_other_cases_loops_and_exit() -> None:
+    script = """#!/bin/sh
+case "$2" in
+  1.*) rm -f /old-config ;;
+esac
+if [ -e /etc/a ]; then
+  touch /a
+elif [ -d /etc/b ]; then
+  touch /b
+else
+  touch /c
+fi
+if [ -e /etc/b ]; then
+  touch /d
+else
+  touch /e
+fi
+if [ "$1" = configure ]; then
+  chmod 0644 /etc/x
+fi
+while read line; do
+  rm /loop
+done
+exit 0
+mkdir /after-exit
+"""
+    steps = plan(script, lambda test, path: path == "/etc/b")
+    assert [(" ".join(s.words), s.reason) for s in steps] == [
+        ("rm -f /old-config", "under a case on a value only known when the script runs"),
+        ("touch /b", ""), ("touch /d", ""), ("chmod 0644 /etc/x", ""), ("rm /loop", "in a loop"),
+    ]

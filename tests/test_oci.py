@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from rootfs_forge.errors import ImageError
+from rootfs_forge.image.archives import write_docker_archive, write_oci_archive
 from rootfs_forge.image.layer import write_layer
 from rootfs_forge.image.oci import (
     CREATED,
@@ -28,10 +29,8 @@ from rootfs_forge.image.oci import (
     platform_for,
     read_image,
     split_image_ref,
-    write_docker_archive,
     write_image,
     write_index,
-    write_oci_archive,
 )
 
 EPOCH = 1_700_000_000

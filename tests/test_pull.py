@@ -10,17 +10,15 @@ import json
 import os
 import shutil
 import subprocess
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
 import requests
 
 from rootfs_forge.errors import ImageError
-from rootfs_forge.image.layer import write_layer
-from rootfs_forge.image.oci import ImageConfig, write_image, write_index
+from rootfs_forge.image.oci import write_index
 from rootfs_forge.image.pull import (
     is_insecure,
     looks_like_reference,
@@ -32,6 +30,7 @@ from rootfs_forge.image.pull import (
 from rootfs_forge.image.registry import push
 from tests.conftest import source_block
 from tests.support.forge import forge as run_forge
+from tests.support.registry import serving, two_arch_layout
 from tests.support.repo import RepoServer, Signer
 from tests.test_registry import EPOCH, image, registry, token_proxy  # noqa: F401 - fixtures
 
@@ -136,15 +135,7 @@ def test_pull_by_a_digest_the_registry_does_not_have_fails_in_one_line(registry:
 def test_multi_platform_reference_picks_the_host_or_the_named_platform(registry: str,  # noqa: F811
                                                                        tmp_path: Path) -> None:
     layout = tmp_path / "multi"
-    refs = []
-    for arch in ("amd64", "arm64"):
-        tree = tmp_path / arch
-        (tree / "etc").mkdir(parents=True)
-        (tree / "etc" / "arch").write_text(arch)
-        blob = write_layer(tree, layout, epoch=EPOCH)
-        cfg = ImageConfig(architecture=arch, created=EPOCH)
-        refs.append((write_image(layout, [blob], cfg, ref_name=None), cfg.platform()))
-    write_index(layout, refs, "latest")
+    write_index(layout, two_arch_layout(tmp_path, layout, EPOCH), "latest")
     push(layout, "latest", f"{registry}/multi:1", insecure=True)
     cache = tmp_path / "cache"
     arm = pull(f"{registry}/multi:1", tmp_path / "arm", platform="linux/arm64", cache_dir=cache)
@@ -236,14 +227,8 @@ def _proxy(registry: str, corrupt: str) -> Iterator[str]:  # noqa: F811
             self.end_headers()
             self.wfile.write(body)
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(Handler) as address:
+        yield address
 
 
 @pytest.fixture

@@ -5,12 +5,9 @@ from __future__ import annotations
 import base64
 import json
 import shutil
-import socket
 import subprocess
-import threading
-import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +19,7 @@ from rootfs_forge.errors import ImageError
 from rootfs_forge.image.layer import write_layer
 from rootfs_forge.image.oci import ImageConfig, write_image, write_index
 from rootfs_forge.image.registry import credentials_for, parse_challenge, parse_reference, push
+from tests.support.registry import docker_registry, free_port, serving, two_arch_layout
 
 EPOCH = 1_700_000_000
 
@@ -94,48 +92,11 @@ def test_credentials_env_then_docker_config(tmp_path: Path) -> None:
 # ---- a real registry ----------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def registry(tmp_path: Path) -> Iterator[str]:
     """docker-registry on 127.0.0.1:<free port>, storage in tmp; stopped (and waited for) at the end."""
-    port = free_port()
-    config = tmp_path / "registry.yml"
-    config.write_text(
-        "version: 0.1\n"
-        "log:\n  level: error\n"
-        f"storage:\n  filesystem:\n    rootdirectory: {tmp_path / 'registry-data'}\n"
-        "  delete:\n    enabled: true\n"
-        f"http:\n  addr: 127.0.0.1:{port}\n"
-    )
-    log = open(tmp_path / "registry.log", "wb")  # noqa: SIM115 - closed in the finalizer
-    proc = subprocess.Popen(["docker-registry", "serve", str(config)], stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if requests.get(f"http://127.0.0.1:{port}/v2/", timeout=1).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(
-                    "docker-registry did not start: " + (tmp_path / "registry.log").read_text()
-                )
-            time.sleep(0.05)
-        yield f"127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+    with docker_registry(tmp_path, delete=True) as address:
+        yield address
 
 
 def image(
@@ -231,15 +192,7 @@ def test_cross_repository_mount(registry: str, tmp_path: Path) -> None:
 
 def test_multi_arch_index_push(registry: str, tmp_path: Path) -> None:
     layout = tmp_path / "multi"
-    refs = []
-    for arch in ("amd64", "arm64"):
-        tree = tmp_path / arch
-        (tree / "etc").mkdir(parents=True)
-        (tree / "etc" / "arch").write_text(arch)
-        blob = write_layer(tree, layout, epoch=EPOCH)
-        cfg = ImageConfig(architecture=arch, created=EPOCH)
-        refs.append((write_image(layout, [blob], cfg, ref_name=None), cfg.platform()))
-    top = write_index(layout, refs, "latest")
+    top = write_index(layout, two_arch_layout(tmp_path, layout, EPOCH), "latest")
     result = push(layout, "latest", f"{registry}/multi:1", insecure=True)
     assert result.digest == top.manifest_digest and len(result.stats.manifests) == 3
     raw = subprocess.run(
@@ -326,15 +279,8 @@ def token_proxy(registry: str) -> Iterator[tuple[str, list[str]]]:
 
         do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = _proxy
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"127.0.0.1:{server.server_address[1]}", scopes
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with serving(Handler) as address:
+        yield address, scopes
 
 
 def test_bearer_token_flow(
@@ -374,7 +320,7 @@ def test_bearer_token_refused_for_wrong_password(token_proxy: tuple[str, list[st
 def test_forge_push_from_an_oci_archive(
     registry: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from rootfs_forge.image.oci import write_oci_archive
+    from rootfs_forge.image.archives import write_oci_archive
 
     layout = image(tmp_path)
     write_oci_archive(layout, tmp_path / "img.tar")

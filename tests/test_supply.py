@@ -17,6 +17,7 @@ import pytest
 
 from tests.conftest import base_specs
 from tests.support.forge import forge as run_forge
+from tests.support.registry import docker_registry, serving
 from tests.support.repo import Repo, RepoServer, Signer, build_repo, serve
 from tests.test_registry import registry, token_proxy  # noqa: F401 - fixtures
 
@@ -482,37 +483,8 @@ def test_push_sbom_attaches_a_referrer_whose_subject_is_the_image(
 @pytest.fixture
 def second_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Another docker-registry instance on loopback, like the fixture of tests/test_registry.py."""
-    import requests
-
-    from tests.test_registry import free_port
-
-    d = tmp_path_factory.mktemp("second-registry")
-    port = free_port()
-    (d / "registry.yml").write_text(
-        f"version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {d / 'data'}\n"
-        f"http:\n  addr: 127.0.0.1:{port}\n")
-    with open(d / "registry.log", "wb") as log:
-        proc = subprocess.Popen(["docker-registry", "serve", str(d / "registry.yml")], stdout=log,
-                                stderr=subprocess.STDOUT)
-        try:
-            deadline = time.monotonic() + 20
-            while True:
-                try:
-                    if requests.get(f"http://127.0.0.1:{port}/v2/", timeout=1).status_code == 200:
-                        break
-                except requests.ConnectionError:
-                    pass
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("docker-registry did not start: " + (d / "registry.log").read_text())
-                time.sleep(0.05)
-            yield f"127.0.0.1:{port}"
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+    with docker_registry(tmp_path_factory.mktemp("second-registry")) as address:
+        yield address
 
 
 @needs_registry
@@ -566,8 +538,7 @@ def test_vendor_store_behind_token_auth(tmp_path: Path, own_repo: tuple[Repo, Re
 def referrers_proxy(registry: str) -> Iterator[str]:  # noqa: F811
     """docker-registry behind a proxy that implements the referrers API (OCI distribution 1.1): a manifest PUT
     with a subject is answered with OCI-Subject and indexed; GET /v2/<repo>/referrers/<digest> lists them."""
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from http.server import BaseHTTPRequestHandler
 
     import requests
 
@@ -612,15 +583,8 @@ def referrers_proxy(registry: str) -> Iterator[str]:  # noqa: F811
 
         do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = _proxy
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with serving(Handler) as address:
+        yield address
 
 
 @needs_registry

@@ -44,7 +44,7 @@ from rootfs_forge.archive.sources import SourceEntry
 from rootfs_forge.errors import ArchiveError, ForgeError
 from rootfs_forge.index.context import Context
 from rootfs_forge.model import Package, Resolution
-from rootfs_forge.util.files import write_atomic
+from rootfs_forge.util.files import atomic_file, write_atomic
 
 ARTIFACT_TYPE = "application/vnd.rootfs-forge.debian-suite.v1"
 EMPTY_TYPE = "application/vnd.oci.empty.v1+json"
@@ -150,10 +150,8 @@ def write_file_store(copies: Sequence[SuiteCopy], root: Path, cache: Cache) -> i
         else:
             if dest.is_file() and hashlib.sha256(dest.read_bytes()).hexdigest() == blob:
                 return
-            tmp = dest.with_name(f".{dest.name}.forge-{os.getpid()}")
-            shutil.copyfile(cache.blob_path(blob), tmp)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, dest)
+            with atomic_file(dest, mode=0o644) as fh, open(cache.blob_path(blob), "rb") as src:
+                shutil.copyfileobj(src, fh, 1 << 20)
         written += 1
 
     for copy in copies:

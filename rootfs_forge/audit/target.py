@@ -17,6 +17,7 @@ import json
 import os
 import posixpath
 from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,20 +94,18 @@ def _open_reference(spec: str, arch: str, insecure: bool) -> Target:
 
 def load_tar(path: str) -> MemoryView:
     """A tarball (any compression libarchive knows) as an in-memory tree."""
-    view = MemoryView()
-    try:
-        with libarchive.file_reader(path) as archive:
-            apply_entries(view, archive, whiteouts=False)
-    except libarchive.ArchiveError as exc:
-        raise AuditError("read", path, f"not a readable tar archive ({_first_line(exc)})") from None
-    return view
+    return _load(libarchive.file_reader(path), path, MemoryView(), whiteouts=False)
 
 
 def load_tar_bytes(data: bytes, *, name: str, view: MemoryView | None = None, whiteouts: bool = False) -> MemoryView:
     """Apply the tar in ``data`` onto ``view`` (a new tree when None); OCI whiteouts when ``whiteouts``."""
-    view = view if view is not None else MemoryView()
+    return _load(libarchive.memory_reader(data), name, view if view is not None else MemoryView(),
+                 whiteouts=whiteouts)
+
+
+def _load(reader: AbstractContextManager[Any], name: str, view: MemoryView, *, whiteouts: bool) -> MemoryView:
     try:
-        with libarchive.memory_reader(data) as archive:
+        with reader as archive:
             apply_entries(view, archive, whiteouts=whiteouts)
     except libarchive.ArchiveError as exc:
         raise AuditError("read", name, f"not a readable tar archive ({_first_line(exc)})") from None

@@ -30,21 +30,17 @@ def register(sub: Any) -> None:
     add_json_arg(p)
     p.set_defaults(func=cmd_update)
 
-    p = sub.add_parser("show", help="show the candidate of a package and which source it comes from")
-    p.add_argument("package")
-    p.add_argument("recipe", nargs="?")
-    p.add_argument("--arch")
-    add_cache_args(p)
-    add_json_arg(p)
-    p.set_defaults(func=cmd_show)
-
-    p = sub.add_parser("search", help="search package names and descriptions with a regular expression")
-    p.add_argument("regex")
-    p.add_argument("recipe", nargs="?")
-    p.add_argument("--arch")
-    add_cache_args(p)
-    add_json_arg(p)
-    p.set_defaults(func=cmd_search)
+    for name, help_text, what, func in (
+        ("show", "show the candidate of a package and which source it comes from", "package", cmd_show),
+        ("search", "search package names and descriptions with a regular expression", "regex", cmd_search),
+    ):
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument(what)
+        p.add_argument("recipe", nargs="?")
+        p.add_argument("--arch")
+        add_cache_args(p)
+        add_json_arg(p)
+        p.set_defaults(func=func)
 
 
 def _index(args: argparse.Namespace) -> Any:

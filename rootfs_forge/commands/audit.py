@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import platform
@@ -12,8 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from rootfs_forge.commands.fmt import human_size
-from rootfs_forge.commands.platform_arg import add_platform_arg
+from rootfs_forge.commands.platform_arg import add_target_args
 from rootfs_forge.util.arch import debian_arch
+from rootfs_forge.util.canonical import canonical_json
 
 FAIL_CONDITIONS = ("missing-libs", "unowned-files")
 PLATFORM_HELP = ("the platform to read from a multi-platform image or reference: linux/amd64, linux/arm64/v8, "
@@ -31,8 +31,7 @@ def register(sub: Any) -> None:
                    help=f"exit 1 when any of these holds (comma-separated): {', '.join(FAIL_CONDITIONS)}")
     p.add_argument("--top", type=int, default=10, metavar="N", help="how many largest packages/files to list")
     p.add_argument("--why", metavar="PKG", help="explain why PKG is in the target")
-    add_platform_arg(p, PLATFORM_HELP)
-    _insecure_arg(p)
+    add_target_args(p, PLATFORM_HELP)
     p.add_argument("--html", metavar="REPORT.html",
                    help="also write a self-contained HTML report (treemap, why-graph, linking, licences)")
     p.set_defaults(func=cmd_audit)
@@ -41,24 +40,17 @@ def register(sub: Any) -> None:
     s.add_argument("target", metavar="TARGET")
     s.add_argument("--format", choices=("spdx", "cyclonedx"), default="spdx")
     s.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of standard output")
-    add_platform_arg(s, PLATFORM_HELP)
-    _insecure_arg(s)
+    add_target_args(s, PLATFORM_HELP)
     s.set_defaults(func=cmd_sbom)
 
     d = sub.add_parser("diff", help="packages, files and layers that differ between two images, trees or locks")
     d.add_argument("a", metavar="A")
     d.add_argument("b", metavar="B")
     d.add_argument("--json", action="store_true", help="print canonical JSON")
-    add_platform_arg(d, PLATFORM_HELP)
-    _insecure_arg(d)
+    add_target_args(d, PLATFORM_HELP)
     d.add_argument("--html", metavar="REPORT.html",
                    help="also write a self-contained HTML report of what changed (treemaps, why-graph, …)")
     d.set_defaults(func=cmd_diff)
-
-
-def _insecure_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--insecure", action="store_true",
-                   help="read a registry reference over plain HTTP (implied for loopback registries)")
 
 
 def _quiet_libraries() -> None:
@@ -67,7 +59,7 @@ def _quiet_libraries() -> None:
 
 
 def _canonical(data: object) -> str:
-    return json.dumps(data, sort_keys=True, separators=(",", ":"))
+    return canonical_json(data, ensure_ascii=True).decode()
 
 
 def host_arch() -> str:

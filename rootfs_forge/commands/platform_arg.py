@@ -16,6 +16,14 @@ def add_platform_arg(parser: argparse.ArgumentParser, help_text: str, *, several
                         default=[] if several else "", metavar="OS/ARCH[/VARIANT]", help=help_text)
 
 
+def add_target_args(parser: argparse.ArgumentParser, platform_help: str) -> None:
+    """``--platform`` and ``--insecure``: the options of a command that reads an image, a rootfs or a registry
+    reference (audit, sbom, diff, why)."""
+    add_platform_arg(parser, platform_help)
+    parser.add_argument("--insecure", action="store_true",
+                        help="read a registry reference over plain HTTP (implied for loopback registries)")
+
+
 def platform_of(args: argparse.Namespace, verb: str, obj: str) -> tuple[str, str, str] | None:
     """The parsed ``--platform`` of ``args`` (None when not given); a bad value is a one-line error."""
     text = str(getattr(args, "platform", "") or "")

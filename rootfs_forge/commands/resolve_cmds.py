@@ -24,9 +24,7 @@ def register(sub: Any) -> None:
     p.add_argument("recipe")
     p.add_argument("--no-lock", action="store_true", help="resolve afresh even when a current lock exists")
     p.add_argument("-v", "--verbose", action="store_true", help="print every choice the resolver makes")
-    add_cache_args(p)
-    add_json_arg(p)
-    p.add_argument("--dot", action="store_true", help="print the why-graph as Graphviz (pipe it to dot -Tsvg)")
+    _graph_args(p, "print the why-graph as Graphviz (pipe it to dot -Tsvg)")
     p.set_defaults(func=cmd_resolve)
 
     p = sub.add_parser("why", help="every chain from a requested package to PKG (in a recipe, image or rootfs)")
@@ -34,15 +32,11 @@ def register(sub: Any) -> None:
     p.add_argument("recipe", metavar="RECIPE|TARGET",
                    help="a recipe (.toml), an image/rootfs or a registry reference: forge images carry their "
                         "why-graph")
-    add_cache_args(p)
-    add_json_arg(p)
-    p.add_argument("--dot", action="store_true", help="print the chains as Graphviz (pipe it to dot -Tsvg)")
-    p.add_argument("--insecure", action="store_true",
-                   help="read a registry reference over plain HTTP (implied for loopback registries)")
-    from rootfs_forge.commands.platform_arg import add_platform_arg
+    _graph_args(p, "print the chains as Graphviz (pipe it to dot -Tsvg)")
+    from rootfs_forge.commands.platform_arg import add_target_args
 
-    add_platform_arg(p, "for an image: the platform to read from a multi-platform image (linux/amd64, "
-                        "linux/arm64/v8 ...; default: the host's, said in one line on stderr)")
+    add_target_args(p, "for an image: the platform to read from a multi-platform image (linux/amd64, "
+                       "linux/arm64/v8 ...; default: the host's, said in one line on stderr)")
     p.set_defaults(func=cmd_why)
 
     p = sub.add_parser("lock", help="resolve a recipe and write RECIPE.lock next to it")
@@ -63,6 +57,13 @@ def register(sub: Any) -> None:
     add_cache_args(p)
     p.set_defaults(func=cmd_lock)
 
+
+
+def _graph_args(p: argparse.ArgumentParser, dot_help: str) -> None:
+    """The cache options, ``--json`` and ``--dot`` of a command that prints a why-graph."""
+    add_cache_args(p)
+    add_json_arg(p)
+    p.add_argument("--dot", action="store_true", help=dot_help)
 
 def _reporter(args: argparse.Namespace) -> Any:
     if getattr(args, "verbose", False):

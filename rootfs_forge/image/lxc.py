@@ -23,19 +23,16 @@ from pathlib import Path
 from rootfs_forge.build import Tree, layer_owners
 from rootfs_forge.image.layer import write_layer
 from rootfs_forge.recipe import Recipe
-from rootfs_forge.util.arch import DEBIAN_TO_OCI
+from rootfs_forge.util.arch import DEBIAN_TO_MACHINE, DEBIAN_TO_OCI
 
 # Debian architecture -> what lxc.arch takes (the kernel's personality names)
-LXC_ARCH = {"amd64": "x86_64", "i386": "i686", "arm64": "aarch64", "armhf": "armv7l", "armel": "armv7l",
-            "ppc64el": "ppc64le", "s390x": "s390x", "riscv64": "riscv64", "mips64el": "mips64",
-            "loong64": "loongarch64"}
 XZ_PRESET = 6
 NAME_TEMPLATES = ("/etc/hostname", "/etc/hosts")
 
 
 def lxc_metadata(tree: Tree, recipe: Recipe) -> dict[str, bytes]:
     """The files of meta.tar.xz (pure: depends on the recipe and which template files the tree has)."""
-    arch = LXC_ARCH.get(tree.arch, tree.arch)
+    arch = DEBIAN_TO_MACHINE.get(tree.arch, tree.arch)
     common = f"lxc.include = LXC_TEMPLATE_CONFIG/common.conf\nlxc.arch = {arch}\n"
     user = f"lxc.include = LXC_TEMPLATE_CONFIG/common.conf\nlxc.include = LXC_TEMPLATE_CONFIG/userns.conf\n" \
            f"lxc.arch = {arch}\n"

@@ -34,6 +34,8 @@ import requests
 from rootfs_forge.archive.cache import Cache, default_cache_dir
 from rootfs_forge.errors import FetchError, ImageError
 from rootfs_forge.image.registry import PushStats, Reference, _Client, _fail, credentials_for, parse_reference
+from rootfs_forge.util.canonical import canonical_json
+from rootfs_forge.util.files import write_atomic
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -234,9 +236,7 @@ def _write_bytes(layout: Path, data: bytes) -> str:
     digest = _sha256(data)
     path = layout / "blobs" / "sha256" / digest[7:]
     if not path.is_file():
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        write_atomic(path, data)
     return digest
 
 
@@ -252,9 +252,7 @@ def _write_index(layout: Path, desc: dict[str, Any]) -> None:
     name = desc["annotations"][REF_NAME]
     index["manifests"] = [m for m in index.get("manifests") or []
                           if (m.get("annotations") or {}).get(REF_NAME) != name] + [desc]
-    tmp = path.with_name("index.json.tmp")
-    tmp.write_text(json.dumps(index, sort_keys=True, separators=(",", ":")))
-    os.replace(tmp, path)
+    write_atomic(path, canonical_json(index, ensure_ascii=True))
 
 
 def pull(reference: str, dest: Path, *, platform: str = "", insecure: bool = False,

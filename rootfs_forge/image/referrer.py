@@ -18,6 +18,7 @@ import requests
 
 from rootfs_forge.errors import ImageError
 from rootfs_forge.image.registry import PushStats, _Client, _fail, _push_blob, parse_reference
+from rootfs_forge.util.canonical import canonical_json
 
 MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 INDEX = "application/vnd.oci.image.index.v1+json"
@@ -30,7 +31,7 @@ def _digest(data: bytes) -> str:
 
 
 def _canonical(doc: Any) -> bytes:
-    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+    return canonical_json(doc, ensure_ascii=True)
 
 
 def referrer_manifest(subject: dict[str, Any], artifact_type: str, blob: dict[str, Any],

@@ -15,17 +15,17 @@ from pathlib import Path
 from typing import Any
 
 from rootfs_forge.build import Tree, check_user, layer_owners, layer_xattrs
+from rootfs_forge.image.archives import write_docker_archive
+from rootfs_forge.image.archives import write_oci_archive as _write_oci_archive
 from rootfs_forge.image.layer import LayerBlob, write_layer
 from rootfs_forge.image.layering import LayerGroup, group_layers
 from rootfs_forge.image.oci import (
     DEFAULT_ENV,
     ImageConfig,
     platform_for,
-    write_docker_archive,
     write_image,
     write_index,
 )
-from rootfs_forge.image.oci import write_oci_archive as _write_oci_archive
 from rootfs_forge.recipe import Recipe
 from rootfs_forge.util.outputs import staged_output
 from rootfs_forge.util.platform import debian_label

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rootfs_forge.errors import RunError
+from rootfs_forge.util.passwd import table
 
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 CFS_PERIOD_US = 100_000
@@ -222,10 +223,6 @@ def plan_process(config: ProcessDefaults, cmd: list[str], env: tuple[str, ...], 
     return Process(argv=argv, env=merged, workdir=workdir or config.workdir or "/", user=user or config.user)
 
 
-def _table(text: str) -> list[list[str]]:
-    return [line.split(":") for line in text.splitlines() if line and not line.startswith("#")]
-
-
 def resolve_user(spec: str, passwd: str, group: str) -> User:
     """``name``, ``uid``, ``name:group`` or ``uid:gid`` -> numeric ids, looked up in the image's files.
 
@@ -233,8 +230,8 @@ def resolve_user(spec: str, passwd: str, group: str) -> User:
     if not spec:
         spec = "0"
     uname, _, gname = spec.partition(":")
-    users = [e for e in _table(passwd) if len(e) >= 7]
-    groups = [e for e in _table(group) if len(e) >= 3]
+    users = [e for _, e in table(passwd) if len(e) >= 7]
+    groups = [e for _, e in table(group) if len(e) >= 3]
     entry = next((e for e in users if e[0] == uname), None)
     if entry is None and uname.isdigit():
         entry = next((e for e in users if e[2] == uname), None)

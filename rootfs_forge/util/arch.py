@@ -16,6 +16,11 @@ MACHINE_TO_DEBIAN = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "armhf", "
                      "i386": "i386", "ppc64le": "ppc64el", "s390x": "s390x", "riscv64": "riscv64",
                      "loongarch64": "loong64", "mips64": "mips64el"}
 
+# Debian architecture -> the kernel machine name it runs as (LXC's lxc.arch; armel as armv7l, which runs it)
+DEBIAN_TO_MACHINE = {"amd64": "x86_64", "i386": "i686", "arm64": "aarch64", "armhf": "armv7l", "armel": "armv7l",
+                     "ppc64el": "ppc64le", "s390x": "s390x", "riscv64": "riscv64", "mips64el": "mips64",
+                     "loong64": "loongarch64"}
+
 # GNU multiarch triplet -> Debian architecture
 TRIPLET_TO_DEBIAN = {"x86_64-linux-gnu": "amd64", "i386-linux-gnu": "i386", "aarch64-linux-gnu": "arm64",
                      "arm-linux-gnueabihf": "armhf", "arm-linux-gnueabi": "armel", "powerpc64le-linux-gnu": "ppc64el",
