@@ -459,3 +459,13 @@ mkdir /after-exit
         ("rm -f /old-config", "under a case on a value only known when the script runs"),
         ("touch /b", ""), ("touch /d", ""), ("chmod 0644 /etc/x", ""), ("rm /loop", "in a loop"),
     ]
+
+
+@pytest.mark.parametrize("header", ["f() {", "f()\n{", "function f {", "function f() {"])
+def test_literal_plan_leaves_a_function_body_alone_unless_called(header: str) -> None:
+    """A function's body runs only where the script calls it: its commands are never applied as top-level ones
+    (the planner used to lose the function's header line and apply the body)."""
+    script = f"#!/bin/sh\nset -e\n{header}\n\tmkdir -p /only-if-called\n}}\nmkdir -p /always\n"
+    steps = plan(script, lambda _test, _path: False)
+    assert [(s.words, s.reason) for s in steps] == [(("mkdir", "-p", "/only-if-called"), "in a shell function"),
+                                                    (("mkdir", "-p", "/always"), "")]

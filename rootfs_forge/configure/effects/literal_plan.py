@@ -121,7 +121,7 @@ def literal_path(word: str) -> bool:
 def _joined_lines(text: str) -> tuple[str, ...]:
     """The script's logical lines; a list ending in && or || goes on over the next line."""
     lines: list[str] = []
-    for raw in _logical_lines(text)[0]:
+    for raw in _logical_lines(text, keep_functions=True)[0]:
         if lines and lines[-1].rstrip().endswith(("&&", "||", "|")):
             lines[-1] = lines[-1].rstrip() + " " + raw.strip()
         else:
@@ -129,7 +129,7 @@ def _joined_lines(text: str) -> tuple[str, ...]:
     return tuple(lines)
 
 
-_FUNCTION = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*\s*\(\)\s*\{?\s*$")
+_FUNCTION = re.compile(r"^(?:function\s+[A-Za-z_][A-Za-z0-9_-]*(?:\s*\(\))?|[A-Za-z_][A-Za-z0-9_-]*\s*\(\))\s*\{?\s*$")
 _CASE = re.compile(r"^case\b.*\bin\s*$")
 _ONE_LINE_IF = re.compile(r"^if\s+(.*?);\s*then\s+(.*?);?\s*fi\s*;?$")
 _ONE_LINE_COMPOUND = re.compile(r"^(if|elif|while|until|for)\b.*;\s*(then|do)\s+\S")

@@ -121,8 +121,10 @@ class ScriptVerdict:
         }
 
 
-def _logical_lines(text: str) -> tuple[list[str], set[str]]:
-    """Lines with continuations joined and here-doc bodies removed; and the names of functions defined."""
+def _logical_lines(text: str, keep_functions: bool = False) -> tuple[list[str], set[str]]:
+    """Lines with continuations joined and here-doc bodies removed; and the names of functions defined. A
+    function's header (``name() {``) is cut off its line, unless ``keep_functions``: a reader that must know
+    where a function body starts (the literal-script planner, whose bodies run only where called) keeps it."""
     lines: list[str] = []
     functions: set[str] = set()
     pending = ""
@@ -144,7 +146,8 @@ def _logical_lines(text: str) -> tuple[list[str], set[str]]:
         f = _FUNCDEF.match(line)
         if f:
             functions.add(f.group(1))
-            line = line[f.end() :]
+            if not keep_functions:
+                line = line[f.end() :]
         lines.append(line)
     return lines, functions
 
