@@ -38,7 +38,7 @@ class Source:
     priority: int = 500
     allow_insecure: bool = False
     snapshot: str = ""  # a timestamp of the snapshot archive, e.g. 20261201T000000Z
-    snapshot_url: str = ""  # pattern with {archive} and {snapshot}; "" = the snapshot archive's layout
+    snapshot_url: str = ""  # pattern with {archive} and {snapshot}; required with snapshot
     check_valid_until: bool = True
 
 
@@ -290,7 +290,10 @@ def _source_tables(c: Checker, doc: dict[str, Any]) -> tuple[Source, ...]:
         if snapshot and not SNAPSHOT_RE.match(snapshot):
             c.fail(pre + "snapshot", f"must be a timestamp like 20261201T000000Z, got {snapshot!r}")
         snapshot_url = c.get(s, pre, "snapshot_url", str, "")
-        if snapshot_url and (not re.match(r"^(https?|file)://", snapshot_url) or "{snapshot}" not in snapshot_url):
+        if snapshot and not snapshot_url:
+            c.fail(pre + "snapshot_url", "a snapshot needs the URL pattern of the snapshot archive to read it from, "
+                                         "e.g. https://HOST/archive/{archive}/{snapshot} (Debian's layout)")
+        elif snapshot_url and (not re.match(r"^(https?|file)://", snapshot_url) or "{snapshot}" not in snapshot_url):
             c.fail(pre + "snapshot_url", "must be an http://, https:// or file:// URL pattern with {snapshot} "
                                          f"(and optionally {{archive}}), got {snapshot_url!r}")
         check = c.get(s, pre, "check_valid_until", bool, True)

@@ -210,6 +210,17 @@ def test_recipe_refuses_bad_snapshot_and_vendor(tmp_path: Path) -> None:
     assert "snapshot" in done.stderr and "vendor[0]" in done.stderr
 
 
+
+def test_snapshot_without_its_archive_url_is_refused(tmp_path: Path) -> None:
+    """forge builds in no archive host: a recipe that names a snapshot names where the snapshot archive is."""
+    r = tmp_path / "r.toml"
+    r.write_text('packages = ["a"]\n[[source]]\nurl = "http://127.0.0.1:9/d"\nsuites = ["s"]\n'
+                 'snapshot = "20261201T000000Z"\n')
+    done = forge("resolve", str(r), cache=tmp_path / "c")
+    assert done.returncode == 2, done.stderr
+    assert "source[0].snapshot_url" in done.stderr and done.stderr.count("\n") == 1, done.stderr
+
+
 # ---- honest scanning ---------------------------------------------------------------------------------
 
 

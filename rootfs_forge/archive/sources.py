@@ -6,8 +6,9 @@ COMPONENT…``). ``deb-src`` is ignored. For the host's sources, apt's own ``Acq
 honoured as apt does (a per-source option wins over it).
 
 A source may name a ``snapshot`` (a timestamp): its indexes are then read from a snapshot archive, at
-``snapshot_url`` (a pattern with ``{archive}``, the last path component of the source's URL, and ``{snapshot}``),
-by default :data:`DEFAULT_SNAPSHOT_URL`, the layout of Debian's snapshot archive.
+``snapshot_url`` (a pattern with ``{archive}``, the last path component of the source's URL, and ``{snapshot}``;
+Debian's snapshot service lays its archive out as ``https://HOST/archive/{archive}/{snapshot}``). The recipe
+names the snapshot archive, as it names its mirror: no archive host is built into forge.
 """
 
 from __future__ import annotations
@@ -31,8 +32,6 @@ DEFAULT_KEYRINGS = (
     "/usr/share/keyrings/debian-archive-keyring.gpg",
     "/usr/share/keyrings/debian-archive-removed-keys.gpg",
 )
-# the public snapshot service of the Debian archive; override per source with snapshot_url
-DEFAULT_SNAPSHOT_URL = "https://snapshot.debian.org/archive/{archive}/{snapshot}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,8 +60,7 @@ class SourceEntry:
         if not self.snapshot:
             return ""
         archive = self.url.rstrip("/").rsplit("/", 1)[-1]
-        pattern = self.snapshot_url or DEFAULT_SNAPSHOT_URL
-        return pattern.format(archive=archive, snapshot=self.snapshot).rstrip("/")
+        return self.snapshot_url.format(archive=archive, snapshot=self.snapshot).rstrip("/")
 
     @property
     def index_bases(self) -> tuple[str, ...]:
