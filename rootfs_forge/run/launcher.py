@@ -32,7 +32,7 @@ from collections.abc import Callable
 
 from rootfs_forge.errors import RunError
 from rootfs_forge.run import caps as capset
-from rootfs_forge.run import cgroups, init, paths, runtime, seccomp, sweep
+from rootfs_forge.run import cgroups, init, paths, runtime, seccomp, staticinit, sweep
 from rootfs_forge.run import syscalls as sc
 from rootfs_forge.run.spec import (
     ContainerSetup,
@@ -202,16 +202,14 @@ def run(opts: RunOptions, warn: Warn) -> RunResult:
     cg: cgroups.Cgroup | None = None
     kept = created = False
     init_fd = -1
-    if not opts.no_init:
-        from rootfs_forge.run import staticinit
-
-        init_path = staticinit.find()
-        if init_path is None:
-            warn("no static init on this host (apt-get install tini): the command runs as PID 1 and does not "
-                 "reap orphaned zombies")
-        else:
-            init_fd = os.open(init_path, os.O_RDONLY | os.O_CLOEXEC)
     try:
+        if not opts.no_init:
+            init_path = staticinit.find()
+            if init_path is None:
+                warn("no static init on this host (apt-get install tini): the command runs as PID 1 and does not "
+                     "reap orphaned zombies")
+            else:
+                init_fd = os.open(init_path, os.O_RDONLY | os.O_CLOEXEC)  # closed in finally, like rt_fd
         anchor = runtime.anchor(rt_fd, opts.runtime_dir)
         sweep.on_run(rt_fd, opts.state_dir)
         lowers, config, meta = _source(opts, rootless, temps, rt_fd, warn)
@@ -233,12 +231,12 @@ def run(opts: RunOptions, warn: Warn) -> RunResult:
             upper, work = state.create(opts.state_dir, opts.name, meta, owner_tag() if opts.remove else None)
             created, kept = True, not opts.remove
         plan = ContainerSetup(rt=anchor, lowers=lowers, process=process, upper=upper, work=work, storage=storage,
-                             volumes=opts.volumes, read_only=opts.read_only, network=opts.network,
-                             hostname=hostname, interactive=opts.interactive or opts.tty, tty=opts.tty,
-                             rootless=rootless, etc_files=etc_files(hostname, opts.network),
-                             no_init=opts.no_init, tmp_size=opts.tmp_size or default_size,
-                             upper_size=opts.upper_size or default_size, init_fd=init_fd, caps=caps,
-                             seccomp=filters)
+                              volumes=opts.volumes, read_only=opts.read_only, network=opts.network,
+                              hostname=hostname, interactive=opts.interactive or opts.tty, tty=opts.tty,
+                              rootless=rootless, etc_files=etc_files(hostname, opts.network),
+                              no_init=opts.no_init, tmp_size=opts.tmp_size or default_size,
+                              upper_size=opts.upper_size or default_size, init_fd=init_fd, caps=caps,
+                              seccomp=filters)
         if opts.limits.any:
             cg = cgroups.create(opts.limits, cgroups.run_name(owner_tag(), run_id))
         return _supervise(plan, cg, opts.stop_timeout)
