@@ -305,7 +305,7 @@ def test_system_accounts_from_scripts(
 def test_account_calls_that_cannot_be_emulated_are_reported(tmp_path: Path, script: str, reason: str) -> None:
     root = build(tmp_path / "root", {})
     pkgs = {"svc": {"postinst": f"#!/bin/sh\nset -e\n{script}\n"}}
-    run = apply_effects(ctx_for(root, pkgs, host=HostTools(HOST_ARCH)), [accounts.EFFECT])
+    run = apply_effects(ctx_for(root, pkgs, host=HostTools(HOST_ARCH)), [e for e in EFFECTS if e.name == "accounts"])
     messages = run.outcomes[0].result.messages
     assert any(m.startswith("not emulated: svc/postinst: `") and m.endswith(reason) for m in messages), (
         messages

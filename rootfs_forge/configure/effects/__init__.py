@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 
-from rootfs_forge.configure.effects import (
+from rootfs_forge.configure.effects import (  # noqa: F401 (each module declares its effect with @effect)
     accounts,
     alternatives,
     binsh,
@@ -32,6 +32,7 @@ from rootfs_forge.configure.effects import (
     triggers,
 )
 from rootfs_forge.configure.effects.base import (
+    REGISTRY,
     SCRIPT_NAMES,
     Account,
     Effect,
@@ -46,6 +47,7 @@ from rootfs_forge.configure.effects.tree import Change, RootDir
 
 __all__ = [
     "EFFECTS",
+    "ORDER",
     "Account",
     "Change",
     "Effect",
@@ -63,26 +65,29 @@ __all__ = [
     "classify_scripts",
 ]
 
-EFFECTS: tuple[Effect, ...] = (
-    accounts.EFFECT,
-    dirs.EFFECT,
-    identity.EFFECT,
-    binsh.EFFECT,
-    alternatives.EFFECT,
-    timezone.EFFECT,
-    cacerts.EFFECT,
-    busybox.EFFECT,
-    defaults.EFFECT,
-    shells.EFFECT,
-    pam.EFFECT,
-    dpkginfo.EFFECT,
-    debconf.EFFECT,
-    triggers.EFFECT,
-    literal.EFFECT,
-    fcaps.EFFECT,
-    bytecode.EFFECT,
-    ldconfig.EFFECT,
+# The order effects run in, by name: accounts first (later effects read /etc/group), ldconfig last. Every effect
+# a module above declares with @effect must be named here exactly once.
+ORDER = (
+    "accounts",
+    "base-files",
+    "identity",
+    "binsh",
+    "alternatives",
+    "timezone",
+    "ca-certificates",
+    "busybox",
+    "defaults",
+    "shells",
+    "pam",
+    "dpkg-info",
+    "debconf",
+    "triggers",
+    "literal-scripts",
+    "file-capabilities",
+    "bytecode",
+    "ldconfig",
 )
+EFFECTS: tuple[Effect, ...] = REGISTRY.ordered(ORDER)
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 
 from rootfs_forge.configure.effects import sysaccounts
-from rootfs_forge.configure.effects.base import Account, Effect, EffectContext, EffectResult
+from rootfs_forge.configure.effects.base import Account, EffectContext, EffectResult, effect
 from rootfs_forge.configure.effects.tree import Change, RootDir
 from rootfs_forge.errors import RootfsError
 from rootfs_forge.util.passwd import table
@@ -92,6 +92,9 @@ def _root_shell(tree: RootDir) -> str:
     return "/usr/sbin/nologin"
 
 
+@effect("accounts", "/etc/passwd, group, shadow, gshadow; nobody; recipe accounts and their homes",
+        scripts=("base-passwd/postinst", "base-passwd/preinst", "passwd/postinst"),
+        commands=("update-passwd", "shadowconfig", "pwconv", "grpconv", *sysaccounts.COMMANDS))
 def apply(ctx: EffectContext) -> EffectResult:
     tree = ctx.tree()
     messages = []
@@ -129,12 +132,3 @@ def apply(ctx: EffectContext) -> EffectResult:
     )
     messages += notes + emulated
     return EffectResult(tuple(changed), tuple(messages), unhandled=tuple(sorted(unhandled | failed)))
-
-
-EFFECT = Effect(
-    name="accounts",
-    summary="/etc/passwd, group, shadow, gshadow; nobody; recipe accounts and their homes",
-    apply=apply,
-    scripts=("base-passwd/postinst", "base-passwd/preinst", "passwd/postinst"),
-    commands=("update-passwd", "shadowconfig", "pwconv", "grpconv", *sysaccounts.COMMANDS),
-)

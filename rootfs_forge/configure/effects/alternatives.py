@@ -13,7 +13,7 @@ import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from rootfs_forge.configure.effects.base import Effect, EffectContext, EffectResult
+from rootfs_forge.configure.effects.base import EffectContext, EffectResult, effect
 from rootfs_forge.configure.effects.tree import Change, RootDir
 from rootfs_forge.errors import RootfsError
 
@@ -143,6 +143,8 @@ def _point(
     changed.append(tree.symlink(link, f"{ALTDIR}/{name}"))
 
 
+@effect("alternatives", "update-alternatives --install calls: /etc/alternatives links and their state files",
+        commands=("update-alternatives",))
 def apply(ctx: EffectContext) -> EffectResult:
     tree = ctx.tree()
     groups: dict[str, list[Install]] = {}
@@ -179,11 +181,3 @@ def apply(ctx: EffectContext) -> EffectResult:
         changed.append(tree.write_file(f"{ADMINDIR}/{name}", data, 0o644))
         messages.append(f"{best.link} -> {best.path} ({mode}, priority {best.priority})")
     return EffectResult(tuple(changed), tuple(messages))
-
-
-EFFECT = Effect(
-    name="alternatives",
-    summary="update-alternatives --install calls: /etc/alternatives links and their state files",
-    apply=apply,
-    commands=("update-alternatives",),
-)

@@ -1,11 +1,14 @@
-"""The values every effect takes and returns. No I/O here except :meth:`HostTools.detect`."""
+"""The values every effect takes and returns, and the :func:`effect` decorator that declares one.
+
+No I/O here except :meth:`HostTools.detect`.
+"""
 
 from __future__ import annotations
 
 import os
 import shutil
 import subprocess
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -136,3 +139,59 @@ class Effect:
 
     def applies(self, ctx: EffectContext) -> bool:
         return not self.packages or any(ctx.has(p) for p in self.packages)
+
+
+Apply = Callable[[EffectContext], EffectResult]
+
+
+class Registry:
+    """The effects declared with :meth:`effect`, by name; :meth:`ordered` lists them in the order they run."""
+
+    __slots__ = ("_by_name",)
+
+    def __init__(self) -> None:
+        self._by_name: dict[str, Effect] = {}
+
+    def effect(
+        self,
+        name: str,
+        summary: str,
+        *,
+        packages: tuple[str, ...] = (),
+        scripts: tuple[str, ...] = (),
+        commands: tuple[str, ...] = (),
+    ) -> Callable[[Apply], Apply]:
+        """Declare the decorated ``apply(ctx)`` as the effect ``name`` (see :class:`Effect` for the rest); the
+        function itself is returned unchanged. A second effect of the same name, or a ``scripts`` entry that is
+        not ``"package/<maintainer script>"``, is refused."""
+        for key in scripts:
+            if key.count("/") != 1 or key.partition("/")[2] not in SCRIPT_NAMES:
+                raise ValueError(f"effect {name}: {key!r} is not package/<maintainer script>")
+
+        def register(apply: Apply) -> Apply:
+            old = self._by_name.get(name)
+            if old is not None and (old.apply.__module__, old.apply.__qualname__) != (
+                apply.__module__,
+                apply.__qualname__,
+            ):  # the same function again is a reload of its module
+                raise ValueError(f"effect {name} is declared twice: {old.apply.__module__}, {apply.__module__}")
+            self._by_name[name] = Effect(name, summary, apply, packages, scripts, commands)
+            return apply
+
+        return register
+
+    def ordered(self, names: Sequence[str]) -> tuple[Effect, ...]:
+        """The declared effects in the order ``names`` gives, which must name each of them exactly once."""
+        if sorted(names) != sorted(self._by_name):
+            unknown = sorted(set(names) - set(self._by_name))
+            unordered = sorted(set(self._by_name) - set(names))
+            twice = sorted({n for n in names if names.count(n) > 1})
+            raise ValueError(
+                f"effect order does not match the declared effects: unknown {unknown}, not ordered {unordered},"
+                f" named twice {twice}"
+            )
+        return tuple(self._by_name[n] for n in names)
+
+
+REGISTRY = Registry()
+effect = REGISTRY.effect

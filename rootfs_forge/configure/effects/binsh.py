@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import re
 
-from rootfs_forge.configure.effects.base import Effect, EffectContext, EffectResult
+from rootfs_forge.configure.effects.base import EffectContext, EffectResult, effect
 from rootfs_forge.errors import RootfsError
 
 _SHELL = re.compile(r"^[a-z][a-z0-9.+-]*$")
 MAN1 = "/usr/share/man/man1"
 
 
+@effect("binsh", "/bin/sh -> dash (or the recipe's sh)",
+        packages=("dash", "bash"), scripts=("dash/postinst", "dash/preinst", "bash/postinst", "bash/preinst"))
 def apply(ctx: EffectContext) -> EffectResult:
     tree = ctx.tree()
     wanted = ctx.options.sh
@@ -32,12 +34,3 @@ def apply(ctx: EffectContext) -> EffectResult:
     if tree.is_file(f"{MAN1}/{shell}.1.gz"):
         changed.append(tree.symlink(f"{MAN1}/sh.1.gz", f"{shell}.1.gz"))
     return EffectResult(tuple(changed), (f"/bin/sh -> {shell}",))
-
-
-EFFECT = Effect(
-    name="binsh",
-    summary="/bin/sh -> dash (or the recipe's sh)",
-    apply=apply,
-    packages=("dash", "bash"),
-    scripts=("dash/postinst", "dash/preinst", "bash/postinst", "bash/preinst"),
-)

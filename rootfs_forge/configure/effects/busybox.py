@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import subprocess
 
-from rootfs_forge.configure.effects.base import Effect, EffectContext, EffectResult
+from rootfs_forge.configure.effects.base import EffectContext, EffectResult, effect
 from rootfs_forge.configure.effects.tree import Change
 
 _APPLET = re.compile(r"^(?:(?:usr/)?s?bin/)[A-Za-z0-9_.\[\]+-]+$")
@@ -40,6 +40,7 @@ def sandboxed(bwrap: str, root: str, argv: list[str]) -> list[str]:
     ]
 
 
+@effect("busybox", "applet links for busybox when the recipe asks", packages=("busybox", "busybox-static"))
 def apply(ctx: EffectContext) -> EffectResult:
     if not (ctx.options.busybox_links or ctx.options.recipe_name == "debug"):
         return EffectResult(skipped="the recipe did not ask for applet links (busybox_links = true)")
@@ -68,11 +69,3 @@ def apply(ctx: EffectContext) -> EffectResult:
     return EffectResult(
         tuple(changed), (f"{len(changed)} applet links to {binary}, {kept} paths already taken",)
     )
-
-
-EFFECT = Effect(
-    name="busybox",
-    summary="applet links for busybox when the recipe asks",
-    apply=apply,
-    packages=("busybox", "busybox-static"),
-)

@@ -18,7 +18,7 @@ import re
 from collections.abc import Mapping
 
 from rootfs_forge.configure.effects import pycompile
-from rootfs_forge.configure.effects.base import Effect, EffectContext, EffectResult, PackageInfo
+from rootfs_forge.configure.effects.base import EffectContext, EffectResult, PackageInfo, effect
 from rootfs_forge.configure.effects.scripts import simple_commands
 from rootfs_forge.configure.effects.tree import Change
 from rootfs_forge.errors import RootfsError
@@ -86,6 +86,9 @@ def selection(packages: Mapping[str, PackageInfo], version: str,
     return {k: sorted(set(v)) for k, v in out.items() if v}, unhandled
 
 
+@effect("bytecode", "Python bytecode (unchecked-hash pycs) as python3's postinsts compile it",
+        packages=tuple(f"python3.{minor}-minimal" for minor in range(5, 30)),  # any interpreter
+        commands=("py3compile", "py_compile.py"))
 def apply(ctx: EffectContext) -> EffectResult:
     if not ctx.options.bytecode:
         return EffectResult(skipped="the recipe turned it off (bytecode = false)")
@@ -149,12 +152,3 @@ def apply(ctx: EffectContext) -> EffectResult:
     if failed:
         note += f", {failed} sources that do not compile left out"
     return EffectResult(tuple(changed), (note,), unhandled=tuple(unhandled))
-
-
-EFFECT = Effect(
-    name="bytecode",
-    summary="Python bytecode (unchecked-hash pycs) as python3's postinsts compile it",
-    apply=apply,
-    packages=tuple(f"python3.{minor}-minimal" for minor in range(5, 30)),  # any interpreter
-    commands=("py3compile", "py_compile.py"),
-)

@@ -17,7 +17,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from rootfs_forge.configure.effects.base import Effect, EffectContext, EffectResult
+from rootfs_forge.configure.effects.base import EffectContext, EffectResult, effect
 from rootfs_forge.configure.effects.tree import Change, RootDir
 from rootfs_forge.errors import RootfsError
 
@@ -106,6 +106,10 @@ def _hash_links(
         changed.append(tree.symlink(f"{ETCCERTSDIR}/{link}", os.path.basename(target)))
 
 
+@effect("ca-certificates",
+        "/etc/ca-certificates.conf, /etc/ssl/certs/ca-certificates.crt and the per-certificate links",
+        packages=("ca-certificates",), scripts=("ca-certificates/postinst", "ca-certificates/config"),
+        commands=("update-ca-certificates",))
 def apply(ctx: EffectContext) -> EffectResult:
     tree = ctx.tree()
     changed: list[Change] = []
@@ -139,13 +143,3 @@ def apply(ctx: EffectContext) -> EffectResult:
     if hooks:
         messages.append(f"hooks not run: {', '.join(hooks)}")
     return EffectResult(tuple(changed), tuple(messages))
-
-
-EFFECT = Effect(
-    name="ca-certificates",
-    summary="/etc/ca-certificates.conf, /etc/ssl/certs/ca-certificates.crt and the per-certificate links",
-    apply=apply,
-    packages=("ca-certificates",),
-    scripts=("ca-certificates/postinst", "ca-certificates/config"),
-    commands=("update-ca-certificates",),
-)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 
-from rootfs_forge.configure.effects.base import Effect, EffectContext, EffectResult
+from rootfs_forge.configure.effects.base import EffectContext, EffectResult, effect
 from rootfs_forge.configure.effects.dpkginfo import db_name
 from rootfs_forge.configure.effects.tree import Change
 
@@ -132,6 +132,8 @@ def _pam_answers(ctx: EffectContext) -> tuple[dict[str, str], dict[str, dict[str
     return values, variables
 
 
+@effect("debconf", "the debconf database: the installed packages' templates, their questions unanswered",
+        packages=("debconf",))
 def apply(ctx: EffectContext) -> EffectResult:
     tree = ctx.tree()
     templates: dict[str, dict[str, str]] = {}
@@ -161,11 +163,3 @@ def apply(ctx: EffectContext) -> EffectResult:
     if not tree.lexists(f"{CACHE}/passwords.dat"):
         changed.append(tree.write_file(f"{CACHE}/passwords.dat", b"", 0o600))
     return EffectResult(tuple(changed), (f"{len(templates)} templates registered, {len(values)} answers set",))
-
-
-EFFECT = Effect(
-    name="debconf",
-    summary="the debconf database: the installed packages' templates, their questions unanswered",
-    apply=apply,
-    packages=("debconf",),
-)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from rootfs_forge.configure.effects.base import Account, Effect, EffectContext, EffectResult
+from rootfs_forge.configure.effects.base import Account, EffectContext, EffectResult, effect
 from rootfs_forge.configure.effects.tree import Change
 
 COPIES = (
@@ -28,6 +28,8 @@ def subordinate(accounts: Sequence[Account]) -> str:
     return "".join(f"{a.name}:{SUB_MIN + i * SUB_COUNT}:{SUB_COUNT}\n" for i, a in enumerate(users))
 
 
+@effect("defaults", "nsswitch.conf, inputrc, dpkg origins, info dir, subuid/subgid: first-install copies of defaults",
+        packages=("libc-bin", "readline-common", "base-files", "passwd"), scripts=("readline-common/postinst",))
 def apply(ctx: EffectContext) -> EffectResult:
     tree = ctx.tree()
     changed: list[Change] = []
@@ -49,12 +51,3 @@ def apply(ctx: EffectContext) -> EffectResult:
     if not changed:
         return EffectResult(messages=("nothing to copy",))
     return EffectResult(tuple(changed), (f"{', '.join(c.path for c in changed)} made",))
-
-
-EFFECT = Effect(
-    name="defaults",
-    summary="nsswitch.conf, inputrc, dpkg origins, info dir, subuid/subgid: first-install copies of defaults",
-    apply=apply,
-    packages=("libc-bin", "readline-common", "base-files", "passwd"),
-    scripts=("readline-common/postinst",),
-)

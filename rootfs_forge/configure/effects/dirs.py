@@ -10,7 +10,7 @@ utmp). Nothing that already exists is replaced, except that the modes of /tmp, /
 
 from __future__ import annotations
 
-from rootfs_forge.configure.effects.base import Effect, EffectContext, EffectResult
+from rootfs_forge.configure.effects.base import EffectContext, EffectResult, effect
 from rootfs_forge.configure.effects.tree import Change, RootDir
 from rootfs_forge.util.passwd import ids
 
@@ -60,6 +60,8 @@ def group_ids(tree: RootDir) -> dict[str, int]:
     return ids(tree.read_bytes("/etc/group").decode(), 4)
 
 
+@effect("base-files", "/tmp, /var/tmp, /root modes and what base-files' postinst makes on a first install",
+        scripts=("base-files/postinst",))
 def apply(ctx: EffectContext) -> EffectResult:
     tree = ctx.tree()
     changed: list[Change] = [tree.mkdir(path, mode) for path, mode in ALWAYS]
@@ -90,11 +92,3 @@ def apply(ctx: EffectContext) -> EffectResult:
         if not tree.lexists(path):
             changed.append(tree.write_file(path, b"", mode, 0, gids.get("utmp", 0)))
     return EffectResult(tuple(changed), (f"{len(changed)} paths made or fixed", *messages))
-
-
-EFFECT = Effect(
-    name="base-files",
-    summary="/tmp, /var/tmp, /root modes and what base-files' postinst makes on a first install",
-    apply=apply,
-    scripts=("base-files/postinst",),
-)

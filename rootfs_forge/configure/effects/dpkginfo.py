@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from rootfs_forge.configure.effects.base import Effect, EffectContext, EffectResult
+from rootfs_forge.configure.effects.base import EffectContext, EffectResult, effect
 from rootfs_forge.configure.effects.tree import Change
 
 INFO = "/var/lib/dpkg/info"
@@ -59,6 +59,8 @@ def diversions(ctx: EffectContext) -> str:
     return "".join(f"{src}\n{dest}\ndash\n" for src, dest in DASH_DIVERSIONS)
 
 
+@effect("dpkg-info", "maintainer scripts, templates, shlibs, symbols, triggers kept in /var/lib/dpkg/info; diversions",
+        commands=("dpkg-divert",))
 def apply(ctx: EffectContext) -> EffectResult:
     keep, why = keeps(ctx)
     if not keep:
@@ -82,11 +84,3 @@ def apply(ctx: EffectContext) -> EffectResult:
     if divert:
         messages.append("dash's diversions of /bin/sh and sh.1.gz recorded")
     return EffectResult(tuple(changed), tuple(messages))
-
-
-EFFECT = Effect(
-    name="dpkg-info",
-    summary="maintainer scripts, templates, shlibs, symbols, triggers kept in /var/lib/dpkg/info; diversions",
-    apply=apply,
-    commands=("dpkg-divert",),
-)

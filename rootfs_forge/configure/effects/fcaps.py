@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from rootfs_forge.configure.effects.base import Effect, EffectContext, EffectResult
+from rootfs_forge.configure.effects.base import EffectContext, EffectResult, effect
 from rootfs_forge.configure.effects.scripts import simple_commands
 from rootfs_forge.configure.effects.tree import Change
 from rootfs_forge.errors import RootfsError
@@ -76,6 +76,8 @@ def setcap_calls(text: str) -> tuple[list[tuple[str, str]], list[str], int]:
     return calls, drop_setuid, failed
 
 
+@effect("file-capabilities", "security.capability attributes postinsts give with setcap (ping: cap_net_raw)",
+        packages=("libcap2-bin",), scripts=("iputils-ping/postinst",), commands=("setcap",))
 def apply(ctx: EffectContext) -> EffectResult:
     tree = ctx.tree()
     changed: list[Change] = []
@@ -106,13 +108,3 @@ def apply(ctx: EffectContext) -> EffectResult:
     if not changed and not unhandled:
         return EffectResult(skipped="no postinst gives file capabilities")
     return EffectResult(tuple(changed), tuple(messages), unhandled=tuple(unhandled))
-
-
-EFFECT = Effect(
-    name="file-capabilities",
-    summary="security.capability attributes postinsts give with setcap (ping: cap_net_raw)",
-    apply=apply,
-    packages=("libcap2-bin",),
-    scripts=("iputils-ping/postinst",),
-    commands=("setcap",),
-)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from rootfs_forge.configure.effects.base import Effect, EffectContext, EffectResult
+from rootfs_forge.configure.effects.base import EffectContext, EffectResult, effect
 from rootfs_forge.configure.effects.tree import Change
 from rootfs_forge.errors import RootfsError
 
@@ -55,6 +55,7 @@ def os_release(suite: str, version: str = "") -> str:
     )
 
 
+@effect("identity", "/etc/hostname, /etc/hosts; os-release and debian_version checked")
 def apply(ctx: EffectContext) -> EffectResult:
     tree = ctx.tree()
     opts = ctx.options
@@ -81,10 +82,3 @@ def apply(ctx: EffectContext) -> EffectResult:
     else:
         messages.append("debian_version: missing (install base-files to ship it)")
     return EffectResult(tuple(changed), tuple(messages))
-
-
-EFFECT = Effect(
-    name="identity",
-    summary="/etc/hostname, /etc/hosts; os-release and debian_version checked",
-    apply=apply,
-)

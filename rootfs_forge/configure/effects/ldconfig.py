@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import subprocess
 
-from rootfs_forge.configure.effects.base import Effect, EffectContext, EffectResult
+from rootfs_forge.configure.effects.base import EffectContext, EffectResult, effect
 from rootfs_forge.errors import RootfsError
 
 CACHE = "/etc/ld.so.cache"
 
 
+@effect("ldconfig", "/etc/ld.so.cache from the host's ldconfig when the architectures match",
+        packages=("libc-bin",), scripts=("libc-bin/postinst",), commands=("ldconfig",))
 def apply(ctx: EffectContext) -> EffectResult:
     host = ctx.host
     if host.architecture != ctx.architecture:
@@ -41,13 +43,3 @@ def apply(ctx: EffectContext) -> EffectResult:
     real = tree.resolve(CACHE)
     changed = (tree.chmod(real, 0o644),)
     return EffectResult(changed, (f"{real} written by {host.ldconfig}",))
-
-
-EFFECT = Effect(
-    name="ldconfig",
-    summary="/etc/ld.so.cache from the host's ldconfig when the architectures match",
-    apply=apply,
-    packages=("libc-bin",),
-    scripts=("libc-bin/postinst",),
-    commands=("ldconfig",),
-)

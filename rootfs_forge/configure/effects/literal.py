@@ -15,7 +15,7 @@ from __future__ import annotations
 import posixpath
 from collections.abc import Iterator
 
-from rootfs_forge.configure.effects.base import Effect, EffectContext, EffectResult
+from rootfs_forge.configure.effects.base import EffectContext, EffectResult, effect
 from rootfs_forge.configure.effects.literal_plan import (
     COMMANDS,
     MENTIONS,
@@ -261,6 +261,9 @@ def _missing_static_account(tree: RootDir, words: tuple[str, ...], has_base_pass
     return ""
 
 
+@effect("literal-scripts",
+        "postinst commands with literal arguments (mkdir, ln -s, chmod, chown, touch, cp, install -d, rm -f)",
+        commands=COMMANDS)
 def apply(ctx: EffectContext) -> EffectResult:
     if not ctx.options.literal_scripts:
         return EffectResult(skipped="literal_scripts = false")
@@ -310,11 +313,3 @@ def apply(ctx: EffectContext) -> EffectResult:
             else:
                 messages.append(f"{key}: {shown}")
     return EffectResult(tuple(runner.changed), tuple(messages), unhandled=tuple(dict.fromkeys(unhandled)))
-
-
-EFFECT = Effect(
-    name="literal-scripts",
-    summary="postinst commands with literal arguments (mkdir, ln -s, chmod, chown, touch, cp, install -d, rm -f)",
-    apply=apply,
-    commands=COMMANDS,
-)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 
-from rootfs_forge.configure.effects.base import Effect, EffectContext, EffectResult
+from rootfs_forge.configure.effects.base import EffectContext, EffectResult, effect
 from rootfs_forge.configure.effects.tree import Change
 
 CONFIGS = "/usr/share/pam-configs"
@@ -140,6 +140,9 @@ def saved_state(profiles: Mapping[str, Profile], enabled: Sequence[str], ptype: 
     return "".join(out)
 
 
+# libpam-runtime's postinst: pam-auth-update --force, then the .pam-old files a first install lacks
+@effect("pam", "/etc/pam.d/common-* from /usr/share/pam-configs, as pam-auth-update writes them",
+        packages=("libpam-runtime",), scripts=("libpam-runtime/postinst",), commands=("pam-auth-update", "pam-getenv"))
 def apply(ctx: EffectContext) -> EffectResult:
     tree = ctx.tree()
     if not tree.is_dir(CONFIGS):
@@ -175,13 +178,3 @@ def apply(ctx: EffectContext) -> EffectResult:
         changed.append(tree.mkdir(SAVEDIR, 0o755))
     messages.insert(0, f"profiles enabled: {', '.join(enabled) or 'none'}")
     return EffectResult(tuple(changed), tuple(messages))
-
-
-EFFECT = Effect(
-    name="pam",
-    summary="/etc/pam.d/common-* from /usr/share/pam-configs, as pam-auth-update writes them",
-    apply=apply,
-    packages=("libpam-runtime",),
-    scripts=("libpam-runtime/postinst",),  # pam-auth-update --force, then the .pam-old files a first install lacks
-    commands=("pam-auth-update", "pam-getenv"),
-)

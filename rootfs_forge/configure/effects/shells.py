@@ -13,7 +13,7 @@ from __future__ import annotations
 import posixpath
 from collections.abc import Callable, Sequence
 
-from rootfs_forge.configure.effects.base import Effect, EffectContext, EffectResult
+from rootfs_forge.configure.effects.base import EffectContext, EffectResult, effect
 from rootfs_forge.configure.effects.tree import Change
 
 TEMPLATE = "/usr/share/debianutils/shells"
@@ -55,6 +55,8 @@ def shells_file(base: str, shells: Sequence[str], realpath: Callable[[str], str]
     return "".join(f"{line}\n" for line in out), "".join(f"{s}\n" for s in state)
 
 
+@effect("shells", "/etc/shells from the shells the installed packages register (update-shells, add-shell)",
+        packages=("debianutils",), commands=("add-shell", "remove-shell", "update-shells"))
 def apply(ctx: EffectContext) -> EffectResult:
     tree = ctx.tree()
     if not tree.is_file(TEMPLATE):
@@ -71,12 +73,3 @@ def apply(ctx: EffectContext) -> EffectResult:
     changed: list[Change] = [tree.write_file("/etc/shells", etc.encode("utf-8", "surrogateescape"), 0o644),
                              tree.write_file(STATE, state.encode("utf-8", "surrogateescape"), 0o644)]
     return EffectResult(tuple(changed), (f"/etc/shells lists {', '.join(state.split())}",))
-
-
-EFFECT = Effect(
-    name="shells",
-    summary="/etc/shells from the shells the installed packages register (update-shells, add-shell)",
-    apply=apply,
-    packages=("debianutils",),
-    commands=("add-shell", "remove-shell", "update-shells"),
-)

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import re
 
-from rootfs_forge.configure.effects.base import Effect, EffectContext, EffectResult
+from rootfs_forge.configure.effects.base import EffectContext, EffectResult, effect
 from rootfs_forge.errors import RootfsError
 
 ZONEINFO = "/usr/share/zoneinfo"
 _ZONE = re.compile(r"^[A-Za-z0-9_+-]+(/[A-Za-z0-9_+-]+)*$")
 
 
+@effect("timezone", "/etc/localtime -> /usr/share/zoneinfo/<tz> and /etc/timezone",
+        packages=("tzdata",), scripts=("tzdata/postinst", "tzdata/config"))
 def apply(ctx: EffectContext) -> EffectResult:
     tree = ctx.tree()
     tz = ctx.options.timezone
@@ -23,12 +25,3 @@ def apply(ctx: EffectContext) -> EffectResult:
         tree.write_file("/etc/timezone", f"{tz}\n".encode()),
     )
     return EffectResult(changed, (f"/etc/localtime -> {ZONEINFO}/{tz}",))
-
-
-EFFECT = Effect(
-    name="timezone",
-    summary="/etc/localtime -> /usr/share/zoneinfo/<tz> and /etc/timezone",
-    apply=apply,
-    packages=("tzdata",),
-    scripts=("tzdata/postinst", "tzdata/config"),
-)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from rootfs_forge.configure.effects.base import Effect, EffectContext, EffectResult
+from rootfs_forge.configure.effects.base import EffectContext, EffectResult, effect
 from rootfs_forge.configure.effects.dpkginfo import db_name, keeps
 from rootfs_forge.configure.effects.tree import Change
 
@@ -48,6 +48,7 @@ def _triggers_text(control_files: Mapping[str, bytes]) -> str:
     return data.decode("utf-8", "surrogateescape") if data is not None else ""
 
 
+@effect("triggers", "dpkg's trigger interests (triggers/File, ldconfig and other explicit triggers)")
 def apply(ctx: EffectContext) -> EffectResult:
     keep, why = keeps(ctx)
     if not keep:
@@ -66,10 +67,3 @@ def apply(ctx: EffectContext) -> EffectResult:
         changed.append(tree.write_file(f"{TRIGGERS}/{name}", "".join(f"{w}\n" for w in explicit[name]).encode()))
     messages = [f"{len(files)} file trigger interests, explicit: {', '.join(sorted(explicit)) or 'none'}"]
     return EffectResult(tuple(changed), tuple(messages))
-
-
-EFFECT = Effect(
-    name="triggers",
-    summary="dpkg's trigger interests (triggers/File, ldconfig and other explicit triggers)",
-    apply=apply,
-)
