@@ -13,14 +13,12 @@ names the snapshot archive, as it names its mirror: no archive host is built int
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import re
 import subprocess
 import tempfile
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from debian.deb822 import Deb822
@@ -76,9 +74,6 @@ class SourceEntry:
     @property
     def flat(self) -> bool:
         return self.suite.endswith("/")
-
-    def key(self) -> str:
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:32]
 
 
 def from_recipe(sources: Iterable[Source]) -> list[SourceEntry]:

@@ -125,8 +125,9 @@ class Context:
 
 
 def _state_key(entries: Sequence[SourceEntry], architectures: Sequence[str]) -> str:
+    """Names the state file of the last verified update of ``entries`` for ``architectures``."""
     doc = {"entries": [asdict(e) for e in entries], "architectures": sorted(architectures)}
-    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:32]
+    return hashlib.sha256(canonical_json(doc)).hexdigest()[:32]
 
 
 def _file_to_json(f: IndexFile) -> dict[str, object]:
