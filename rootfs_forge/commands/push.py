@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import sys
 import tempfile
 from pathlib import Path
@@ -46,14 +45,11 @@ def run(args: argparse.Namespace) -> int:
     from rootfs_forge.archive.cache import default_cache_dir
     from rootfs_forge.errors import ImageError
     from rootfs_forge.image.oci import split_image_ref
-    from rootfs_forge.image.registry import credentials_for, parse_reference, push
+    from rootfs_forge.image.registry import host_credentials, parse_reference, push
 
     ref = parse_reference(args.reference)
     path_text, tag = split_image_ref(args.image)
-    docker_dir = (
-        Path(os.environ["DOCKER_CONFIG"]) if os.environ.get("DOCKER_CONFIG") else Path.home() / ".docker"
-    )
-    credentials = credentials_for(ref.host, os.environ, docker_dir / "config.json")
+    credentials = host_credentials(ref.host)
     state = default_cache_dir(args.cache_dir) / "registry" / (ref.host.replace(":", "_") + ".json")
     known = _load_known(state)
 

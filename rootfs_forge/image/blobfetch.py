@@ -7,7 +7,6 @@ URLs are ``oci+https://HOST[:PORT]/REPO@sha256:<hex>`` (``oci+http`` for plain H
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable
 from typing import Any
@@ -18,10 +17,9 @@ _URL = re.compile(r"^oci\+(?P<scheme>https?)://(?P<host>[^/]+)/(?P<repo>[a-z0-9]
 
 
 def credentials(host: str) -> tuple[str, str] | None:
-    from rootfs_forge.image.pull import docker_config
-    from rootfs_forge.image.registry import credentials_for
+    from rootfs_forge.image.registry import host_credentials
 
-    return credentials_for(host, os.environ, docker_config())
+    return host_credentials(host)
 
 
 def download_blob(url: str, sink: Any, what: str, progress: Callable[[int], None] | None = None) -> int:

@@ -33,7 +33,7 @@ import requests
 
 from rootfs_forge.archive.cache import Cache, default_cache_dir
 from rootfs_forge.errors import FetchError, ImageError
-from rootfs_forge.image.registry import PushStats, Reference, _Client, _fail, credentials_for, parse_reference
+from rootfs_forge.image.registry import PushStats, Reference, _Client, _fail, host_credentials, parse_reference
 from rootfs_forge.util.canonical import canonical_json
 from rootfs_forge.util.files import write_atomic
 
@@ -104,12 +104,6 @@ def is_insecure(host: str, explicit: bool = False, environ: Mapping[str, str] | 
         return ipaddress.ip_address(name).is_loopback
     except ValueError:
         return False
-
-
-def docker_config(environ: Mapping[str, str] | None = None) -> Path:
-    env = os.environ if environ is None else environ
-    base = Path(env["DOCKER_CONFIG"]) if env.get("DOCKER_CONFIG") else Path.home() / ".docker"
-    return base / "config.json"
 
 
 def parse_platform(text: str) -> tuple[str, str, str]:
@@ -262,7 +256,7 @@ def pull(reference: str, dest: Path, *, platform: str = "", insecure: bool = Fal
     ref = parse_pull_reference(reference)
     env = os.environ if environ is None else environ
     if credentials is None:
-        credentials = credentials_for(ref.host, env, docker_config(env))
+        credentials = host_credentials(ref.host, env)
     if dest.exists() and not (dest.is_dir() and ((dest / "index.json").is_file() or not any(dest.iterdir()))):
         raise ImageError("pull into", str(dest), "exists and is not an empty directory or an OCI layout")
     cache = Cache(default_cache_dir(cache_dir))

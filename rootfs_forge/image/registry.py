@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
@@ -58,6 +59,19 @@ def parse_reference(text: str) -> Reference:
     if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", tag):
         raise ImageError("push to", repr(text), f"{tag!r} is not a valid tag")
     return Reference(host, repo, tag)
+
+
+def host_credentials(host: str, environ: Mapping[str, str] | None = None) -> tuple[str, str] | None:
+    """The credentials for ``host`` that ``environ`` (default: this process's) gives, directly or through
+    ``$DOCKER_CONFIG/config.json`` (else ``~/.docker/config.json``): see :func:`credentials_for`."""
+    env = os.environ if environ is None else environ
+    return credentials_for(host, env, docker_config(env))
+
+
+def docker_config(environ: Mapping[str, str] | None = None) -> Path:
+    env = os.environ if environ is None else environ
+    base = Path(env["DOCKER_CONFIG"]) if env.get("DOCKER_CONFIG") else Path.home() / ".docker"
+    return base / "config.json"
 
 
 def credentials_for(
