@@ -15,7 +15,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from rootfs_forge.configure.effects.scripts import _logical_lines, split_words
+from rootfs_forge.configure.effects.scripts import ASSIGNMENT, FUNCTION_HEADER, _logical_lines, split_words
 
 COMMANDS = ("mkdir", "ln", "chmod", "chown", "touch", "cp", "install", "rm")
 _DPKG_ROOT = re.compile(r'"\$DPKG_ROOT"|"\$\{DPKG_ROOT\}"|\$\{DPKG_ROOT\}|\$DPKG_ROOT')
@@ -23,7 +23,6 @@ UNSAFE = re.compile(r"[$`*?\[\]~{}]")
 _CASE_ARG1 = re.compile(r'^case\s+"?\$(?:1|\{1\})"?\s+in\s*$')
 _PATTERN = re.compile(r"^\(?\s*([^()]+?)\s*\)\s*(.*)$")
 OCTAL = re.compile(r"^[0-7]{3,4}$")
-_ASSIGNMENT = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$", re.S)
 _REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
 MENTIONS = re.compile(r"(?<![\w.-])(?:mkdir|ln|chmod|chown|touch|cp|install|rm|umask)(?![\w.-])")
 
@@ -129,7 +128,6 @@ def _joined_lines(text: str) -> tuple[str, ...]:
     return tuple(lines)
 
 
-_FUNCTION = re.compile(r"^(?:function\s+[A-Za-z_][A-Za-z0-9_-]*(?:\s*\(\))?|[A-Za-z_][A-Za-z0-9_-]*\s*\(\))\s*\{?\s*$")
 _CASE = re.compile(r"^case\b.*\bin\s*$")
 _ONE_LINE_IF = re.compile(r"^if\s+(.*?);\s*then\s+(.*?);?\s*fi\s*;?$")
 _ONE_LINE_COMPOUND = re.compile(r"^(if|elif|while|until|for)\b.*;\s*(then|do)\s+\S")
@@ -192,13 +190,13 @@ class _Planner:
     def assign(self, line: str) -> bool:
         """Record ``NAME=value[; NAME=value]`` lines; True when ``line`` was only assignments."""
         words = split_words(line)
-        if not words or not all(w == ";" or _ASSIGNMENT.match(w) for w in words) or line.lstrip().startswith(";"):
+        if not words or not all(w == ";" or ASSIGNMENT.match(w) for w in words) or line.lstrip().startswith(";"):
             return False
         active, reason = self.state()
         if not active:
             return True
         for w in words:
-            m = _ASSIGNMENT.match(w)
+            m = ASSIGNMENT.match(w)
             if m is not None:
                 value = self.subst(m.group(2))
                 self.env[m.group(1)] = None if reason or UNSAFE.search(value) or "\\" in value else value
@@ -215,7 +213,8 @@ class _Planner:
     def function(self, line: str) -> bool:
         """A function's header, braces or body (whose commands stay ignored: they run only where it is called)."""
         top = self._top()
-        if _FUNCTION.match(line) or top == "funcopen":
+        header = FUNCTION_HEADER.match(line)
+        if (header is not None and not line[header.end():].strip()) or top == "funcopen":
             if top == "funcopen" and line.startswith("{"):
                 self.stack[-1].kind = "func"
             else:

@@ -90,11 +90,15 @@ CHANGES = _names("""
 """) | {"sed -i"}
 KEYWORDS = _names("if then else elif fi do done while until for in case esac ! { } function time select")
 _HEREDOC = re.compile(r"<<-?\s*(['\"]?)([A-Za-z_][A-Za-z0-9_]*)\1")
-_FUNCDEF = re.compile(r"^\s*(?:function\s+)?([A-Za-z_][A-Za-z0-9_-]*)\s*\(\)\s*\{?")
+# A shell function's header: ``name()``, ``function name()`` or ``function name``, then an optional ``{``; the
+# name is group 1 or 2. (The literal-script planner takes a line that holds no more than this for a header.)
+FUNCTION_HEADER = re.compile(
+    r"^\s*(?:function\s+([A-Za-z_][A-Za-z0-9_-]*)(?:\s*\(\))?|([A-Za-z_][A-Za-z0-9_-]*)\s*\(\))\s*\{?"
+)
 _CASE_PATTERN = re.compile(r"^\s*\(?[^()=;\s][^()=;]*\)(?!\))")
 _COMMENT = re.compile(r"(?:^|(?<=[\s;&|]))#.*$")
 _COMMAND_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+:@-]*$|^\[\[?$|^[.:]$")
-_ASSIGN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
+ASSIGNMENT = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$", re.S)  # a word that sets a variable: name, value
 _SPLIT = frozenset({";", ";;", "&", "&&", "|", "||", "(", ")", "{", "}"})
 _REDIRECT = frozenset({"<", ">", ">>", "<<", ">&", "<&", "&>", ">|", "<>"})
 
@@ -143,9 +147,9 @@ def _logical_lines(text: str, keep_functions: bool = False) -> tuple[list[str], 
         if m:
             terminator = m.group(2)
             line = line[: m.start()]
-        f = _FUNCDEF.match(line)
+        f = FUNCTION_HEADER.match(line)
         if f:
-            functions.add(f.group(1))
+            functions.add(f.group(1) or f.group(2))
             if not keep_functions:
                 line = line[f.end() :]
         lines.append(line)
@@ -279,7 +283,7 @@ def _simple_commands(text: str) -> tuple[tuple[str, ...], ...]:
                 if tok in ("for", "select", "case"):
                     current = []  # the loop variable, the words and the subject are not commands
                     continue
-                if tok in KEYWORDS or _ASSIGN.match(tok) or tok.startswith("-"):
+                if tok in KEYWORDS or ASSIGNMENT.match(tok) or tok.startswith("-"):
                     continue
                 name = tok.rsplit("/", 1)[-1]
                 current = [name]
