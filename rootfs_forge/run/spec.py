@@ -10,6 +10,24 @@ CFS_PERIOD_US = 100_000
 _UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
 
+class _Value:
+    """Equality, hash and repr by the fields a subclass lists in ``__slots__`` (a value, treated as immutable)."""
+
+    __slots__: tuple[str, ...] = ()
+
+    def _fields(self) -> tuple[object, ...]:
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and self._fields() == other._fields()
+
+    def __hash__(self) -> int:
+        return hash(self._fields())
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(f'{n}={getattr(self, n)!r}' for n in self.__slots__)})"
+
+
 class Limits:
     """Resource limits; ``memory_label`` keeps the user's spelling for messages. Treated as immutable.
 
@@ -30,7 +48,7 @@ class Limits:
         return self.memory is not None or self.pids is not None or self.cpu_quota_us is not None
 
 
-class Volume:
+class Volume(_Value):
     """A bind mount. Forge adds nosuid and nodev (to every mount below ``host`` too) unless ``suid``/``dev``
     ask it not to; ``noexec`` adds noexec; ``read_only`` applies to every mount below ``host`` as well."""
 
@@ -44,19 +62,6 @@ class Volume:
         self.dev = dev
         self.suid = suid
         self.noexec = noexec
-
-    def _key(self) -> tuple[str, str, bool, bool, bool, bool]:
-        return (self.host, self.target, self.read_only, self.dev, self.suid, self.noexec)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Volume) and self._key() == other._key()
-
-    def __hash__(self) -> int:
-        return hash(self._key())
-
-    def __repr__(self) -> str:
-        return (f"Volume({self.host!r}, {self.target!r}, read_only={self.read_only}, dev={self.dev}, "
-                f"suid={self.suid}, noexec={self.noexec})")
 
 
 class ProcessDefaults:
@@ -74,7 +79,7 @@ class ProcessDefaults:
         self.user = user
 
 
-class User:
+class User(_Value):
     __slots__ = ("gid", "groups", "home", "uid")
 
     def __init__(self, uid: int, gid: int, groups: tuple[int, ...] = (), home: str = "/") -> None:
@@ -82,16 +87,6 @@ class User:
         self.gid = gid
         self.groups = groups
         self.home = home
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, User) and (self.uid, self.gid, self.groups, self.home) == (
-            other.uid, other.gid, other.groups, other.home)
-
-    def __hash__(self) -> int:
-        return hash((self.uid, self.gid, self.groups, self.home))
-
-    def __repr__(self) -> str:
-        return f"User({self.uid}, {self.gid}, {self.groups}, {self.home!r})"
 
 
 class Process:
