@@ -135,6 +135,11 @@ class Recipe:
     def architecture(self) -> str:
         return self.architectures[0]
 
+    @property
+    def suite_priorities(self) -> dict[str, int]:
+        """Each suite of the recipe's sources -> the priority (apt's pin) of its source."""
+        return {s: src.priority for src in self.sources for s in src.suites}
+
     def resolution_digest(self) -> str:
         """SHA256 of everything that influences the resolution; a lock records it to detect staleness."""
         doc = {

@@ -35,7 +35,7 @@ def _from_lock(lock_file: Path, recipe_file: Path | None, host_arch: str) -> tup
     recipe = load_recipe(recipe_file, host_arch) if recipe_file is not None and recipe_file.is_file() else None
     entries = resolve_sources(recipe.sources if recipe else ())
     lock = load_lock(lock_file, entries)
-    pins = {s: src.priority for src in (recipe.sources if recipe else ()) for s in src.suites}
+    pins = recipe.suite_priorities if recipe else {}
     installed = {arch: [(p.name, arch if p.architecture == "all" else p.architecture, p.version)
                         for p in res.packages] for arch, res in lock.resolutions.items()}
     return entries, installed, pins
@@ -52,7 +52,7 @@ def _from_image(target: str, arch: str, insecure: bool, recipe_file: str,
     packages = read_dpkg_db(open_target(target, arch=arch, insecure=insecure).view)
     if not packages:
         raise ForgeError("check", target, "it has no dpkg database to compare")
-    pins = {s: src.priority for src in (recipe.sources if recipe else ()) for s in src.suites}
+    pins = recipe.suite_priorities if recipe else {}
     return resolve_sources(recipe.sources if recipe else ()), {
         arch: [(p.name, arch if p.architecture == "all" else p.architecture, p.version) for p in packages]}, pins
 

@@ -40,10 +40,6 @@ def compare(resolution: Resolution, index: IndexView, priorities: Mapping[str, i
     return sorted(out, key=lambda d: (d["package"], d["architecture"]))
 
 
-def suite_priorities(recipe: Recipe) -> dict[str, int]:
-    return {s: src.priority for src in recipe.sources for s in src.suites}
-
-
 def behind_in(recipe: Recipe, resolutions: Mapping[str, Resolution], ctx: Context,
               entries: list[SourceEntry] | None = None) -> list[dict[str, str]]:
     """:func:`compare` for every architecture against the index ``ctx`` opens (an update unless offline)."""
@@ -53,7 +49,7 @@ def behind_in(recipe: Recipe, resolutions: Mapping[str, Resolution], ctx: Contex
     for arch, res in resolutions.items():
         index = ctx.open_index(srcs, [arch, *request_for(recipe, arch).foreign_architectures])
         try:
-            for d in compare(res, index, suite_priorities(recipe)):
+            for d in compare(res, index, recipe.suite_priorities):
                 key = (d["package"], d["architecture"], d["locked"])
                 if key not in seen:
                     seen.add(key)

@@ -3,8 +3,9 @@
 :func:`diff_resolutions` compares two sets of per-architecture resolutions (the lock's and a new one) and returns
 a :class:`LockDiff`: packages whose version changed (old → new, the suite the new one comes from, whether that
 is a security suite), added (and the relation that pulls them in) and removed (and what needed them before).
-``forge lock --update`` prints it; anything that asks "is this lock stale against the archive?" can reuse it
-(``LockDiff.empty``). :func:`is_security_suite` is the one rule for what counts as a security update.
+``forge lock --update`` prints it. Whether a lock is behind the archive (``forge lock --check``, the compose
+warning) is another question, answered without resolving again: :mod:`rootfs_forge.resolve.lockcheck` looks each
+locked package up in the index. :func:`is_security_suite` is the one rule for what counts as a security update.
 """
 
 from __future__ import annotations
