@@ -20,7 +20,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("image", metavar="IMAGE_DIR[:TAG]")
     p.add_argument("reference", metavar="REGISTRY/REPO[:TAG]")
-    p.add_argument("--insecure", action="store_true", help="talk plain HTTP (a local or test registry)")
+    p.add_argument("--insecure", action="store_true",
+                   help="talk plain HTTP (implied for loopback registries and $FORGE_INSECURE_REGISTRIES)")
     p.add_argument(
         "--chunk-size",
         type=int,
@@ -45,11 +46,13 @@ def run(args: argparse.Namespace) -> int:
     from rootfs_forge.archive.cache import default_cache_dir
     from rootfs_forge.errors import ImageError
     from rootfs_forge.image.oci import split_image_ref
+    from rootfs_forge.image.pull import is_insecure
     from rootfs_forge.image.registry import host_credentials, parse_reference, push
 
     ref = parse_reference(args.reference)
     path_text, tag = split_image_ref(args.image)
     credentials = host_credentials(ref.host)
+    insecure = is_insecure(ref.host, args.insecure)  # the rule of pull, the registry cache and vendor stores
     state = default_cache_dir(args.cache_dir) / "registry" / (ref.host.replace(":", "_") + ".json")
     known = _load_known(state)
 
@@ -70,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
                 layout,
                 tag,
                 args.reference,
-                insecure=args.insecure,
+                insecure=insecure,
                 credentials=credentials,
                 chunk_size=args.chunk_size << 20,
                 known_blobs=known,
@@ -82,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
             from rootfs_forge.image.regcache import attach_sboms
             from rootfs_forge.util.env import source_date_epoch
 
-            for got in attach_sboms(layout, tag, args.reference, insecure=args.insecure,
+            for got in attach_sboms(layout, tag, args.reference, insecure=insecure,
                                     epoch=source_date_epoch()):
                 if not args.quiet:
                     print(f"sbom     {got['digest']} -> {got['subject']} ({got['via']})", file=sys.stderr)

@@ -1,4 +1,4 @@
-"""push, pull and the OCI vendor store find a registry's credentials the one same way."""
+"""push, pull and the OCI vendor store reach a registry the one same way: its credentials, plain HTTP or not."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from rootfs_forge.cli import main as forge_main
 from rootfs_forge.image import blobfetch
 from rootfs_forge.image.registry import docker_config, host_credentials
+from tests.test_registry import image, registry  # noqa: F401 - fixture
 
 
 def _config(directory: Path, host: str, user_password: bytes) -> None:
@@ -38,3 +40,16 @@ def test_vendor_store_reads_the_process_environment(tmp_path: Path, monkeypatch:
     monkeypatch.delenv("FORGE_REGISTRY_PASSWORD", raising=False)
     monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "d"))
     assert blobfetch.credentials("reg.test") == ("carol", "pw")
+
+
+def test_push_to_a_loopback_registry_talks_plain_http_as_pull_does(
+    registry: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch  # noqa: F811
+) -> None:
+    monkeypatch.delenv("FORGE_INSECURE_REGISTRIES", raising=False)
+    assert registry.startswith("127.0.0.1:")
+    layout = image(tmp_path)
+    code = forge_main(["push", f"{layout}:latest", f"{registry}/forge/app:1", "--cache-dir", str(tmp_path / "c")])
+    assert code == 0, capsys.readouterr().err
+    code = forge_main(["pull", f"{registry}/forge/app:1", "-o", str(tmp_path / "got"), "--cache-dir",
+                       str(tmp_path / "c"), "-q"])
+    assert code == 0, capsys.readouterr().err
