@@ -58,12 +58,12 @@ def register(sub: Any) -> None:
     p.set_defaults(func=cmd_lock)
 
 
-
 def _graph_args(p: argparse.ArgumentParser, dot_help: str) -> None:
     """The cache options, ``--json`` and ``--dot`` of a command that prints a why-graph."""
     add_cache_args(p)
     add_json_arg(p)
     p.add_argument("--dot", action="store_true", help=dot_help)
+
 
 def _reporter(args: argparse.Namespace) -> Any:
     if getattr(args, "verbose", False):
@@ -205,6 +205,8 @@ def _check_lock(recipe: Recipe, ctx: Context) -> int:
     total = sum(len(r.packages) for r in lock.resolutions.values())
     print(f"{path}: current ({total} packages, none behind the archive)")
     return 0
+
+
 def _old_lock(recipe: Any, dest: Path) -> Any:
     from rootfs_forge.archive.sources import resolve_sources
     from rootfs_forge.resolve.lock import load_lock

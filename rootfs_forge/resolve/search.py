@@ -115,6 +115,7 @@ def resolve(
         res = replace(res, notes=(*res.notes, note))
     return res
 
+
 class _Resolver(Explainer):
     def __init__(self, index: IndexView, request: ResolveRequest, reporter: Reporter | None, max_steps: int):
         self.index = index

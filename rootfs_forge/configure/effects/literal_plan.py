@@ -327,6 +327,7 @@ class _Planner:
             return True
         return False
 
+
 def _strip_tolerated(words: list[str]) -> list[str]:
     """``cmd 2>/dev/null || true`` is ``cmd``: drop redirections to /dev/null and a trailing ``|| true``."""
     if words[-2:] in (["||", "true"], ["||", ":"]):
