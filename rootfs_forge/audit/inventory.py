@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import posixpath
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from rootfs_forge.audit.forgemeta import ForgeManifest
 from rootfs_forge.audit.view import FsView, Node, norm, resolve
@@ -26,11 +26,7 @@ class PackageUsage:
     dropped_bytes: int | None  # known only from forge's manifest
 
     def as_dict(self) -> dict[str, object]:
-        return {
-            "name": self.name, "version": self.version, "architecture": self.architecture,
-            "source": self.source, "bytes": self.bytes, "files_kept": self.files_kept,
-            "files_shipped": self.files_shipped, "dropped_bytes": self.dropped_bytes,
-        }
+        return asdict(self)
 
 
 @dataclass(frozen=True)
