@@ -71,12 +71,18 @@ def explain(view: FsView, packages: list[InstalledPackage], manifest: ForgeManif
     return tuple(tuple(c) for c in chains)
 
 
-def audit_target(target: Target, *, top: int = 10, why: str | None = None) -> AuditReport:
-    view = target.view
+def _survey(view: FsView) -> tuple[dict[str, Node], list[InstalledPackage], ForgeManifest | None, Inventory]:
+    """What the audit and the SBOM both start from: every entry, the dpkg database, forge's manifest (if the
+    tree has one) and who owns what."""
     nodes: dict[str, Node] = dict(view.walk())
     packages = read_dpkg_db(view)
     manifest = read_manifest(view)
-    inventory = take_inventory(view, packages, manifest, nodes)
+    return nodes, packages, manifest, take_inventory(view, packages, manifest, nodes)
+
+
+def audit_target(target: Target, *, top: int = 10, why: str | None = None) -> AuditReport:
+    view = target.view
+    nodes, packages, manifest, inventory = _survey(view)
     closure = check_closure(view, (p for p, n in nodes.items() if n.kind == "file"))
     sizes = size_report(nodes, inventory, manifest, top)
     chains = explain(view, packages, manifest, why) if why else None
@@ -87,10 +93,7 @@ def audit_target(target: Target, *, top: int = 10, why: str | None = None) -> Au
 def sbom_input(target: Target, *, name: str, source_date_epoch: int | None) -> SbomInput:
     """Gather packages, kept files with their digests, licences and the creation time of an SBOM."""
     view = target.view
-    nodes: dict[str, Node] = dict(view.walk())
-    packages = read_dpkg_db(view)
-    manifest = read_manifest(view)
-    inventory = take_inventory(view, packages, manifest, nodes)
+    nodes, packages, manifest, inventory = _survey(view)
     kept = {key: tuple(p for p in paths if nodes[p].kind == "file") for key, paths in inventory.kept_files.items()}
     owned = {p for paths in kept.values() for p in paths}
     extra = {path: origin for path, origin in (manifest.files if manifest else {}).items()
