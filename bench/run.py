@@ -142,15 +142,15 @@ def main() -> int:
     crun = med["crun run"]
     print(f"start-to-exit latency of /bin/true, {args.runs} runs each, round-robin (ms; load average "
           f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
-    print(f"{'launcher':<28}{'median':>9}{'min':>9}{'median/crun':>13}")
+    print(f"{'launcher':<34}{'median':>9}{'min':>9}{'median/crun':>13}")
     for name in med:
         target = f"   (target: <= {TARGETS[name]}x)" if name in TARGETS else ""
-        print(f"{name:<28}{med[name]:>9.1f}{low[name]:>9.1f}{med[name] / crun:>12.2f}x{target}")
+        print(f"{name:<34}{med[name]:>9.1f}{low[name]:>9.1f}{med[name] / crun:>12.2f}x{target}")
     for name in TARGETS:
         own_med = med[name] - med["python -c pass (venv)"]
         own_min = low[name] - low["python -c pass (venv)"]
         label = name.replace("forge run", "forge") + " - python"
-        print(f"{label:<28}{own_med:>9.1f}{own_min:>9.1f}{own_med / crun:>12.2f}x")
+        print(f"{label:<34}{own_med:>9.1f}{own_min:>9.1f}{own_med / crun:>12.2f}x")
     return 0
 
 
