@@ -1,9 +1,16 @@
 #!/usr/bin/env python3
-"""Start-to-exit latency of ``/bin/true`` in the same rootfs: forge run vs bwrap, crun and unshare+chroot.
+"""Start-to-exit latency of ``/bin/true`` in the same rootfs: forge run (installed as users install it) vs bwrap,
+crun and unshare+chroot.
 
-Usage (as root): ``python3 bench/run.py [--runs N] [--rootfs DIR]``. Without ``--rootfs`` a busybox rootfs is
-built in a temp dir from /bin/busybox (apt package busybox-static). Prints medians per launcher, ratios against
-crun, and forge's own cost: its median minus a bare ``python3 -c pass`` (the interpreter start it cannot avoid).
+Usage (as root): ``python3 bench/run.py [--runs N] [--rootfs DIR] [--venvs DIR]``. Without ``--rootfs`` a busybox
+rootfs is built in a temp dir from /bin/busybox (apt package busybox-static).
+
+forge is measured the way users start it: the ``forge`` console script of a fresh venv (no system site-packages,
+so nothing the host's interpreter loads at start-up leaks in), once installed the README way (the ``pip install``
+line of .ci/setup, an editable install of this checkout) and once with a plain ``pip install .``. ``--venvs DIR``
+keeps the two venvs in DIR (made on first use, rebuilt with ``--reinstall``) instead of a temp dir. All launchers
+run round-robin; it prints medians and minimums, ratios against crun, and forge's own cost: its median minus the
+same venv's bare ``python -c pass`` (the interpreter start it cannot avoid).
 
 crun refuses this host's hybrid cgroup layout, so it runs as
 ``unshare -m sh -c 'umount /sys/fs/cgroup/unified && exec crun run ...'`` (the wrapper's cost is included).
@@ -14,6 +21,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -22,7 +31,9 @@ import tempfile
 import time
 
 APPLETS = ("sh", "true", "echo", "cat")
-FORGE_MAIN = "import sys; from rootfs_forge.cli import main; sys.exit(main())"  # what the console script does
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# row name -> target ratio to crun (issue #18)
+TARGETS = {"forge run (README install)": 1.5, "forge run (pip install .)": 1.2}
 
 
 def build_rootfs(dest: str) -> str:
@@ -46,6 +57,30 @@ def crun_bundle(rootfs: str, dest: str) -> str:
     spec["process"]["args"] = ["/bin/true"]
     with open(path, "w") as f:
         json.dump(spec, f)
+    return dest
+
+
+def readme_install_args() -> list[str]:
+    """The arguments after ``pip install`` in .ci/setup (what the README's quick start runs)."""
+    with open(os.path.join(REPO, ".ci", "setup")) as f:
+        for line in f:
+            m = re.match(r"\s*python3 -m pip install (.*)$", line)
+            if m:
+                return shlex.split(m.group(1))
+    raise SystemExit("bench: no 'python3 -m pip install' line in .ci/setup")
+
+
+def make_venv(dest: str, install: list[str], reinstall: bool) -> str:
+    """A fresh venv at ``dest`` with forge installed by ``pip install <install>`` run in the checkout."""
+    forge = os.path.join(dest, "bin", "forge")
+    if os.path.exists(forge) and not reinstall:
+        return dest
+    shutil.rmtree(dest, ignore_errors=True)
+    subprocess.run([sys.executable, "-m", "venv", dest], check=True)
+    proc = subprocess.run([os.path.join(dest, "bin", "python"), "-m", "pip", "install", "-q",
+                           "--disable-pip-version-check", *install], cwd=REPO, capture_output=True, text=True)
+    if proc.returncode != 0 or not os.path.exists(forge):
+        raise SystemExit(f"bench: pip install {' '.join(install)} failed: {proc.stderr[-600:]}")
     return dest
 
 
@@ -73,18 +108,27 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=30)
     ap.add_argument("--rootfs")
+    ap.add_argument("--venvs", help="keep the venvs here (default: a temp dir)")
+    ap.add_argument("--reinstall", action="store_true", help="with --venvs: rebuild them")
     args = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("bench: run as root (crun, unshare and forge limits need it)")
-    py = sys.executable
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    # the venvs' own python, not this process's environment, decides what forge loads
+    for var in ("PYTHONPATH", "PYTHONDONTWRITEBYTECODE", "PYTHONHOME", "PYTHONSTARTUP"):
+        os.environ.pop(var, None)
     with tempfile.TemporaryDirectory(prefix="forge-bench-") as tmp:
+        venvs = args.venvs or tmp
+        readme = make_venv(os.path.join(venvs, "readme"), readme_install_args(), args.reinstall)
+        plain = make_venv(os.path.join(venvs, "plain"), ["."], args.reinstall)
+        # an editable install runs the checkout's modules: give them the .pyc files an installed copy has
+        subprocess.run([os.path.join(readme, "bin", "python"), "-m", "compileall", "-q",
+                        os.path.join(REPO, "rootfs_forge")], check=True, stdout=subprocess.DEVNULL)
         rootfs = args.rootfs or build_rootfs(os.path.join(tmp, "rootfs"))
         bundle = crun_bundle(rootfs, tmp)
-        env_py = [py]
         cases: list[tuple[str, list[str]]] = [
-            ("python3 -c pass", [*env_py, "-c", "pass"]),
-            ("forge run", [*env_py, "-c", FORGE_MAIN, "run", rootfs, "/bin/true"]),
+            ("python -c pass (venv)", [os.path.join(plain, "bin", "python"), "-c", "pass"]),
+            ("forge run (README install)", [os.path.join(readme, "bin", "forge"), "run", rootfs, "/bin/true"]),
+            ("forge run (pip install .)", [os.path.join(plain, "bin", "forge"), "run", rootfs, "/bin/true"]),
             ("bwrap", ["bwrap", "--unshare-all", "--die-with-parent", "--ro-bind", rootfs, "/", "--proc", "/proc",
                        "--dev", "/dev", "--tmpfs", "/tmp", "/bin/true"]),
             ("crun run", ["unshare", "-m", "sh", "-c",
@@ -92,24 +136,21 @@ def main() -> int:
             ("unshare+chroot", ["unshare", "--fork", "--pid", "--mount", "--uts", "--ipc", "--net",
                                 f"--mount-proc={rootfs}/proc", "chroot", rootfs, "/bin/true"]),
         ]
-        os.environ["PYTHONPATH"] = repo + os.pathsep + os.environ.get("PYTHONPATH", "")
-        if os.environ.get("PYTHONDONTWRITEBYTECODE"):
-            # an installed forge has .pyc files; without them every run would compile the modules again
-            subprocess.run([py, "-m", "compileall", "-q", os.path.join(repo, "rootfs_forge")], check=True,
-                           env={k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"},
-                           stdout=subprocess.DEVNULL)
         times = measure(cases, args.runs)
     med = {name: statistics.median(ts) for name, ts in times.items()}
     low = {name: min(ts) for name, ts in times.items()}
+    crun = med["crun run"]
     print(f"start-to-exit latency of /bin/true, {args.runs} runs each, round-robin (ms; load average "
           f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
-    print(f"{'launcher':<22}{'median':>9}{'min':>9}{'median/crun':>13}")
+    print(f"{'launcher':<34}{'median':>9}{'min':>9}{'median/crun':>13}")
     for name in med:
-        print(f"{name:<22}{med[name]:>9.1f}{low[name]:>9.1f}{med[name] / med['crun run']:>12.2f}x")
-    own_med = med["forge run"] - med["python3 -c pass"]
-    own_min = low["forge run"] - low["python3 -c pass"]
-    print(f"{'forge run - python':<22}{own_med:>9.1f}{own_min:>9.1f}{own_med / med['crun run']:>12.2f}x"
-          "   (target: <= crun)")
+        target = f"   (target: <= {TARGETS[name]}x)" if name in TARGETS else ""
+        print(f"{name:<34}{med[name]:>9.1f}{low[name]:>9.1f}{med[name] / crun:>12.2f}x{target}")
+    for name in TARGETS:
+        own_med = med[name] - med["python -c pass (venv)"]
+        own_min = low[name] - low["python -c pass (venv)"]
+        label = name.replace("forge run", "forge") + " - python"
+        print(f"{label:<34}{own_med:>9.1f}{own_min:>9.1f}{own_med / crun:>12.2f}x")
     return 0
 
 

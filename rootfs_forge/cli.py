@@ -11,7 +11,11 @@ import argparse
 import importlib
 import os
 import sys
-import threading
+
+TYPE_CHECKING = False  # typing itself stays off the start path; mypy reads this as typing.TYPE_CHECKING
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
 
 # command name -> module under rootfs_forge.commands (several names may share a module)
 COMMANDS: dict[str, str] = {
@@ -37,8 +41,45 @@ COMMANDS: dict[str, str] = {
 }
 
 
+_columns: list[int] = []  # the terminal's width, looked up once
+
+
+def _help_width() -> int:
+    """What ``shutil.get_terminal_size().columns - 2`` gives argparse's help formatter ($COLUMNS, else the size of
+    the terminal on stdout, else 80), without importing shutil (and bz2, lzma, zlib with it)."""
+    if not _columns:
+        try:
+            columns = int(os.environ.get("COLUMNS", "0"))
+        except ValueError:
+            columns = 0
+        if columns <= 0:
+            try:
+                columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+            except (AttributeError, ValueError, OSError):
+                columns = 0
+        _columns.append((columns or 80) - 2)
+    return _columns[0]
+
+
+def _sized(formatter_class: type[argparse.HelpFormatter]) -> Callable[[str], argparse.HelpFormatter]:
+    def make(prog: str) -> argparse.HelpFormatter:
+        return formatter_class(prog, width=_help_width())
+
+    return make
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse makes a help formatter for every ``add_argument`` (to check the metavar), and each asks for the
+    terminal's size through shutil: here the size is looked up once, and shutil stays unloaded on ``forge run``.
+    Subparsers are made of this class too (argparse passes the parser's own type on)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs["formatter_class"] = _sized(kwargs.get("formatter_class", argparse.HelpFormatter))
+        super().__init__(**kwargs)
+
+
 def _build_parser(only: str | None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="forge",
         description="Compose minimal Debian root filesystems and reproducible OCI images.",
     )
@@ -95,7 +136,8 @@ def entry() -> None:
     flushed and the process ends at once; otherwise, or when a flush fails, it exits the usual way.
     """
     code = main()
-    if threading.active_count() == 1:
+    threading = sys.modules.get("threading")  # never imported: no Python thread was started either
+    if threading is None or threading.active_count() == 1:
         try:
             sys.stdout.flush()
             sys.stderr.flush()
