@@ -15,8 +15,9 @@ Use::
 - one download pool: every recipe is planned first, and the ``.deb`` files all of them miss are fetched
   together, each once, while the unpacked-package cache fills (the same :class:`UnpackAhead` as one compose);
 - the interpreter and its imports: the recipes are composed in forked children of this process, up to
-  ``workers`` at a time (one per core by default), each child starting from the parent's warm memory. Where a
-  fork is not safe (another thread runs), the recipes are composed here, one after another.
+  ``workers`` at a time (one per core by default; the largest first), each child starting from the parent's
+  warm memory (its imports, the output modules included). Where a fork is not safe (another thread runs),
+  the recipes are composed here, one after another.
 
 A recipe that fails (a bad recipe, an unknown package, a failed download) fails alone: its report holds
 ``error`` (the one-line message) and nothing of its output is written (compose's staged outputs); the others
@@ -109,6 +110,7 @@ class _Item:
     recipe: Recipe | None = None
     dest: Path | None = None
     report: dict[str, Any] | None = None
+    weight: int = 0  # KiB its trees install (from the plan): the largest recipes are started first
 
 
 def compose_many(recipes: Sequence[str | os.PathLike[str] | Recipe], output_dir: str | os.PathLike[str] | None = None,
@@ -160,6 +162,8 @@ def compose_many(recipes: Sequence[str | os.PathLike[str] | Recipe], output_dir:
                        insecure=insecure, registry_cache=registry_cache, platforms=platforms)
 
     todo = [i for i in items if i.report is None]
+    if format in ("oci", "oci-archive", "docker-archive"):
+        import rootfs_forge.image.write  # noqa: F401  (imported once here, not in every child)
     count = workers if workers is not None else len(os.sched_getaffinity(0))
     if count > 1 and len(todo) > 1 and can_fork():
         _run_forked(todo, one, count)
@@ -232,6 +236,7 @@ def _prefetch(items: list[_Item], ctx: _SharedIndexes, *, locked: bool, use_lock
     for item, (result, archs) in plans.items():
         assert item.recipe is not None
         chain = make_chain(result.entries, (*item.recipe.vendor, *vendor), insecure=insecure)
+        item.weight = sum(p.installed_size for arch in archs for p in result.resolutions[arch].packages)
         for arch in archs:
             for pkg in result.resolutions[arch].packages:
                 wanted.setdefault(pkg.sha256, pkg)
@@ -263,7 +268,8 @@ def _run_forked(items: list[_Item], one: Callable[[_Item], dict[str, Any]], work
     to clean, as a killed ``forge compose`` leaves them)."""
     sys.stdout.flush()
     sys.stderr.flush()
-    waiting = list(reversed(items))
+    # the largest first, so that no core is left alone with a long compose at the end
+    waiting = sorted(items, key=lambda i: (i.weight, -i.index))
     running: dict[int, tuple[_Item, Forked, float]] = {}
     try:
         while waiting or running:
