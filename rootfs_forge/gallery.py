@@ -229,6 +229,8 @@ def _prefetch(items: list[_Item], ctx: _SharedIndexes, *, locked: bool, use_lock
         return
     finally:
         ctx.warn = warn
+    for item, (result, archs) in plans.items():
+        item.weight = sum(p.installed_size for arch in archs for p in result.resolutions[arch].packages)
     if not fetch:
         return
     wanted: dict[str, Package] = {}
@@ -236,7 +238,6 @@ def _prefetch(items: list[_Item], ctx: _SharedIndexes, *, locked: bool, use_lock
     for item, (result, archs) in plans.items():
         assert item.recipe is not None
         chain = make_chain(result.entries, (*item.recipe.vendor, *vendor), insecure=insecure)
-        item.weight = sum(p.installed_size for arch in archs for p in result.resolutions[arch].packages)
         for arch in archs:
             for pkg in result.resolutions[arch].packages:
                 wanted.setdefault(pkg.sha256, pkg)

@@ -54,8 +54,12 @@ def test_several_recipes_give_the_digests_of_separate_composes(tmp_path: Path, r
     done = forge("compose", *map(str, recipes), "-o", str(tmp_path / "many"), "--json", "--parallel", "2",
                  cache=cache, cli=True, timeout=300)
     assert done.returncode == 0, done.stderr
+    # one download pool: every .deb once, libc6 too (hello and gawk both need it)
+    debs = [r for r in repo_server.requests if r.endswith(".deb")]
+    assert len(debs) == len(set(debs)) and sum("/libc6_" in d for d in debs) == 1, debs
     reports = json.loads(done.stdout)
     assert [Path(r["recipe"]).name for r in reports] == ["hello.toml", "gawk.toml", "data.toml"]
+    assert all(a["downloaded"] == 0 for r in reports for a in r["architectures"].values())  # all in the pool
     for recipe, report in zip(recipes, reports, strict=True):
         alone = tmp_path / "alone" / recipe.stem
         single = forge("compose", str(recipe), "-o", str(alone), "-q", cache=tmp_path / "other-cache")
