@@ -14,8 +14,11 @@ from rootfs_forge.recipe import FORMATS
 
 def register(sub: Any) -> None:
     p = sub.add_parser("compose", help="compose a recipe into a rootfs or an OCI image")
-    p.add_argument("recipe")
-    p.add_argument("-o", "--output", help="where to write (default: out/<name>-<tag>[.tar])")
+    p.add_argument("recipe", nargs="+",
+                   help="a recipe; or several, directories of recipes (their *.toml) and globs: composed together, "
+                        "in one process (see --parallel)")
+    p.add_argument("-o", "--output", help="where to write (default: out/<name>-<tag>[.tar]); with several "
+                                          "recipes, a directory: each recipe to DIR/<name>-<tag>[.tar]")
     p.add_argument("--format", choices=FORMATS, default=DEFAULT_FORMAT,
                    help=f"output format (default: {DEFAULT_FORMAT})")
     add_platform_arg(p, "build only this platform of a multi-platform recipe (linux/amd64, linux/arm64/v8, ...; "
@@ -36,13 +39,21 @@ def register(sub: Any) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, only errors and the result")
     p.add_argument("-v", "--verbose", action="store_true",
                    help="also list every effect, maintainer script verdict and note")
+    p.add_argument("--parallel", type=int, default=0, metavar="N",
+                   help="with several recipes, compose up to N at once (default: one per core)")
     add_cache_args(p)
     add_json_arg(p)
     p.set_defaults(func=cmd_compose)
 
 
 def cmd_compose(args: argparse.Namespace) -> int:
-    report = compose(args.recipe, args.output, format=args.format, cache_dir=args.cache_dir,
+    from rootfs_forge.gallery import is_many
+
+    if is_many(args.recipe):
+        from rootfs_forge.commands.compose_many import cmd_compose_many
+
+        return cmd_compose_many(args)
+    report = compose(args.recipe[0], args.output, format=args.format, cache_dir=args.cache_dir,
                      offline=args.offline, locked=args.locked, use_lock=not args.no_lock, jobs=args.jobs,
                      progress=not args.quiet and not args.json and sys.stderr.isatty(), warn=warn,
                      vendor=args.vendor, insecure=args.insecure, registry_cache=args.registry_cache,

@@ -58,6 +58,10 @@ class Forked:
     def pid(self) -> int:
         return self._pid
 
+    def fileno(self) -> int:
+        """The pipe the result arrives on (readable once the child is done: for ``select``)."""
+        return self._read
+
     def result(self) -> Any:
         """The call's result, or None when the child failed for another reason than a ForgeError."""
         if not self._done:
