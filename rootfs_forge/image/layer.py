@@ -28,7 +28,7 @@ import stat
 import tarfile
 import tempfile
 import zlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -242,7 +242,13 @@ class _Plain(_Codec):
         self.out.write(tail)
 
 
-def _deflate_chunk(level: int, chunk: bytes, prefix: bytes, last: bool) -> bytes:
+# deflates one chunk: (level, chunk, the previous chunk's last 32 KiB, is it the last chunk) -> raw deflate bytes
+Deflate = Callable[[int, bytes, bytes, bool], bytes]
+
+
+def deflate_chunk(level: int, chunk: bytes, prefix: bytes, last: bool) -> bytes:
+    """One chunk of a pigz-style gzip layer: raw deflate primed with ``prefix``, ended by a sync flush (or
+    finished, for the last chunk)."""
     comp = (
         zlib.compressobj(level, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, prefix)
         if prefix
@@ -256,9 +262,10 @@ class _ParallelGzip(_Codec):
 
     HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # deflate, no flags, mtime 0, XFL 0, OS unknown
 
-    def __init__(self, out: _Output, level: int, threads: int) -> None:
+    def __init__(self, out: _Output, level: int, threads: int, deflate: Deflate | None = None) -> None:
         self.out = out
         self.level = level
+        self.deflate = deflate or deflate_chunk
         self.pool = ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="forge-gzip")
         self.pending: collections.deque[Future[bytes]] = collections.deque()
         self.limit = max(1, threads) * 2
@@ -270,7 +277,7 @@ class _ParallelGzip(_Codec):
     def _submit(self, chunk: bytes, last: bool) -> None:
         self.crc = zlib.crc32(chunk, self.crc)
         self.isize += len(chunk)
-        self.pending.append(self.pool.submit(_deflate_chunk, self.level, chunk, self.prefix, last))
+        self.pending.append(self.pool.submit(self.deflate, self.level, chunk, self.prefix, last))
         self.prefix = chunk[-_WINDOW:]
         while len(self.pending) > self.limit:
             self.out.write(self.pending.popleft().result())
@@ -342,9 +349,9 @@ class _TarSink:
         self.codec.finish(tail)
 
 
-def _codec(out: _Output, compression: str, level: int, threads: int) -> _Codec:
+def _codec(out: _Output, compression: str, level: int, threads: int, deflate: Deflate | None = None) -> _Codec:
     if compression == "gzip":
-        return _ParallelGzip(out, level, threads)
+        return _ParallelGzip(out, level, threads, deflate)
     if compression == "zstd":
         return _Zstd(out, level, threads)
     return _Plain(out)
@@ -392,11 +399,14 @@ def write_layer(
     threads: int = 2,
     level: int | None = None,
     xattrs: Xattrs | None = None,
+    deflate: Deflate | None = None,
 ) -> LayerBlob:
     """Write ``root`` (or only ``paths`` and their parent directories) as a layer blob into ``out_dir``.
 
     ``out_dir`` is an OCI layout directory (or its staging copy); the blob lands in ``out_dir/blobs/sha256``.
     ``owners`` overrides (uid, gid, mode) per path; paths it does not name take them from ``lstat``.
+    ``deflate``: what deflates a gzip chunk instead of :func:`deflate_chunk` (the same bytes, e.g. from
+    ``layercache.ChunkCache``).
     """
     if compression not in MEDIA_TYPES:
         raise ImageError("write layer", str(root), f"unknown compression {compression!r} (gzip, zstd, none)")
@@ -412,7 +422,7 @@ def write_layer(
         os.fchmod(fd, 0o644)
         with os.fdopen(fd, "wb") as fh:
             out = _Output(fh, hashed=compression != "none")  # uncompressed: the digest is the diff_id
-            codec = _codec(out, compression, lvl, threads)
+            codec = _codec(out, compression, lvl, threads, deflate)
             sink = _TarSink(codec)
             write_tar(sink, root, paths=paths, epoch=epoch, owners=owners, xattrs=xattrs)
             sink.close()
