@@ -158,10 +158,10 @@ def _walk(root: Path) -> Iterator[str]:
         rel = prefix + name
         yield rel
         if is_dir:
-            stack.append((rel + "/", iter(_sorted_entries(root / rel))))
+            stack.append((rel + "/", iter(_sorted_entries(os.path.join(root, rel)))))
 
 
-def _sorted_entries(directory: Path) -> list[tuple[str, bool]]:
+def _sorted_entries(directory: str | Path) -> list[tuple[str, bool]]:
     """(name, is a real directory) of every entry, sorted bytewise."""
     try:
         with os.scandir(directory) as it:
@@ -177,13 +177,14 @@ def headers(
     """The tar headers of the layer in order; regular files' ``size`` is their size on disk."""
     names: Iterable[str] = _walk(root) if paths is None else with_parents(paths)
     first_by_inode: dict[tuple[int, int], str] = {}
+    base = os.fspath(root)  # paths as strings: a Path per entry costs more than the lstat
     dirs = {""}  # real directories seen so far: a path is only read through these, never through a symlink
     for rel in names:
         if rel.rpartition("/")[0] not in dirs:
             raise ImageError("write layer", rel, "a parent is a symlink or not a directory")
-        full = root / rel
+        full = os.path.join(base, rel)
         try:
-            st = full.lstat()
+            st = os.lstat(full)
         except FileNotFoundError as exc:
             raise ImageError("write layer", rel, "no such path in the tree") from exc
         except OSError as exc:
@@ -317,11 +318,13 @@ class _Zstd(_Codec):
 
 
 class _TarSink:
-    """The file object ``tarfile`` writes to: hashes the tar and hands fixed-size chunks to the codec."""
+    """The file object ``tarfile`` writes to: hashes the tar and hands fixed-size chunks to the codec. The
+    diff_id is hashed in a thread of its own (in order: one worker), while this one goes on writing the tar."""
 
     def __init__(self, codec: _Codec) -> None:
         self.codec = codec
         self.sha = hashlib.sha256()
+        self.hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="forge-diff-id")
         self.offset = 0
         self.buf = bytearray()
 
@@ -333,7 +336,7 @@ class _TarSink:
             whole = len(self.buf) - len(self.buf) % CHUNK_SIZE
             for start in range(0, whole, CHUNK_SIZE):
                 chunk = bytes(view[start : start + CHUNK_SIZE])
-                self.sha.update(chunk)
+                self.hasher.submit(self.sha.update, chunk)
                 self.codec.feed(chunk)
             view.release()
             del self.buf[:whole]
@@ -345,8 +348,11 @@ class _TarSink:
     def close(self) -> None:
         tail = bytes(self.buf)
         self.buf.clear()
-        self.sha.update(tail)
-        self.codec.finish(tail)
+        self.hasher.submit(self.sha.update, tail)
+        try:
+            self.codec.finish(tail)
+        finally:
+            self.hasher.shutdown(wait=True)
 
 
 def _codec(out: _Output, compression: str, level: int, threads: int, deflate: Deflate | None = None) -> _Codec:
@@ -376,12 +382,13 @@ def write_tar(
         errors="surrogateescape",
         copybufsize=_COPY_BUFSIZE,
     ) as tar:
+        base = os.fspath(root)
         for info in headers(root, paths=paths, epoch=epoch, owners=owners, xattrs=xattrs):
             if info.type != tarfile.REGTYPE:
                 tar.addfile(info)
                 continue
             try:
-                fd = os.open(root / info.name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+                fd = os.open(os.path.join(base, info.name), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
                 with os.fdopen(fd, "rb") as fh:
                     tar.addfile(info, fh)
             except OSError as exc:  # unreadable, or shrank while we read it
@@ -418,6 +425,7 @@ def write_layer(
     fd, tmp_name = tempfile.mkstemp(prefix=".tmp-layer-", dir=blob_dir)
     tmp = Path(tmp_name)
     codec: _Codec | None = None
+    sink: _TarSink | None = None
     try:
         os.fchmod(fd, 0o644)
         with os.fdopen(fd, "wb") as fh:
@@ -435,6 +443,8 @@ def write_layer(
     except BaseException:
         if isinstance(codec, _ParallelGzip):
             codec.close()
+        if sink is not None:
+            sink.hasher.shutdown(wait=True)
         tmp.unlink(missing_ok=True)
         raise
     return LayerBlob(
