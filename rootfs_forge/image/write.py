@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from rootfs_forge.build import Tree, check_user, layer_owners, layer_xattrs
+from rootfs_forge.build import Tree, check_user, layer_record
 from rootfs_forge.image.archives import write_docker_archive
 from rootfs_forge.image.archives import write_oci_archive as _write_oci_archive
 from rootfs_forge.image.layer import LayerBlob, write_layer
@@ -89,12 +89,13 @@ def write_tree_layers(tree: Tree, recipe: Recipe, layout: Path,
     if len(plans) > 1 and plans[-1].name != "rest":
         # generated files (effects, dpkg database) always go on top, in a layer of their own
         plans.append(LayerGroup("rest", ()))
-    owners = layer_owners(tree)
-    xattrs = layer_xattrs(tree)
+    owners, xattrs = layer_record(tree)
     blobs: list[LayerBlob] = []
     history: list[str] = []
-    for plan, paths in zip(plans, layer_paths(tree, plans), strict=True):
-        blobs.append(write_layer(tree.root, layout, paths=sorted(paths) if len(plans) > 1 else None,
+    # one layer: the whole tree, walked by the layer writer (no path list to build)
+    per_layer = layer_paths(tree, plans) if len(plans) > 1 else [None]
+    for plan, paths in zip(plans, per_layer, strict=True):
+        blobs.append(write_layer(tree.root, layout, paths=sorted(paths) if paths is not None else None,
                                  epoch=tree.epoch, compression=recipe.compression,  # type: ignore[arg-type]
                                  owners=owners, xattrs=xattrs, deflate=chunks))
         listed = ", ".join(plan.packages[:8]) + (" …" if len(plan.packages) > 8 else "")
