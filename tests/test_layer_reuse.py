@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from rootfs_forge.image import layercache
-from rootfs_forge.image.layer import CHUNK_SIZE, deflate_chunk, write_layer
+from rootfs_forge.image.layer import CHUNK_SIZE, _Codec, deflate_chunk, write_layer
 from rootfs_forge.image.layercache import ChunkCache
 from tests.conftest import source_block
 from tests.support.forge import forge as run_forge
@@ -209,3 +209,66 @@ def test_an_entry_is_checked_against_its_own_key() -> None:
         layercache.decode_entry(b"FLC1\x00\xff\xff\xff\xff")
     assert layercache.chunk_key(chunk, prefix, False) != layercache.chunk_key(chunk, prefix, True)
     assert layercache.chunk_key(chunk, prefix, False) != layercache.chunk_key(prefix + chunk, b"", False)
+
+
+def test_layer_tar_is_byte_for_byte_what_tarfile_writes(tmp_path: Path) -> None:
+    """The layer writer lays the tar out itself (no TarFile); the reference here is TarFile, over every kind of
+    entry and header a layer can hold."""
+    import io
+    import stat
+    import tarfile
+
+    from rootfs_forge.image.layer import _TarSink, headers, write_tar
+
+    root = tmp_path / "t"
+    long_dir = root / ("d" * 90) / ("e" * 60)
+    long_dir.mkdir(parents=True)
+    (long_dir / "long-name-file").write_bytes(b"x" * 513)
+    (root / "empty").write_bytes(b"")
+    (root / "block").write_bytes(b"b" * 512)
+    (root / "big").write_bytes(noise(3 * CHUNK_SIZE // 2, b"big"))
+    (root / "héllo-ünïcode").write_bytes(b"u")
+    (root / os.fsdecode(b"raw-\xff-bytes")).write_bytes(b"r")
+    (root / "suid").write_bytes(b"s")
+    os.chmod(root / "suid", 0o4755)
+    os.link(root / "block", root / "block-link")
+    os.symlink("/" + "t" * 120, root / "long-symlink")
+    os.symlink("empty", root / "short-symlink")
+    os.mkfifo(root / "fifo")
+    os.utime(root / "big", (4_000_000_000, 4_000_000_000))
+    owners = {"suid": (0, 0, 0o4755), "empty": (70_000_000, 3, 0o600)}
+    xattrs = {"suid": (("security.capability", b"\x01\x00\x00\x02\xff"),), "empty": (("user.k", b"v\xc3\xa9"),)}
+    if os.geteuid() == 0:
+        os.mknod(root / "null", stat.S_IFCHR | 0o666, os.makedev(1, 3))
+
+    layer_codec = _Collect()
+    ours = _TarSink(layer_codec)
+    write_tar(ours, root, paths=None, epoch=1_700_000_000, owners=owners, xattrs=xattrs)
+    ours.close()
+    ref = io.BytesIO()
+    with tarfile.TarFile(fileobj=ref, mode="w", format=tarfile.PAX_FORMAT, encoding="utf-8",
+                         errors="surrogateescape") as tar:
+        for info in headers(root, paths=None, epoch=1_700_000_000, owners=owners, xattrs=xattrs):
+            if info.type == tarfile.REGTYPE:
+                with open(root / info.name, "rb") as fh:
+                    tar.addfile(info, fh)
+            else:
+                tar.addfile(info)
+    assert bytes(layer_codec.data) == ref.getvalue()
+    assert ours.sha.hexdigest() == hashlib.sha256(ref.getvalue()).hexdigest()
+    with tarfile.open(fileobj=io.BytesIO(ref.getvalue())) as back:
+        names = back.getnames()
+    assert "block-link" in names and "long-symlink" in names and "fifo" in names
+
+
+class _Collect(_Codec):
+    """A codec that keeps the tar as it is."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    def feed(self, chunk: bytes) -> None:
+        self.data += chunk
+
+    def finish(self, tail: bytes) -> None:
+        self.data += tail

@@ -1,7 +1,8 @@
 """A rootfs directory → one deterministic OCI layer blob (tar, gzip or zstd), with its diff_id and digest.
 
-The tar is written by the standard library's ``tarfile`` (PAX format, so long and non-ASCII names get PAX
-records) from ``TarInfo`` values this module builds itself: entries in name order (the order of GNU tar
+The tar is written in the standard library ``tarfile``'s PAX format (so long and non-ASCII names get PAX
+records; each header is ``TarInfo.tobuf``, the archive laid out as ``TarFile`` lays it out) from ``TarInfo``
+values this module builds itself: entries in name order (the order of GNU tar
 ``--sort=name``: each directory's entries sorted bytewise, parents before children), mtimes clamped to the
 epoch, numeric owners with empty user and group names, hard links kept as links, setuid/setgid/sticky bits
 kept, device nodes and FIFOs kept, sockets left out.
@@ -32,7 +33,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Literal, cast
+from typing import BinaryIO, Literal
 
 from rootfs_forge.errors import ImageError
 
@@ -373,26 +374,44 @@ def write_tar(
     xattrs: Xattrs | None = None,
 ) -> None:
     """Write the layer tar of ``root`` into ``sink`` (anything with ``write`` and ``tell``); ``xattrs``: the
-    extended attributes of paths (from the tree's record, never read from disk)."""
-    with tarfile.TarFile(
-        fileobj=cast(BinaryIO, sink),
-        mode="w",
-        format=tarfile.PAX_FORMAT,
-        encoding="utf-8",
-        errors="surrogateescape",
-        copybufsize=_COPY_BUFSIZE,
-    ) as tar:
-        base = os.fspath(root)
-        for info in headers(root, paths=paths, epoch=epoch, owners=owners, xattrs=xattrs):
-            if info.type != tarfile.REGTYPE:
-                tar.addfile(info)
-                continue
+    extended attributes of paths (from the tree's record, never read from disk).
+
+    The bytes are those of ``tarfile.TarFile(fileobj=sink, mode="w", format=PAX_FORMAT, encoding="utf-8",
+    errors="surrogateescape")`` adding each header (and a regular file's content) and closing: every header is
+    ``TarInfo.tobuf`` with those arguments, content is padded to 512-byte blocks, the archive ends with two zero
+    blocks, padded to a 10240-byte record. Written here without ``TarFile``, which copies every header and
+    keeps a member list, work a layer of thousands of entries does not need."""
+    base = os.fspath(root)
+    write = sink.write
+    total = sink.tell()
+    for info in headers(root, paths=paths, epoch=epoch, owners=owners, xattrs=xattrs):
+        buf = info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+        write(buf)
+        total += len(buf)
+        if info.type != tarfile.REGTYPE:
+            continue
+        try:
+            fd = os.open(os.path.join(base, info.name), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
             try:
-                fd = os.open(os.path.join(base, info.name), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-                with os.fdopen(fd, "rb") as fh:
-                    tar.addfile(info, fh)
-            except OSError as exc:  # unreadable, or shrank while we read it
-                raise ImageError("write layer", info.name, exc.strerror or str(exc)) from exc
+                left = info.size
+                while left:
+                    data = os.read(fd, min(left, _COPY_BUFSIZE))
+                    if not data:
+                        raise OSError("unexpected end of data")
+                    write(data)
+                    left -= len(data)
+            finally:
+                os.close(fd)
+        except OSError as exc:  # unreadable, or shrank while we read it
+            raise ImageError("write layer", info.name, exc.strerror or str(exc)) from exc
+        pad = -info.size % tarfile.BLOCKSIZE
+        if pad:
+            write(tarfile.NUL * pad)
+        total += info.size + pad
+    write(tarfile.NUL * (2 * tarfile.BLOCKSIZE))
+    total += 2 * tarfile.BLOCKSIZE
+    if total % tarfile.RECORDSIZE:
+        write(tarfile.NUL * (tarfile.RECORDSIZE - total % tarfile.RECORDSIZE))
 
 
 def write_layer(
