@@ -105,7 +105,7 @@ def _forge_entry(prefix: bytes, last: bool, content: bytes) -> bytes:
     return layercache.encode_entry(prefix, last, deflate_chunk(1, content, prefix, last))
 
 
-@pytest.mark.parametrize("how", ["flipped-byte", "other-content", "truncated", "finished-early", "symlink"])
+@pytest.mark.parametrize("how", ["flipped-byte", "other-content", "truncated", "finished-early", "symlink", "fifo"])
 def test_tampered_cached_chunk_never_enters_the_image(tmp_path: Path, repo_server: RepoServer, signer: Signer,
                                                       how: str) -> None:
     cache = tmp_path / "cache"
@@ -127,6 +127,10 @@ def test_tampered_cached_chunk_never_enters_the_image(tmp_path: Path, repo_serve
         elif how == "finished-early":  # the right bytes, but a final block where a sync flush belongs (or not)
             chunk = layercache.inflate_entry(prefix, last, deflated, CHUNK_SIZE)
             bad = layercache.encode_entry(prefix, last, deflate_chunk(1, chunk, prefix, not last))
+        elif how == "fifo":  # would stall a reader that waits for a writer
+            entry.unlink()
+            os.mkfifo(entry)
+            continue
         else:
             target = tmp_path / f"elsewhere-{entry.name}"
             target.write_bytes(data)

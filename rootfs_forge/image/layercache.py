@@ -37,6 +37,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import stat
 import threading
 import zlib
 from collections.abc import Iterator
@@ -116,12 +117,15 @@ class ChunkCache:
         """The chunk's deflate bytes: a verified entry's, else freshly deflated (and entered)."""
         entry = self.root / params_name(level) / chunk_key(chunk, prefix, last)
         try:
-            fd = os.open(entry, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            # no symlink followed, no FIFO waited on: a planted entry can neither redirect nor stall a compose
+            fd = os.open(entry, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
         except OSError:
             fd = -1
         if fd >= 0:
             try:
                 with os.fdopen(fd, "rb") as fh:
+                    if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                        raise ValueError("not a regular file")
                     data = fh.read(CHUNK_SIZE * 2)
                 stored_prefix, stored_last, deflated = decode_entry(data)
                 if (stored_prefix, stored_last) != (prefix, last):
