@@ -198,7 +198,7 @@ class _Job:
                 ctx.optimistic = False
                 raise _IndexChanged()
             with timings.phase("output"):
-                report.update(write_output(trees, recipe, self.dest, self.fmt))
+                report.update(write_output(trees, recipe, self.dest, self.fmt, ctx.cache.root))
         if cached is not None:
             from rootfs_forge.image.regcache import push_cached
 
@@ -245,8 +245,10 @@ def _work_dir(dest: Path, fmt: str, result: Plan) -> tempfile.TemporaryDirectory
     return tempfile.TemporaryDirectory(prefix=f"{workdir.WORK_PREFIX}{os.getpid()}-", dir=where)
 
 
-def write_output(trees: list[Tree], recipe: Recipe, dest: Path, fmt: str) -> dict[str, Any]:
-    """Write the composed ``trees`` to ``dest`` in ``fmt``; return what the report says about the output."""
+def write_output(trees: list[Tree], recipe: Recipe, dest: Path, fmt: str,
+                 cache_root: Path | None = None) -> dict[str, Any]:
+    """Write the composed ``trees`` to ``dest`` in ``fmt``; return what the report says about the output.
+    ``cache_root``: the download cache, which keeps compressed image layers for the next compose."""
     multi = len(trees) > 1
     if fmt == "rootfs":
         with staged_output(dest, directory=True) as out:
@@ -279,4 +281,4 @@ def write_output(trees: list[Tree], recipe: Recipe, dest: Path, fmt: str) -> dic
         return {"diff_id": blob.diff_id}
     from rootfs_forge.image.write import write_images
 
-    return write_images(trees, recipe, dest, fmt)
+    return write_images(trees, recipe, dest, fmt, cache_root)

@@ -320,6 +320,19 @@ def layer_xattrs(tree: Tree) -> dict[str, tuple[tuple[str, bytes], ...]]:
     return {path.lstrip("/"): e.xattrs for path, e in tree.writer.entries().items() if e.xattrs}
 
 
+def layer_record(tree: Tree) -> tuple[dict[str, tuple[int, int, int]], dict[str, tuple[tuple[str, bytes], ...]]]:
+    """:func:`layer_owners` and :func:`layer_xattrs` from one read of the record."""
+    owners: dict[str, tuple[int, int, int]] = {}
+    xattrs: dict[str, tuple[tuple[str, bytes], ...]] = {}
+    for path, e in tree.writer.entries().items():
+        rel = path.lstrip("/")
+        if path != "/":
+            owners[rel] = (e.uid, e.gid, e.mode)
+        if e.xattrs:
+            xattrs[rel] = e.xattrs
+    return owners, xattrs
+
+
 def check_user(tree: Tree, user: str) -> None:
     """An image's configured user must exist in its /etc/passwd (a numeric uid[:gid] is taken as is)."""
     from rootfs_forge.image.configcheck import user_problem

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
 from typing import Any
 
 from rootfs_forge.archive.cache import Cache, default_cache_dir
 from rootfs_forge.archive.cachemaint import prune, usage, verify
 from rootfs_forge.commands.common import add_json_arg, human_size, print_json
+from rootfs_forge.image.layercache import entries_size, prune_entries, verify_entries
 
 
 def register(sub: Any) -> None:
@@ -33,19 +35,25 @@ def _cache(args: argparse.Namespace) -> Cache:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    checked, bad = verify(_cache(args))
+    cache = _cache(args)
+    checked, bad = verify(cache)
+    layer_checked, layer_bad = verify_entries(cache.root)  # deflated layer chunks (image/layercache.py)
+    checked, bad = checked + layer_checked, bad + layer_bad
     if args.json:
         print_json({"checked": checked, "removed": bad})
     else:
         for b in bad:
-            print(f"removed corrupt entry sha256:{b}")
+            print(f"removed corrupt entry {b}" if "/" in b else f"removed corrupt entry sha256:{b}")
         print(f"verified {checked} entries, {len(bad)} removed")
     return 0
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
     locks = [Path(p) for p in args.lock] or sorted(Path("recipes").glob("*.lock"))
-    removed, freed = prune(_cache(args), locks, args.older_than)
+    cache = _cache(args)
+    removed, freed = prune(cache, locks, args.older_than)
+    layer_removed, layer_freed = prune_entries(cache.root, args.older_than, time.time())
+    removed, freed = removed + layer_removed, freed + layer_freed
     if args.json:
         print_json({"removed": removed, "freed_bytes": freed})
     else:
@@ -54,11 +62,15 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
 
 def cmd_du(args: argparse.Namespace) -> int:
-    u = usage(_cache(args))
+    cache = _cache(args)
+    u = usage(cache)
+    chunks, chunk_bytes = entries_size(cache.root)  # counted in other_bytes by usage(): shown on their own
     if args.json:
         print_json({"blobs": u.blobs, "blob_bytes": u.blob_bytes, "index_bytes": u.index_bytes,
-                    "other_bytes": u.other_bytes, "total_bytes": u.total})
+                    "layer_chunks": chunks, "layer_chunk_bytes": chunk_bytes,
+                    "other_bytes": max(0, u.other_bytes - chunk_bytes), "total_bytes": u.total})
     else:
         print(f"{u.blobs} entries, {human_size(u.blob_bytes)} downloads, "
-              f"{human_size(u.index_bytes)} indexes and unpacked data, {human_size(u.total)} in all")
+              f"{human_size(u.index_bytes)} indexes and unpacked data, "
+              f"{human_size(chunk_bytes)} compressed layer chunks, {human_size(u.total)} in all")
     return 0

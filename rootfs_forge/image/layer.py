@@ -1,7 +1,8 @@
 """A rootfs directory → one deterministic OCI layer blob (tar, gzip or zstd), with its diff_id and digest.
 
-The tar is written by the standard library's ``tarfile`` (PAX format, so long and non-ASCII names get PAX
-records) from ``TarInfo`` values this module builds itself: entries in name order (the order of GNU tar
+The tar is written in the standard library ``tarfile``'s PAX format (so long and non-ASCII names get PAX
+records; each header is ``TarInfo.tobuf``, the archive laid out as ``TarFile`` lays it out) from ``TarInfo``
+values this module builds itself: entries in name order (the order of GNU tar
 ``--sort=name``: each directory's entries sorted bytewise, parents before children), mtimes clamped to the
 epoch, numeric owners with empty user and group names, hard links kept as links, setuid/setgid/sticky bits
 kept, device nodes and FIFOs kept, sockets left out.
@@ -28,11 +29,11 @@ import stat
 import tarfile
 import tempfile
 import zlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Literal, cast
+from typing import BinaryIO, Literal
 
 from rootfs_forge.errors import ImageError
 
@@ -158,10 +159,10 @@ def _walk(root: Path) -> Iterator[str]:
         rel = prefix + name
         yield rel
         if is_dir:
-            stack.append((rel + "/", iter(_sorted_entries(root / rel))))
+            stack.append((rel + "/", iter(_sorted_entries(os.path.join(root, rel)))))
 
 
-def _sorted_entries(directory: Path) -> list[tuple[str, bool]]:
+def _sorted_entries(directory: str | Path) -> list[tuple[str, bool]]:
     """(name, is a real directory) of every entry, sorted bytewise."""
     try:
         with os.scandir(directory) as it:
@@ -177,13 +178,14 @@ def headers(
     """The tar headers of the layer in order; regular files' ``size`` is their size on disk."""
     names: Iterable[str] = _walk(root) if paths is None else with_parents(paths)
     first_by_inode: dict[tuple[int, int], str] = {}
+    base = os.fspath(root)  # paths as strings: a Path per entry costs more than the lstat
     dirs = {""}  # real directories seen so far: a path is only read through these, never through a symlink
     for rel in names:
         if rel.rpartition("/")[0] not in dirs:
             raise ImageError("write layer", rel, "a parent is a symlink or not a directory")
-        full = root / rel
+        full = os.path.join(base, rel)
         try:
-            st = full.lstat()
+            st = os.lstat(full)
         except FileNotFoundError as exc:
             raise ImageError("write layer", rel, "no such path in the tree") from exc
         except OSError as exc:
@@ -242,7 +244,13 @@ class _Plain(_Codec):
         self.out.write(tail)
 
 
-def _deflate_chunk(level: int, chunk: bytes, prefix: bytes, last: bool) -> bytes:
+# deflates one chunk: (level, chunk, the previous chunk's last 32 KiB, is it the last chunk) -> raw deflate bytes
+Deflate = Callable[[int, bytes, bytes, bool], bytes]
+
+
+def deflate_chunk(level: int, chunk: bytes, prefix: bytes, last: bool) -> bytes:
+    """One chunk of a pigz-style gzip layer: raw deflate primed with ``prefix``, ended by a sync flush (or
+    finished, for the last chunk)."""
     comp = (
         zlib.compressobj(level, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, prefix)
         if prefix
@@ -256,9 +264,10 @@ class _ParallelGzip(_Codec):
 
     HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # deflate, no flags, mtime 0, XFL 0, OS unknown
 
-    def __init__(self, out: _Output, level: int, threads: int) -> None:
+    def __init__(self, out: _Output, level: int, threads: int, deflate: Deflate | None = None) -> None:
         self.out = out
         self.level = level
+        self.deflate = deflate or deflate_chunk
         self.pool = ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="forge-gzip")
         self.pending: collections.deque[Future[bytes]] = collections.deque()
         self.limit = max(1, threads) * 2
@@ -270,7 +279,7 @@ class _ParallelGzip(_Codec):
     def _submit(self, chunk: bytes, last: bool) -> None:
         self.crc = zlib.crc32(chunk, self.crc)
         self.isize += len(chunk)
-        self.pending.append(self.pool.submit(_deflate_chunk, self.level, chunk, self.prefix, last))
+        self.pending.append(self.pool.submit(self.deflate, self.level, chunk, self.prefix, last))
         self.prefix = chunk[-_WINDOW:]
         while len(self.pending) > self.limit:
             self.out.write(self.pending.popleft().result())
@@ -310,11 +319,13 @@ class _Zstd(_Codec):
 
 
 class _TarSink:
-    """The file object ``tarfile`` writes to: hashes the tar and hands fixed-size chunks to the codec."""
+    """The file object ``tarfile`` writes to: hashes the tar and hands fixed-size chunks to the codec. The
+    diff_id is hashed in a thread of its own (in order: one worker), while this one goes on writing the tar."""
 
     def __init__(self, codec: _Codec) -> None:
         self.codec = codec
         self.sha = hashlib.sha256()
+        self.hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="forge-diff-id")
         self.offset = 0
         self.buf = bytearray()
 
@@ -326,7 +337,7 @@ class _TarSink:
             whole = len(self.buf) - len(self.buf) % CHUNK_SIZE
             for start in range(0, whole, CHUNK_SIZE):
                 chunk = bytes(view[start : start + CHUNK_SIZE])
-                self.sha.update(chunk)
+                self.hasher.submit(self.sha.update, chunk)
                 self.codec.feed(chunk)
             view.release()
             del self.buf[:whole]
@@ -338,13 +349,16 @@ class _TarSink:
     def close(self) -> None:
         tail = bytes(self.buf)
         self.buf.clear()
-        self.sha.update(tail)
-        self.codec.finish(tail)
+        self.hasher.submit(self.sha.update, tail)
+        try:
+            self.codec.finish(tail)
+        finally:
+            self.hasher.shutdown(wait=True)
 
 
-def _codec(out: _Output, compression: str, level: int, threads: int) -> _Codec:
+def _codec(out: _Output, compression: str, level: int, threads: int, deflate: Deflate | None = None) -> _Codec:
     if compression == "gzip":
-        return _ParallelGzip(out, level, threads)
+        return _ParallelGzip(out, level, threads, deflate)
     if compression == "zstd":
         return _Zstd(out, level, threads)
     return _Plain(out)
@@ -360,25 +374,44 @@ def write_tar(
     xattrs: Xattrs | None = None,
 ) -> None:
     """Write the layer tar of ``root`` into ``sink`` (anything with ``write`` and ``tell``); ``xattrs``: the
-    extended attributes of paths (from the tree's record, never read from disk)."""
-    with tarfile.TarFile(
-        fileobj=cast(BinaryIO, sink),
-        mode="w",
-        format=tarfile.PAX_FORMAT,
-        encoding="utf-8",
-        errors="surrogateescape",
-        copybufsize=_COPY_BUFSIZE,
-    ) as tar:
-        for info in headers(root, paths=paths, epoch=epoch, owners=owners, xattrs=xattrs):
-            if info.type != tarfile.REGTYPE:
-                tar.addfile(info)
-                continue
+    extended attributes of paths (from the tree's record, never read from disk).
+
+    The bytes are those of ``tarfile.TarFile(fileobj=sink, mode="w", format=PAX_FORMAT, encoding="utf-8",
+    errors="surrogateescape")`` adding each header (and a regular file's content) and closing: every header is
+    ``TarInfo.tobuf`` with those arguments, content is padded to 512-byte blocks, the archive ends with two zero
+    blocks, padded to a 10240-byte record. Written here without ``TarFile``, which copies every header and
+    keeps a member list, work a layer of thousands of entries does not need."""
+    base = os.fspath(root)
+    write = sink.write
+    total = sink.tell()
+    for info in headers(root, paths=paths, epoch=epoch, owners=owners, xattrs=xattrs):
+        buf = info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+        write(buf)
+        total += len(buf)
+        if info.type != tarfile.REGTYPE:
+            continue
+        try:
+            fd = os.open(os.path.join(base, info.name), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
             try:
-                fd = os.open(root / info.name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-                with os.fdopen(fd, "rb") as fh:
-                    tar.addfile(info, fh)
-            except OSError as exc:  # unreadable, or shrank while we read it
-                raise ImageError("write layer", info.name, exc.strerror or str(exc)) from exc
+                left = info.size
+                while left:
+                    data = os.read(fd, min(left, _COPY_BUFSIZE))
+                    if not data:
+                        raise OSError("unexpected end of data")
+                    write(data)
+                    left -= len(data)
+            finally:
+                os.close(fd)
+        except OSError as exc:  # unreadable, or shrank while we read it
+            raise ImageError("write layer", info.name, exc.strerror or str(exc)) from exc
+        pad = -info.size % tarfile.BLOCKSIZE
+        if pad:
+            write(tarfile.NUL * pad)
+        total += info.size + pad
+    write(tarfile.NUL * (2 * tarfile.BLOCKSIZE))
+    total += 2 * tarfile.BLOCKSIZE
+    if total % tarfile.RECORDSIZE:
+        write(tarfile.NUL * (tarfile.RECORDSIZE - total % tarfile.RECORDSIZE))
 
 
 def write_layer(
@@ -392,11 +425,14 @@ def write_layer(
     threads: int = 2,
     level: int | None = None,
     xattrs: Xattrs | None = None,
+    deflate: Deflate | None = None,
 ) -> LayerBlob:
     """Write ``root`` (or only ``paths`` and their parent directories) as a layer blob into ``out_dir``.
 
     ``out_dir`` is an OCI layout directory (or its staging copy); the blob lands in ``out_dir/blobs/sha256``.
     ``owners`` overrides (uid, gid, mode) per path; paths it does not name take them from ``lstat``.
+    ``deflate``: what deflates a gzip chunk instead of :func:`deflate_chunk` (the same bytes, e.g. from
+    ``layercache.ChunkCache``).
     """
     if compression not in MEDIA_TYPES:
         raise ImageError("write layer", str(root), f"unknown compression {compression!r} (gzip, zstd, none)")
@@ -408,11 +444,12 @@ def write_layer(
     fd, tmp_name = tempfile.mkstemp(prefix=".tmp-layer-", dir=blob_dir)
     tmp = Path(tmp_name)
     codec: _Codec | None = None
+    sink: _TarSink | None = None
     try:
         os.fchmod(fd, 0o644)
         with os.fdopen(fd, "wb") as fh:
             out = _Output(fh, hashed=compression != "none")  # uncompressed: the digest is the diff_id
-            codec = _codec(out, compression, lvl, threads)
+            codec = _codec(out, compression, lvl, threads, deflate)
             sink = _TarSink(codec)
             write_tar(sink, root, paths=paths, epoch=epoch, owners=owners, xattrs=xattrs)
             sink.close()
@@ -425,6 +462,8 @@ def write_layer(
     except BaseException:
         if isinstance(codec, _ParallelGzip):
             codec.close()
+        if sink is not None:
+            sink.hasher.shutdown(wait=True)
         tmp.unlink(missing_ok=True)
         raise
     return LayerBlob(

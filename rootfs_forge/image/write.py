@@ -14,10 +14,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from rootfs_forge.build import Tree, check_user, layer_owners, layer_xattrs
+from rootfs_forge.build import Tree, check_user, layer_record
 from rootfs_forge.image.archives import write_docker_archive
 from rootfs_forge.image.archives import write_oci_archive as _write_oci_archive
 from rootfs_forge.image.layer import LayerBlob, write_layer
+from rootfs_forge.image.layercache import ChunkCache
 from rootfs_forge.image.layering import LayerGroup, group_layers
 from rootfs_forge.image.oci import (
     DEFAULT_ENV,
@@ -78,7 +79,9 @@ def image_config(tree: Tree, recipe: Recipe, history: Sequence[str]) -> ImageCon
     )
 
 
-def write_tree_layers(tree: Tree, recipe: Recipe, layout: Path) -> tuple[list[LayerBlob], list[str]]:
+def write_tree_layers(tree: Tree, recipe: Recipe, layout: Path,
+                      chunks: ChunkCache | None = None) -> tuple[list[LayerBlob], list[str]]:
+    """The layers of ``tree`` in ``layout`` and their history lines; gzip layers deflate through ``chunks``."""
     sizes = {p.name: tree.files[p.name].bytes_kept for p in tree.resolution.packages}
     groups = [(g.name, list(g.packages)) for g in recipe.layers]
     budget = max(recipe.layer_budget, len(groups) + 1) if recipe.layering == "groups" else recipe.layer_budget
@@ -86,21 +89,25 @@ def write_tree_layers(tree: Tree, recipe: Recipe, layout: Path) -> tuple[list[La
     if len(plans) > 1 and plans[-1].name != "rest":
         # generated files (effects, dpkg database) always go on top, in a layer of their own
         plans.append(LayerGroup("rest", ()))
-    owners = layer_owners(tree)
-    xattrs = layer_xattrs(tree)
+    owners, xattrs = layer_record(tree)
     blobs: list[LayerBlob] = []
     history: list[str] = []
-    for plan, paths in zip(plans, layer_paths(tree, plans), strict=True):
-        blobs.append(write_layer(tree.root, layout, paths=sorted(paths) if len(plans) > 1 else None,
+    # one layer: the whole tree, walked by the layer writer (no path list to build)
+    per_layer = layer_paths(tree, plans) if len(plans) > 1 else [None]
+    for plan, paths in zip(plans, per_layer, strict=True):
+        blobs.append(write_layer(tree.root, layout, paths=sorted(paths) if paths is not None else None,
                                  epoch=tree.epoch, compression=recipe.compression,  # type: ignore[arg-type]
-                                 owners=owners, xattrs=xattrs))
+                                 owners=owners, xattrs=xattrs, deflate=chunks))
         listed = ", ".join(plan.packages[:8]) + (" …" if len(plan.packages) > 8 else "")
         history.append(f"forge compose {recipe.name}: layer {plan.name} ({listed})")
     return blobs, history
 
 
-def write_images(trees: Sequence[Tree], recipe: Recipe, dest: Path, fmt: str) -> dict[str, Any]:
-    """Write the image(s) of ``trees`` to ``dest`` in ``fmt``; return digests for the report."""
+def write_images(trees: Sequence[Tree], recipe: Recipe, dest: Path, fmt: str,
+                 cache_root: Path | None = None) -> dict[str, Any]:
+    """Write the image(s) of ``trees`` to ``dest`` in ``fmt``; return digests for the report. ``cache_root``:
+    the download cache, whose ``composed-layers`` keep deflated gzip chunks for the next compose."""
+    chunks = ChunkCache(cache_root) if cache_root is not None and recipe.compression == "gzip" else None
     annotations = {"org.opencontainers.image.title": recipe.name, "org.opencontainers.image.version": recipe.tag}
     epoch = max(t.epoch for t in trees)
 
@@ -111,7 +118,7 @@ def write_images(trees: Sequence[Tree], recipe: Recipe, dest: Path, fmt: str) ->
         refs = []
         per_arch: dict[str, str] = {}
         for tree in trees:
-            blobs, history = write_tree_layers(tree, recipe, layout)
+            blobs, history = write_tree_layers(tree, recipe, layout, chunks)
             config = image_config(tree, recipe, history)
             ref = write_image(layout, blobs, config, ref_name=None if len(trees) > 1 else recipe.tag,
                               annotations=annotations)
@@ -143,4 +150,7 @@ def write_images(trees: Sequence[Tree], recipe: Recipe, dest: Path, fmt: str) ->
                                          f"(e.g. --platform {debian_label(trees[0].arch)}) or use --format oci")
                     write_docker_archive(layout, out, tag=recipe.tag,
                                          repo_tags=[f"{recipe.name}:{recipe.tag}"], epoch=epoch)
-    return {"manifest_digest": digest, "manifests": per_arch}
+    report: dict[str, Any] = {"manifest_digest": digest, "manifests": per_arch}
+    if chunks is not None:
+        report["layer_cache"] = chunks.outcomes()
+    return report
