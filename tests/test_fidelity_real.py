@@ -132,3 +132,16 @@ def test_syft_reads_debian_12_from_the_python3_gallery_image(tmp_path: Path, rea
     assert done.returncode == 0, done.stderr[-2000:]
     distro = json.loads(done.stdout)["distro"]
     assert (distro.get("id"), distro.get("versionID")) == ("debian", "12")
+
+
+def test_two_composes_of_a_recipe_with_libc_bin_give_one_digest(tmp_path: Path, real_cache: Path) -> None:
+    """ldconfig's aux-cache records inode numbers and ctimes of the build: it must not reach the image."""
+    digests = []
+    for run in ("a", "b"):
+        out = tmp_path / run
+        out.mkdir()
+        layout = compose(out, real_cache, ["libc-bin", "zlib1g"], "oci")
+        digests.append(json.loads((layout / "index.json").read_text())["manifests"][0]["digest"])
+        assert "var/cache/ldconfig/aux-cache" not in layer_members(layout)
+        assert "etc/ld.so.cache" in layer_members(layout)
+    assert digests[0] == digests[1]

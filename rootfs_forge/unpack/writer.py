@@ -348,14 +348,17 @@ class TreeWriter(ConflictRules):
                 os.setxattr(target, name, value, follow_symlinks=False)
 
     def remove(self, path: str) -> bool:
-        """Remove ``path`` (a symlink itself, not its target; a directory with everything below it)."""
+        """Remove ``path`` (a symlink itself, not its target; a directory with everything below it). A file a
+        host tool wrote into the root (``ldconfig -r``'s aux-cache) is recorded first, then removed."""
         norm = self._norm(path)
         if norm == "/":
             raise RootfsError("remove", norm, "refusing to remove the root")
         with self._lock, os_errors(norm):
             key = resolve_in_root(self._nodes, norm, follow_last=False)
             if key not in self._nodes:
-                return False
+                if not os.path.lexists(self._abs(key)) or parent_key(key) not in self._nodes:
+                    return False
+                self._set_node(key, self._node_from_disk(key))
             self._remove_node(key, recursive=True)
             self._touched(key)
             return True

@@ -4,6 +4,10 @@ Runs the host's ``ldconfig -X -r ROOT`` (``-X``: no soname links, which packages
 image architecture is the host's; otherwise it is skipped: the dynamic loader still finds libraries in its
 default paths, it only loses the cache of extra ``ld.so.conf.d`` directories. ``ldconfig -r`` chroots, so it
 needs root.
+
+ldconfig also writes ``/var/cache/ldconfig/aux-cache``, its record of the inode numbers, sizes and ctimes of the
+libraries it read: different on every build, so it is removed (as Debian's official images do); ldconfig
+rebuilds it the next time it runs in the image.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from rootfs_forge.configure.effects.base import EffectContext, EffectResult, eff
 from rootfs_forge.errors import RootfsError
 
 CACHE = "/etc/ld.so.cache"
+AUX_CACHE = "/var/cache/ldconfig/aux-cache"
 
 
 @effect("ldconfig", "/etc/ld.so.cache from the host's ldconfig when the architectures match",
@@ -42,4 +47,7 @@ def apply(ctx: EffectContext) -> EffectResult:
         raise RootfsError("build", CACHE, f"ldconfig: {last}")
     real = tree.resolve(CACHE)
     changed = (tree.chmod(real, 0o644),)
-    return EffectResult(changed, (f"{real} written by {host.ldconfig}",))
+    messages = [f"{real} written by {host.ldconfig}"]
+    if tree.remove(AUX_CACHE):
+        messages.append(f"{AUX_CACHE} removed: it records this build's inode numbers and times")
+    return EffectResult(changed, tuple(messages))
