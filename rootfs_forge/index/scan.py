@@ -16,7 +16,7 @@ import re
 import sqlite3
 import zlib
 from array import array
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -27,9 +27,10 @@ from rootfs_forge.util.forked import Forked, can_fork
 SCHEMA_VERSION = 3
 BACKGROUND_DB_MIN = 8 << 20  # text bytes from which a fresh index's database is written in the background
 PARALLEL_SCAN_MIN = 2 << 20  # compressed bytes from which a child process scans part of the text
-# compressed bytes decompressed at a time (about 1 MB of text: the scan's short-lived objects of a piece stay
-# few, and so does the memory they fragment; smaller pieces gained little more)
-DECOMPRESS_STEP = 256 << 10
+DECOMPRESS_STEP = 256 << 10  # compressed bytes read at a time
+# text bytes decompressed, written and scanned at a time, whatever the compression ratio: the scan's short-lived
+# objects of a piece stay few, and so does the memory they fragment (smaller pieces gained little more)
+TEXT_PIECE = 1 << 20
 
 
 def decompress(data: bytes, compression: str, what: str) -> bytes:
@@ -178,10 +179,10 @@ def build_index_compressed(raw: bytes | BinaryIO, compression: str, what: str, d
     """
     src: BinaryIO = io.BytesIO(raw) if isinstance(raw, bytes) else raw
     size = len(raw) if isinstance(raw, bytes) else os.fstat(src.fileno()).st_size
-    count = -(-size // DECOMPRESS_STEP)
     fd, tmp_text = _open_text(db_path)
     try:
-        helped = count if size >= PARALLEL_SCAN_MIN and can_fork() else None
+        start = src.tell()
+        helped = (lambda: (src.tell() - start) / size) if size >= PARALLEL_SCAN_MIN and can_fork() else None
         columns, text_size = _scan_stream(_decompressed(src, compression, what), fd, helped)
         _publish_text(tmp_text, db_path)
         # a small index is written here: starting the writer would cost more than the write
@@ -219,50 +220,64 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 def _decompressed(src: BinaryIO, compression: str, what: str) -> Iterator[bytes]:
-    """The text of ``src``, one piece per DECOMPRESS_STEP bytes of it."""
-    step = DECOMPRESS_STEP
+    """The text of ``src``, in pieces of at most TEXT_PIECE bytes (read DECOMPRESS_STEP bytes at a time)."""
     if compression not in (".gz", ".xz"):
-        while block := src.read(8 * step):
+        while block := src.read(TEXT_PIECE):
             yield block
         return
-    codec: Any = zlib.decompressobj(wbits=47) if compression == ".gz" else lzma.LZMADecompressor()
     try:
-        while block := src.read(step):
-            out = codec.decompress(block)
-            if out:
-                yield out
         if compression == ".gz":
-            tail = codec.flush()
+            gz = zlib.decompressobj(wbits=47)
+            while block := src.read(DECOMPRESS_STEP):
+                while block:
+                    out = gz.decompress(block, TEXT_PIECE)
+                    if out:
+                        yield out
+                    block = gz.unconsumed_tail
+            tail = gz.flush()
             if tail:
                 yield tail
-        if not codec.eof:
+            if not gz.eof:
+                raise IndexError_("decompress", what, "compressed stream ended early (truncated)")
+            if gz.unused_data:
+                raise IndexError_("decompress", what, "trailing data after the compressed stream")
+            return
+        xz = lzma.LZMADecompressor()
+        while block := src.read(DECOMPRESS_STEP):
+            out = xz.decompress(block, TEXT_PIECE)
+            while True:
+                if out:
+                    yield out
+                if xz.eof or xz.needs_input:
+                    break
+                out = xz.decompress(b"", TEXT_PIECE)
+        if not xz.eof:
             raise IndexError_("decompress", what, "compressed stream ended early (truncated)")
-        if compression == ".gz" and codec.unused_data:
-            raise IndexError_("decompress", what, "trailing data after the compressed stream")
     except (zlib.error, lzma.LZMAError, EOFError) as exc:
         raise IndexError_("decompress", what, str(exc)) from None
 
 
-def _scan_stream(pieces: Iterable[bytes], fd: int, count: int | None) -> tuple[Columns, int]:
+def _scan_stream(pieces: Iterable[bytes], fd: int, progress: Callable[[], float] | None) -> tuple[Columns, int]:
     """Write ``pieces`` to ``fd`` and scan them; the scan and the text's size. Only a piece and the
     incomplete stanza before it are in memory at a time.
 
-    ``count`` (the pieces expected, about): scan on two cores. Until 60 % of the text is written this process
-    only decompresses and writes; then a forked child scans the complete stanzas so far, reading them back from
-    the file (so nothing is copied to it), while this process decompresses and scans the rest. The two finish
-    about together: the child starts after 60 % of the decompression and scans 60 % of the text."""
+    ``progress`` (the share of the input consumed so far): scan on two cores. Until 60 % of the input is
+    decompressed this process only decompresses and writes; then a forked child scans the complete stanzas so
+    far, reading them back from the file (so nothing is copied to it), while this process decompresses and
+    scans the rest. The two finish about together: the child starts after 60 % of the decompression and scans
+    60 % of the text."""
     columns = Columns()
     carry, base, size = b"", 0, 0
     helper: Forked | None = None
     head_end = 0
-    waiting = count is not None  # for the helper: nothing is scanned here before it starts
+    waiting = progress is not None  # for the helper: nothing is scanned here before it starts
     try:
-        for n, piece in enumerate(pieces, 1):
+        for piece in pieces:
             _write_all(fd, piece)
             size += len(piece)
             if waiting:
-                assert count is not None
-                if n * 5 < count * 3:
+                assert progress is not None
+                if progress() < 0.6:
                     continue
                 cut = _last_boundary(piece)
                 if cut <= 0:
