@@ -398,13 +398,16 @@ class Packed:
 
 
 def _lines(blob: bytes, count: int) -> Iterator[str]:
-    """The ``count`` newline-separated values of ``blob``, decoded one at a time."""
-    find, start = blob.find, 0
-    for _ in range(count):
-        end = find(b"\n", start)
+    """The ``count`` newline-separated values of ``blob``, decoded and split 64 KB at a time."""
+    if not count:
+        return
+    start = 0
+    while True:
+        end = blob.find(b"\n", start + (64 << 10))
         if end < 0:
-            end = len(blob)
-        yield blob[start:end].decode()
+            yield from blob[start:].decode().split("\n")
+            return
+        yield from blob[start:end].decode().split("\n")
         start = end + 1
 
 
