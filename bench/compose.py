@@ -13,13 +13,26 @@ measured here: copying a 2,300-entry essential tree took 0.16-0.21 s, and 0.85-1
 previous copy, nearly all of it system time), a cost of the benchmark loop that would land on whichever tool runs
 next. The kept trees need a few GB in the temp directory.
 
-Run from the project root, as root: `python3 bench/compose.py [--repeat N] [--cold-repeat N] [--quick]`.
-Takes several minutes (mmdebstrap's essential variant runs dpkg and maintainer scripts for ~70 packages).
+Peak memory ("peak f MB", "peak m MB"; essential rows): after the timed runs, each essential configuration is
+run cold again (--memory-repeat times, alternating the two tools; median), with the same probe for both: the
+sum of the proportional set size (Pss of /proc/PID/smaps_rollup) of every process of the run's tree, sampled
+every 5 ms, peak of the sums. Pss counts a page shared by n processes as 1/n in each, so the sum is the memory
+the tree holds (a forked child is not counted twice for the pages it shares with its parent), and it counts no
+page cache (the output tree, downloaded files) — a cgroup's memory.max_usage_in_bytes would count both tools'
+written files. This process is a child subreaper during these runs, so daemonised descendants (forge's
+detached index writer, mmdebstrap's helpers) stay in the tree, and the sampling lasts until the last of them
+has exited. A peak shorter than the 5 ms step can be missed, alike for both tools.
+
+Run from the project root, as root: `python3 bench/compose.py [--repeat N] [--cold-repeat N] [--quick]
+[--only WORD]... [--memory-repeat N]`. Takes several minutes (mmdebstrap's essential variant runs dpkg and
+maintainer scripts for ~70 packages); `--only essential` runs only the essential rows, `--only ess-minimal
+--only mergedusr` only the cold comparison of issue #18 (minimal essential vs mmdebstrap's merged-usr hook).
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import os
 import shutil
@@ -27,6 +40,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -52,6 +66,10 @@ class Runs:
     packages: int | None = None
     size: int | None = None
     phases: list[dict[str, float]] = field(default_factory=list)  # forge's --json "timings" of warm runs
+    peaks: list[int] = field(default_factory=list)  # bytes: peak of the tree's summed Pss, cold (module docstring)
+
+    def peak(self) -> int | None:
+        return int(statistics.median(self.peaks)) if self.peaks else None
 
     def cold_s(self) -> float | None:
         return statistics.median(self.cold) if self.cold else None
@@ -99,16 +117,23 @@ class Bench:
         self._n += 1
         return self.work / f"{name}-{self._n}"
 
-    def _run(self, argv: Sequence[str], what: str) -> tuple[float, str]:
+    def _run(self, argv: Sequence[str], what: str, peaks: list[int] | None = None) -> tuple[float, str]:
+        """Run ``argv``; with ``peaks``, also sample the process tree's memory and append its peak."""
         t = time.perf_counter()
-        p = subprocess.run(list(argv), cwd=ROOT, capture_output=True, text=True)
+        if peaks is None:
+            p = subprocess.run(list(argv), cwd=ROOT, capture_output=True, text=True)
+            code, out, err = p.returncode, p.stdout, p.stderr
+        else:
+            code, out, err, peak = run_sampled(argv)
+            peaks.append(peak)
         elapsed = time.perf_counter() - t
-        if p.returncode != 0:
-            tail = "\n".join((p.stderr or p.stdout).strip().splitlines()[-15:])
-            raise RuntimeError(f"cannot run {what}: exit status {p.returncode}\n{tail}")
+        if code != 0:
+            tail = "\n".join((err or out).strip().splitlines()[-15:])
+            raise RuntimeError(f"cannot run {what}: exit status {code}\n{tail}")
         if self.verbose:
-            print(f"  {what}: {elapsed:.2f} s", file=sys.stderr)
-        return elapsed, p.stdout
+            extra = f", peak {peaks[-1] / 1e6:.1f} MB" if peaks is not None else ""
+            print(f"  {what}: {elapsed:.2f} s{extra}", file=sys.stderr)
+        return elapsed, out
 
     # forge ------------------------------------------------------------------------------------------------
     def forge_recipe(self, cfg: ForgeConfig) -> Path:
@@ -120,13 +145,14 @@ class Bench:
         return path
 
     def forge_once(self, cfg: ForgeConfig, cache: Path, fmt: str = "rootfs",
-                   phases: list[dict[str, float]] | None = None) -> tuple[float, int, int]:
+                   phases: list[dict[str, float]] | None = None,
+                   peaks: list[int] | None = None) -> tuple[float, int, int]:
         """One compose; returns (seconds, packages, bytes of the output tree); appends its phase timings."""
         out = self._fresh(f"forge-{cfg.label}-{fmt}")
         argv = [sys.executable, "-m", "rootfs_forge", "compose", str(self.forge_recipe(cfg)), "--format", fmt,
                 "-o", str(out), "--cache-dir", str(cache), "--json"]
         try:
-            secs, stdout = self._run(argv, f"forge {cfg.label} {fmt}")
+            secs, stdout = self._run(argv, f"forge {cfg.label} {fmt}", peaks)
             report = json.loads(stdout.strip().splitlines()[-1])
             if phases is not None:
                 phases.append(report.get("timings", {}))
@@ -135,7 +161,8 @@ class Bench:
             os.sync()  # the tree itself stays until the end (see the module docstring)
 
     # mmdebstrap -------------------------------------------------------------------------------------------
-    def mm_once(self, cfg: MmConfig, cache: Path, cold: bool) -> tuple[float, int, int]:
+    def mm_once(self, cfg: MmConfig, cache: Path, cold: bool,
+                peaks: list[int] | None = None) -> tuple[float, int, int]:
         """One mmdebstrap run into an empty directory (root mode); cold runs save .debs and lists to ``cache``."""
         debs, lists = cache / "debs", cache / "lists"
         out = self._fresh(f"mm-{cfg.label}")
@@ -159,7 +186,7 @@ class Bench:
                 argv.append(f"--extract-hook=ls \"$1\"/var/cache/apt/archives/ | grep -c '[.]deb$' > {count_file}")
         argv += [self.suite, str(out), *self.mirrors]
         try:
-            secs, _ = self._run(argv, f"mmdebstrap {cfg.label} {'cold' if cold else 'warm'}")
+            secs, _ = self._run(argv, f"mmdebstrap {cfg.label} {'cold' if cold else 'warm'}", peaks)
             status = out / "var/lib/dpkg/status"
             pkgs = count_status(status)
             if not pkgs and count_file.is_file():
@@ -196,6 +223,73 @@ class Bench:
         (runs.cold if cold else runs.warm).append(secs)
         runs.packages = pkgs if runs.packages is None or pkgs else runs.packages
         runs.size = size
+
+
+PR_SET_CHILD_SUBREAPER = 36
+SAMPLE_STEP = 0.005
+
+
+def _tree(root: int) -> list[int]:
+    """``root``'s descendants (not ``root``), from /proc/PID/task/TID/children."""
+    out: list[int] = []
+    todo = [root]
+    while todo:
+        pid = todo.pop()
+        try:
+            for tid in os.listdir(f"/proc/{pid}/task"):
+                with open(f"/proc/{pid}/task/{tid}/children") as f:
+                    kids = [int(x) for x in f.read().split()]
+                out += kids
+                todo += kids
+        except OSError:  # it has exited meanwhile
+            continue
+    return out
+
+
+def _pss(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", "rb") as f:
+            for line in f:
+                if line.startswith(b"Pss:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def run_sampled(argv: Sequence[str]) -> tuple[int, str, str, int]:
+    """Run ``argv`` (output captured) as a child subreaper, sampling the summed Pss of every process below this
+    one every SAMPLE_STEP until the last of them (daemonised ones too) has exited; (exit status, stdout,
+    stderr, peak bytes). See the module docstring."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        raise RuntimeError("cannot become a child subreaper (prctl)")
+    me, peak, stop = os.getpid(), [0], threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            peak[0] = max(peak[0], sum(_pss(pid) for pid in _tree(me)))
+            time.sleep(SAMPLE_STEP)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    try:
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+            p = subprocess.Popen(list(argv), cwd=ROOT, stdout=out, stderr=err)
+            sampler.start()
+            code = p.wait()
+            while True:  # the orphans this process inherited: wait for each (they are ours to reap)
+                try:
+                    os.waitpid(-1, 0)
+                except ChildProcessError:
+                    break
+            stop.set()
+            sampler.join()
+            out.seek(0)
+            err.seek(0)
+            return code, out.read().decode(errors="replace"), err.read().decode(errors="replace"), peak[0]
+    finally:
+        stop.set()
+        libc.prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
 
 
 def count_status(status: Path) -> int:
@@ -251,6 +345,11 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=5, help="warm runs per configuration (median; default 5)")
     ap.add_argument("--cold-repeat", type=int, default=3, help="cold runs per configuration (median; default 3)")
     ap.add_argument("--quick", action="store_true", help="smoke test: only the custom case, one run each")
+    ap.add_argument("--only", action="append", metavar="WORD",
+                    help="run only the rows whose case or configuration names hold every WORD given (e.g. "
+                         "essential; --only ess-minimal --only mergedusr: the issue's cold comparison)")
+    ap.add_argument("--memory-repeat", type=int, default=1,
+                    help="extra cold runs per essential configuration that measure peak memory (median; default 1)")
     ap.add_argument("--arch", default="amd64")
     ap.add_argument("-v", "--verbose", action="store_true", help="print each run's time to stderr")
     args = ap.parse_args()
@@ -287,6 +386,11 @@ def main() -> int:
     ]
     if args.quick:
         rows = [rows[5]]
+    if args.only:
+        rows = [r for r in rows if all(w in f"{r.case} {r.forge.label} {r.mm.label}" for w in args.only)]
+        if not rows:
+            print("bench/compose.py: --only matches no case", file=sys.stderr)
+            return 2
 
     # An installed forge runs from byte-code (pip compiles it on install); a checkout run with
     # PYTHONDONTWRITEBYTECODE would compile every module at every start. Compile once, as an install would.
@@ -299,6 +403,7 @@ def main() -> int:
     oci: list[float] = []
     dir_again: list[float] = []
     layer: tuple[float, int] | None = None
+    memory: list[tuple[bool, bool, ForgeConfig, MmConfig, Runs, Runs, Path, Path]] = []
     try:
         for row in rows:
             f, m = row.forge, row.mm
@@ -322,6 +427,9 @@ def main() -> int:
                         d.mkdir(parents=True)
                 return bench.mm_once(m, mcache, cold)
 
+            if "essential" in row.case:
+                memory.append((new_f, new_m, f, m, fr, mr, fcache, mcache))
+
             # Cold runs (the last one leaves the caches filled), then warm runs interleaved so that the
             # other load on the machine falls on both tools alike.
             for _ in range(args.cold_repeat):
@@ -334,7 +442,19 @@ def main() -> int:
                     bench.measure(f_once, fr, cold=False)
                 if new_m:
                     bench.measure(m_once, mr, cold=False)
-        if not args.quick:
+        # Peak memory: further cold runs of the essential configurations, alternating the tools (after the
+        # timed runs, so that the sampling costs them nothing).
+        for _ in range(args.memory_repeat):
+            for new_f, new_m, f, m, fr, mr, fcache, mcache in memory:
+                if new_f:
+                    remove_tree(fcache)
+                    bench.forge_once(f, fcache, peaks=fr.peaks)
+                if new_m:
+                    for d in (mcache / "debs", mcache / "lists"):
+                        remove_tree(d)
+                        d.mkdir(parents=True)
+                    bench.mm_once(m, mcache, True, peaks=mr.peaks)
+        if not args.quick and not args.only:
             cache = work / f"cache-forge-{f_min.label}"
             for _ in range(args.repeat):
                 dir_again.append(bench.forge_once(f_min, cache, "rootfs")[0])
@@ -347,14 +467,15 @@ def main() -> int:
         remove_tree(work)
 
     headers = ["case", "forge", "mmdebstrap", "pkgs f/m", "MB f", "MB m", "size f/m", "cold f s", "cold m s",
-               "cold m/f", "warm f s", "warm m s", "warm m/f", "note"]
+               "cold m/f", "warm f s", "warm m s", "warm m/f", "peak f MB", "peak m MB", "note"]
     table: list[list[str]] = []
     for row in rows:
         fr, mr = forge_runs[row.forge.label], mm_runs[row.mm.label]
         table.append([row.case, row.forge.label, row.mm.label, f"{fr.packages}/{mr.packages}",
                       fmt_mb(fr.size), fmt_mb(mr.size),
                       ratio(fr.size, mr.size), fmt_s(fr.cold_s()), fmt_s(mr.cold_s()), ratio(mr.cold_s(), fr.cold_s()),
-                      fmt_s(fr.warm_s()), fmt_s(mr.warm_s()), ratio(mr.warm_s(), fr.warm_s()), row.note])
+                      fmt_s(fr.warm_s()), fmt_s(mr.warm_s()), ratio(mr.warm_s(), fr.warm_s()),
+                      fmt_mb(fr.peak()), fmt_mb(mr.peak()), row.note])
     widths = [max(len(str(x)) for x in col) for col in zip(headers, *table, strict=False)]
     print(f"compose benchmark: {suite} {args.arch}, {len(mirrors)} host source(s); cold = empty caches (median of "
           f"{args.cold_repeat}), warm = caches kept (median of {args.repeat}); wall seconds incl. process start")
@@ -363,6 +484,10 @@ def main() -> int:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)).rstrip())
     print("sizes: du -sb --apparent-size of the output directory; mm/f ratios >1x mean forge is faster; "
           "mmdebstrap warm = sync-in of saved .debs and apt lists (apt-get update still revalidates)")
+    if memory:
+        print(f"peak MB: cold run, peak of the summed Pss of the whole process tree (daemonised descendants "
+              f"included), sampled every {SAMPLE_STEP * 1000:.0f} ms; median of {args.memory_repeat} extra run(s) "
+              f"per configuration, alternating the tools; same probe for both (see the module docstring)")
     if any(r.mm.variant == "extract" for r in rows):
         print("2 extract: mmdebstrap's extract variant downloads --include plus dependencies with apt and only "
               "unpacks them (no dpkg database, no scripts); forge resolves the same request and also writes the "
@@ -392,7 +517,8 @@ def main() -> int:
               f"{ratio(mdef.warm_s(), fmin.warm_s())} vs default]; >= 2x faster than extract variant "
               f"[{ratio(mext.warm_s(), fext.warm_s())} warm]; cold >= 5x faster "
               f"[{ratio(mdef.cold_s(), fmin.cold_s())} vs default, {ratio(mmu.cold_s(), fmin.cold_s())} vs "
-              f"merged-usr hook]; minimal size <= 50% of mmdebstrap "
+              f"merged-usr hook]; cold peak memory <= 120 MB [{fmt_mb(fmin.peak())} MB, mmdebstrap merged-usr hook "
+              f"{fmt_mb(mmu.peak())} MB]; minimal size <= 50% of mmdebstrap "
               f"[{ratio(fmin.size, mdef.size)} of default, {ratio(fmin.size, mmu.size)} of merged-usr hook]")
     else:
         print("targets (not asserted, full run only): warm essential <= 1.5 s and >= 10x faster than mmdebstrap; "

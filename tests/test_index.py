@@ -3,6 +3,7 @@ from __future__ import annotations
 import gzip
 import itertools
 import lzma
+import os
 import re
 import sqlite3
 from pathlib import Path
@@ -145,8 +146,9 @@ def test_index_from_compressed_file_equals_plain(tmp_path: Path, compression: st
     text = b"\n".join(STANZAS * 500)
     raw = gzip.compress(text) if compression == ".gz" else lzma.compress(text)
     build_index(text, tmp_path / "plain.idx")
-    build_index_compressed(raw, compression, "Packages" + compression, tmp_path / "packed.idx")
+    os.close(build_index_compressed(raw, compression, "Packages" + compression, tmp_path / "packed.idx")[1])
     assert _dump(tmp_path / "packed.idx") == _dump(tmp_path / "plain.idx")
+    assert (tmp_path / "packed.idx.txt").read_bytes() == text
 
 
 @pytest.mark.parametrize("compression", [".gz", ".xz"])
@@ -156,6 +158,7 @@ def test_truncated_compressed_index_is_refused_and_leaves_no_database(tmp_path: 
     with pytest.raises(IndexError_, match=f"cannot decompress Packages{compression}: "):
         build_index_compressed(raw[: len(raw) // 2], compression, f"Packages{compression}", tmp_path / "x.idx")
     assert not (tmp_path / "x.idx").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
 def _stanza(name: str, provides: str = "", essential: bool = False) -> bytes:
@@ -217,12 +220,12 @@ def test_index_scanned_with_a_helper_process_equals_plain(tmp_path: Path, monkey
     text = b"\n".join([_stanza(f"p{i}", f"v{i % 7}", essential=i % 50 == 0) for i in range(40000)])
     raw = gzip.compress(text) if compression == ".gz" else lzma.compress(text)
     build_index(text, tmp_path / "plain.idx")
-    build_index_compressed(raw, compression, "Packages" + compression, tmp_path / "helped.idx")
+    os.close(build_index_compressed(raw, compression, "Packages" + compression, tmp_path / "helped.idx")[1])
     assert _dump(tmp_path / "helped.idx") == _dump(tmp_path / "plain.idx")
+    assert (tmp_path / "helped.idx.txt").read_bytes() == text
 
 
 def test_scan_helper_that_dies_costs_only_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import os
     import signal
 
     from rootfs_forge.index import scan as index_module
@@ -240,6 +243,10 @@ def test_scan_helper_that_dies_costs_only_time(tmp_path: Path, monkeypatch: pyte
     monkeypatch.setattr(index_module, "PARALLEL_SCAN_MIN", 0)
     monkeypatch.setattr(index_module, "DECOMPRESS_STEP", 4096)
     text = b"\n".join(_stanza(f"s{i}", "v") for i in range(3000))
-    columns, got = build_index_compressed(gzip.compress(text), ".gz", "Packages.gz", tmp_path / "x.idx")
-    assert len(killed) == 1 and got == text
+    columns, fd = build_index_compressed(gzip.compress(text), ".gz", "Packages.gz", tmp_path / "x.idx")
+    try:
+        got = os.pread(fd, len(text) + 1, 0)
+    finally:
+        os.close(fd)
+    assert len(killed) == 1 and got == text == (tmp_path / "x.idx.txt").read_bytes()
     assert columns.as_lists() == scan_stanzas(text).as_lists()

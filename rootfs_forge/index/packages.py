@@ -6,9 +6,9 @@ names it defines or provides, into an SQLite file in the cache (``index/<sha256>
 milliseconds to open) next to the decompressed text (``index/<sha256>.idx.txt``, read with pread).
 Stanzas are parsed with python-debian only when asked for, and kept per index object.
 
-The process that meets a Packages file first scans it (on two cores when it is large), answers from the scan
-and the text in memory, and leaves writing both files to a detached child: a cold compose does not wait
-for the database.
+The process that meets a Packages file first scans it as it decompresses it into the text file (on two cores
+when it is large), answers from the scan and that file, and leaves writing the database to a detached child:
+a cold compose does not wait for the database.
 """
 
 from __future__ import annotations
@@ -103,12 +103,12 @@ class _SqlPart(_Part):
 
 class _MemoryPart(_Part):
     """The maps of a scan this process just made (its database is being written meanwhile): the same rows,
-    in the same order, as the database gives."""
+    in the same order, as the database gives. Stanzas are read from the text file the scan wrote."""
 
-    def __init__(self, file: IndexFile, columns: Columns, text: bytes) -> None:
+    def __init__(self, file: IndexFile, columns: Columns, text_fd: int) -> None:
         super().__init__(file)
         self.c = columns
-        self.text = text
+        self.text_fd = text_fd
         names = columns.names
         # first and last stanza of each name, built in C; a name's other stanzas lie between the two
         self._last = dict(zip(names, range(len(names)), strict=True))
@@ -120,7 +120,7 @@ class _MemoryPart(_Part):
             self._provided.setdefault(n, []).append(i)
 
     def body(self, start: int, length: int) -> bytes:
-        return self.text[start:start + length]
+        return os.pread(self.text_fd, length, start)
 
     def _rows(self, ids: Iterable[int]) -> list[Row]:
         return [(i, self.c.starts[i], self.c.lengths[i]) for i in ids]
@@ -149,6 +149,9 @@ class _MemoryPart(_Part):
     def count(self) -> int:
         return len(self.c)
 
+    def close(self) -> None:
+        os.close(self.text_fd)
+
 
 class PackageIndex:
     """An ``IndexView`` over several verified Packages files (sources × components × architectures)."""
@@ -172,8 +175,8 @@ class PackageIndex:
                 if not _valid_db(db):
                     with cache.lock(f"index-{f.sha256}"):
                         if not _valid_db(db):
-                            raw = cache.blob_path(f.sha256).read_bytes()
-                            fresh = build_index_compressed(raw, f.compression, f.label, db, background=True)
+                            with cache.blob_path(f.sha256).open("rb") as raw:
+                                fresh = build_index_compressed(raw, f.compression, f.label, db, background=True)
                 if fresh is not None:
                     parts.append(_MemoryPart(f, *fresh))
                     continue

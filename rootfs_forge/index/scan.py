@@ -1,30 +1,36 @@
 """The scan of a ``Packages`` file: stanza bounds and the four fields the index needs, by column (regular
-expressions over the whole text; a large file on two cores while it is decompressed), and the SQLite database
-written from the columns. The speed of a cold index is here; a hypothesis test holds the columnar scan to the
-plain per-stanza loop it replaced."""
+expressions over each piece of the text as it is decompressed and written to the cache; a large file on two
+cores), and the SQLite database written from the columns. The decompressed text is never whole in memory.
+The speed of a cold index is here; a hypothesis test holds the columnar scan to the plain per-stanza loop it
+replaced."""
 
 from __future__ import annotations
 
 import bisect
 import functools
 import gzip
+import io
 import lzma
 import os
 import re
 import sqlite3
 import zlib
-from collections.abc import Iterator
+from array import array
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from rootfs_forge.errors import IndexError_
-from rootfs_forge.util.forked import Forked, can_fork, detach
+from rootfs_forge.util.forked import Forked, can_fork
 
 SCHEMA_VERSION = 3
 BACKGROUND_DB_MIN = 8 << 20  # text bytes from which a fresh index's database is written in the background
 PARALLEL_SCAN_MIN = 2 << 20  # compressed bytes from which a child process scans part of the text
-DECOMPRESS_STEP = 1 << 20  # compressed bytes decompressed at a time
+DECOMPRESS_STEP = 256 << 10  # compressed bytes read at a time
+# text bytes decompressed, written and scanned at a time, whatever the compression ratio: the scan's short-lived
+# objects of a piece stay few, and so does the memory they fragment (smaller pieces gained little more)
+TEXT_PIECE = 1 << 20
 
 
 def decompress(data: bytes, compression: str, what: str) -> bytes:
@@ -140,76 +146,178 @@ def build_index(text: bytes, db_path: Path) -> Columns:
     return build_index_streamed(iter((text,)), db_path)
 
 
-def build_index_compressed(raw: bytes, compression: str, what: str, db_path: Path, *,
-                           background: bool = False) -> tuple[Columns, bytes]:
-    """Like :func:`build_index` from the Packages file as downloaded. Returns the scan and the text.
-
-    A large file is scanned on both cores (:func:`_scan_in_two`). (A decompressing thread beside a scanning one
-    gained nothing: the codec gives the interpreter lock back between output blocks and waited up to a switch
-    interval for it each time.)
-
-    ``background``: the text and the database are written by a detached child process (see :func:`detach`)
-    while this one goes on with the scan and the text in memory: for bookworm main that takes 0.5 s off the
-    critical path of a cold compose. Until the child has renamed the database into place, another process
-    builds its own.
-    """
-    if len(raw) >= PARALLEL_SCAN_MIN and can_fork():
-        columns, text = _scan_in_two(_decompressed(raw, compression, what), -(-len(raw) // DECOMPRESS_STEP))
-    else:
-        columns, text = _scan_chunks(_decompressed(raw, compression, what))
-    # a small index is written here: the fork would cost more than the write
-    forked = detach() if background and len(text) >= BACKGROUND_DB_MIN else None
-    if forked is None:
-        write_index(db_path, columns, text)
-    elif forked:
-        try:  # the detached child
-            write_index(db_path, columns, text)
-        finally:
-            os._exit(0)
-    return columns, text
-
-
-def _decompressed(raw: bytes, compression: str, what: str) -> Iterator[bytes]:
-    """The text of ``raw``, one piece per DECOMPRESS_STEP bytes of it."""
-    step = DECOMPRESS_STEP
-    if compression not in (".gz", ".xz"):
-        for i in range(0, len(raw), 8 * step):
-            yield raw[i:i + 8 * step]
-        return
-    codec: Any = zlib.decompressobj(wbits=47) if compression == ".gz" else lzma.LZMADecompressor()
+def build_index_streamed(chunks: Iterable[bytes], db_path: Path) -> Columns:
+    """The index of a Packages text that arrives in ``chunks``: each chunk is written to the text file and its
+    complete stanzas are scanned as it comes; then the database is written. Returns the scan."""
+    fd, tmp_text = _open_text(db_path)
     try:
-        for i in range(0, len(raw), step):
-            out = codec.decompress(raw[i:i + step])
-            if out:
-                yield out
+        columns, size = _scan_stream(chunks, fd, None)
+        _publish_text(tmp_text, db_path)
+        write_db(db_path, columns, size)
+    except BaseException:
+        tmp_text.unlink(missing_ok=True)
+        raise
+    finally:
+        os.close(fd)
+    return columns
+
+
+def build_index_compressed(raw: bytes | BinaryIO, compression: str, what: str, db_path: Path, *,
+                           background: bool = False) -> tuple[Columns, int]:
+    """Like :func:`build_index` from the Packages file as downloaded (its bytes, or a file open on them).
+    Returns the scan and a read-only descriptor of the text file (the caller closes it).
+
+    The text is never whole in memory: it is decompressed a step at a time, each piece written to
+    ``<db>.txt`` and its complete stanzas scanned. A large file is scanned on both cores (see
+    :func:`_scan_stream`). (A decompressing thread beside a scanning one gained nothing: the codec gives the
+    interpreter lock back between output blocks and waited up to a switch interval for it each time.)
+
+    ``background``: the database is written by a detached process (see :mod:`rootfs_forge.index.dbwriter`)
+    while this one goes on with the scan in memory: for bookworm main that takes 0.25-0.5 s off the critical
+    path of a cold compose. Until the writer has renamed the database into place, another process builds its
+    own.
+    """
+    src: BinaryIO = io.BytesIO(raw) if isinstance(raw, bytes) else raw
+    size = len(raw) if isinstance(raw, bytes) else os.fstat(src.fileno()).st_size
+    fd, tmp_text = _open_text(db_path)
+    try:
+        start = src.tell()
+        helped = (lambda: (src.tell() - start) / size) if size >= PARALLEL_SCAN_MIN and can_fork() else None
+        columns, text_size = _scan_stream(_decompressed(src, compression, what), fd, helped)
+        _publish_text(tmp_text, db_path)
+        # a small index is written here: starting the writer would cost more than the write
+        if not (background and text_size >= BACKGROUND_DB_MIN and can_fork() and _spawn_writer(db_path, columns,
+                                                                                              text_size)):
+            write_db(db_path, columns, text_size)
+    except BaseException:
+        os.close(fd)
+        tmp_text.unlink(missing_ok=True)
+        raise
+    return columns, fd
+
+
+def _spawn_writer(db_path: Path, columns: Columns, text_size: int) -> bool:
+    from rootfs_forge.index import dbwriter
+
+    return dbwriter.spawn(db_path, Packed(columns), text_size)
+
+
+def _open_text(db_path: Path) -> tuple[int, Path]:
+    """A fresh temp file for ``<db>.txt``, open for reading and writing."""
+    text_path = db_path.with_name(db_path.name + ".txt")
+    tmp = text_path.with_name(f"{text_path.name}.{os.getpid()}.tmp")
+    return os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666), tmp
+
+
+def _publish_text(tmp: Path, db_path: Path) -> None:
+    tmp.replace(db_path.with_name(db_path.name + ".txt"))
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _decompressed(src: BinaryIO, compression: str, what: str) -> Iterator[bytes]:
+    """The text of ``src``, in pieces of at most TEXT_PIECE bytes (read DECOMPRESS_STEP bytes at a time)."""
+    if compression not in (".gz", ".xz"):
+        while block := src.read(TEXT_PIECE):
+            yield block
+        return
+    try:
         if compression == ".gz":
-            tail = codec.flush()
+            gz = zlib.decompressobj(wbits=47)
+            while block := src.read(DECOMPRESS_STEP):
+                while block:
+                    out = gz.decompress(block, TEXT_PIECE)
+                    if out:
+                        yield out
+                    block = gz.unconsumed_tail
+            tail = gz.flush()
             if tail:
                 yield tail
-        if not codec.eof:
+            if not gz.eof:
+                raise IndexError_("decompress", what, "compressed stream ended early (truncated)")
+            if gz.unused_data:
+                raise IndexError_("decompress", what, "trailing data after the compressed stream")
+            return
+        xz = lzma.LZMADecompressor()
+        while block := src.read(DECOMPRESS_STEP):
+            out = xz.decompress(block, TEXT_PIECE)
+            while True:
+                if out:
+                    yield out
+                if xz.eof or xz.needs_input:
+                    break
+                out = xz.decompress(b"", TEXT_PIECE)
+        if not xz.eof:
             raise IndexError_("decompress", what, "compressed stream ended early (truncated)")
-        if compression == ".gz" and codec.unused_data:
-            raise IndexError_("decompress", what, "trailing data after the compressed stream")
     except (zlib.error, lzma.LZMAError, EOFError) as exc:
         raise IndexError_("decompress", what, str(exc)) from None
 
 
-def build_index_streamed(chunks: Iterator[bytes], db_path: Path) -> Columns:
-    """The index of a Packages text that arrives in ``chunks``: each chunk's complete stanzas are scanned as it
-    comes; then the text and the database are written. Returns the scan (it answers lookups at once)."""
-    columns, text = _scan_chunks(chunks)
-    write_index(db_path, columns, text)
-    return columns
+def _scan_stream(pieces: Iterable[bytes], fd: int, progress: Callable[[], float] | None) -> tuple[Columns, int]:
+    """Write ``pieces`` to ``fd`` and scan them; the scan and the text's size. Only a piece and the
+    incomplete stanza before it are in memory at a time.
 
-
-def _scan_chunks(chunks: Iterator[bytes]) -> tuple[Columns, bytes]:
-    """Scan ``chunks`` as they come, each one's complete stanzas at once; the scan and the whole text."""
+    ``progress`` (the share of the input consumed so far): scan on two cores. Until 60 % of the input is
+    decompressed this process only decompresses and writes; then a forked child scans the complete stanzas so
+    far, reading them back from the file (so nothing is copied to it), while this process decompresses and
+    scans the rest. The two finish about together: the child starts after 60 % of the decompression and scans
+    60 % of the text."""
     columns = Columns()
-    parts: list[bytes] = []
-    carry, base = b"", 0
-    for chunk in chunks:
-        parts.append(chunk)
-        buf = carry + chunk
+    carry, base, size = b"", 0, 0
+    helper: Forked | None = None
+    head_end = 0
+    waiting = progress is not None  # for the helper: nothing is scanned here before it starts
+    try:
+        for piece in pieces:
+            _write_all(fd, piece)
+            size += len(piece)
+            if waiting:
+                assert progress is not None
+                if progress() < 0.6:
+                    continue
+                cut = _last_boundary(piece)
+                if cut <= 0:
+                    continue
+                waiting = False
+                head_end = size - len(piece) + cut
+                helper = Forked(functools.partial(_scan_file_lists, fd, head_end))
+                carry, base = piece[cut:], head_end
+                continue
+            buf = carry + piece if carry else piece
+            cut = _last_boundary(buf)
+            if cut <= 0:
+                carry = buf
+                continue
+            scan_stanzas(buf[:cut], base, columns)
+            carry, base = buf[cut:], base + cut
+        if waiting:  # the helper never started: scan the whole file here
+            return _scan_file(fd, size), size
+        scan_stanzas(carry, base, columns)
+        if helper is None:
+            return columns, size
+        done = helper.result()
+        head = Columns(*done) if done is not None else _scan_file(fd, head_end)  # a failed child costs only time
+        head.extend(columns)
+        return head, size
+    finally:
+        if helper is not None:
+            helper.close()
+
+
+def _scan_file(fd: int, end: int, step: int = 1 << 20) -> Columns:
+    """The scan of the first ``end`` bytes of the file ``fd``, read a step at a time."""
+    columns = Columns()
+    carry, base, pos = b"", 0, 0
+    while pos < end:
+        piece = os.pread(fd, min(step, end - pos), pos)
+        if not piece:
+            break
+        pos += len(piece)
+        buf = carry + piece if carry else piece
         cut = _last_boundary(buf)
         if cut <= 0:
             carry = buf
@@ -217,7 +325,7 @@ def _scan_chunks(chunks: Iterator[bytes]) -> tuple[Columns, bytes]:
         scan_stanzas(buf[:cut], base, columns)
         carry, base = buf[cut:], base + cut
     scan_stanzas(carry, base, columns)
-    return columns, b"".join(parts)
+    return columns
 
 
 def _last_boundary(buf: bytes) -> int:
@@ -228,67 +336,83 @@ def _last_boundary(buf: bytes) -> int:
     return cut
 
 
-def _scan_in_two(pieces: Iterator[bytes], count: int) -> tuple[Columns, bytes]:
-    """Decompress ``pieces`` (``count`` of them, about) and scan the text on two cores: once 60 % of it is
-    here, a forked child scans the complete stanzas so far — from memory it shares with this process, so
-    nothing is copied to it — while this process decompresses and scans the rest. The two finish about
-    together: the child starts after 60 % of the decompression and scans 60 % of the text."""
-    parts: list[bytes] = []
-    helper: Forked | None = None
-    head = b""
-    try:
-        for n, piece in enumerate(pieces, 1):
-            parts.append(piece)
-            if helper is None and n * 5 >= count * 3:
-                text = b"".join(parts)
-                cut = _last_boundary(text)
-                if cut > 0:
-                    head = text[:cut]
-                    helper = Forked(functools.partial(_scan_lists, head))
-                    parts = [text]
-        text = b"".join(parts)
-        if helper is None:
-            return scan_stanzas(text), text
-        rest = scan_stanzas(text[len(head):], len(head))  # while the child scans the head
-        done = helper.result()
-        columns = Columns(*done) if done is not None else scan_stanzas(head)  # a failed child costs only time
-        columns.extend(rest)
-        return columns, text
-    finally:
-        if helper is not None:
-            helper.close()
+def _scan_file_lists(fd: int, end: int) -> tuple[list[Any], ...]:
+    return _scan_file(fd, end).as_lists()
 
 
-def _scan_lists(text: bytes) -> tuple[list[Any], ...]:
-    return scan_stanzas(text).as_lists()
-
-
-def write_index(db_path: Path, columns: Columns, text: bytes) -> None:
-    """``<db>.txt`` and then ``<db>``, each through a temp name: a present database means both are complete."""
-    text_path = db_path.with_name(db_path.name + ".txt")
-    tmp_text = text_path.with_name(f"{text_path.name}.{os.getpid()}.tmp")
-    try:
-        tmp_text.write_bytes(text)
-        tmp_text.replace(text_path)
-    except BaseException:
-        tmp_text.unlink(missing_ok=True)
-        raise
-    write_db(db_path, columns, len(text))
-
-
-def write_db(path: Path, columns: Columns, text_size: int) -> None:
+def write_db(path: Path, columns: Columns | Packed, text_size: int) -> None:
     """The SQLite maps of a scan, through a temp name (renamed last: a present database is complete)."""
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     tmp.unlink(missing_ok=True)
     try:
-        _write_db(tmp, columns, text_size)
+        if isinstance(columns, Packed):
+            _write_db(tmp, columns.stanza_rows(), columns.provide_rows(), text_size)
+        else:
+            c = columns
+            _write_db(tmp, zip(range(len(c)), c.names, c.essential, c.descriptions, c.starts, c.lengths,
+                               strict=True), c.provides, text_size)
         tmp.replace(path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
 
 
-def _write_db(path: Path, c: Columns, text_size: int) -> None:
+class Packed:
+    """A scan in a few flat objects, for the detached database writer (see :mod:`rootfs_forge.index.dbwriter`):
+    marshalled in milliseconds, and its rows are made one at a time (the text columns are UTF-8 bytes: one
+    character outside Latin-1 in a description would make a joined ``str`` four bytes a character)."""
+
+    __slots__ = ("count", "descriptions", "essential", "lengths", "names", "provided", "providers", "starts")
+
+    def __init__(self, c: Columns) -> None:
+        self.count = len(c)
+        self.names = "\n".join(c.names).encode()  # a value is one line: it holds no newline
+        self.descriptions = "\n".join(c.descriptions).encode()
+        self.essential = bytes(c.essential)
+        self.starts = array("q", c.starts)
+        self.lengths = array("q", c.lengths)
+        self.provided = "\n".join([name for name, _ in c.provides]).encode()
+        self.providers = array("q", [i for _, i in c.provides])
+
+    def as_tuple(self) -> tuple[Any, ...]:
+        return (self.count, self.names, self.descriptions, self.essential, self.starts.tobytes(),
+                self.lengths.tobytes(), self.provided, self.providers.tobytes())
+
+    @classmethod
+    def from_tuple(cls, doc: tuple[Any, ...]) -> Packed:
+        self = cls.__new__(cls)
+        self.count, self.names, self.descriptions, self.essential = doc[0], doc[1], doc[2], doc[3]
+        self.starts, self.lengths, self.providers = array("q"), array("q"), array("q")
+        self.starts.frombytes(doc[4])
+        self.lengths.frombytes(doc[5])
+        self.provided = doc[6]
+        self.providers.frombytes(doc[7])
+        return self
+
+    def stanza_rows(self) -> Iterator[tuple[int, str, int, str, int, int]]:
+        return zip(range(self.count), _lines(self.names, self.count), self.essential,
+                   _lines(self.descriptions, self.count), self.starts, self.lengths, strict=True)
+
+    def provide_rows(self) -> Iterator[tuple[str, int]]:
+        return zip(_lines(self.provided, len(self.providers)), self.providers, strict=True)
+
+
+def _lines(blob: bytes, count: int) -> Iterator[str]:
+    """The ``count`` newline-separated values of ``blob``, decoded and split 64 KB at a time."""
+    if not count:
+        return
+    start = 0
+    while True:
+        end = blob.find(b"\n", start + (64 << 10))
+        if end < 0:
+            yield from blob[start:].decode().split("\n")
+            return
+        yield from blob[start:end].decode().split("\n")
+        start = end + 1
+
+
+def _write_db(path: Path, stanzas: Iterable[tuple[int, str, int, str, int, int]],
+              provides: Iterable[tuple[str, int]], text_size: int) -> None:
     con = sqlite3.connect(path)
     try:
         con.executescript(
@@ -297,9 +421,8 @@ def _write_db(path: Path, c: Columns, text_size: int) -> None:
             "CREATE TABLE stanza(id INTEGER PRIMARY KEY, name TEXT, essential INT, descr TEXT, start INT, len INT);"
             "CREATE TABLE provides(name TEXT, id INT);"
         )
-        con.executemany("INSERT INTO stanza VALUES (?,?,?,?,?,?)",
-                        zip(range(len(c)), c.names, c.essential, c.descriptions, c.starts, c.lengths, strict=True))
-        con.executemany("INSERT INTO provides VALUES (?,?)", c.provides)
+        con.executemany("INSERT INTO stanza VALUES (?,?,?,?,?,?)", stanzas)
+        con.executemany("INSERT INTO provides VALUES (?,?)", provides)
         con.execute("CREATE INDEX stanza_name ON stanza(name)")
         con.execute("CREATE INDEX provides_name ON provides(name)")
         con.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
@@ -307,5 +430,3 @@ def _write_db(path: Path, c: Columns, text_size: int) -> None:
         con.commit()
     finally:
         con.close()
-
-
