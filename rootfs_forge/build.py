@@ -108,6 +108,7 @@ def build_tree(root: Path, recipe: Recipe, arch: str, resolution: Resolution, de
                                sha256.get(name, ""))
              for name, control in controls.items()}
     with t.phase("unpack"):
+        writer.drop_unowned_libdirs()
         writer.finish()
     set_owners = os.geteuid() == 0
     with t.phase("effects"):

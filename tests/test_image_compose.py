@@ -18,8 +18,8 @@ from tests.support.repo import RepoServer, Signer, build_repo, serve
 # Pinned: the same recipe and test repository must always give these digests, on any machine of this kind and
 # in any directory. A deliberate change to the image format (or to the test repository) moves them: update them
 # in the same commit and say why.
-GOLDEN_MANIFEST = "sha256:ee07e491d8c142a1ea1c88b5a350dba7961c067a6437b7edae094c4165aa0a4a"
-GOLDEN_DIFF_ID = "sha256:f8428e5bdc57d36197ddd75cfa06dffca7395d83f977534f2ba17199d3602f2d"
+GOLDEN_MANIFEST = "sha256:c8ee1b03fd4cb5ec114170e6d8a6747fbdfc53750d7c2321a1bc416372329f23"
+GOLDEN_DIFF_ID = "sha256:05d216185d752c5179275f9eb0a087463ac8f593f4dc4ac3fcd95279828e6806"
 
 
 def forge(*args: str, cache: Path, epoch: str = "1700000000", cli: bool = False) -> subprocess.CompletedProcess[str]:

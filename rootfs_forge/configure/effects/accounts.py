@@ -1,7 +1,9 @@
 """Users and groups: base-passwd's master files (or a root-only set), ``nobody``, and the recipe's accounts.
 
-Stands in for base-passwd's postinst (copy ``passwd.master``/``group.master`` when /etc/passwd is absent) and
-for ``shadowconfig on`` (split password fields into /etc/shadow and /etc/gshadow). Literal system-account
+Stands in for base-passwd's postinst (copy ``passwd.master``/``group.master`` when /etc/passwd is absent) and,
+when the ``passwd`` package is installed, for its postinst's ``shadowconfig on`` (split password fields into
+/etc/shadow and /etc/gshadow). Without it there is no shadow file, as in a tree dpkg installs (the essential
+set has no ``passwd``), and every password field is ``*`` (locked), as in base-passwd's. Literal system-account
 calls in other packages' scripts (``adduser --system`` …) are emulated by :mod:`.sysaccounts`; any other
 account call is reported as not emulated, so the recipe can add an ``[[account]]``.
 """
@@ -85,6 +87,12 @@ def shadow_rows(
     return passwd, group, shadow, gshadow
 
 
+def locked_rows(rows: list[list[str]]) -> list[list[str]]:
+    """Rows without a shadow file: a password field ``x`` or empty becomes ``*`` (locked), as base-passwd's
+    master files have it (pure)."""
+    return [[r[0], r[1] if r[1] not in ("x", "") else "*", *r[2:]] for r in rows]
+
+
 def _root_shell(tree: RootDir) -> str:
     for shell in ("/bin/bash", "/bin/sh"):
         if tree.lexists(shell):
@@ -110,14 +118,18 @@ def apply(ctx: EffectContext) -> EffectResult:
     passwd, group = merge_accounts(passwd, group, ctx.options.accounts)
     calls, notes, unhandled = sysaccounts.find_calls(ctx.packages)
     homes, emulated, failed = sysaccounts.apply_calls(passwd, group, calls)
-    passwd, group, shadow, gshadow = shadow_rows(passwd, group, ctx.epoch)
+    if ctx.has("passwd"):
+        passwd, group, shadow, gshadow = shadow_rows(passwd, group, ctx.epoch)
+    else:
+        passwd, group, shadow, gshadow = locked_rows(passwd), locked_rows(group), [], []
     shadow_gid = next((int(r[2]) for r in group if r[0] == "shadow"), 0)
     changed: list[Change] = [
         tree.write_file("/etc/passwd", _render(passwd), 0o644),
         tree.write_file("/etc/group", _render(group), 0o644),
-        tree.write_file("/etc/shadow", _render(shadow), 0o640, 0, shadow_gid),
-        tree.write_file("/etc/gshadow", _render(gshadow), 0o640, 0, shadow_gid),
     ]
+    if ctx.has("passwd"):
+        changed += [tree.write_file("/etc/shadow", _render(shadow), 0o640, 0, shadow_gid),
+                    tree.write_file("/etc/gshadow", _render(gshadow), 0o640, 0, shadow_gid)]
     for acc in ctx.options.accounts:
         changed.append(tree.mkdir(acc.home_dir, 0o755, acc.uid, acc.group_id))
     for home, uid, gid in homes:

@@ -1,4 +1,7 @@
-"""/etc/hostname, /etc/hosts and the OS identification files scanners read.
+"""/etc/hostname, /etc/hosts, the placeholder /etc/fstab and the OS identification files scanners read.
+
+No package ships /etc/fstab: debootstrap and mmdebstrap write ``# UNCONFIGURED FSTAB FOR BASE SYSTEM`` into
+every tree they make (Debian's images have it); forge writes the same line when the file is absent.
 
 base-files ships /etc/os-release (a link to ../usr/lib/os-release) and /etc/debian_version; they are checked,
 not rewritten. Without base-files a minimal os-release is written from the recipe's suite so syft and trivy
@@ -17,6 +20,8 @@ _HOSTNAME = re.compile(
     r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}"
     r"[A-Za-z0-9])?)*$"
 )
+FSTAB = "/etc/fstab"
+FSTAB_TEXT = b"# UNCONFIGURED FSTAB FOR BASE SYSTEM\n"
 _SUITE = re.compile(r"^[a-z][a-z0-9-]*$")
 
 
@@ -67,6 +72,8 @@ def apply(ctx: EffectContext) -> EffectResult:
         changed.append(tree.write_file("/etc/hostname", f"{hostname}\n".encode()))
     if opts.hostname is not None or not tree.lexists("/etc/hosts"):
         changed.append(tree.write_file("/etc/hosts", hosts_file(hostname).encode()))
+    if not tree.lexists(FSTAB):
+        changed.append(tree.write_file(FSTAB, FSTAB_TEXT, 0o644))
     if tree.is_file("/etc/os-release") or tree.is_file("/usr/lib/os-release"):
         messages.append("os-release: kept as shipped")
     elif opts.suite:

@@ -53,7 +53,7 @@ def _test(words: list[str], exists: Callable[[str, str], bool]) -> bool | None:
     while words and words[0] == "!":
         neg, words = not neg, words[1:]
     if words[:2] == ["dpkg-statoverride", "--list"] and len(words) == 3:
-        return neg  # a composed image has no overrides (its statoverride file is empty): never listed
+        return neg  # a composed image has no overrides (no statoverride file): never listed
     if words[:2] == ["dpkg", "--compare-versions"] and len(words) == 5 and words[2] in ("$2", "${2}", ""):
         # a first install compares the empty version: earlier than any (lt, le, ne, <<), except for the -nl forms
         first = {"lt": True, "le": True, "ne": True, "<<": True, "<=": True, "gt": False, "ge": False,
