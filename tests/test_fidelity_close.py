@@ -16,8 +16,9 @@ import pytest
 
 from bench.fidelity import status_differs_by_hook_only, without_stanza
 from rootfs_forge.configure.dpkgwriter import write_dpkg_db
-from rootfs_forge.configure.effects import accounts, identity, shells
+from rootfs_forge.configure.effects import accounts, cacerts, identity, literal, shells
 from rootfs_forge.configure.effects.base import EffectContext, EffectOptions, HostTools, PackageInfo
+from rootfs_forge.configure.effects.literal_plan import plan
 from rootfs_forge.unpack.writer import TreeWriter
 from tests.support.debs import DebSpec, Dir, Reg, build_deb
 
@@ -178,3 +179,113 @@ def test_bench_explains_a_status_file_only_by_the_hook_stanza(tmp_path: Path) ->
     assert status_differs_by_hook_only(mm, forge)
     (forge / "var/lib/dpkg/status").write_text(STATUS_A + STATUS_B.replace("Version: 2", "Version: 3"))
     assert not status_differs_by_hook_only(mm, forge)  # any other difference stays unexplained
+
+
+def test_ca_certificates_makes_the_local_certificates_directory(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "usr/share/ca-certificates/mozilla").mkdir(parents=True)
+    (root / "usr/share/ca-certificates/mozilla/A.crt").write_text("-----A-----\n")
+    (root / "usr/local/share").mkdir(parents=True)
+    os.chmod(root / "usr/local", 0o2775)
+    result = cacerts.apply(_ctx(root, ("ca-certificates",)))
+    made = {c.path: c for c in result.changed}["/usr/local/share/ca-certificates"]
+    assert (made.kind, made.mode) == ("dir", 0o2775)  # /usr/local's mode, as `mkdir -m $(stat …)` gives
+    assert (root / "usr/local/share/ca-certificates").is_dir()
+    assert (root / "etc/ssl/certs/ca-certificates.crt").read_text() == "-----A-----\n"
+
+
+PYTHON3_POSTINST = """#! /bin/sh
+set -e
+
+new_config_file()
+{
+    cat > /etc/python3/debian_config <<-EOF
+\t[DEFAULT]
+\t# how to byte-compile (comma separated: standard, optimize)
+\tbyte-compile = standard
+\tEOF
+}
+
+case "$1" in
+    configure)
+\t[ -d /etc/python3 ] || mkdir /etc/python3
+\t[ -f /etc/python3/debian_config ] || new_config_file
+    ;;
+esac
+"""
+DEBIAN_CONFIG = "[DEFAULT]\n# how to byte-compile (comma separated: standard, optimize)\nbyte-compile = standard\n"
+PYTHON_PREINST = """#! /bin/sh
+set -e
+case "$1" in
+    install)
+\t# remember newly installed runtime
+\tmkdir -p /var/lib/python
+\ttouch /var/lib/python/python3.11_installed
+    ;;
+    upgrade)
+\trm -f /usr/bin/python3.11
+    ;;
+esac
+"""
+
+
+def _literal_ctx(root: Path, scripts: dict[str, dict[str, str]]) -> EffectContext:
+    infos = {n: PackageInfo(n, {"Package": n}, s, ()) for n, s in scripts.items()}
+    return EffectContext(root, infos, "amd64", HostTools(architecture="amd64"), EPOCH, EffectOptions())
+
+
+def test_heredoc_in_a_called_function_writes_the_file(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    result = literal.apply(_literal_ctx(root, {"python3": {"postinst": PYTHON3_POSTINST}}))
+    assert (root / "etc/python3/debian_config").read_text() == DEBIAN_CONFIG
+    assert (root / "etc/python3/debian_config").stat().st_mode & 0o777 == 0o644
+    assert f"python3/postinst: cat > /etc/python3/debian_config <<EOF ({len(DEBIAN_CONFIG)} bytes)" in result.messages
+    assert result.unhandled == ()
+
+
+def test_heredoc_is_not_applied_when_the_file_exists_or_expands(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "etc/python3").mkdir(parents=True)
+    (root / "etc/python3/debian_config").write_text("mine\n")
+    literal.apply(_literal_ctx(root, {"python3": {"postinst": PYTHON3_POSTINST}}))
+    assert (root / "etc/python3/debian_config").read_text() == "mine\n"  # the [ -f ] guard holds
+    expanding = PYTHON3_POSTINST.replace("byte-compile = standard", "byte-compile = $MODE")
+    steps = plan(expanding, lambda test, path: False)
+    cat = next(s for s in steps if s.words[0] == "cat")
+    assert cat.reason == "the here-document expands variables or commands"
+
+
+def test_heredoc_never_writes_through_a_link_out_of_the_root(tmp_path: Path) -> None:
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    (root / "etc/python3").mkdir(parents=True)
+    outside.mkdir()
+    (root / "etc/python3/debian_config").symlink_to(outside / "target")
+    result = literal.apply(_literal_ctx(root, {"python3": {"postinst": PYTHON3_POSTINST.replace(
+        "[ -f /etc/python3/debian_config ] || new_config_file", "new_config_file")}}))
+    assert list(outside.iterdir()) == []
+    assert os.readlink(root / "etc/python3/debian_config") == str(outside / "target")
+    assert any("is a symbolic link" in m for m in result.messages) and result.unhandled == ("python3/postinst",)
+
+
+def test_a_function_reading_its_arguments_is_not_replayed() -> None:
+    script = 'f() {\n  mkdir -p "$1"\n}\ncase "$1" in\n  configure)\n    f\n  ;;\nesac\n'
+    steps = plan(script, lambda test, path: False)
+    assert [s.reason for s in steps] == ["in a shell function"]
+
+
+def test_first_install_preinst_adds_only_what_it_makes(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "var/lib").mkdir(parents=True)
+    (root / "usr/bin").mkdir(parents=True)
+    (root / "usr/bin/python3.11").write_text("binary")
+    result = literal.apply(_literal_ctx(root, {"python3.11-minimal": {"preinst": PYTHON_PREINST}}))
+    marker = root / "var/lib/python/python3.11_installed"
+    assert marker.read_text() == "" and marker.stat().st_mode & 0o777 == 0o644
+    assert (root / "usr/bin/python3.11").read_text() == "binary"  # the upgrade branch is not taken
+    assert "python3.11-minimal/preinst: touch /var/lib/python/python3.11_installed" in result.messages
+    removing = PYTHON_PREINST.replace("\ttouch /var", "\trm -f /usr/bin/python3.11\n\ttouch /var")
+    (root / "var/lib/python/python3.11_installed").unlink()
+    result = literal.apply(_literal_ctx(root, {"python3.11-minimal": {"preinst": removing}}))
+    assert (root / "usr/bin/python3.11").read_text() == "binary"  # a preinst never removes what was unpacked
+    assert result.unhandled == ("python3.11-minimal/preinst",)
