@@ -16,8 +16,8 @@ import pytest
 
 from bench.fidelity import status_differs_by_hook_only, without_stanza
 from rootfs_forge.configure.dpkgwriter import write_dpkg_db
-from rootfs_forge.configure.effects import accounts, cacerts, identity, literal, shells
-from rootfs_forge.configure.effects.base import EffectContext, EffectOptions, HostTools, PackageInfo
+from rootfs_forge.configure.effects import accounts, cacerts, fcaps, identity, literal, shells
+from rootfs_forge.configure.effects.base import EffectContext, EffectOptions, EffectResult, HostTools, PackageInfo
 from rootfs_forge.configure.effects.literal_plan import plan
 from rootfs_forge.unpack.writer import TreeWriter
 from tests.support.debs import DebSpec, Dir, Reg, build_deb
@@ -289,3 +289,109 @@ def test_first_install_preinst_adds_only_what_it_makes(tmp_path: Path) -> None:
     result = literal.apply(_literal_ctx(root, {"python3.11-minimal": {"preinst": removing}}))
     assert (root / "usr/bin/python3.11").read_text() == "binary"  # a preinst never removes what was unpacked
     assert result.unhandled == ("python3.11-minimal/preinst",)
+
+
+IPROUTE2_POSTINST = """#!/bin/sh
+set -e
+. /usr/share/debconf/confmodule
+case "$1" in
+    configure)
+        if command -v setcap > /dev/null; then
+            db_get iproute2/setcaps
+            if test "$RET" = "true"; then
+                if ! setcap "cap_dac_override,cap_sys_admin,cap_net_admin=ep" /bin/ip; then
+                   echo "Setcap failed on /bin/ip" >&2
+                fi
+            else
+                if getcap /bin/ip | grep -qs "/bin/ip"; then
+                    if ! setcap "-r" /bin/ip; then
+                       echo "Setcap -r failed on /bin/ip" >&2
+                    fi
+                fi
+            fi
+        fi
+    ;;
+esac
+"""
+
+
+def _iproute2(tmp_path: Path, default: str) -> tuple[Path, EffectResult]:
+    root = tmp_path / "root"
+    (root / "usr/bin").mkdir(parents=True)
+    (root / "bin").symlink_to("usr/bin")
+    (root / "usr/bin/ip").write_text("ip")
+    templates = f"Template: iproute2/setcaps\nType: boolean\nDefault: {default}\nDescription: caps?\n".encode()
+    infos = {"iproute2": PackageInfo("iproute2", {"Package": "iproute2"}, {"postinst": IPROUTE2_POSTINST}, (),
+                                     {"templates": templates}),
+             "libcap2-bin": PackageInfo("libcap2-bin", {"Package": "libcap2-bin"}, {}, ())}
+    ctx = EffectContext(root, infos, "amd64", HostTools(architecture="amd64"), EPOCH, EffectOptions(),
+                        os.geteuid() == 0)
+    return root, fcaps.apply(ctx)
+
+
+def test_ip_gets_no_cap_sys_admin_when_debconf_says_no(tmp_path: Path) -> None:
+    """iproute2 asks iproute2/setcaps (default false) before giving /bin/ip cap_sys_admin: an image must not
+    hand every user a capability Debian's install withholds."""
+    root, result = _iproute2(tmp_path, "false")
+    assert result.changed == ()
+    assert not [n for n in os.listxattr(root / "usr/bin/ip") if n == "security.capability"]
+    assert "iproute2: no setcap: debconf iproute2/setcaps is false (the noninteractive answer)" in result.messages
+    assert result.unhandled == ()
+
+
+def test_ip_capabilities_follow_a_true_debconf_default(tmp_path: Path) -> None:
+    root, result = _iproute2(tmp_path, "true")
+    assert [c.path for c in result.changed] == ["/usr/bin/ip"]
+    if os.geteuid() == 0:  # set on disk only when composing as root
+        assert "security.capability" in os.listxattr(root / "usr/bin/ip")
+    assert "cap_dac_override,cap_sys_admin,cap_net_admin=ep on /usr/bin/ip (iproute2)" in result.messages
+
+
+def test_system_accounts_get_useradds_locked_shadow_rows(tmp_path: Path) -> None:
+    root = _base_passwd_root(tmp_path)
+    script = "adduser --system --group --no-create-home --home /run/sshd sshd\naddgroup --system _ssh\n"
+    infos = {n: PackageInfo(n, {"Package": n}, s, ()) for n, s in
+             {"base-passwd": {}, "passwd": {}, "openssh-server": {"postinst": script}}.items()}
+    accounts.apply(EffectContext(root, infos, "amd64", HostTools(architecture="amd64"), EPOCH, EffectOptions()))
+    shadow = {r.split(":")[0]: r for r in (root / "etc/shadow").read_text().splitlines()}
+    day = EPOCH // 86400
+    assert shadow["root"] == f"root:*:{day}:0:99999:7:::"  # pwconv's row for base-passwd's accounts
+    assert shadow["sshd"] == f"sshd:!:{day}::::::"  # useradd's, as adduser --system leaves it
+    gshadow = {r.split(":")[0]: r for r in (root / "etc/gshadow").read_text().splitlines()}
+    assert gshadow["_ssh"] == "_ssh:!::" and gshadow["root"] == "root:*::"
+
+
+OPENSSH_CLIENT_POSTINST = """#!/bin/sh
+set -e
+action="$1"
+umask 022
+
+set_ssh_agent_permissions() {
+\tif ! getent group _ssh >/dev/null; then
+\t\taddgroup --system --quiet --force-badname _ssh
+\tfi
+\tif ! dpkg-statoverride --list /usr/bin/ssh-agent >/dev/null; then
+\t\tchgrp _ssh /usr/bin/ssh-agent
+\t\tchmod 2755 /usr/bin/ssh-agent
+\tfi
+}
+
+if [ "$action" = configure ]; then
+\tset_ssh_agent_permissions
+fi
+"""
+
+
+def test_ssh_agent_is_setgid_ssh_as_openssh_clients_postinst_makes_it(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "usr/bin").mkdir(parents=True)
+    (root / "usr/bin/ssh-agent").write_text("agent")
+    (root / "etc").mkdir()
+    (root / "etc/passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
+    (root / "etc/group").write_text("root:x:0:\n_ssh:x:101:\n")
+    result = literal.apply(_literal_ctx(root, {"openssh-client": {"postinst": OPENSSH_CLIENT_POSTINST}}))
+    agent = {c.path: c for c in result.changed}["/usr/bin/ssh-agent"]
+    assert (agent.mode, agent.uid, agent.gid) == (0o2755, 0, 101)
+    assert result.messages == ("openssh-client/postinst: umask 022",
+                               "openssh-client/postinst: chgrp _ssh /usr/bin/ssh-agent",
+                               "openssh-client/postinst: chmod 2755 /usr/bin/ssh-agent")

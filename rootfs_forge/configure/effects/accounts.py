@@ -74,14 +74,19 @@ def merge_accounts(
 
 
 def shadow_rows(
-    passwd: list[list[str]], group: list[list[str]], epoch: int | None
+    passwd: list[list[str]], group: list[list[str]], epoch: int | None,
+    system_users: frozenset[str] = frozenset(), system_groups: frozenset[str] = frozenset(),
 ) -> tuple[list[list[str]], list[list[str]], list[list[str]], list[list[str]]]:
-    """Move password fields into shadow/gshadow as ``shadowconfig on`` does; every account stays locked."""
+    """Move password fields into shadow/gshadow as ``shadowconfig on`` does; every account stays locked.
+    Accounts a script's ``adduser --system``/``useradd -r`` made afterwards (``system_users``,
+    ``system_groups``) get what useradd and groupadd write: ``!`` and no aging fields."""
     day = "" if epoch is None else str(epoch // 86400)
     shadow = [
+        [r[0], "!", day, "", "", "", "", "", ""] if r[0] in system_users else
         [r[0], r[1] if r[1] not in ("x", "") else "*", day, "0", "99999", "7", "", "", ""] for r in passwd
     ]
-    gshadow = [[r[0], r[1] if r[1] not in ("x", "") else "*", "", r[3]] for r in group]
+    gshadow = [[r[0], "!" if r[0] in system_groups else r[1] if r[1] not in ("x", "") else "*", "", r[3]]
+               for r in group]
     passwd = [[r[0], "x", *r[2:]] for r in passwd]
     group = [[r[0], "x", *r[2:]] for r in group]
     return passwd, group, shadow, gshadow
@@ -117,9 +122,12 @@ def apply(ctx: EffectContext) -> EffectResult:
         group = [["root", "x", "0", ""]]
     passwd, group = merge_accounts(passwd, group, ctx.options.accounts)
     calls, notes, unhandled = sysaccounts.find_calls(ctx.packages)
+    users_before, groups_before = {r[0] for r in passwd}, {r[0] for r in group}
     homes, emulated, failed = sysaccounts.apply_calls(passwd, group, calls)
     if ctx.has("passwd"):
-        passwd, group, shadow, gshadow = shadow_rows(passwd, group, ctx.epoch)
+        passwd, group, shadow, gshadow = shadow_rows(
+            passwd, group, ctx.epoch, frozenset(r[0] for r in passwd if r[0] not in users_before),
+            frozenset(r[0] for r in group if r[0] not in groups_before))
     else:
         passwd, group, shadow, gshadow = locked_rows(passwd), locked_rows(group), [], []
     shadow_gid = next((int(r[2]) for r in group if r[0] == "shadow"), 0)

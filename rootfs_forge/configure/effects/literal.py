@@ -211,6 +211,12 @@ class _Apply:
                                                 who[1] if who[1] >= 0 else gid))
         return ""
 
+    def _chgrp(self, flags: list[str], args: list[str]) -> str:
+        """``chgrp GROUP PATH…`` is ``chown :GROUP PATH…``."""
+        if len(args) >= 2 and not flags and ":" not in args[0]:
+            return self._chown(flags, [f":{args[0]}", *args[1:]])
+        return self._chown(flags, args) if flags else "needs a group and a path"
+
     def _touch(self, flags: list[str], args: list[str]) -> str:
         if flags:
             return f"option {flags[0]} is not emulated"

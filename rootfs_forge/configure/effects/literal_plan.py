@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from rootfs_forge.configure.effects.scripts import HEREDOC_BODY, _logical_lines, split_words
 
-COMMANDS = ("mkdir", "ln", "chmod", "chown", "touch", "cp", "install", "rm")
+COMMANDS = ("mkdir", "ln", "chmod", "chown", "chgrp", "touch", "cp", "install", "rm")
 _DPKG_ROOT = re.compile(r'"\$DPKG_ROOT"|"\$\{DPKG_ROOT\}"|\$\{DPKG_ROOT\}|\$DPKG_ROOT')
 UNSAFE = re.compile(r"[$`*?\[\]~{}]")
 _CASE_ARG1 = re.compile(r'^case\s+"?\$(?:1|\{1\})"?\s+in\s*$')
@@ -25,7 +25,7 @@ _PATTERN = re.compile(r"^\(?\s*([^()]+?)\s*\)\s*(.*)$")
 OCTAL = re.compile(r"^[0-7]{3,4}$")
 _ASSIGNMENT = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$", re.S)
 _REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
-MENTIONS = re.compile(r"(?<![\w.-])(?:mkdir|ln|chmod|chown|touch|cp|install|rm|umask)(?![\w.-])")
+MENTIONS = re.compile(r"(?<![\w.-])(?:mkdir|ln|chmod|chown|chgrp|touch|cp|install|rm|umask)(?![\w.-])")
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +81,8 @@ def _test(words: list[str], exists: Callable[[str, str], bool], action: str = "c
     elif len(words) == 3 and words[0] in ("$1", "${1}") and words[1] in ("=", "==", "!=") \
             and not UNSAFE.search(words[2]):
         value = (words[2] == action) == (words[1] != "!=")
+    elif len(words) == 3 and words[1] in ("=", "==", "!=") and not any(UNSAFE.search(w) for w in words[::2]):
+        value = (words[0] == words[2]) == (words[1] != "!=")  # two literals (a variable holding $1, replaced)
     elif len(words) == 2 and words[0] in ("-e", "-f", "-d", "-L", "-h", "-x") and literal_path(words[1]):
         value = exists(words[0], words[1])
     if value is None:
@@ -276,7 +278,9 @@ class _Planner:
             return True
         for w in words:
             m = _ASSIGNMENT.match(w)
-            if m is not None:
+            if m is not None and m.group(2) in ("$1", "${1}") and not self.stack:
+                self.env[m.group(1)] = self.action  # action="$1" at the top of a script
+            elif m is not None:
                 value = self.subst(m.group(2))
                 self.env[m.group(1)] = None if reason or UNSAFE.search(value) or "\\" in value else value
         return True
