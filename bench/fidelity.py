@@ -78,11 +78,18 @@ REASONS: tuple[tuple[str, tuple[str, ...], str], ...] = (
       "/var/cache/apt", "/var/lib/apt", "/etc/apt", "/etc/apt/apt.conf.d", "/etc/apt/preferences.d",
       "/etc/apt/trusted.gpg.d", "/var/cache"), "only-mm"),
     ("logs", ("/var/log", "/var/log/*"), "*"),
-    ("no init system runs in an image: service enablement (deb-systemd-helper, update-rc.d) is not emulated",
+    ("no init system runs in an image: service enablement (deb-systemd-helper, update-rc.d, runit-helper) is not "
+     "emulated (README: Maintainer-script effects)",
      ("/etc/systemd/system/*", "/var/lib/systemd", "/var/lib/systemd/deb-systemd-helper-enabled",
-      "/var/lib/systemd/deb-systemd-helper-enabled/*", "/etc/rc?.d/*"), "only-mm"),
+      "/var/lib/systemd/deb-systemd-helper-enabled/*", "/etc/rc?.d/*", "/etc/runit/runsvdir/default/*"), "only-mm"),
+    ("per-host secrets: forge never bakes SSH host keys into an image (README: sshd-config)",
+     ("/etc/ssh/ssh_host_rsa_key", "/etc/ssh/ssh_host_rsa_key.pub", "/etc/ssh/ssh_host_ecdsa_key",
+      "/etc/ssh/ssh_host_ecdsa_key.pub", "/etc/ssh/ssh_host_ed25519_key", "/etc/ssh/ssh_host_ed25519_key.pub"),
+     "only-mm"),
     ("-old and - backups of a tool that rewrote a file", ("*-old", "/etc/passwd-", "/etc/group-", "/etc/shadow-",
-                                                         "/etc/gshadow-", "/etc/subuid-", "/etc/subgid-"), "*"),
+                                                         "/etc/gshadow-", "/etc/subuid-", "/etc/subgid-",
+                                                         "/var/lib/ucf/hashfile.0", "/var/lib/ucf/registry.0"),
+     "*"),
     ("dpkg's and apt's run state (locks, the available file, caches of the installing tools)",
      ("/var/lib/dpkg/lock", "/var/lib/dpkg/lock-frontend", "/var/lib/dpkg/triggers/Lock",
       "/var/lib/dpkg/triggers/Unincorp", "/var/lib/dpkg/available", "/var/cache/ldconfig/aux-cache",
@@ -99,7 +106,7 @@ REASONS: tuple[tuple[str, tuple[str, ...], str], ...] = (
      ("*.pyc",), "different"),
     ("device nodes and mount points of mmdebstrap's chroot", ("/dev", "/dev/*", "/proc/*", "/sys/*"), "*"),
     ("contents that embed the build time or random data (shadow's lastchg day, debconf's caches)",
-     ("/etc/shadow", "/var/cache/debconf/config.dat", "/var/cache/debconf/templates.dat"), "different"),
+     ("/var/cache/debconf/config.dat", "/var/cache/debconf/templates.dat"), "different"),
 )
 UNEXPLAINED = "unexplained"
 
@@ -173,11 +180,15 @@ def scan(root: Path) -> dict[str, Meta]:
 
 HOOK_WHAT = "only the usr-is-merged stanza differs (checked)"
 HOOK_REASON = REASONS[1][0]
+DAY_WHAT = "only the last-change day differs (checked)"
+DAY_REASON = next(r for r, _, _ in REASONS if r.startswith("contents that embed the build time"))
 
 
 def reason_of(path: str, how: str, what: str = "") -> str:
     if how == "different" and path == STATUS and what == HOOK_WHAT:
         return HOOK_REASON
+    if how == "different" and path == SHADOW and what == DAY_WHAT:
+        return DAY_REASON
     for reason, globs, applies in REASONS:
         if applies not in ("*", how):
             continue
@@ -221,6 +232,23 @@ def status_differs_by_hook_only(mm_root: Path, forge_root: Path) -> bool:
         return False
     return f"Package: {HOOK_STANZA}\n" not in forge and without_stanza(mm, HOOK_STANZA) == without_stanza(
         forge, HOOK_STANZA)
+
+
+SHADOW = "/etc/shadow"
+
+
+def without_days(shadow: str) -> list[list[str]]:
+    """/etc/shadow's rows with the last-change day (the build day) blanked (pure)."""
+    return [[*f[:2], "", *f[3:]] for f in (line.split(":") for line in shadow.splitlines())]
+
+
+def shadow_differs_by_day_only(mm_root: Path, forge_root: Path) -> bool:
+    try:
+        mm = (mm_root / SHADOW.lstrip("/")).read_text()
+        forge = (forge_root / SHADOW.lstrip("/")).read_text()
+    except OSError:
+        return False
+    return without_days(mm) == without_days(forge)
 
 
 def compare(name: str, mm: dict[str, Meta], forge: dict[str, Meta]) -> Comparison:
@@ -339,6 +367,8 @@ def main() -> int:
             row = compare(s.name, scan(mm_out), scan(forge_out))
             if status_differs_by_hook_only(mm_out, forge_out):  # checked, so the reason may cover it
                 row.different = [(p, HOOK_WHAT if p == STATUS else w) for p, w in row.different]
+            if shadow_differs_by_day_only(mm_out, forge_out):
+                row.different = [(p, DAY_WHAT if p == SHADOW else w) for p, w in row.different]
             rows.append(row)
             if s.name == "python3":
                 timed = import_times((forge_out, mm_out))

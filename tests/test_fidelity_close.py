@@ -7,6 +7,7 @@ empty statoverride file, /etc/shadow only with the ``passwd`` package, the place
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -14,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from bench.fidelity import status_differs_by_hook_only, without_stanza
+from bench.fidelity import shadow_differs_by_day_only, status_differs_by_hook_only, without_stanza
 from rootfs_forge.configure.dpkgwriter import write_dpkg_db
-from rootfs_forge.configure.effects import accounts, cacerts, fcaps, identity, literal, shells
+from rootfs_forge.configure.effects import accounts, cacerts, fcaps, identity, literal, shells, sshdconfig
 from rootfs_forge.configure.effects.base import EffectContext, EffectOptions, EffectResult, HostTools, PackageInfo
 from rootfs_forge.configure.effects.literal_plan import plan
 from rootfs_forge.unpack.writer import TreeWriter
@@ -395,3 +396,49 @@ def test_ssh_agent_is_setgid_ssh_as_openssh_clients_postinst_makes_it(tmp_path: 
     assert result.messages == ("openssh-client/postinst: umask 022",
                                "openssh-client/postinst: chgrp _ssh /usr/bin/ssh-agent",
                                "openssh-client/postinst: chmod 2755 /usr/bin/ssh-agent")
+
+
+SSHD_TEMPLATE = "#PermitRootLogin prohibit-password\n#PasswordAuthentication yes\nUsePAM yes\n"
+
+
+def _sshd_root(tmp_path: Path, root_login: str) -> tuple[Path, EffectResult]:
+    root = tmp_path / "root"
+    (root / "usr/share/openssh").mkdir(parents=True)
+    (root / "usr/share/openssh/sshd_config").write_text(SSHD_TEMPLATE)
+    (root / "var/lib/ucf").mkdir(parents=True)
+    (root / "var/lib/ucf/hashfile").write_text("")
+    (root / "var/lib/ucf/registry").write_text("")
+    templates = (f"Template: openssh-server/permit-root-login\nType: boolean\nDefault: {root_login}\n"
+                 "Description: x\n\nTemplate: openssh-server/password-authentication\nType: boolean\n"
+                 "Default: true\nDescription: y\n").encode()
+    infos = {"openssh-server": PackageInfo("openssh-server", {"Package": "openssh-server"}, {}, (),
+                                           {"templates": templates})}
+    ctx = EffectContext(root, infos, "amd64", HostTools(architecture="amd64"), EPOCH, EffectOptions())
+    return root, sshdconfig.apply(ctx)
+
+
+def test_sshd_config_is_installed_and_registered_with_ucf(tmp_path: Path) -> None:
+    root, _ = _sshd_root(tmp_path, "true")
+    config = (root / "etc/ssh/sshd_config").read_bytes()
+    assert config == SSHD_TEMPLATE.encode()  # the debconf defaults leave the shipped file as it is
+    md5 = hashlib.md5(config).hexdigest()
+    assert (root / "var/lib/ucf/hashfile").read_text() == f"{md5}  /etc/ssh/sshd_config\n"
+    assert (root / "var/lib/ucf/registry").read_text() == "openssh-server \t /etc/ssh/sshd_config\n"
+    assert (root / "var/lib/ucf/cache/:etc:ssh:sshd_config").read_bytes() == config
+    assert not list((root / "etc/ssh").glob("ssh_host_*"))  # never a host key baked into an image
+
+
+def test_sshd_config_follows_the_debconf_defaults(tmp_path: Path) -> None:
+    root, _ = _sshd_root(tmp_path, "false")
+    assert (root / "etc/ssh/sshd_config").read_text().splitlines()[0] == "PermitRootLogin yes"
+
+
+def test_bench_explains_shadow_only_by_its_last_change_day(tmp_path: Path) -> None:
+    mm, forge = tmp_path / "mm", tmp_path / "forge"
+    for root in (mm, forge):
+        (root / "etc").mkdir(parents=True)
+    (mm / "etc/shadow").write_text("root:*:20792:0:99999:7:::\nsshd:!:20792::::::\n")
+    (forge / "etc/shadow").write_text("root:*:20785:0:99999:7:::\nsshd:!:20785::::::\n")
+    assert shadow_differs_by_day_only(mm, forge)
+    (forge / "etc/shadow").write_text("root:*:20785:0:99999:7:::\nsshd:*:20785:0:99999:7:::\n")
+    assert not shadow_differs_by_day_only(mm, forge)  # a row forge writes otherwise stays unexplained

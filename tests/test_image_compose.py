@@ -18,8 +18,8 @@ from tests.support.repo import RepoServer, Signer, build_repo, serve
 # Pinned: the same recipe and test repository must always give these digests, on any machine of this kind and
 # in any directory. A deliberate change to the image format (or to the test repository) moves them: update them
 # in the same commit and say why.
-GOLDEN_MANIFEST = "sha256:c8ee1b03fd4cb5ec114170e6d8a6747fbdfc53750d7c2321a1bc416372329f23"
-GOLDEN_DIFF_ID = "sha256:05d216185d752c5179275f9eb0a087463ac8f593f4dc4ac3fcd95279828e6806"
+GOLDEN_MANIFEST = "sha256:f735ecd5f4aa27e6d88b12ba015e7e8e7006bd3041cff19bf957313c9ddcc589"
+GOLDEN_DIFF_ID = "sha256:715a8c32f7eff8180a10cfb14205e39fc13d6d72fcbba8d68a7f19ad0eae7d84"
 
 
 def forge(*args: str, cache: Path, epoch: str = "1700000000", cli: bool = False) -> subprocess.CompletedProcess[str]:

@@ -28,6 +28,7 @@ from rootfs_forge.configure.effects import (
     literal,
     pam,
     shells,
+    sshdconfig,
     timezone,
     triggers,
 )
@@ -71,6 +72,7 @@ EFFECTS: tuple[Effect, ...] = (
     alternatives.EFFECT,
     timezone.EFFECT,
     cacerts.EFFECT,
+    sshdconfig.EFFECT,
     busybox.EFFECT,
     defaults.EFFECT,
     shells.EFFECT,
