@@ -970,6 +970,7 @@ def test_apply_effects_runs_applicable_effects_and_reports_every_script(tmp_path
         "timezone": "applied",
         "ca-certificates": "applied",
         "sshd-config": "not-applicable",
+        "nginx-modules": "not-applicable",
         "busybox": "not-applicable",
         "defaults": "not-applicable",
         "shells": "not-applicable",

@@ -15,13 +15,25 @@ from pathlib import Path
 
 import pytest
 
+import rootfs_forge
 from bench.fidelity import shadow_differs_by_day_only, status_differs_by_hook_only, without_stanza
 from rootfs_forge.configure.dpkgwriter import write_dpkg_db
-from rootfs_forge.configure.effects import accounts, cacerts, fcaps, identity, literal, shells, sshdconfig
+from rootfs_forge.configure.effects import (
+    accounts,
+    cacerts,
+    fcaps,
+    identity,
+    literal,
+    nginxmods,
+    shells,
+    sshdconfig,
+)
 from rootfs_forge.configure.effects.base import EffectContext, EffectOptions, EffectResult, HostTools, PackageInfo
 from rootfs_forge.configure.effects.literal_plan import plan
 from rootfs_forge.unpack.writer import TreeWriter
+from tests.conftest import base_specs, source_block
 from tests.support.debs import DebSpec, Dir, Reg, build_deb
+from tests.support.repo import Signer, build_repo, serve
 
 EPOCH = 1_700_000_000
 
@@ -442,3 +454,52 @@ def test_bench_explains_shadow_only_by_its_last_change_day(tmp_path: Path) -> No
     assert shadow_differs_by_day_only(mm, forge)
     (forge / "etc/shadow").write_text("root:*:20785:0:99999:7:::\nsshd:*:20785:0:99999:7:::\n")
     assert not shadow_differs_by_day_only(mm, forge)  # a row forge writes otherwise stays unexplained
+
+
+NGINX_MODULE_POSTINST = """#!/bin/sh
+set -e
+# Automatically added by dh_nginx/UNDECLARED
+for confpair in mod-http-echo.conf:50-mod-http-echo.conf  ; do
+\tfrom=$(echo $confpair | cut -d: -f1)
+\tto=$(echo $confpair | cut -d: -f2)
+
+\tif [ -L /etc/nginx/modules-enabled/$to.removed ]; then
+\t\trm /etc/nginx/modules-enabled/$to.removed
+\t\tremoved_link=true
+\telse
+\t\tremoved_link=false
+\tfi
+
+\tif [ -z "$2" -o "$removed_link" = "true" ]; then
+\t\tln -sf /usr/share/nginx/modules-available/$from \\
+\t\t\t/etc/nginx/modules-enabled/$to
+\tfi
+done
+"""
+
+
+def test_nginx_module_is_enabled_like_dh_nginx_snippet(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "etc/nginx/modules-enabled").mkdir(parents=True)
+    (root / "usr/share/nginx/modules-available").mkdir(parents=True)
+    (root / "usr/share/nginx/modules-available/mod-http-echo.conf").write_text("load_module x.so;\n")
+    infos = {"nginx-common": PackageInfo("nginx-common", {"Package": "nginx-common"}, {}, ()),
+             "libnginx-mod-http-echo": PackageInfo("libnginx-mod-http-echo", {}, {"postinst": NGINX_MODULE_POSTINST},
+                                                   ())}
+    nginxmods.apply(EffectContext(root, infos, "amd64", HostTools(architecture="amd64"), EPOCH, EffectOptions()))
+    link = root / "etc/nginx/modules-enabled/50-mod-http-echo.conf"
+    assert os.readlink(link) == "/usr/share/nginx/modules-available/mod-http-echo.conf"
+    assert nginxmods.module_pairs(NGINX_MODULE_POSTINST.replace("50-mod-http-echo.conf", "../../evil")) == []
+
+
+def test_os_release_takes_version_id_and_codename_from_the_release_file(tmp_path: Path, signer: Signer) -> None:
+    repo = build_repo(tmp_path / "repo", base_specs(), signer=signer, suite="testing", codename="flamingo",
+                      extra_release="Version: 14.1")
+    with serve(repo.root) as server:
+        recipe = tmp_path / "img.toml"
+        recipe.write_text('packages = ["hello"]\n' + source_block(server, signer))
+        rootfs_forge.compose(recipe, tmp_path / "out", format="rootfs", cache_dir=tmp_path / "cache",
+                             epoch=EPOCH)
+    fields = dict(line.split("=", 1) for line in (tmp_path / "out/etc/os-release").read_text().splitlines())
+    assert fields["VERSION_ID"] == '"14"'  # not in forge's codename table: only the Release says 14
+    assert fields["VERSION_CODENAME"] == "flamingo" and fields["ID"] == "debian"

@@ -4,7 +4,8 @@ No package ships /etc/fstab: debootstrap and mmdebstrap write ``# UNCONFIGURED F
 every tree they make (Debian's images have it); forge writes the same line when the file is absent.
 
 base-files ships /etc/os-release (a link to ../usr/lib/os-release) and /etc/debian_version; they are checked,
-not rewritten. Without base-files a minimal os-release is written from the recipe's suite so syft and trivy
+not rewritten. Without base-files a minimal os-release is written from the suite's Release (its Codename, and
+its Version's major number as VERSION_ID; a codename table when the Release was not read) so syft and trivy
 still recognise a Debian image; /etc/debian_version is not invented (its number is not in the suite name).
 """
 
@@ -38,8 +39,8 @@ def hosts_file(hostname: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-# Debian's release numbers by codename (base-files' VERSION_ID is the major number). Taken from this table rather
-# than from the Release file's ``Version`` (12.12): a point release must not change the image a lock composes.
+# Debian's release numbers by codename (base-files' VERSION_ID is the major number): the fallback when the
+# suite's Release file gave no ``Version`` (12.12, whose major number is used: a point release changes nothing).
 RELEASES = {"buster": "10", "bullseye": "11", "bookworm": "12", "trixie": "13", "forky": "14", "duke": "15"}
 
 
