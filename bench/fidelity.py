@@ -78,23 +78,35 @@ REASONS: tuple[tuple[str, tuple[str, ...], str], ...] = (
       "/var/cache/apt", "/var/lib/apt", "/etc/apt", "/etc/apt/apt.conf.d", "/etc/apt/preferences.d",
       "/etc/apt/trusted.gpg.d", "/var/cache"), "only-mm"),
     ("logs", ("/var/log", "/var/log/*"), "*"),
-    ("no init system runs in an image: service enablement (deb-systemd-helper, update-rc.d) is not emulated",
+    ("no init system runs in an image: service enablement (deb-systemd-helper, update-rc.d, runit-helper) is not "
+     "emulated (README: Maintainer-script effects)",
      ("/etc/systemd/system/*", "/var/lib/systemd", "/var/lib/systemd/deb-systemd-helper-enabled",
-      "/var/lib/systemd/deb-systemd-helper-enabled/*", "/etc/rc?.d/*"), "only-mm"),
+      "/var/lib/systemd/deb-systemd-helper-enabled/*", "/etc/rc?.d/*", "/etc/runit/runsvdir/default/*"), "only-mm"),
+    ("per-host secrets: forge never bakes SSH host keys into an image (README: sshd-config)",
+     ("/etc/ssh/ssh_host_rsa_key", "/etc/ssh/ssh_host_rsa_key.pub", "/etc/ssh/ssh_host_ecdsa_key",
+      "/etc/ssh/ssh_host_ecdsa_key.pub", "/etc/ssh/ssh_host_ed25519_key", "/etc/ssh/ssh_host_ed25519_key.pub"),
+     "only-mm"),
     ("-old and - backups of a tool that rewrote a file", ("*-old", "/etc/passwd-", "/etc/group-", "/etc/shadow-",
-                                                         "/etc/gshadow-", "/etc/subuid-", "/etc/subgid-"), "*"),
+                                                         "/etc/gshadow-", "/etc/subuid-", "/etc/subgid-",
+                                                         "/var/lib/ucf/hashfile.0", "/var/lib/ucf/registry.0"),
+     "*"),
     ("dpkg's and apt's run state (locks, the available file, caches of the installing tools)",
      ("/var/lib/dpkg/lock", "/var/lib/dpkg/lock-frontend", "/var/lib/dpkg/triggers/Lock",
       "/var/lib/dpkg/triggers/Unincorp", "/var/lib/dpkg/available", "/var/cache/ldconfig/aux-cache",
       "/var/lib/dpkg/diversions-old", "/var/lib/dpkg/statoverride-old", "/var/cache/debconf/*.dat-old",
       "/var/lib/dpkg/cmethopt", "/var/lib/apt/lists/lock", "/var/cache/apt/archives/lock", "/etc/.pwd.lock"),
      "*"),
+    ("apt's first run: apt makes its partial/ directories 0700 when it runs (the package ships them 0755)",
+     ("/var/lib/apt/lists/partial", "/var/cache/apt/archives/partial"), "different"),
+    ("without base-files, forge's base-files and identity effects still make /root, /run, /var/tmp and an "
+     "os-release (README: Maintainer-script effects)",
+     ("/root", "/run", "/var/tmp", "/etc/os-release"), "only-forge"),
     ("forge's own manifest (/var/lib/forge)", ("/var/lib/forge", "/var/lib/forge/*"), "only-forge"),
     ("bytecode: forge's pycs are unchecked-hash (reproducible), dpkg's postinsts write timestamped ones",
      ("*.pyc",), "different"),
     ("device nodes and mount points of mmdebstrap's chroot", ("/dev", "/dev/*", "/proc/*", "/sys/*"), "*"),
     ("contents that embed the build time or random data (shadow's lastchg day, debconf's caches)",
-     ("/etc/shadow", "/var/cache/debconf/config.dat", "/var/cache/debconf/templates.dat"), "different"),
+     ("/var/cache/debconf/config.dat", "/var/cache/debconf/templates.dat"), "different"),
 )
 UNEXPLAINED = "unexplained"
 
@@ -166,7 +178,17 @@ def scan(root: Path) -> dict[str, Meta]:
     return out
 
 
-def reason_of(path: str, how: str) -> str:
+HOOK_WHAT = "only the usr-is-merged stanza differs (checked)"
+HOOK_REASON = REASONS[1][0]
+DAY_WHAT = "only the last-change day differs (checked)"
+DAY_REASON = next(r for r, _, _ in REASONS if r.startswith("contents that embed the build time"))
+
+
+def reason_of(path: str, how: str, what: str = "") -> str:
+    if how == "different" and path == STATUS and what == HOOK_WHAT:
+        return HOOK_REASON
+    if how == "different" and path == SHADOW and what == DAY_WHAT:
+        return DAY_REASON
     for reason, globs, applies in REASONS:
         if applies not in ("*", how):
             continue
@@ -187,8 +209,46 @@ class Comparison:
         """(reason, path, difference) of every difference, sorted by path."""
         rows = [(reason_of(p, "only-mm"), p, "only in mmdebstrap") for p in self.only_mm]
         rows += [(reason_of(p, "only-forge"), p, "only in forge") for p in self.only_forge]
-        rows += [(reason_of(p, "different"), p, what) for p, what in self.different]
+        rows += [(reason_of(p, "different", what), p, what) for p, what in self.different]
         return iter(sorted(rows, key=lambda r: r[1]))
+
+
+STATUS = "/var/lib/dpkg/status"
+HOOK_STANZA = "usr-is-merged"  # the package mmdebstrap's merged-/usr hook installs
+
+
+def without_stanza(status: str, package: str) -> str:
+    """A dpkg status file without ``package``'s stanza (pure)."""
+    stanzas = [s for s in status.split("\n\n") if s.strip()]
+    return "".join(s.strip("\n") + "\n\n" for s in stanzas if not s.startswith(f"Package: {package}\n"))
+
+
+def status_differs_by_hook_only(mm_root: Path, forge_root: Path) -> bool:
+    """The two status files are the same but for mmdebstrap's usr-is-merged stanza (forge's set lacks it)."""
+    try:
+        mm = (mm_root / STATUS.lstrip("/")).read_text()
+        forge = (forge_root / STATUS.lstrip("/")).read_text()
+    except OSError:
+        return False
+    return f"Package: {HOOK_STANZA}\n" not in forge and without_stanza(mm, HOOK_STANZA) == without_stanza(
+        forge, HOOK_STANZA)
+
+
+SHADOW = "/etc/shadow"
+
+
+def without_days(shadow: str) -> list[list[str]]:
+    """/etc/shadow's rows with the last-change day (the build day) blanked (pure)."""
+    return [[*f[:2], "", *f[3:]] for f in (line.split(":") for line in shadow.splitlines())]
+
+
+def shadow_differs_by_day_only(mm_root: Path, forge_root: Path) -> bool:
+    try:
+        mm = (mm_root / SHADOW.lstrip("/")).read_text()
+        forge = (forge_root / SHADOW.lstrip("/")).read_text()
+    except OSError:
+        return False
+    return without_days(mm) == without_days(forge)
 
 
 def compare(name: str, mm: dict[str, Meta], forge: dict[str, Meta]) -> Comparison:
@@ -304,7 +364,12 @@ def main() -> int:
             except RuntimeError as exc:
                 print(f"{s.name}: skipped: {exc}", file=sys.stderr)
                 continue
-            rows.append(compare(s.name, scan(mm_out), scan(forge_out)))
+            row = compare(s.name, scan(mm_out), scan(forge_out))
+            if status_differs_by_hook_only(mm_out, forge_out):  # checked, so the reason may cover it
+                row.different = [(p, HOOK_WHAT if p == STATUS else w) for p, w in row.different]
+            if shadow_differs_by_day_only(mm_out, forge_out):
+                row.different = [(p, DAY_WHAT if p == SHADOW else w) for p, w in row.different]
+            rows.append(row)
             if s.name == "python3":
                 timed = import_times((forge_out, mm_out))
         print(f"fidelity vs mmdebstrap ({suite} {args.arch}; paths compared by type, mode, owner, link target, "

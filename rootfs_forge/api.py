@@ -179,7 +179,8 @@ class _Job:
                     debs = {f.package.key: f.path for f in fetched}
                     root = Path(work) / f"rootfs-{arch}"
                     ahead.close()
-                    tree = build_tree(root, recipe, arch, res, debs, ctx.epoch, cache=ctx.cache, timings=timings)
+                    tree = build_tree(root, recipe, arch, res, debs, ctx.epoch, cache=ctx.cache, timings=timings,
+                                      releases=ctx.releases)
                 trees.append(tree)
                 files_dropped, bytes_dropped = tree.dropped()
                 report["architectures"][arch] = {

@@ -87,8 +87,10 @@ def _replaces_names(control: DebControl) -> list[str]:
 
 def build_tree(root: Path, recipe: Recipe, arch: str, resolution: Resolution, debs: Mapping[str, Path],
                epoch: int | None, *, host: HostTools | None = None, threads: int = 2,
-               cache: Cache | None = None, timings: Timings | None = None) -> Tree:
-    """Unpack ``resolution`` into the empty directory ``root``, apply effects, write the dpkg database."""
+               cache: Cache | None = None, timings: Timings | None = None,
+               releases: Mapping[str, tuple[str, str]] | None = None) -> Tree:
+    """Unpack ``resolution`` into the empty directory ``root``, apply effects, write the dpkg database.
+    ``releases``: suite -> (Codename, Version) of its Release, for an os-release written without base-files."""
     t = timings or Timings()
     host = host or HostTools.detect()
     by_key = {p.key: p for p in resolution.packages}
@@ -102,12 +104,15 @@ def build_tree(root: Path, recipe: Recipe, arch: str, resolution: Resolution, de
                                               threads, cache, t)
     tree = Tree(root, arch, resolution, epoch, writer, files, controls, effects=EffectsRun((), ()))
     _add_local_files(tree, recipe)
-    options = EffectOptions.from_recipe(recipe, suite=_suite_of(resolution))
+    suite = _suite_of(resolution)
+    codename, version = (releases or {}).get(suite, ("", ""))
+    options = EffectOptions.from_recipe(recipe, suite=codename or suite, release_version=version)
     sha256 = {by_key[k].name: by_key[k].sha256 for k in order}
     infos = {name: PackageInfo(name, control.fields, control.scripts, files[name].paths, control.files,
                                sha256.get(name, ""))
              for name, control in controls.items()}
     with t.phase("unpack"):
+        writer.drop_unowned_libdirs()
         writer.finish()
     set_owners = os.geteuid() == 0
     with t.phase("effects"):

@@ -156,7 +156,7 @@ MASTER_GROUP = "root:*:0:\ndaemon:*:1:\nshadow:*:42:\nnogroup:*:65534:\n"
     ("packages", "accts", "passwd", "group"),
     [
         (
-            {"base-passwd": {}},
+            {"base-passwd": {}, "passwd": {}},
             (),
             [
                 "root:x:0:0:root:/root:/bin/bash",
@@ -166,13 +166,13 @@ MASTER_GROUP = "root:*:0:\ndaemon:*:1:\nshadow:*:42:\nnogroup:*:65534:\n"
             ["root:x:0:", "daemon:x:1:", "shadow:x:42:", "nogroup:x:65534:"],
         ),
         (
-            {},
+            {"passwd": {}},
             (),
             ["root:x:0:0:root:/root:/bin/sh", "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin"],
             ["root:x:0:", "nogroup:x:65534:"],
         ),
         (
-            {},
+            {"passwd": {}},
             (Account("app", 1000, 1000, "/srv/app", "/bin/sh"), Account("web", 1001, 1000)),
             [
                 "root:x:0:0:root:/root:/bin/sh",
@@ -279,7 +279,8 @@ def test_system_accounts_from_scripts(
     homes: dict[str, tuple[int, int]],
 ) -> None:
     root = build(tmp_path / "root", {"/bin/sh": "#!"})
-    result = accounts.apply(ctx_for(root, {p: {"postinst": t} for p, t in scripts.items()}))
+    # adduser and useradd come with the passwd package, whose postinst runs shadowconfig on
+    result = accounts.apply(ctx_for(root, {"passwd": {}, **{p: {"postinst": t} for p, t in scripts.items()}}))
     base_passwd = [
         "root:x:0:0:root:/root:/bin/sh",
         "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin",
@@ -968,6 +969,8 @@ def test_apply_effects_runs_applicable_effects_and_reports_every_script(tmp_path
         "alternatives": "applied",
         "timezone": "applied",
         "ca-certificates": "applied",
+        "sshd-config": "not-applicable",
+        "nginx-modules": "not-applicable",
         "busybox": "not-applicable",
         "defaults": "not-applicable",
         "shells": "not-applicable",

@@ -99,12 +99,12 @@ def test_pam_matches_pam_auth_update_on_host_profiles(tmp_path: Path) -> None:
         assert pam.saved_state(profiles, enabled, ptype) == (root / f"var/lib/pam/{ptype}").read_text()
 
 
-def test_shells_lists_registered_then_real_paths() -> None:
+def test_shells_lists_each_registered_shell_then_its_real_path() -> None:
     base = "# /etc/shells: valid login shells\n/bin/sh\n"
     regs = shells.registered([base, "/bin/bash\n/bin/rbash\n", "/bin/dash\n"])
     etc, state = shells.shells_file(base, regs, lambda d: "/usr/bin" if d == "/bin" else d)
-    assert etc.splitlines() == ["# /etc/shells: valid login shells", "/bin/sh", "/bin/bash", "/bin/rbash",
-                                "/bin/dash", "/usr/bin/sh", "/usr/bin/bash", "/usr/bin/rbash", "/usr/bin/dash"]
+    assert etc.splitlines() == ["# /etc/shells: valid login shells", "/bin/sh", "/usr/bin/sh", "/bin/bash",
+                                "/usr/bin/bash", "/bin/rbash", "/usr/bin/rbash", "/bin/dash", "/usr/bin/dash"]
     assert state.splitlines()[:2] == ["/bin/sh", "/usr/bin/sh"]
 
 

@@ -18,8 +18,8 @@ from tests.support.repo import RepoServer, Signer, build_repo, serve
 # Pinned: the same recipe and test repository must always give these digests, on any machine of this kind and
 # in any directory. A deliberate change to the image format (or to the test repository) moves them: update them
 # in the same commit and say why.
-GOLDEN_MANIFEST = "sha256:ee07e491d8c142a1ea1c88b5a350dba7961c067a6437b7edae094c4165aa0a4a"
-GOLDEN_DIFF_ID = "sha256:f8428e5bdc57d36197ddd75cfa06dffca7395d83f977534f2ba17199d3602f2d"
+GOLDEN_MANIFEST = "sha256:7009a4126edebeaaf1bd66a344811e95f56f520a5e0e687d8cb62ce93ee03c35"
+GOLDEN_DIFF_ID = "sha256:4661f9f3e7e95c5842d6734bea21efb8b8cb8b6e0f06cf693de3efbf186325c6"
 
 
 def forge(*args: str, cache: Path, epoch: str = "1700000000", cli: bool = False) -> subprocess.CompletedProcess[str]:

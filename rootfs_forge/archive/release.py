@@ -43,6 +43,7 @@ class ReleaseInfo:
     architectures: tuple[str, ...]
     components: tuple[str, ...]
     sha256: dict[str, tuple[str, int]]  # path relative to dists/<suite>/ -> (hex, size)
+    version: str = ""  # the Release's "Version" (12.12): os-release's VERSION_ID without base-files
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +56,7 @@ class IndexFile:
     sha256: str  # of the file as downloaded (compressed)
     compression: str  # "", ".xz", ".gz"
     codename: str
+    version: str = ""  # the suite's Release "Version"
 
     @property
     def label(self) -> str:
@@ -98,6 +100,7 @@ def parse_release(text: str, what: str) -> ReleaseInfo:
         architectures=tuple(rel.get("Architectures", "").split()),
         components=tuple(rel.get("Components", "").split()),
         sha256=sha,
+        version=rel.get("Version", "").strip(),
     )
 
 
@@ -331,7 +334,7 @@ def fetch_index(entry: SourceEntry, info: ReleaseInfo, component: str, arch: str
             download_verified(urls, cache, hexdigest, size, f"{entry.suite}/{path}", transport)
         except FetchError as exc:
             raise ArchiveError(exc.verb, exc.obj, exc.reason) from None
-    return IndexFile(entry, component, arch, hexdigest, ext, info.codename or entry.suite)
+    return IndexFile(entry, component, arch, hexdigest, ext, info.codename or entry.suite, info.version)
 
 
 def index_architectures(entry: SourceEntry, info: ReleaseInfo, wanted: Sequence[str]) -> list[str]:

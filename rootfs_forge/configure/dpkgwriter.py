@@ -2,9 +2,9 @@
 
 Writes ``var/lib/dpkg/status`` (``Status: install ok installed``, dpkg's field order, sorted by package then
 architecture), ``info/PKG[:ARCH].list``, ``.md5sums`` and ``.conffiles`` describing exactly the kept files,
-and the empty or small files dpkg expects (``arch``, ``available``, ``diversions``, ``statoverride``,
-``triggers/``, ``updates/``). Every file goes to a temporary name and is renamed; output depends only on the
-input.
+and the empty or small files dpkg expects (``arch``, ``available``, ``diversions``, ``triggers/``,
+``updates/``; no ``statoverride``: dpkg reads a missing one as empty and dpkg-statoverride makes it for the
+first override). Every file goes to a temporary name and is renamed; output depends only on the input.
 
 Rendering is pure (:func:`status_stanza`, :func:`list_file`, :func:`md5sums_file`); :func:`write_dpkg_db` is
 the only function that touches the disk.
@@ -249,7 +249,7 @@ def write_dpkg_db(
             notes.append(f"removed stale {info}/{stale}")
     changed.append(tree.write_file(f"{ADMINDIR}/status", "".join(s + "\n" for s in stanzas).encode()))
     changed.append(tree.write_file(f"{ADMINDIR}/arch", "".join(f"{a}\n" for a in (arch, *foreign)).encode()))
-    for empty in ("available", "diversions", "statoverride", "triggers/File", "triggers/Unincorp"):
+    for empty in ("available", "diversions", "triggers/File", "triggers/Unincorp"):
         if not tree.lexists(f"{ADMINDIR}/{empty}"):  # the dpkg-info and triggers effects may have filled it
             changed.append(tree.write_file(f"{ADMINDIR}/{empty}", b""))
     changed += [tree.mkdir(d, 0o755) for d in dirs]  # last, so that their mtimes are clamped too

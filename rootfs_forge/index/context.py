@@ -49,6 +49,8 @@ class Context:
     optimistic: bool = False
     _pending: list[tuple[list[IndexFile], Forked, Callable[[], list[IndexFile]], Path]] = field(
         default_factory=list, init=False, repr=False)
+    # suite (as the sources name it) -> (Codename, Version) of its Release, from the index sets handed out
+    releases: dict[str, tuple[str, str]] = field(default_factory=dict, init=False, repr=False)
 
     @classmethod
     def create(cls, cache_dir: str | None = None, *, offline: bool = False,
@@ -72,14 +74,19 @@ class Context:
             previous = self._last_verified(state)
             if self.offline:
                 assert previous is not None  # offline, _last_verified raises instead
-                return previous
+                return self._remember(previous)
             if previous is not None and can_fork():
                 child = Forked(lambda: [_file_to_json(f) for f in update()])
                 self._pending.append((previous, child, update, state))
-                return previous
+                return self._remember(previous)
         with self.timings.phase("plan:update"):
             files = update()
         self._save_state(state, files)
+        return self._remember(files)
+
+    def _remember(self, files: list[IndexFile]) -> list[IndexFile]:
+        for f in files:
+            self.releases[f.entry.suite] = (f.codename, f.version)
         return files
 
     def confirm(self) -> bool:
@@ -132,7 +139,7 @@ def _state_key(entries: Sequence[SourceEntry], architectures: Sequence[str]) -> 
 
 def _file_to_json(f: IndexFile) -> dict[str, object]:
     return {"entry": asdict(f.entry), "component": f.component, "architecture": f.architecture,
-            "sha256": f.sha256, "compression": f.compression, "codename": f.codename}
+            "sha256": f.sha256, "compression": f.compression, "codename": f.codename, "version": f.version}
 
 
 def _file_from_json(d: dict[str, object]) -> IndexFile:
@@ -140,4 +147,4 @@ def _file_from_json(d: dict[str, object]) -> IndexFile:
     for k in ("components", "architectures", "mirrors"):
         e[k] = tuple(e[k])
     return IndexFile(SourceEntry(**e), str(d["component"]), str(d["architecture"]), str(d["sha256"]),
-                     str(d["compression"]), str(d["codename"]))
+                     str(d["compression"]), str(d["codename"]), str(d.get("version", "")))

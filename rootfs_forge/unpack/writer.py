@@ -496,6 +496,31 @@ class TreeWriter(ConflictRules):
                 record.keys[member] = sub
         return (parent.rstrip("/") + "/" + name) if name else parent
 
+    def drop_unowned_libdirs(self) -> list[str]:
+        """Remove the extra ``/lib*`` links of merged /usr (and their empty ``/usr/lib*``) that no package owns,
+        as usr-is-merged's postinst does after debootstrap or mmdebstrap laid them out: Debian's bookworm
+        amd64 tree keeps /lib64 (libc6 ships the loader there) but not /lib32 or /libx32. Returns what went."""
+        removed: list[str] = []
+        if not self.merged_usr:
+            return removed
+        with self._lock:
+            def owned(path: str) -> bool:
+                return any(path in record.keys for record in self._records.values())
+
+            for d in MERGED_USR_LIBDIRS.get(self.arch, ()):
+                link, real = f"/{d}", f"/usr/{d}"
+                node = self._nodes.get(link)
+                if node is None or node.kind != "symlink" or node.owner is not None or owned(link):
+                    continue
+                self._remove_node(link)
+                removed.append(link)
+                under = self._nodes.get(real)
+                if (under is not None and under.kind == "dir" and under.implicit and not under.children
+                        and not owned(real)):
+                    self._remove_node(real)
+                    removed.append(real)
+        return removed
+
     # -- layout -----------------------------------------------------------------------------------------
 
     def _merged_usr_layout(self) -> None:

@@ -1,7 +1,9 @@
 """Users and groups: base-passwd's master files (or a root-only set), ``nobody``, and the recipe's accounts.
 
-Stands in for base-passwd's postinst (copy ``passwd.master``/``group.master`` when /etc/passwd is absent) and
-for ``shadowconfig on`` (split password fields into /etc/shadow and /etc/gshadow). Literal system-account
+Stands in for base-passwd's postinst (copy ``passwd.master``/``group.master`` when /etc/passwd is absent) and,
+when the ``passwd`` package is installed, for its postinst's ``shadowconfig on`` (split password fields into
+/etc/shadow and /etc/gshadow). Without it there is no shadow file, as in a tree dpkg installs (the essential
+set has no ``passwd``), and every password field is ``*`` (locked), as in base-passwd's. Literal system-account
 calls in other packages' scripts (``adduser --system`` …) are emulated by :mod:`.sysaccounts`; any other
 account call is reported as not emulated, so the recipe can add an ``[[account]]``.
 """
@@ -72,17 +74,28 @@ def merge_accounts(
 
 
 def shadow_rows(
-    passwd: list[list[str]], group: list[list[str]], epoch: int | None
+    passwd: list[list[str]], group: list[list[str]], epoch: int | None,
+    system_users: frozenset[str] = frozenset(), system_groups: frozenset[str] = frozenset(),
 ) -> tuple[list[list[str]], list[list[str]], list[list[str]], list[list[str]]]:
-    """Move password fields into shadow/gshadow as ``shadowconfig on`` does; every account stays locked."""
+    """Move password fields into shadow/gshadow as ``shadowconfig on`` does; every account stays locked.
+    Accounts a script's ``adduser --system``/``useradd -r`` made afterwards (``system_users``,
+    ``system_groups``) get what useradd and groupadd write: ``!`` and no aging fields."""
     day = "" if epoch is None else str(epoch // 86400)
     shadow = [
+        [r[0], "!", day, "", "", "", "", "", ""] if r[0] in system_users else
         [r[0], r[1] if r[1] not in ("x", "") else "*", day, "0", "99999", "7", "", "", ""] for r in passwd
     ]
-    gshadow = [[r[0], r[1] if r[1] not in ("x", "") else "*", "", r[3]] for r in group]
+    gshadow = [[r[0], "!" if r[0] in system_groups else r[1] if r[1] not in ("x", "") else "*", "", r[3]]
+               for r in group]
     passwd = [[r[0], "x", *r[2:]] for r in passwd]
     group = [[r[0], "x", *r[2:]] for r in group]
     return passwd, group, shadow, gshadow
+
+
+def locked_rows(rows: list[list[str]]) -> list[list[str]]:
+    """Rows without a shadow file: a password field ``x`` or empty becomes ``*`` (locked), as base-passwd's
+    master files have it (pure)."""
+    return [[r[0], r[1] if r[1] not in ("x", "") else "*", *r[2:]] for r in rows]
 
 
 def _root_shell(tree: RootDir) -> str:
@@ -112,15 +125,22 @@ def apply(ctx: EffectContext) -> EffectResult:
         group = [["root", "x", "0", ""]]
     passwd, group = merge_accounts(passwd, group, ctx.options.accounts)
     calls, notes, unhandled = sysaccounts.find_calls(ctx.packages)
+    users_before, groups_before = {r[0] for r in passwd}, {r[0] for r in group}
     homes, emulated, failed = sysaccounts.apply_calls(passwd, group, calls)
-    passwd, group, shadow, gshadow = shadow_rows(passwd, group, ctx.epoch)
+    if ctx.has("passwd"):
+        passwd, group, shadow, gshadow = shadow_rows(
+            passwd, group, ctx.epoch, frozenset(r[0] for r in passwd if r[0] not in users_before),
+            frozenset(r[0] for r in group if r[0] not in groups_before))
+    else:
+        passwd, group, shadow, gshadow = locked_rows(passwd), locked_rows(group), [], []
     shadow_gid = next((int(r[2]) for r in group if r[0] == "shadow"), 0)
     changed: list[Change] = [
         tree.write_file("/etc/passwd", _render(passwd), 0o644),
         tree.write_file("/etc/group", _render(group), 0o644),
-        tree.write_file("/etc/shadow", _render(shadow), 0o640, 0, shadow_gid),
-        tree.write_file("/etc/gshadow", _render(gshadow), 0o640, 0, shadow_gid),
     ]
+    if ctx.has("passwd"):
+        changed += [tree.write_file("/etc/shadow", _render(shadow), 0o640, 0, shadow_gid),
+                    tree.write_file("/etc/gshadow", _render(gshadow), 0o640, 0, shadow_gid)]
     for acc in ctx.options.accounts:
         changed.append(tree.mkdir(acc.home_dir, 0o755, acc.uid, acc.group_id))
     for home, uid, gid in homes:

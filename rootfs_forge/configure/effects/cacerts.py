@@ -6,7 +6,8 @@ certificates in the conf's order, then /usr/local/share/ca-certificates/*.crt so
 newline. Each enabled certificate gets its ``NAME.pem`` link, and, when the host has ``openssl``, the
 ``HASH.N`` subject-hash links ``openssl rehash`` makes (certificates are read from the tree and piped in;
 nothing is read through a link on the host). Without openssl the hash links are skipped and that is reported;
-the bundle alone serves OpenSSL, GnuTLS, Go, Python and curl, which read ca-certificates.crt.
+the bundle alone serves OpenSSL, GnuTLS, Go, Python and curl, which read ca-certificates.crt. Like the
+postinst, it makes /usr/local/share/ca-certificates (with /usr/local's mode and group) when it is absent.
 """
 
 from __future__ import annotations
@@ -106,6 +107,15 @@ def _hash_links(
         changed.append(tree.symlink(f"{ETCCERTSDIR}/{link}", os.path.basename(target)))
 
 
+def local_certs_dir(tree: RootDir) -> Change | None:
+    """The postinst's ``mkdir -m $(stat -L -c %a /usr/local) /usr/local/share/ca-certificates`` and its
+    ``chgrp``: where admins drop their own certificates, made with /usr/local's mode and group when absent."""
+    usr_local = tree.fs.lookup("/usr/local", follow=True)
+    if tree.lexists(LOCALCERTSDIR) or usr_local is None or not tree.is_dir("/usr/local/share"):
+        return None
+    return tree.mkdir(LOCALCERTSDIR, usr_local.mode, 0, usr_local.gid)
+
+
 @effect("ca-certificates",
         "/etc/ca-certificates.conf, /etc/ssl/certs/ca-certificates.crt and the per-certificate links",
         packages=("ca-certificates",), scripts=("ca-certificates/postinst", "ca-certificates/config"),
@@ -114,6 +124,9 @@ def apply(ctx: EffectContext) -> EffectResult:
     tree = ctx.tree()
     changed: list[Change] = []
     messages: list[str] = []
+    made = local_certs_dir(tree)
+    if made is not None:
+        changed.append(made)
     available = [p[len(CERTSDIR) + 1 :] for p in tree.files_under(CERTSDIR) if p.endswith(".crt")]
     if tree.is_file(CONF):
         conf = tree.read_bytes(CONF).decode()

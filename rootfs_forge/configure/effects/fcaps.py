@@ -6,6 +6,10 @@ is. Each ``setcap CAPS FILE`` whose FILE is a literal path, or a variable the sc
 (encoded by :mod:`rootfs_forge.util.fcaps`), on disk when composing as root, and in the layers as a PAX
 ``SCHILY.xattr.security.capability`` record. A ``chmod u-s`` of the same file in the script (the setuid
 fallback dropped once setcap succeeded) is applied too. Any other call is reported as not emulated.
+
+A script that asks debconf first (``db_get Q`` then ``if test "$RET" = "true"`` around the setcap, as
+iproute2's gives /bin/ip cap_sys_admin only when ``iproute2/setcaps`` is true) is decided by Q's template
+default, the noninteractive frontend's answer: a default other than ``true`` gives no capability.
 """
 
 from __future__ import annotations
@@ -76,6 +80,30 @@ def setcap_calls(text: str) -> tuple[list[tuple[str, str]], list[str], int]:
     return calls, drop_setuid, failed
 
 
+_DB_GET = re.compile(r"\bdb_get\s+([A-Za-z0-9_./+-]+)")
+_SETCAP_CALL = re.compile(r"(?m)^[ \t]*(?:(?:if|then|else|&&|\|\|)[ \t]+)?(?:![ \t]+)?setcap[ \t]+[^-]")
+_RET_TRUE = re.compile(r"""\b(?:test|\[)\s+["']?\$(?:RET|\{RET\})["']?\s*==?\s*["']?true["']?""")
+
+
+def debconf_gate(text: str) -> str | None:
+    """The debconf question whose answer decides the script's setcap calls (``db_get Q``, then a test of
+    ``$RET`` against ``true`` before the first setcap), or None (pure)."""
+    first = _SETCAP_CALL.search(text)
+    head = text[:first.start()] if first else text
+    asked = _DB_GET.findall(head)
+    return asked[-1] if asked and _RET_TRUE.search(head[head.rfind("db_get"):]) else None
+
+
+def template_default(templates: bytes | None, question: str) -> str:
+    """The Default of ``question`` in a package's templates control file ('' when absent) (pure)."""
+    from rootfs_forge.configure.effects.debconf import parse_templates
+
+    for t in parse_templates((templates or b"").decode("utf-8", "replace")):
+        if t.get("template") == question:
+            return t.get("default", "")
+    return ""
+
+
 @effect("file-capabilities", "security.capability attributes postinsts give with setcap (ping: cap_net_raw)",
         packages=("libcap2-bin",), scripts=("iputils-ping/postinst",), commands=("setcap",))
 def apply(ctx: EffectContext) -> EffectResult:
@@ -87,6 +115,13 @@ def apply(ctx: EffectContext) -> EffectResult:
         text = ctx.packages[name].scripts.get("postinst", "")
         if "setcap" not in text:
             continue
+        question = debconf_gate(text)
+        if question is not None:
+            answer = template_default(ctx.packages[name].control_files.get("templates"), question)
+            if answer != "true":
+                messages.append(f"{name}: no setcap: debconf {question} is {answer or 'unset'} "
+                                "(the noninteractive answer)")
+                continue
         calls, drop_setuid, failed = setcap_calls(text)
         for caps, path in calls:
             try:
@@ -105,6 +140,6 @@ def apply(ctx: EffectContext) -> EffectResult:
                     changed.append(tree.chmod(path, entry.mode & ~0o4000, entry.uid, entry.gid))
         if failed:
             unhandled.append(f"{name}/postinst")
-    if not changed and not unhandled:
+    if not changed and not unhandled and not messages:
         return EffectResult(skipped="no postinst gives file capabilities")
     return EffectResult(tuple(changed), tuple(messages), unhandled=tuple(unhandled))

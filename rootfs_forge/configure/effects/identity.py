@@ -1,7 +1,11 @@
-"""/etc/hostname, /etc/hosts and the OS identification files scanners read.
+"""/etc/hostname, /etc/hosts, the placeholder /etc/fstab and the OS identification files scanners read.
+
+No package ships /etc/fstab: debootstrap and mmdebstrap write ``# UNCONFIGURED FSTAB FOR BASE SYSTEM`` into
+every tree they make (Debian's images have it); forge writes the same line when the file is absent.
 
 base-files ships /etc/os-release (a link to ../usr/lib/os-release) and /etc/debian_version; they are checked,
-not rewritten. Without base-files a minimal os-release is written from the recipe's suite so syft and trivy
+not rewritten. Without base-files a minimal os-release is written from the suite's Release (its Codename, and
+its Version's major number as VERSION_ID; a codename table when the Release was not read) so syft and trivy
 still recognise a Debian image; /etc/debian_version is not invented (its number is not in the suite name).
 """
 
@@ -17,6 +21,8 @@ _HOSTNAME = re.compile(
     r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}"
     r"[A-Za-z0-9])?)*$"
 )
+FSTAB = "/etc/fstab"
+FSTAB_TEXT = b"# UNCONFIGURED FSTAB FOR BASE SYSTEM\n"
 _SUITE = re.compile(r"^[a-z][a-z0-9-]*$")
 
 
@@ -33,8 +39,8 @@ def hosts_file(hostname: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-# Debian's release numbers by codename (base-files' VERSION_ID is the major number). Taken from this table rather
-# than from the Release file's ``Version`` (12.12): a point release must not change the image a lock composes.
+# Debian's release numbers by codename (base-files' VERSION_ID is the major number): the fallback when the
+# suite's Release file gave no ``Version`` (12.12, whose major number is used: a point release changes nothing).
 RELEASES = {"buster": "10", "bullseye": "11", "bookworm": "12", "trixie": "13", "forky": "14", "duke": "15"}
 
 
@@ -68,6 +74,8 @@ def apply(ctx: EffectContext) -> EffectResult:
         changed.append(tree.write_file("/etc/hostname", f"{hostname}\n".encode()))
     if opts.hostname is not None or not tree.lexists("/etc/hosts"):
         changed.append(tree.write_file("/etc/hosts", hosts_file(hostname).encode()))
+    if not tree.lexists(FSTAB):
+        changed.append(tree.write_file(FSTAB, FSTAB_TEXT, 0o644))
     if tree.is_file("/etc/os-release") or tree.is_file("/usr/lib/os-release"):
         messages.append("os-release: kept as shipped")
     elif opts.suite:

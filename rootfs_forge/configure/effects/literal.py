@@ -5,6 +5,10 @@ Many postinsts only run ``mkdir -p``, ``ln -s[f]``, ``chmod``, ``chown``, ``touc
 :func:`~rootfs_forge.configure.effects.literal_plan.plan` decides, without running anything, which of them a
 first install runs and which stay ignored (and why).
 
+A first install's preinst (``case "$1"`` takes ``install``) is read the same way, but only its ``mkdir`` and
+``touch`` are applied (python3.X-minimal's ``touch /var/lib/python/python3.X_installed``): it runs before its
+package is unpacked, so a removal or a link there could undo what the package ships.
+
 Commands are applied through the tree's writer (:class:`RootDir`): paths are resolved inside the root, a link
 is never followed out of it, the host is never touched. Each one applied is listed in the effect's messages.
 The recipe's ``literal_scripts = false`` turns this off.
@@ -27,6 +31,8 @@ from rootfs_forge.configure.effects.literal_plan import (
 from rootfs_forge.configure.effects.tree import Change, RootDir
 from rootfs_forge.errors import RootfsError
 from rootfs_forge.util.passwd import ids
+
+PREINST_COMMANDS = ("mkdir", "touch")  # what a first install's preinst may add without undoing the unpack
 
 
 class _NotEmulated(Exception):
@@ -105,6 +111,25 @@ class _Apply:
         except _NotEmulated as exc:
             return str(exc)
         return result
+
+    def _cat(self, flags: list[str], args: list[str]) -> str:
+        """``cat > FILE <<EOF``: ``args`` is ``[">", FILE, BODY]``. Not through a link (it could lead out of
+        the root); an existing file keeps its mode, a new one gets 0666 less the umask."""
+        if len(args) != 3 or args[0] != ">" or not literal_path(args[1]):
+            return "not a here-document into a literal path"
+        path, body = args[1], args[2].encode()
+        if self.tree.is_symlink(path):
+            return f"{path} is a symbolic link"
+        if self.tree.lexists(path) and not self.tree.is_file(path):
+            return f"{path} is not a regular file"
+        if not self.tree.is_dir(posixpath.dirname(path)):
+            return f"the parent of {path} does not exist"
+        entry = self.tree.fs.lookup(path, follow=False)
+        mode = entry.mode if entry is not None else 0o666 & ~self.umask
+        self.changed.append(self.tree.write_file(path, body, mode,
+                                                 entry.uid if entry is not None else 0,
+                                                 entry.gid if entry is not None else 0))
+        return ""
 
     def _mkdir(self, flags: list[str], args: list[str]) -> str:
         values, rest = _options(args, {"-m": "mode", "--mode": "mode"}, ("-p", "--parents", "-v"), joined_mode=True)
@@ -186,6 +211,12 @@ class _Apply:
                                                 who[1] if who[1] >= 0 else gid))
         return ""
 
+    def _chgrp(self, flags: list[str], args: list[str]) -> str:
+        """``chgrp GROUP PATH…`` is ``chown :GROUP PATH…``."""
+        if len(args) >= 2 and not flags and ":" not in args[0]:
+            return self._chown(flags, [f":{args[0]}", *args[1:]])
+        return self._chown(flags, args) if flags else "needs a group and a path"
+
     def _touch(self, flags: list[str], args: list[str]) -> str:
         if flags:
             return f"option {flags[0]} is not emulated"
@@ -261,6 +292,13 @@ def _missing_static_account(tree: RootDir, words: tuple[str, ...], has_base_pass
     return ""
 
 
+def _shown(words: tuple[str, ...]) -> str:
+    """A step as the report lists it (a here-document by its size, not its text)."""
+    if words[:2] == ("cat", ">") and len(words) == 4:
+        return f"cat > {words[2]} <<EOF ({len(words[3].encode())} bytes)"
+    return " ".join(words)
+
+
 @effect("literal-scripts",
         "postinst commands with literal arguments (mkdir, ln -s, chmod, chown, touch, cp, install -d, rm -f)",
         commands=COMMANDS)
@@ -285,13 +323,31 @@ def apply(ctx: EffectContext) -> EffectResult:
     messages: list[str] = []
     unhandled: list[str] = []
     noted: set[str] = set()
+    for name in sorted(ctx.packages):  # a first install's preinst: only what it adds (it runs before unpacking)
+        text = ctx.packages[name].scripts.get("preinst")
+        key = f"{name}/preinst"
+        if not text or key in covered or not MENTIONS.search(text):
+            continue
+        runner.umask = 0o022
+        for step in plan(text, exists, action="install"):
+            shown = " ".join(step.words)
+            reason = step.reason or ("" if step.words[0] in PREINST_COMMANDS else
+                                     f"a preinst runs before its package is unpacked: only "
+                                     f"{' and '.join(PREINST_COMMANDS)} are applied")
+            if not reason:
+                try:
+                    reason = runner.run(step.words)
+                except RootfsError as exc:
+                    reason = str(exc)
+            if reason:
+                unhandled.append(key)
+                messages.append(f"{key}: ignored `{shown}`: {reason}")
+            else:
+                messages.append(f"{key}: {shown}")
     for name in sorted(ctx.packages):
-        for script, body in ctx.packages[name].scripts.items():  # only first-install postinsts are read
-            if script == "preinst" and MENTIONS.search(body):
-                unhandled.append(f"{name}/{script}")
         text = ctx.packages[name].scripts.get("postinst")
         key = f"{name}/postinst"
-        if not text or key in covered or not MENTIONS.search(text):
+        if not text or key in covered or not (MENTIONS.search(text) or "<<" in text):
             continue
         runner.umask = 0o022
         for step in plan(text, exists):
@@ -300,7 +356,7 @@ def apply(ctx: EffectContext) -> EffectResult:
                 noted.add(f"{key}:{missing}")
                 messages.append(f"{key}: needs the account {missing}, which base-passwd makes: add base-passwd "
                                 "to the packages")
-            shown = " ".join(step.words)
+            shown = _shown(step.words)
             reason = step.reason
             if not reason:
                 try:

@@ -125,10 +125,16 @@ class ScriptVerdict:
         }
 
 
-def _logical_lines(text: str, keep_functions: bool = False) -> tuple[list[str], set[str]]:
+HEREDOC_BODY = "\x00"  # with keep_heredocs: separates a here-document's line from its body
+
+
+def _logical_lines(text: str, keep_functions: bool = False,
+                   keep_heredocs: bool = False) -> tuple[list[str], set[str]]:
     """Lines with continuations joined and here-doc bodies removed; and the names of functions defined. A
     function's header (``name() {``) is cut off its line, unless ``keep_functions``: a reader that must know
-    where a function body starts (the literal-script planner, whose bodies run only where called) keeps it."""
+    where a function body starts (the literal-script planner, whose bodies run only where called) keeps it.
+    ``keep_heredocs`` keeps a here-document's redirection on its line, followed by ``HEREDOC_BODY`` and the
+    body's raw lines (each ending in a newline)."""
     lines: list[str] = []
     functions: set[str] = set()
     pending = ""
@@ -137,6 +143,8 @@ def _logical_lines(text: str, keep_functions: bool = False) -> tuple[list[str], 
         if terminator is not None:
             if raw.strip() == terminator:
                 terminator = None
+            elif keep_heredocs:
+                lines[-1] += raw + "\n"
             continue
         line = pending + _COMMENT.sub("", raw)
         if line.endswith("\\"):
@@ -146,7 +154,7 @@ def _logical_lines(text: str, keep_functions: bool = False) -> tuple[list[str], 
         m = _HEREDOC.search(line)
         if m:
             terminator = m.group(2)
-            line = line[: m.start()]
+            line = line + HEREDOC_BODY if keep_heredocs else line[: m.start()]
         f = FUNCTION_HEADER.match(line)
         if f:
             functions.add(f.group(1) or f.group(2))

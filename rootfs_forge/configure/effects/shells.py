@@ -1,11 +1,12 @@
 """/etc/shells and /var/lib/shells.state, as debianutils' update-shells writes them (add-shell's successor).
 
-debianutils' postinst copies /usr/share/debianutils/shells to /etc/shells; update-shells then adds every shell
-the template and /usr/share/debianutils/shells.d/* register (file names in C order), each also under its
-real path when a directory of it is a link (``/bin/bash`` → ``/usr/bin/bash`` with merged /usr). During a
-bootstrap the first run happens before /bin is a link and a trigger run adds the real paths afterwards: the
-lines come in that order (the order mmdebstrap's and debootstrap's trees have). An /etc/shells already in
-the tree is kept; shells named on its lines are not added twice. Rendering is pure (:func:`shells_file`).
+debianutils' postinst copies /usr/share/debianutils/shells to /etc/shells; update-shells then keeps the lines of
+/etc/shells (a shell named twice only once) and appends every shell the template and
+/usr/share/debianutils/shells.d/* register (file names in C order) that is not listed yet, each followed by its
+real path when a directory of it is a link (``/bin/bash`` then ``/usr/bin/bash`` with merged /usr, which is in
+place before any maintainer script runs: debootstrap and mmdebstrap's merged-/usr hook make the links first).
+A later trigger run appends in the same order, so one pass gives the tree dpkg leaves. An /etc/shells already in
+the tree is kept as the base. Rendering is pure (:func:`shells_file`).
 """
 
 from __future__ import annotations
@@ -33,25 +34,24 @@ def registered(sources: Sequence[str]) -> list[str]:
 
 
 def shells_file(base: str, shells: Sequence[str], realpath: Callable[[str], str]) -> tuple[str, str]:
-    """(/etc/shells, shells.state) from the current /etc/shells text and the registered shells (pure)."""
-    lines = base.splitlines()
-    present = {line.split("#", 1)[0] for line in lines}
-    out = list(lines)
-    # the first run: before /bin became a link, every shell under the name it is registered with
-    for shell in shells:
-        if shell not in present:
-            out.append(shell)
-            present.add(shell)
+    """(/etc/shells, shells.state) from the current /etc/shells text and the registered shells, as one
+    update-shells run without a state file writes them (pure)."""
     state: list[str] = []
     for shell in shells:
-        real = posixpath.join(realpath(posixpath.dirname(shell)), posixpath.basename(shell))
         state.append(shell)
+        real = posixpath.join(realpath(posixpath.dirname(shell)), posixpath.basename(shell))
         if real != shell:
             state.append(real)
-    for shell in state:  # the trigger run: the real paths
-        if shell not in present:
-            out.append(shell)
+    out: list[str] = []
+    present: set[str] = set()
+    for line in base.splitlines():  # comments, packaged shells and local additions, each shell once
+        shell = line.split("#", 1)[0]
+        if not shell or shell not in present:
+            out.append(line)
             present.add(shell)
+    # checked against the kept lines only, as update-shells does: a shell registered twice (zsh lists /bin/zsh
+    # and /usr/bin/zsh, whose real path repeats the second) is appended twice
+    out += [shell for shell in state if shell not in present]
     return "".join(f"{line}\n" for line in out), "".join(f"{s}\n" for s in state)
 
 
