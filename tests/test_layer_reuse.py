@@ -210,7 +210,7 @@ def test_an_entry_is_checked_against_its_own_key() -> None:
     with pytest.raises(ValueError):  # more than the chunk it stands for
         layercache.inflate_entry(prefix, False, deflate_chunk(1, chunk, prefix, False), limit=len(chunk) - 1)
     with pytest.raises(ValueError):
-        layercache.decode_entry(b"FLC1\x00\xff\xff\xff\xff")
+        layercache.decode_entry(b"FLC2\x00\xff\xff\xff\xff" + bytes(32))
     assert layercache.chunk_key(chunk, prefix, False) != layercache.chunk_key(chunk, prefix, True)
     assert layercache.chunk_key(chunk, prefix, False) != layercache.chunk_key(prefix + chunk, b"", False)
 

@@ -46,9 +46,10 @@ from pathlib import Path
 from rootfs_forge.image.layer import CHUNK_SIZE, deflate_chunk
 
 LAYER_CACHE_DIR = "composed-layers"
-FORMAT_VERSION = 1
-MAGIC = b"FLC1"
-_HEAD = len(MAGIC) + 1 + 4
+FORMAT_VERSION = 2
+MAGIC = b"FLC2"
+_SUM = 32  # SHA-256 of the deflate bytes: a flipped bit that still inflates to the chunk is caught
+_HEAD = len(MAGIC) + 1 + 4 + _SUM
 
 
 def params_name(level: int) -> str:
@@ -66,7 +67,8 @@ def chunk_key(chunk: bytes, prefix: bytes, last: bool) -> str:
 
 
 def encode_entry(prefix: bytes, last: bool, deflated: bytes) -> bytes:
-    return MAGIC + (b"\x01" if last else b"\x00") + len(prefix).to_bytes(4, "big") + prefix + deflated
+    return (MAGIC + (b"\x01" if last else b"\x00") + len(prefix).to_bytes(4, "big") + hashlib.sha256(deflated).digest()
+            + prefix + deflated)
 
 
 def decode_entry(data: bytes) -> tuple[bytes, bool, bytes]:
@@ -76,7 +78,10 @@ def decode_entry(data: bytes) -> tuple[bytes, bool, bytes]:
     n = int.from_bytes(data[5:9], "big")
     if n > 32 << 10 or len(data) < _HEAD + n:
         raise ValueError("bad primer length")
-    return data[_HEAD : _HEAD + n], data[4] == 1, data[_HEAD + n :]
+    deflated = data[_HEAD + n :]
+    if hashlib.sha256(deflated).digest() != data[9:_HEAD]:
+        raise ValueError("the deflate bytes do not match their checksum")
+    return data[_HEAD : _HEAD + n], data[4] == 1, deflated
 
 
 def inflate_entry(prefix: bytes, last: bool, deflated: bytes, limit: int) -> bytes:
