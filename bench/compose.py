@@ -49,7 +49,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from rootfs_forge.archive.sources import SourceEntry, host_sources  # noqa: E402
+from bench._common import compile_forge, host_suite_and_mirrors, preflight, print_table  # noqa: E402
+from bench._common import mirror_lines as mirror_lines  # noqa: E402  (bench/fidelity.py imports it from here)
 
 # mmdebstrap's custom variant installs with dpkg inside the chroot: beyond bash and coreutils it needs dpkg, the
 # programs dpkg checks for in PATH (sh, diff, ldconfig, find) and what libc6's and base-files' scripts call.
@@ -323,11 +324,6 @@ def unmount_below(path: Path) -> None:
         subprocess.run(["umount", "-l", m], capture_output=True)
 
 
-def mirror_lines(entries: Sequence[SourceEntry]) -> list[str]:
-    """The host's sources as one-line entries for mmdebstrap (the same archives forge reads)."""
-    return [f"deb {e.url} {e.suite} {' '.join(e.components)}" for e in entries if not e.flat]
-
-
 def fmt_s(x: float | None) -> str:
     return "-" if x is None else f"{x:.2f}"
 
@@ -353,17 +349,11 @@ def main() -> int:
     ap.add_argument("--arch", default="amd64")
     ap.add_argument("-v", "--verbose", action="store_true", help="print each run's time to stderr")
     args = ap.parse_args()
-    if os.geteuid() != 0:
-        print("bench/compose.py: mmdebstrap's root mode needs root", file=sys.stderr)
-        return 2
-    if shutil.which("mmdebstrap") is None:
-        print("bench/compose.py: mmdebstrap is not installed", file=sys.stderr)
-        return 2
+    if (status := preflight("bench/compose.py")) is not None:
+        return status
     if args.quick:
         args.repeat, args.cold_repeat = 1, 1
-    entries = host_sources()
-    suite = next(e.suite for e in entries if not e.flat and "-" not in e.suite)
-    mirrors = mirror_lines(entries)
+    suite, mirrors = host_suite_and_mirrors()
 
     f_min = ForgeConfig("ess-minimal", ("base-files",), True, "minimal")
     f_full = ForgeConfig("ess-full", ("base-files",), True, "full")
@@ -392,10 +382,7 @@ def main() -> int:
             print("bench/compose.py: --only matches no case", file=sys.stderr)
             return 2
 
-    # An installed forge runs from byte-code (pip compiles it on install); a checkout run with
-    # PYTHONDONTWRITEBYTECODE would compile every module at every start. Compile once, as an install would.
-    subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "rootfs_forge")], check=True,
-                   capture_output=True)
+    compile_forge()
     work = Path(tempfile.mkdtemp(prefix="forge-bench-compose-"))
     bench = Bench(work, args.arch, suite, mirrors, args.verbose)
     forge_runs: dict[str, Runs] = {}
@@ -476,12 +463,9 @@ def main() -> int:
                       ratio(fr.size, mr.size), fmt_s(fr.cold_s()), fmt_s(mr.cold_s()), ratio(mr.cold_s(), fr.cold_s()),
                       fmt_s(fr.warm_s()), fmt_s(mr.warm_s()), ratio(mr.warm_s(), fr.warm_s()),
                       fmt_mb(fr.peak()), fmt_mb(mr.peak()), row.note])
-    widths = [max(len(str(x)) for x in col) for col in zip(headers, *table, strict=False)]
     print(f"compose benchmark: {suite} {args.arch}, {len(mirrors)} host source(s); cold = empty caches (median of "
           f"{args.cold_repeat}), warm = caches kept (median of {args.repeat}); wall seconds incl. process start")
-    print("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=False)).rstrip())
-    for r in table:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)).rstrip())
+    print_table(headers, table)
     print("sizes: du -sb --apparent-size of the output directory; mm/f ratios >1x mean forge is faster; "
           "mmdebstrap warm = sync-in of saved .debs and apt lists (apt-get update still revalidates)")
     if memory:
