@@ -266,8 +266,8 @@ def _scan_stream(pieces: Iterable[bytes], fd: int, progress: Callable[[], float]
     far, reading them back from the file (so nothing is copied to it), while this process decompresses and
     scans the rest. The two finish about together: the child starts after 60 % of the decompression and scans
     60 % of the text."""
-    columns = Columns()
-    carry, base, size = b"", 0, 0
+    feed = _StanzaFeed()
+    size = 0
     helper: Forked | None = None
     head_end = 0
     waiting = progress is not None  # for the helper: nothing is scanned here before it starts
@@ -285,18 +285,12 @@ def _scan_stream(pieces: Iterable[bytes], fd: int, progress: Callable[[], float]
                 waiting = False
                 head_end = size - len(piece) + cut
                 helper = Forked(functools.partial(_scan_file_lists, fd, head_end))
-                carry, base = piece[cut:], head_end
+                feed.carry, feed.base = piece[cut:], head_end
                 continue
-            buf = carry + piece if carry else piece
-            cut = _last_boundary(buf)
-            if cut <= 0:
-                carry = buf
-                continue
-            scan_stanzas(buf[:cut], base, columns)
-            carry, base = buf[cut:], base + cut
+            feed.feed(piece)
         if waiting:  # the helper never started: scan the whole file here
             return _scan_file(fd, size), size
-        scan_stanzas(carry, base, columns)
+        columns = feed.finish()
         if helper is None:
             return columns, size
         done = helper.result()
@@ -310,22 +304,39 @@ def _scan_stream(pieces: Iterable[bytes], fd: int, progress: Callable[[], float]
 
 def _scan_file(fd: int, end: int, step: int = 1 << 20) -> Columns:
     """The scan of the first ``end`` bytes of the file ``fd``, read a step at a time."""
-    columns = Columns()
-    carry, base, pos = b"", 0, 0
+    feed = _StanzaFeed()
+    pos = 0
     while pos < end:
         piece = os.pread(fd, min(step, end - pos), pos)
         if not piece:
             break
         pos += len(piece)
-        buf = carry + piece if carry else piece
+        feed.feed(piece)
+    return feed.finish()
+
+
+class _StanzaFeed:
+    """Scans text given a piece at a time: the complete stanzas of each piece at once, its incomplete last
+    stanza carried over to the next piece (``base``: the file offset of ``carry``)."""
+
+    __slots__ = ("base", "carry", "columns")
+
+    def __init__(self) -> None:
+        self.columns, self.carry, self.base = Columns(), b"", 0
+
+    def feed(self, piece: bytes) -> None:
+        buf = self.carry + piece if self.carry else piece
         cut = _last_boundary(buf)
         if cut <= 0:
-            carry = buf
-            continue
-        scan_stanzas(buf[:cut], base, columns)
-        carry, base = buf[cut:], base + cut
-    scan_stanzas(carry, base, columns)
-    return columns
+            self.carry = buf
+            return
+        scan_stanzas(buf[:cut], self.base, self.columns)
+        self.carry, self.base = buf[cut:], self.base + cut
+
+    def finish(self) -> Columns:
+        scan_stanzas(self.carry, self.base, self.columns)
+        self.carry = b""
+        return self.columns
 
 
 def _last_boundary(buf: bytes) -> int:

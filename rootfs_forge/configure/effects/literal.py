@@ -292,6 +292,21 @@ def _missing_static_account(tree: RootDir, words: tuple[str, ...], has_base_pass
     return ""
 
 
+def _apply_step(runner: _Apply, key: str, shown: str, words: tuple[str, ...], reason: str, unhandled: list[str],
+                messages: list[str]) -> None:
+    """Apply one planned step unless ``reason`` says why not; report it either way."""
+    if not reason:
+        try:
+            reason = runner.run(words)
+        except RootfsError as exc:
+            reason = str(exc)
+    if reason:
+        unhandled.append(key)
+        messages.append(f"{key}: ignored `{shown}`: {reason}")
+    else:
+        messages.append(f"{key}: {shown}")
+
+
 def _shown(words: tuple[str, ...]) -> str:
     """A step as the report lists it (a here-document by its size, not its text)."""
     if words[:2] == ("cat", ">") and len(words) == 4:
@@ -330,20 +345,10 @@ def apply(ctx: EffectContext) -> EffectResult:
             continue
         runner.umask = 0o022
         for step in plan(text, exists, action="install"):
-            shown = " ".join(step.words)
             reason = step.reason or ("" if step.words[0] in PREINST_COMMANDS else
                                      f"a preinst runs before its package is unpacked: only "
                                      f"{' and '.join(PREINST_COMMANDS)} are applied")
-            if not reason:
-                try:
-                    reason = runner.run(step.words)
-                except RootfsError as exc:
-                    reason = str(exc)
-            if reason:
-                unhandled.append(key)
-                messages.append(f"{key}: ignored `{shown}`: {reason}")
-            else:
-                messages.append(f"{key}: {shown}")
+            _apply_step(runner, key, " ".join(step.words), step.words, reason, unhandled, messages)
     for name in sorted(ctx.packages):
         text = ctx.packages[name].scripts.get("postinst")
         key = f"{name}/postinst"
@@ -356,16 +361,5 @@ def apply(ctx: EffectContext) -> EffectResult:
                 noted.add(f"{key}:{missing}")
                 messages.append(f"{key}: needs the account {missing}, which base-passwd makes: add base-passwd "
                                 "to the packages")
-            shown = _shown(step.words)
-            reason = step.reason
-            if not reason:
-                try:
-                    reason = runner.run(step.words)
-                except RootfsError as exc:
-                    reason = str(exc)
-            if reason:
-                unhandled.append(key)
-                messages.append(f"{key}: ignored `{shown}`: {reason}")
-            else:
-                messages.append(f"{key}: {shown}")
+            _apply_step(runner, key, _shown(step.words), step.words, step.reason, unhandled, messages)
     return EffectResult(tuple(runner.changed), tuple(messages), unhandled=tuple(dict.fromkeys(unhandled)))
