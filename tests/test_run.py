@@ -804,7 +804,9 @@ def test_run_path_imports_stay_lean(world: dict[str, Path]) -> None:
              "bz2", "lzma", "zlib", "fnmatch", "pathlib", "importlib.util", "threading",
              # the common forms of `forge run` are parsed by hand (commands/run_argv.py); argparse loads only
              # for errors, help and rare spellings
-             "argparse"}
+             "argparse",
+             # signal's enums (run/ uses _signal) and contextlib would load enum, functools and collections
+             "signal", "enum", "functools", "collections", "contextlib"}
     assert heavy & added == set()
 
 
