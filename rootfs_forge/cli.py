@@ -7,13 +7,12 @@ is imported, so ``forge run`` starts fast.
 
 from __future__ import annotations
 
-import argparse
-import importlib
 import os
 import sys
 
 TYPE_CHECKING = False  # typing itself stays off the start path; mypy reads this as typing.TYPE_CHECKING
 if TYPE_CHECKING:
+    import argparse
     from collections.abc import Callable
     from typing import Any
 
@@ -68,18 +67,25 @@ def _sized(formatter_class: type[argparse.HelpFormatter]) -> Callable[[str], arg
     return make
 
 
-class _Parser(argparse.ArgumentParser):
+def _parser_class() -> type[argparse.ArgumentParser]:
     """argparse makes a help formatter for every ``add_argument`` (to check the metavar), and each asks for the
-    terminal's size through shutil: here the size is looked up once, and shutil stays unloaded on ``forge run``.
-    Subparsers are made of this class too (argparse passes the parser's own type on)."""
+    terminal's size through shutil: here the size is looked up once, and shutil stays unloaded. Subparsers are
+    made of this class too (argparse passes the parser's own type on). Defined on first use: argparse itself
+    loads only when a command line needs it (not for the common forms of ``forge run``)."""
+    import argparse
 
-    def __init__(self, **kwargs: Any) -> None:
-        kwargs["formatter_class"] = _sized(kwargs.get("formatter_class", argparse.HelpFormatter))
-        super().__init__(**kwargs)
+    class _Parser(argparse.ArgumentParser):
+        def __init__(self, **kwargs: Any) -> None:
+            kwargs["formatter_class"] = _sized(kwargs.get("formatter_class", argparse.HelpFormatter))
+            super().__init__(**kwargs)
+
+    return _Parser
 
 
 def _build_parser(only: str | None) -> argparse.ArgumentParser:
-    parser = _Parser(
+    import importlib
+
+    parser = _parser_class()(
         prog="forge",
         description="Compose minimal Debian root filesystems and reproducible OCI images.",
     )
@@ -99,12 +105,18 @@ def _version() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    first = next((a for a in argv if not a.startswith("-")), None)
-    parser = _build_parser(first if first in COMMANDS else None)
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 2
+    args: Any = None
+    if argv[:1] == ["run"]:  # its common forms, without argparse (None: let argparse decide)
+        from rootfs_forge.commands.run_argv import parse_run
+
+        args = parse_run(argv[1:])
+    if args is None:
+        first = next((a for a in argv if not a.startswith("-")), None)
+        parser = _build_parser(first if first in COMMANDS else None)
+        args = parser.parse_args(argv)
+        if not getattr(args, "func", None):
+            parser.print_help()
+            return 2
     from rootfs_forge.errors import ForgeError
 
     try:

@@ -5,14 +5,19 @@ Imports of the launcher happen inside the handlers so that ``forge run`` pays on
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 from rootfs_forge.commands.fmt import human_size
 from rootfs_forge.commands.platform_arg import add_platform_arg, platform_of
 
+TYPE_CHECKING = False  # argparse and typing stay off the start path (commands/run_argv.py parses the common forms)
+if TYPE_CHECKING:
+    import argparse
+
 
 def register(sub: argparse._SubParsersAction) -> None:
+    import argparse
+
     p = sub.add_parser("run", help="run a command in a container made from an image or a rootfs directory",
                        description="Run CMD in new namespaces on an OCI image (DIR[:TAG] or oci-archive tar) "
                                    "or a rootfs directory, with overlayfs, pivot_root and cgroup limits.")

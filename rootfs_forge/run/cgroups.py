@@ -6,15 +6,21 @@ hierarchy that carries a requested limit, so a launcher that itself lives in a l
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import time
-from collections.abc import Callable, Iterable
 
 from rootfs_forge.errors import RunError
 from rootfs_forge.run.spec import CFS_PERIOD_US, Limits
 from rootfs_forge.util.pids import Owner, parse_owner
+
+TYPE_CHECKING = False  # typing stays off the start path; mypy reads this as typing.TYPE_CHECKING
+if TYPE_CHECKING:
+    import signal
+    from collections.abc import Callable, Iterable
+
+    Alive = Callable[[Owner], bool]
+else:  # the C module under signal: the same calls and numbers, without its enums (enum, functools, collections)
+    import _signal as signal
 
 CGROUP_ROOT = "/sys/fs/cgroup"
 
@@ -158,9 +164,6 @@ def run_name(owner: str, run_id: str) -> str:
     return f"forge-{owner}-{run_id}"
 
 
-Alive = Callable[[Owner], bool]
-
-
 def stale_runs(parent: str, alive: Alive) -> list[str]:
     """Cgroup dirs under ``parent`` left by ``forge run`` processes that are gone (SIGKILLed: no ``finally``)."""
     out: list[str] = []
@@ -200,8 +203,10 @@ def sweep(parents: Iterable[str], alive: Alive) -> None:
     is left alone: its pid may belong to another pid namespace, and nothing is killed on a guess."""
     for parent in parents:
         for d in stale_runs(parent, alive):
-            with contextlib.suppress(OSError):  # EBUSY: not empty
+            try:  # noqa: SIM105 (contextlib, and collections with it, stay off forge run's start)
                 os.rmdir(d)
+            except OSError:  # EBUSY: not empty
+                pass
 
 
 def sweep_all(alive: Alive, root: str = CGROUP_ROOT, proc_cgroup: str | None = None) -> None:

@@ -8,12 +8,17 @@ silently. PID 1 exits with the command's exit status, or 128+N when the command 
 from __future__ import annotations
 
 import os
-import signal
 
 from rootfs_forge.errors import RunError
 from rootfs_forge.run import mounts, seccomp, staticinit
 from rootfs_forge.run import syscalls as sc
 from rootfs_forge.run.spec import ContainerSetup, User, resolve_user
+
+TYPE_CHECKING = False  # typing stays off the start path; mypy reads this as typing.TYPE_CHECKING
+if TYPE_CHECKING:
+    import signal
+else:  # the C module under signal: the same calls and numbers, without its enums (enum, functools, collections)
+    import _signal as signal
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2,

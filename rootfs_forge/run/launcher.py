@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import os
 import select
-import signal
-from collections.abc import Callable
 
 from rootfs_forge.errors import RunError
 from rootfs_forge.run import caps as capset
@@ -47,9 +45,14 @@ from rootfs_forge.util.pids import owner_tag
 
 TYPE_CHECKING = False  # typing itself stays off the start path; mypy reads this as typing.TYPE_CHECKING
 if TYPE_CHECKING:
+    import signal
+    from collections.abc import Callable
+
     from rootfs_forge.run import relay, terminal
 
-Warn = Callable[[str], None]
+    Warn = Callable[[str], None]
+else:  # the C module under signal: the same calls and numbers, without its enums (enum, functools, collections)
+    import _signal as signal
 
 
 class RunOptions:

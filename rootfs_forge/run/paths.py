@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Mapping
+
+TYPE_CHECKING = False  # typing stays off the start path; mypy reads this as typing.TYPE_CHECKING
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 
 def project_root() -> str:
