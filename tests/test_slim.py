@@ -27,7 +27,8 @@ def specs() -> list[DebSpec]:
         Dir("usr"), Dir("usr/lib"), Dir(LIBDIR),
         Reg(f"{LIBDIR}/libc.so.6", host_file("/lib/x86_64-linux-gnu/libc.so.6"), 0o755),
         Reg(f"{LIBDIR}/ld-linux-x86-64.so.2", host_file("/lib64/ld-linux-x86-64.so.2"), 0o755),
-        Dir("usr/lib64"), Lnk("usr/lib64/ld-linux-x86-64.so.2", f"/{LIBDIR}/ld-linux-x86-64.so.2"),
+        # as bookworm's libc6: the loader's path is /lib64/... (the PT_INTERP of every amd64 program)
+        Dir("lib64"), Lnk("lib64/ld-linux-x86-64.so.2", f"/{LIBDIR}/ld-linux-x86-64.so.2"),
         Reg(f"{LIBDIR}/libunused.so.1", b"\x7fELF not really"),
         Dir("usr/share"), Dir("usr/share/i18n"), Reg("usr/share/i18n/SUPPORTED", "big table\n" * 1000),
     ])
