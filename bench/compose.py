@@ -479,7 +479,7 @@ def main() -> int:
     if oci and dir_again:
         dt, o = statistics.median(dir_again), statistics.median(oci)
         print(f"forge warm essential (minimal): OCI image {o:.2f} s vs directory {dt:.2f} s = {o / dt:.2f}x "
-              f"(target <= 1.5x; an image's scratch tree is built in /dev/shm when it fits, the directory on disk)")
+              f"(target <= 1.3x; an image's scratch tree is built in /dev/shm when it fits, the directory on disk)")
     if layer:
         secs, tar_bytes = layer
         print(f"forge layer writing measured in-process (write_layer, default gzip, median of {args.repeat}): "
