@@ -8,7 +8,6 @@ import gzip
 import hashlib
 import os
 import re
-import sqlite3
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ from rootfs_forge.archive.sources import SourceEntry
 from rootfs_forge.index import scan
 from rootfs_forge.index.packages import PackageIndex
 from rootfs_forge.index.scan import Packed, build_index, scan_stanzas, write_db
+from tests.support.treedump import index_db_dump
 
 ROOT = Path(__file__).resolve().parent.parent
 ORIGIN = IndexFile(SourceEntry("http://x.invalid/debian", "testing", ("main",)), "main", "amd64", "0" * 64, "",
@@ -40,15 +40,6 @@ def _stanza(i: int) -> bytes:
             f"implemented-in::c, interface::commandline\nSection: utils\nPriority: optional\n"
             f"Filename: pool/main/p/pkg{i}/pkg{i}_1.{i}-1_amd64.deb\nSize: {1000 + i}\n"
             f"SHA256: {hashlib.sha256(str(i).encode()).hexdigest()}\n").encode()
-
-
-def _dump(db: Path) -> list[object]:
-    con = sqlite3.connect(db)
-    try:
-        return [con.execute(q).fetchall() for q in ("SELECT * FROM stanza ORDER BY id",
-                                                     "SELECT * FROM provides ORDER BY rowid", "SELECT * FROM meta")]
-    finally:
-        con.close()
 
 
 def _fresh_index(tmp_path: Path, text: bytes) -> tuple[Cache, IndexFile]:
@@ -129,7 +120,7 @@ def test_fresh_index_answers_as_the_database_its_writer_leaves(tmp_path: Path) -
     finally:
         again.close()
     build_index(text, tmp_path / "inline.idx")
-    assert _dump(db) == _dump(tmp_path / "inline.idx")
+    assert index_db_dump(db) == index_db_dump(tmp_path / "inline.idx")
     assert sorted(p.name for p in db.parent.iterdir()) == [db.name, db.name + ".txt"]
 
 
@@ -146,7 +137,7 @@ def test_packed_scan_writes_the_same_database_in_a_fresh_interpreter(tmp_path: P
             "main(sys.argv[2:])")
     subprocess.run([sys.executable, "-I", "-S", "-c", code, str(ROOT), str(pack), str(tmp_path / "writer.idx"),
                     str(len(text))], check=True)
-    assert _dump(tmp_path / "writer.idx") == _dump(tmp_path / "direct.idx")
+    assert index_db_dump(tmp_path / "writer.idx") == index_db_dump(tmp_path / "direct.idx")
     assert not pack.exists()
 
 

@@ -5,7 +5,6 @@ import itertools
 import lzma
 import os
 import re
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -17,6 +16,7 @@ from rootfs_forge.archive.sources import SourceEntry
 from rootfs_forge.errors import IndexError_
 from rootfs_forge.index.packages import stanza_to_package
 from rootfs_forge.index.scan import build_index, build_index_compressed, build_index_streamed, scan_stanzas
+from tests.support.treedump import index_db_dump
 
 ORIGIN = IndexFile(SourceEntry("http://x.invalid/debian", "testing", ("main",)), "main", "amd64", "0" * 64, "",
                    "testing")
@@ -114,15 +114,6 @@ def test_build_index_is_atomic(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.idx", "x.idx.txt"]
 
 
-def _dump(db: Path) -> list[object]:
-    con = sqlite3.connect(db)
-    try:
-        return [con.execute(q).fetchall() for q in ("SELECT * FROM stanza ORDER BY id",
-                                                     "SELECT * FROM provides ORDER BY rowid", "SELECT * FROM meta")]
-    finally:
-        con.close()
-
-
 STANZAS = [GOOD, b"Package: b\nProvides: x\n", b"\n\n\nPackage: c\nEssential: yes\n", b"Package: d\nDescription: d"]
 
 
@@ -137,7 +128,7 @@ def test_index_built_from_chunks_equals_index_built_whole(tmp_path: Path, stanza
     whole, streamed = tmp_path / f"w{n}.idx", tmp_path / f"s{n}.idx"
     build_index(text, whole)
     build_index_streamed(iter(chunks), streamed)
-    assert _dump(streamed) == _dump(whole)
+    assert index_db_dump(streamed) == index_db_dump(whole)
     assert streamed.with_name(streamed.name + ".txt").read_bytes() == text
 
 
@@ -147,7 +138,7 @@ def test_index_from_compressed_file_equals_plain(tmp_path: Path, compression: st
     raw = gzip.compress(text) if compression == ".gz" else lzma.compress(text)
     build_index(text, tmp_path / "plain.idx")
     os.close(build_index_compressed(raw, compression, "Packages" + compression, tmp_path / "packed.idx")[1])
-    assert _dump(tmp_path / "packed.idx") == _dump(tmp_path / "plain.idx")
+    assert index_db_dump(tmp_path / "packed.idx") == index_db_dump(tmp_path / "plain.idx")
     assert (tmp_path / "packed.idx.txt").read_bytes() == text
 
 
@@ -221,7 +212,7 @@ def test_index_scanned_with_a_helper_process_equals_plain(tmp_path: Path, monkey
     raw = gzip.compress(text) if compression == ".gz" else lzma.compress(text)
     build_index(text, tmp_path / "plain.idx")
     os.close(build_index_compressed(raw, compression, "Packages" + compression, tmp_path / "helped.idx")[1])
-    assert _dump(tmp_path / "helped.idx") == _dump(tmp_path / "plain.idx")
+    assert index_db_dump(tmp_path / "helped.idx") == index_db_dump(tmp_path / "plain.idx")
     assert (tmp_path / "helped.idx.txt").read_bytes() == text
 
 

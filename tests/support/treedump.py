@@ -3,7 +3,7 @@ uid:gid detail"}`` with the content's sha256 (first 8 hex digits) for a file and
 
 :func:`dump_dir` reads a directory (owners and modes as they are on disk; mtimes on request);
 :func:`dump_layers` reads an OCI image layout's layers in order, so owners and modes are the ones the image
-carries whoever composed it.
+carries whoever composed it; :func:`index_db_dump` reads a package index database row by row.
 """
 
 from __future__ import annotations
@@ -74,3 +74,16 @@ def dump_layers(layout: Path, under: Sequence[str] = ()) -> dict[str, str]:
                 else:
                     out[rel] = f"other {mode} {owner}"
     return dict(sorted(out.items()))
+
+
+def index_db_dump(db: Path) -> list[object]:
+    """Every row of a package index database (stanzas, provides, meta), in a fixed order: two indexes built
+    different ways are the same when their dumps are."""
+    import sqlite3
+
+    con = sqlite3.connect(db)
+    try:
+        return [con.execute(q).fetchall() for q in ("SELECT * FROM stanza ORDER BY id",
+                                                     "SELECT * FROM provides ORDER BY rowid", "SELECT * FROM meta")]
+    finally:
+        con.close()
