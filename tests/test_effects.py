@@ -3,6 +3,7 @@ table, the in-root path helper against escapes, and (network) the real packages.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import stat
@@ -598,11 +599,9 @@ def test_ca_conf_cannot_name_a_cert_outside_the_certs_dir(tmp_path: Path) -> Non
         cacerts.apply(ctx_for(root, {"ca-certificates": {}}, host=HostTools(HOST_ARCH, None, None)))
 
 
-@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl to make certificates")
-def test_ca_hash_links_match_openssl_rehash(tmp_path: Path) -> None:
+def _certificates(tmp_path: Path) -> dict[str, str | bytes | L | None]:
+    """Four self-signed certificates under /usr/share/ca-certificates, two sharing a subject, one shipped twice."""
     spec: dict[str, str | bytes | L | None] = {}
-    plain = tmp_path / "plain"
-    plain.mkdir()
     # two certificates share a subject (hash .0 and .1); one is shipped twice (no second link)
     for name, cn in (("one", "one"), ("two", "two"), ("dup-a", "dup"), ("dup-b", "dup")):
         out = tmp_path / f"{name}.crt"
@@ -632,6 +631,18 @@ def test_ca_hash_links_match_openssl_rehash(tmp_path: Path) -> None:
     spec["/usr/share/ca-certificates/mozilla/one-again.crt"] = spec[
         "/usr/share/ca-certificates/mozilla/one.crt"
     ]
+    return spec
+
+
+def _hash_links_in(d: Path) -> dict[str, str]:
+    return {n: os.readlink(d / n) for n in os.listdir(d) if (d / n).is_symlink() and ".pem" not in n}
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl to make certificates")
+def test_ca_hash_links_match_openssl_rehash(tmp_path: Path) -> None:
+    spec = _certificates(tmp_path)
+    plain = tmp_path / "plain"
+    plain.mkdir()
     for path, data in spec.items():
         (plain / cacerts.pem_name(path)).write_bytes(data)  # type: ignore[arg-type]
     subprocess.run(["openssl", "rehash", str(plain)], check=True, capture_output=True)
@@ -640,12 +651,36 @@ def test_ca_hash_links_match_openssl_rehash(tmp_path: Path) -> None:
         ctx_for(root, {"ca-certificates": {}}, host=HostTools(HOST_ARCH, None, shutil.which("openssl")))
     )
 
-    def hash_links(d: Path) -> dict[str, str]:
-        return {n: os.readlink(d / n) for n in os.listdir(d) if (d / n).is_symlink() and ".pem" not in n}
-
-    links = hash_links(root / "etc/ssl/certs")
-    assert links == hash_links(plain)
+    links = _hash_links_in(root / "etc/ssl/certs")
+    assert links == _hash_links_in(plain)
     assert len(links) == 4 and sum(n.endswith(".1") for n in links) == 1
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl to make certificates")
+def test_ca_hash_links_come_from_the_cache_and_a_poisoned_entry_is_refused(tmp_path: Path) -> None:
+    import dataclasses
+
+    spec = _certificates(tmp_path)
+    cache = tmp_path / "cache"
+    host = HostTools(HOST_ARCH, None, shutil.which("openssl"))
+
+    def compose(name: str) -> dict[str, str]:
+        root = build(tmp_path / name, spec)
+        ctx = dataclasses.replace(ctx_for(root, {"ca-certificates": {}}, host=host), cache_dir=cache)
+        cacerts.apply(ctx)
+        return _hash_links_in(root / "etc/ssl/certs")
+
+    first = compose("one")
+    (entry,) = (cache / "cacerts").iterdir()
+    assert json.loads(entry.read_text())["links"] == first
+    # the cache is what answers: an entry naming other (valid) links is taken as it is
+    moved = {k.replace(".0", ".7"): v for k, v in first.items()}
+    entry.write_text(json.dumps({"links": moved, "warnings": []}))
+    assert compose("two") == moved
+    # an entry pointing outside the certificates (a poisoned cache) is refused and rewritten
+    entry.write_text(json.dumps({"links": {"deadbeef.0": "../../shadow"}, "warnings": []}))
+    assert compose("three") == first
+    assert json.loads(entry.read_text())["links"] == first
 
 
 # -- ldconfig, busybox

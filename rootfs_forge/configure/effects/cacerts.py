@@ -8,10 +8,17 @@ newline. Each enabled certificate gets its ``NAME.pem`` link, and, when the host
 nothing is read through a link on the host). Without openssl the hash links are skipped and that is reported;
 the bundle alone serves OpenSSL, GnuTLS, Go, Python and curl, which read ca-certificates.crt. Like the
 postinst, it makes /usr/local/share/ca-certificates (with /usr/local's mode and group) when it is absent.
+
+The hash links depend only on the certificates and the openssl that computes them, so they are kept in the
+effects cache (``<cache>/cacerts/``, keyed by both): an image's second compose, and every other image with the
+same certificates, skips the ~0.25 s ``openssl rehash`` run. A cached answer is used only when every link it
+names is a hash-link name and points at one of the certificates given.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 import subprocess
@@ -81,7 +88,8 @@ def rehash(openssl: str, pems: list[tuple[str, bytes]]) -> tuple[dict[str, str],
         for name, data in pems:
             Path(scratch, name).write_bytes(data)
         done = subprocess.run([openssl, "rehash", scratch], capture_output=True, check=False)
-        warnings = [ln for ln in done.stderr.decode(errors="replace").splitlines() if ln.strip()]
+        warnings = [ln.replace(scratch + os.sep, "") for ln in done.stderr.decode(errors="replace").splitlines()
+                    if ln.strip()]
         if done.returncode != 0 and not warnings:
             warnings = [f"openssl rehash exited {done.returncode}"]
         links = {}
@@ -92,8 +100,50 @@ def rehash(openssl: str, pems: list[tuple[str, bytes]]) -> tuple[dict[str, str],
     return links, warnings
 
 
+def rehash_key(openssl: str, pems: list[tuple[str, bytes]]) -> str:
+    """The cache key of a rehash: the openssl binary's SHA-256 and every certificate's name and SHA-256."""
+    from rootfs_forge.util.canonical import canonical_json
+
+    with open(openssl, "rb") as fh:
+        binary = hashlib.file_digest(fh, "sha256").hexdigest()
+    doc = {"openssl": binary, "pems": [[n, hashlib.sha256(d).hexdigest()] for n, d in pems], "v": 1}
+    return hashlib.sha256(canonical_json(doc)).hexdigest()
+
+
+def cached_rehash(cache_dir: Path | None, openssl: str,
+                  pems: list[tuple[str, bytes]]) -> tuple[dict[str, str], list[str]]:
+    """:func:`rehash`, answered from ``cache_dir`` when it holds a valid answer for these inputs."""
+    if cache_dir is None:
+        return rehash(openssl, pems)
+    try:
+        path = cache_dir / "cacerts" / f"{rehash_key(openssl, pems)}.json"
+    except OSError:
+        return rehash(openssl, pems)
+    names = {n for n, _ in pems}
+    try:
+        doc = json.loads(path.read_bytes())
+        links, warnings = doc["links"], doc["warnings"]
+        if (isinstance(links, dict) and isinstance(warnings, list)
+                and all(isinstance(w, str) for w in warnings)
+                and all(HASH_LINK.match(k) and v in names for k, v in links.items())):
+            return dict(sorted(links.items())), warnings
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    links, warnings = rehash(openssl, pems)
+    try:
+        from rootfs_forge.util.canonical import canonical_json
+        from rootfs_forge.util.files import write_atomic
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, canonical_json({"links": links, "warnings": warnings}))
+    except OSError:
+        pass  # a cache that cannot be written only costs the next compose time
+    return links, warnings
+
+
 def _hash_links(
-    tree: RootDir, openssl: str, pems: list[tuple[str, bytes]], changed: list[Change], messages: list[str]
+    tree: RootDir, openssl: str, pems: list[tuple[str, bytes]], changed: list[Change], messages: list[str],
+    cache_dir: Path | None = None,
 ) -> None:
     usable = []
     for name, data in sorted(pems):
@@ -101,8 +151,8 @@ def _hash_links(
             messages.append(f"{name}: not exactly one certificate: no hash link")
             continue
         usable.append((name, data))
-    links, warnings = rehash(openssl, usable)
-    messages += [f"openssl rehash: {w.replace(os.sep + 'tmp', '')}" for w in warnings[:5]]
+    links, warnings = cached_rehash(cache_dir, openssl, usable)
+    messages += [f"openssl rehash: {w}" for w in warnings[:5]]
     for link, target in links.items():
         changed.append(tree.symlink(f"{ETCCERTSDIR}/{link}", os.path.basename(target)))
 
@@ -149,7 +199,7 @@ def apply(ctx: EffectContext) -> EffectResult:
     changed.append(tree.write_file(BUNDLE, bytes(bundle)))
     messages.append(f"{len(certs)} certificates in {BUNDLE}")
     if ctx.host.openssl:
-        _hash_links(tree, ctx.host.openssl, pems, changed, messages)
+        _hash_links(tree, ctx.host.openssl, pems, changed, messages, ctx.cache_dir)
     else:
         messages.append("no openssl on the host: subject-hash links skipped (the bundle is complete)")
     hooks = tree.listdir("/etc/ca-certificates/update.d")
