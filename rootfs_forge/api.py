@@ -38,7 +38,7 @@ from rootfs_forge.util.pids import process_alive
 DEFAULT_FORMAT = "oci"
 ARCHIVE_FORMATS = ("tar", "oci-archive", "docker-archive")
 
-__all__ = ["DEFAULT_FORMAT", "FORMATS", "compose", "default_output"]
+__all__ = ["DEFAULT_FORMAT", "FORMATS", "compose", "default_output", "selected_architectures"]
 
 
 def default_output(name: str, tag: str, fmt: str) -> Path:
@@ -84,7 +84,7 @@ def compose(recipe: str | os.PathLike[str] | Recipe, output: str | os.PathLike[s
     loaded = recipe if isinstance(recipe, Recipe) else load_recipe(Path(recipe), ctx.host_arch)
     if jobs < 1:
         raise ForgeError("compose", loaded.path.name, "--jobs must be at least 1")
-    archs = _selected(loaded, platforms)
+    archs = selected_architectures(loaded, platforms)
     dest = Path(output) if output is not None else default_output(loaded.name, loaded.tag, format)
     if len(archs) > 1 and format in ("tar", "docker-archive", "lxc"):
         from rootfs_forge.util.platform import debian_label
@@ -110,7 +110,7 @@ class _IndexChanged(Exception):
     """The optimistic plan's index set is no longer the current one: compose again."""
 
 
-def _selected(recipe: Recipe, platforms: Sequence[str]) -> tuple[str, ...]:
+def selected_architectures(recipe: Recipe, platforms: Sequence[str]) -> tuple[str, ...]:
     """The recipe's architectures ``platforms`` name (all of them when none is named)."""
     if not platforms:
         return tuple(recipe.architectures)

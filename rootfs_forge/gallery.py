@@ -37,11 +37,11 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from rootfs_forge.api import DEFAULT_FORMAT, _selected, compose, default_output
+from rootfs_forge.api import DEFAULT_FORMAT, compose, default_output, selected_architectures
 from rootfs_forge.archive.release import IndexFile
 from rootfs_forge.archive.sources import SourceEntry
 from rootfs_forge.errors import ForgeError
-from rootfs_forge.index.context import Context, _state_key
+from rootfs_forge.index.context import Context, state_key
 from rootfs_forge.model import Package
 from rootfs_forge.recipe import FORMATS, Recipe, load_recipe
 from rootfs_forge.util.forked import Forked, can_fork
@@ -95,7 +95,7 @@ class _SharedIndexes(Context):
     pinned: bool = False
 
     def index_files(self, entries: Sequence[SourceEntry], architectures: Sequence[str]) -> list[IndexFile]:
-        key = _state_key(entries, architectures)
+        key = state_key(entries, architectures)
         if self.pinned and key in self.verified:
             return self.verified[key]
         files = super().index_files(entries, architectures)
@@ -256,7 +256,7 @@ def _plan_all(items: list[_Item], ctx: Context, plan: Callable[..., Any], *, loc
     for item in items:
         assert item.recipe is not None
         try:
-            archs = _selected(item.recipe, platforms)
+            archs = selected_architectures(item.recipe, platforms)
             plans[item] = (plan(item.recipe, ctx, locked=locked, use_lock=use_lock), archs)
         except ForgeError:
             continue  # its compose meets the error first-hand

@@ -17,8 +17,9 @@ Layout under the download cache's root::
 size>-v<format>``. ``key`` is the sha256 of the input: a flag byte (last chunk or not), the primer's length
 (4 bytes, big-endian), the primer, the chunk.
 
-ENTRY: ``FLC1``, the flag byte, the primer's length and the primer (so that the entry can be checked on its
-own, by ``forge cache verify``), then the raw deflate bytes. An entry is reused only after it was inflated,
+ENTRY: ``FLC2``, the flag byte, the primer's length, the SHA-256 of the deflate bytes (a flipped bit that still
+inflates to the same chunk would change the layer's digest), the primer (so that the entry can be checked on
+its own, by ``forge cache verify``), then the raw deflate bytes. An entry is reused only after it was inflated,
 primed with its stored primer, and gave exactly the chunk being compressed, with the stream ending where the
 entry ends (a sync flush, or the final block for the last chunk) -- so a corrupted, truncated or tampered
 entry is never used: the chunk is deflated again and the entry replaced. What a reused entry cannot be
@@ -44,6 +45,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from rootfs_forge.image.layer import CHUNK_SIZE, deflate_chunk
+from rootfs_forge.util.files import write_atomic
 
 LAYER_CACHE_DIR = "composed-layers"
 FORMAT_VERSION = 2
@@ -153,16 +155,9 @@ class ChunkCache:
 
     def _store(self, entry: Path, data: bytes) -> None:
         """Enter ``data`` under ``entry``; a compose never fails for its cache (read-only, full: no entry)."""
-        tmp = self.root / "tmp" / f".{entry.name}.{os.getpid()}.{threading.get_ident()}"
-        try:
+        with contextlib.suppress(OSError):
             entry.parent.mkdir(parents=True, exist_ok=True)
-            tmp.parent.mkdir(parents=True, exist_ok=True)
-            with open(tmp, "wb") as fh:
-                fh.write(data)
-            os.replace(tmp, entry)
-        except OSError:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
+            write_atomic(entry, data, tmp_dir=self.root / "tmp")
 
 
 # ---------------------------------------------------------------------------------------------------------

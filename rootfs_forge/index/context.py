@@ -65,7 +65,7 @@ class Context:
         :meth:`confirm` before it outputs anything built from it (an apt-get update that overlaps the work
         instead of preceding it).
         """
-        state = self.cache.state_path(_state_key(entries, architectures))
+        state = self.cache.state_path(state_key(entries, architectures))
 
         def update() -> list[IndexFile]:
             return update_sources(entries, architectures, self.cache, self.transport, self.now, self.warn)
@@ -131,7 +131,7 @@ class Context:
             return PackageIndex.open(files, self.cache)
 
 
-def _state_key(entries: Sequence[SourceEntry], architectures: Sequence[str]) -> str:
+def state_key(entries: Sequence[SourceEntry], architectures: Sequence[str]) -> str:
     """Names the state file of the last verified update of ``entries`` for ``architectures``."""
     doc = {"entries": [asdict(e) for e in entries], "architectures": sorted(architectures)}
     return hashlib.sha256(canonical_json(doc)).hexdigest()[:32]

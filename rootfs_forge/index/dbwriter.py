@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from rootfs_forge.index.scan import Packed, write_db
+from rootfs_forge.util.files import write_atomic
 from rootfs_forge.util.forked import detach
 
 _PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent.parent)
@@ -26,12 +27,9 @@ _MAIN = ("import sys; sys.path.insert(0, sys.argv[1]); from rootfs_forge.index.d
 def spawn(db_path: Path, packed: Packed, text_size: int) -> bool:
     """Start the writer of ``db_path``; False when it cannot start here (write the database in this process)."""
     pack = db_path.with_name(f"{db_path.name}.{os.getpid()}.pack")
-    tmp = pack.with_name(pack.name + ".tmp")
     try:
-        tmp.write_bytes(marshal.dumps(packed.as_tuple()))
-        tmp.replace(pack)
+        write_atomic(pack, marshal.dumps(packed.as_tuple()), mode=None)
     except OSError:
-        tmp.unlink(missing_ok=True)
         return False
     forked = detach()
     if forked is None:

@@ -17,6 +17,7 @@ names is a hash-link name and points at one of the certificates given.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -28,6 +29,8 @@ from pathlib import Path
 from rootfs_forge.configure.effects.base import EffectContext, EffectResult, effect
 from rootfs_forge.configure.effects.tree import Change, RootDir
 from rootfs_forge.errors import RootfsError
+from rootfs_forge.util.canonical import canonical_json
+from rootfs_forge.util.files import write_atomic
 
 CERTSDIR = "/usr/share/ca-certificates"
 LOCALCERTSDIR = "/usr/local/share/ca-certificates"
@@ -102,8 +105,6 @@ def rehash(openssl: str, pems: list[tuple[str, bytes]]) -> tuple[dict[str, str],
 
 def rehash_key(openssl: str, pems: list[tuple[str, bytes]]) -> str:
     """The cache key of a rehash: the openssl binary's SHA-256 and every certificate's name and SHA-256."""
-    from rootfs_forge.util.canonical import canonical_json
-
     with open(openssl, "rb") as fh:
         binary = hashlib.file_digest(fh, "sha256").hexdigest()
     doc = {"openssl": binary, "pems": [[n, hashlib.sha256(d).hexdigest()] for n, d in pems], "v": 1}
@@ -130,14 +131,8 @@ def cached_rehash(cache_dir: Path | None, openssl: str,
     except (OSError, ValueError, KeyError, TypeError):
         pass
     links, warnings = rehash(openssl, pems)
-    try:
-        from rootfs_forge.util.canonical import canonical_json
-        from rootfs_forge.util.files import write_atomic
-
-        path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(OSError):  # a cache that cannot be written only costs the next compose time
         write_atomic(path, canonical_json({"links": links, "warnings": warnings}))
-    except OSError:
-        pass  # a cache that cannot be written only costs the next compose time
     return links, warnings
 
 
