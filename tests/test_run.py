@@ -584,6 +584,39 @@ def test_signal_to_forge_run_is_forwarded_to_command(world: dict[str, Path], sig
 
 
 @pytest.mark.root
+@pytest.mark.parametrize(("sig", "ignored"), [(signal.SIGTERM, False), (signal.SIGHUP, True)],
+                         ids=["TERM", "HUP-ignored-by-the-caller"])
+def test_signal_sent_while_forge_starts_the_container_is_forwarded_not_lost(world: dict[str, Path], sig: int,
+                                                                           ignored: bool) -> None:
+    """A signal that reaches forge between its fork of the container and the installation of its forwarding
+    handlers used to kill forge (default action: the container went with it, the command's trap never ran) or,
+    with the signal ignored by forge's caller (nohup, some CI runners), vanish: the container ran on forever.
+    strace widens that window deterministically: it holds forge's return from the fork for 1.5 s while the
+    container starts, prints ``ready`` and the test sends the signal."""
+    strace = shutil.which("strace")
+    assert strace, "strace is installed by .ci/setup"
+    name = signal.Signals(sig).name[3:]
+    cmd = [strace, "-D", "-o", "/dev/null", "-e", "trace=clone", "-e", "inject=clone:delay_exit=1500000",
+           sys.executable, "-m", "rootfs_forge", "run", "--cache-dir", str(world["cache"]), str(world["rootfs"]),
+           "sh", "-c", f'trap "echo got {name}; exit 3" {name}; echo ready; while :; do sleep 0.1; done']
+
+    def ignore() -> None:
+        signal.signal(sig, signal.SIG_IGN)
+
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)},
+                            preexec_fn=ignore if ignored else None)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == "ready\n"
+        proc.send_signal(sig)
+        out, _ = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert (proc.returncode, out) == (3, f"got {name}\n")
+
+
+@pytest.mark.root
 def test_container_ignoring_sigterm_is_killed_after_stop_timeout(world: dict[str, Path]) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen(

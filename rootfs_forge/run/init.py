@@ -112,7 +112,7 @@ def which(name: str, path: str) -> str:
     raise FileNotFoundError(2, os.strerror(2), name)
 
 
-def container_main(plan: ContainerSetup, errfd: int, console: int = -1) -> int:
+def container_main(plan: ContainerSetup, errfd: int, console: int = -1, mask: set[int] | None = None) -> int:
     """Everything PID 1 does before it becomes the container's init. Returns an exit code only on failure (the
     caller ``os._exit``s with it); on success the process image is replaced. PID 1 is already the leader of a
     session of its own; with ``-t``, ``console`` is the socket to send its terminal's master on.
@@ -120,7 +120,10 @@ def container_main(plan: ContainerSetup, errfd: int, console: int = -1) -> int:
     PID 1 builds the filesystem, hardens itself, becomes the container's user, and then execs: the static init
     from a sealed memfd (``plan.init_fd``, see ``staticinit``), which starts the command, reaps and forwards
     signals; or, with ``--no-init`` or no static init on the host, the command itself. Either way nothing of
-    forge (its memory, the caller's environment) stays in the container."""
+    forge (its memory, the caller's environment) stays in the container.
+
+    The launcher forks with the forwarded signals blocked; they stay blocked until ``hold`` catches them, then
+    the caller's signal mask (``mask``) comes back, for the init and the command to inherit."""
     pending: list[int] = []
 
     def hold(signum: int, _frame: object) -> None:
@@ -130,6 +133,8 @@ def container_main(plan: ContainerSetup, errfd: int, console: int = -1) -> int:
 
     for sig in FORWARDED:
         signal.signal(sig, hold)
+    if mask is not None:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     term = os.environ.get("TERM")
     try:
         sc.set_pdeathsig(signal.SIGKILL)

@@ -274,7 +274,7 @@ def _close_fds(*keep: int) -> None:
     sc.close_range(low, 0xFFFFFFFF)
 
 
-def _pid1(plan: ContainerSetup, cg: cgroups.Cgroup | None, errw: int, console: int) -> int:
+def _pid1(plan: ContainerSetup, cg: cgroups.Cgroup | None, errw: int, console: int, mask: set[int]) -> int:
     """As root: already PID 1 of the new PID namespace (the launcher unshared it for us). Leave the caller's
     session, join the cgroup, unshare the other namespaces, become init. Returns an exit code for ``os._exit``."""
     try:
@@ -290,12 +290,13 @@ def _pid1(plan: ContainerSetup, cg: cgroups.Cgroup | None, errw: int, console: i
     except BaseException as exc:
         init.report(errw, init.SETUP_FAILED, exc)
         return init.SETUP_FAILED
-    return init.container_main(plan, errw, console)
+    return init.container_main(plan, errw, console, mask)
 
 
-def _child(plan: ContainerSetup, cg: cgroups.Cgroup | None, errw: int, parent: int, console: int) -> int:
+def _child(plan: ContainerSetup, cg: cgroups.Cgroup | None, errw: int, parent: int, console: int,
+           mask: set[int]) -> int:
     """Rootless: the namespace creator (user namespace first, then the rest), parent of PID 1. Returns an exit
-    code for ``os._exit``."""
+    code for ``os._exit``. The forwarded signals stay blocked (``mask`` is the caller's) until it forwards them."""
     try:
         os.setsid()  # first: nothing of the container may share the caller's session or controlling terminal
         _close_fds(errw, console, plan.init_fd)
@@ -323,7 +324,7 @@ def _child(plan: ContainerSetup, cg: cgroups.Cgroup | None, errw: int, parent: i
         code = init.SETUP_FAILED
         try:
             os.setsid()  # PID 1 leads a session of its own, so it can take a terminal of its own (-t)
-            code = init.container_main(plan, errw, console)
+            code = init.container_main(plan, errw, console, mask)
         finally:
             os._exit(code)
     os.close(errw)
@@ -334,6 +335,7 @@ def _child(plan: ContainerSetup, cg: cgroups.Cgroup | None, errw: int, parent: i
             os.dup2(null, fd)
         os.close(null)
     _forward_to(pid, -1, [])  # the outer forge process escalates; this middle process only forwards
+    signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     while True:
         try:
             _, status = os.waitpid(pid, 0)
@@ -395,32 +397,40 @@ def _supervise_with(plan: ContainerSetup, cg: cgroups.Cgroup | None, stop_timeou
     # namespace has to come first, so a middle process creates the namespaces and forks PID 1.
     direct = not plan.rootless
     own_pidns = -1
-    if direct:
-        own_pidns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
-        sc.unshare(sc.CLONE_NEWPID)
+    # The container starts (and may print, and be signalled) before this process runs another line after the
+    # fork: a signal arriving before the forwarding handlers are in place would kill forge and the container,
+    # or vanish if the caller ignored it. So the forwarded signals stay blocked, pending, until each process
+    # of forge's has its handlers: this one, the rootless middle one, PID 1 until it execs.
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, init.FORWARDED)
     try:
-        pid = os.fork()
-        if pid == 0:
-            code = init.SETUP_FAILED
-            try:
-                os.close(errr)
-                if pipes is not None:
-                    pipes.in_child()
-                code = (_pid1(plan, cg, errw, console_fd) if direct
-                        else _child(plan, cg, errw, parent, console_fd))
-            finally:
-                os._exit(code)
-    finally:
         if direct:
-            sc.setns(own_pidns, sc.CLONE_NEWPID)  # later forks of this process stay in the host namespace
-            os.close(own_pidns)
-    os.close(errw)
-    if console is not None:
-        console.forked()
-    if pipes is not None:
-        pipes.forked()
-    escalated: list[bool] = []
-    previous = _forward_to(pid, stop_timeout, escalated, console.signal if console is not None else None)
+            own_pidns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+            sc.unshare(sc.CLONE_NEWPID)
+        try:
+            pid = os.fork()
+            if pid == 0:
+                code = init.SETUP_FAILED
+                try:
+                    os.close(errr)
+                    if pipes is not None:
+                        pipes.in_child()
+                    code = (_pid1(plan, cg, errw, console_fd, mask) if direct
+                            else _child(plan, cg, errw, parent, console_fd, mask))
+                finally:
+                    os._exit(code)
+        finally:
+            if direct:
+                sc.setns(own_pidns, sc.CLONE_NEWPID)  # later forks of this process stay in the host namespace
+                os.close(own_pidns)
+        os.close(errw)
+        if console is not None:
+            console.forked()
+        if pipes is not None:
+            pipes.forked()
+        escalated: list[bool] = []
+        previous = _forward_to(pid, stop_timeout, escalated, console.signal if console is not None else None)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # what arrived meanwhile is forwarded now
     status: int | None = None
     oom_event = False
     try:
