@@ -45,6 +45,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from rootfs_forge.image.layer import CHUNK_SIZE, deflate_chunk
+from rootfs_forge.util import inflate
 from rootfs_forge.util.files import write_atomic
 
 LAYER_CACHE_DIR = "composed-layers"
@@ -89,10 +90,10 @@ def decode_entry(data: bytes) -> tuple[bytes, bool, bytes]:
 def inflate_entry(prefix: bytes, last: bool, deflated: bytes, limit: int) -> bytes:
     """The chunk a deflate stream encodes; ValueError unless it ends exactly where it should: at the final
     block for the last chunk, at a sync flush (no final block, no bytes left over) otherwise."""
-    d = zlib.decompressobj(-15, zdict=prefix) if prefix else zlib.decompressobj(-15)
+    d = inflate.decompressobj(-15, prefix)
     try:
         out = d.decompress(deflated, limit + 1)
-    except zlib.error as exc:
+    except inflate.ERRORS as exc:
         raise ValueError(f"bad deflate stream: {exc}") from exc
     if len(out) > limit or d.unconsumed_tail or d.unused_data:
         raise ValueError("longer than a chunk, or data after the stream")

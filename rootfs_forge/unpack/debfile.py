@@ -267,8 +267,10 @@ def extract_data_tar(deb: Path | str, dest: Path | str, max_bytes: int | None = 
     """
     import bz2
     import lzma
-    import zlib
 
+    from rootfs_forge.util import inflate
+
+    errors: tuple[type[Exception], ...] = (lzma.LZMAError, *inflate.ERRORS, OSError, ValueError)
     label = str(deb)
     with ExitStack() as stack:
         for name, outer_p in _members(label, stack, stop_after="data"):
@@ -279,7 +281,7 @@ def extract_data_tar(deb: Path | str, dest: Path | str, max_bytes: int | None = 
             if suffix == ".xz":
                 codec = lzma.LZMADecompressor()
             elif suffix == ".gz":
-                codec = zlib.decompressobj(wbits=47)
+                codec = inflate.decompressobj(47)
             elif suffix == ".zst":
                 import zstandard
 
@@ -297,7 +299,7 @@ def extract_data_tar(deb: Path | str, dest: Path | str, max_bytes: int | None = 
                     chunk = ctypes.string_at(ptr.value or 0, n)
                     try:
                         data = codec.decompress(chunk) if codec is not None else chunk
-                    except (lzma.LZMAError, zlib.error, OSError, ValueError) as exc:
+                    except errors as exc:
                         raise DebError("read", label, f"{name}: {exc}") from None
                     written += len(data)
                     if max_bytes is not None and written > max_bytes:
