@@ -12,9 +12,20 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rootfs_forge.errors import ImageError
-from rootfs_forge.image.layer import Compression, LayerBlob, sort_key, tar_header, with_parents, write_layer
+from rootfs_forge.image.layer import (
+    Compression,
+    LayerBlob,
+    header_bytes,
+    sort_key,
+    tar_header,
+    with_parents,
+    with_xattrs,
+    write_layer,
+)
 
 EPOCH = 1_700_000_000
 LONG = "d" * 60 + "/" + "f" * 80  # > 100 characters: needs a PAX path record
@@ -326,3 +337,29 @@ def test_layer_matches_gnu_tar_listing(tree: Path, tmp_path: Path) -> None:
     ).stdout.splitlines()
     assert any(line.startswith("-rwsr-xr-x") and line.endswith("usr/bin/su") for line in listing)
     assert any(line.startswith("hrwxr-xr-x") and "usr/bin/test link to usr/bin/[" in line for line in listing)
+
+
+_NAMES = st.one_of(st.text(alphabet="abcz./-_~", min_size=1, max_size=120),
+                   st.text(min_size=1, max_size=40).filter(lambda t: "\x00" not in t))
+
+
+@settings(max_examples=400, deadline=None)
+@given(name=_NAMES, link=st.one_of(st.just(""), _NAMES),
+       kind=st.sampled_from([tarfile.REGTYPE, tarfile.DIRTYPE, tarfile.SYMTYPE, tarfile.LNKTYPE, tarfile.FIFOTYPE,
+                             tarfile.CHRTYPE, tarfile.BLKTYPE]),
+       mode=st.integers(0, 0o177777), uid=st.integers(0, 8**8), gid=st.integers(0, 8**8),
+       size=st.one_of(st.integers(0, 1 << 20), st.integers(8**11 - 2, 8**11 + 2)),
+       mtime=st.one_of(st.integers(0, 8**11 + 1), st.floats(0, 2e9, allow_nan=False)),
+       uname=st.sampled_from(["", "root", "u" * 40, "\u00e9"]),
+       xattrs=st.sampled_from([(), (("security.capability", b"\x01\x00\x00\x02"),)]))
+def test_header_bytes_are_tobufs_bytes(name: str, link: str, kind: bytes, mode: int, uid: int, gid: int, size: int,
+                                       mtime: float, uname: str, xattrs: tuple[tuple[str, bytes], ...]) -> None:
+    """The direct header builder writes what ``TarInfo.tobuf`` (PAX, UTF-8) writes, byte for byte, for every
+    entry: the common ones it builds itself, the rest (long or non-ASCII names, big numbers, xattrs, devices)
+    it hands to ``tobuf``. A layer's digest must not depend on which of the two built a header."""
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname, info.mode, info.uid, info.gid = kind, link, mode, uid, gid
+    info.size, info.mtime, info.uname, info.gname = size, mtime, uname, ""
+    if xattrs:
+        info = with_xattrs(info, xattrs)
+    assert header_bytes(info) == info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")

@@ -132,6 +132,33 @@ def tar_header(
     return info
 
 
+_USTAR_MAX = {7: 8**7, 11: 8**11}
+_PLAIN_TYPES = frozenset((tarfile.REGTYPE, tarfile.DIRTYPE, tarfile.SYMTYPE, tarfile.LNKTYPE, tarfile.FIFOTYPE))
+
+
+def header_bytes(info: tarfile.TarInfo) -> bytes:
+    """``info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")``, the same bytes, built directly for the
+    entries of nearly every layer: no PAX record needed (ASCII names and link targets that fit their fields,
+    numbers that fit theirs, no xattrs), no device numbers. ``tobuf`` copies the header into a dict, checks
+    every field for a PAX record and packs it with ``struct``: a fifth of a warm layer's tar time. Anything else
+    still goes through ``tobuf``; a property test holds the two to the same bytes."""
+    name, link, uname, gname = info.name, info.linkname, info.uname, info.gname
+    kind = info.type
+    if kind == tarfile.DIRTYPE and not name.endswith("/"):
+        name += "/"
+    uid, gid, size, mtime = info.uid, info.gid, info.size, info.mtime
+    if (info.pax_headers or kind not in _PLAIN_TYPES or len(name) > 100 or len(link) > 100
+            or len(uname) > 32 or len(gname) > 32 or not (name + link + uname + gname).isascii()
+            or type(mtime) is not int or not (0 <= uid < _USTAR_MAX[7] and 0 <= gid < _USTAR_MAX[7]
+                                              and 0 <= size < _USTAR_MAX[11] and 0 <= mtime < _USTAR_MAX[11])):
+        return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+    head = b"%s%07o\0%07o\0%07o\0%011o\0%011o\0        %s%sustar\x0000%s%s" % (
+        name.encode().ljust(100, b"\0"), info.mode & 0o7777, uid, gid, size, mtime, kind,
+        link.encode().ljust(100, b"\0"), uname.encode().ljust(32, b"\0"), gname.encode().ljust(32, b"\0"))
+    head += bytes(512 - len(head))  # device numbers, prefix and padding: all NUL
+    return b"%s%06o\0 %s" % (head[:148], sum(head), head[156:])
+
+
 def with_xattrs(info: tarfile.TarInfo, xattrs: tuple[tuple[str, bytes], ...]) -> tarfile.TarInfo:
     """``info`` carrying ``xattrs`` as PAX ``SCHILY.xattr.NAME`` records, as GNU tar, BuildKit and umoci write
     them (values are raw bytes: the layer's tarfile encodes them back with ``surrogateescape``)."""
@@ -378,14 +405,15 @@ def write_tar(
 
     The bytes are those of ``tarfile.TarFile(fileobj=sink, mode="w", format=PAX_FORMAT, encoding="utf-8",
     errors="surrogateescape")`` adding each header (and a regular file's content) and closing: every header is
-    ``TarInfo.tobuf`` with those arguments, content is padded to 512-byte blocks, the archive ends with two zero
-    blocks, padded to a 10240-byte record. Written here without ``TarFile``, which copies every header and
-    keeps a member list, work a layer of thousands of entries does not need."""
+    ``TarInfo.tobuf`` with those arguments (built by :func:`header_bytes`), content is padded to 512-byte
+    blocks, the archive ends with two zero blocks, padded to a 10240-byte record. Written here without
+    ``TarFile``, which copies every header and keeps a member list, work a layer of thousands of entries does
+    not need."""
     base = os.fspath(root)
     write = sink.write
     total = sink.tell()
     for info in headers(root, paths=paths, epoch=epoch, owners=owners, xattrs=xattrs):
-        buf = info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+        buf = header_bytes(info)
         write(buf)
         total += len(buf)
         if info.type != tarfile.REGTYPE:
