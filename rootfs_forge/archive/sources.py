@@ -21,10 +21,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from debian.deb822 import Deb822
-
 from rootfs_forge.errors import SourceError
 from rootfs_forge.recipe import Source
+from rootfs_forge.util.deb822 import Deb822
 
 DEFAULT_KEYRINGS = (
     "/usr/share/keyrings/debian-archive-keyring.gpg",

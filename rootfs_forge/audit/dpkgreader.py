@@ -8,11 +8,10 @@ is also the file list, as syft reads it.
 
 from __future__ import annotations
 
-from debian.deb822 import Deb822
-
 from rootfs_forge.audit.view import FsView, read_bytes
 from rootfs_forge.errors import AuditError
 from rootfs_forge.model import InstalledPackage
+from rootfs_forge.util.deb822 import Deb822
 
 ADMINDIR = "/var/lib/dpkg"
 

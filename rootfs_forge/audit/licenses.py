@@ -14,9 +14,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from debian.copyright import Copyright, NotMachineReadableError
-
 from rootfs_forge.audit.view import FsView, Node, read_bytes, resolve
+from rootfs_forge.util import deb822 as _deb822  # noqa: F401  # before debian.copyright, which imports deb822
 
 # Debian short names that are not spelled as SPDX ids (DEP-5 "Short name" table), lower-cased
 _DEBIAN_NAMES = {
@@ -98,6 +97,8 @@ def parse_copyright(text: str) -> PackageLicenses:
     """Licences of a machine-readable copyright file; empty for any other copyright file."""
     if not text.lstrip().lower().startswith("format:"):
         return PackageLicenses()
+    from debian.copyright import Copyright, NotMachineReadableError  # loads debian.deb822: see util/deb822.py
+
     try:
         doc = Copyright(text.splitlines(keepends=True), strict=False)
         files = [str(lic.synopsis) for p in doc.all_files_paragraphs() if (lic := _license(p)) is not None]

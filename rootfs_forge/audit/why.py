@@ -12,12 +12,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from debian.deb822 import PkgRelation
-
 from rootfs_forge.audit.forgemeta import WhyEdge
 from rootfs_forge.errors import AuditError
 from rootfs_forge.model import InstalledPackage
 from rootfs_forge.resolve.why import Link, shortest_chains
+from rootfs_forge.util.deb822 import PkgRelation
 
 MAX_CHAINS = 5  # chains, and routes through one package
 

@@ -19,8 +19,6 @@ import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
-from debian.deb822 import Deb822
-
 from rootfs_forge.archive.cache import Cache
 from rootfs_forge.archive.release import IndexFile
 from rootfs_forge.errors import IndexError_
@@ -30,6 +28,7 @@ from rootfs_forge.index.scan import (
     build_index_compressed,
 )
 from rootfs_forge.model import Package
+from rootfs_forge.util.deb822 import Deb822
 
 MANDATORY = ("Package", "Version", "Architecture", "Filename", "Size", "SHA256")
 MAX_DEB_SIZE = 4 << 30  # no Debian package is 4 GiB; a larger Size is a hostile or broken index

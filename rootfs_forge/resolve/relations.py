@@ -20,11 +20,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 
-from debian.deb822 import PkgRelation
 from debian.debian_support import Version, version_compare
 
 from rootfs_forge.errors import IndexError_
 from rootfs_forge.model import Package
+from rootfs_forge.util.deb822 import PkgRelation
 
 # relation field name (as written in a stanza) -> Package attribute
 FIELDS: dict[str, str] = {

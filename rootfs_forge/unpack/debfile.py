@@ -23,12 +23,12 @@ from pathlib import Path
 from typing import Any
 
 import libarchive
-from debian.deb822 import Deb822
 from libarchive import ffi
 from libarchive.exception import ArchiveError
 from libarchive.read import ArchiveRead, new_archive_read
 
 from rootfs_forge.errors import DebError
+from rootfs_forge.util.deb822 import Deb822
 
 SCRIPT_NAMES = ("config", "postinst", "postrm", "preinst", "prerm", "triggers")
 
