@@ -21,20 +21,12 @@ from __future__ import annotations
 
 import fnmatch
 import posixpath
-import struct
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import BinaryIO
 
-from elftools.common.exceptions import ELFError
-from elftools.construct.core import ConstructError
-from elftools.elf.dynamic import DynamicSegment
-from elftools.elf.elffile import ELFFile
-from elftools.elf.segments import InterpSegment
-
+from rootfs_forge.audit.elfread import Read, read_elf
 from rootfs_forge.audit.view import FsView, Node, read_bytes, resolve
-
-ELF_MAGIC = b"\x7fELF"
 
 # (e_machine, class, little-endian) -> (multiarch triplet, $PLATFORM)
 _TRIPLETS: dict[tuple[str, int, bool], tuple[tuple[str, ...], str]] = {
@@ -81,44 +73,31 @@ class ElfInfo:
 
 
 def parse_elf(view: FsView, path: str) -> ElfInfo | None:
-    """The loader-relevant facts of the ELF executable or shared object at ``path``; None for anything else."""
+    """The loader-relevant facts of the ELF executable or shared object at ``path``; None for anything else.
+
+    Read with :mod:`rootfs_forge.audit.elfread` (program headers and the dynamic array only, with
+    ``struct``); truncated or odd files are not something the loader would map either, and are None.
+    """
     node = view.lstat(path)
     if node is None or node.kind != "file" or node.size < 52:
         return None
     try:
-        if read_bytes(view, path, 4) != ELF_MAGIC:
-            return None
         with view.open(path) as fh:
-            elf = ELFFile(fh)
-            etype = elf.header["e_type"]
-            if etype not in ("ET_EXEC", "ET_DYN"):
-                return None
-            interp = ""
-            needed: list[str] = []
-            rpath: list[str] = []
-            runpath: list[str] = []
-            soname = ""
-            for seg in elf.iter_segments():
-                if isinstance(seg, InterpSegment):
-                    interp = seg.get_interp_name()
-                if not isinstance(seg, DynamicSegment):
-                    continue
-                for dyn in seg.iter_tags():
-                    tag: Any = dyn  # pyelftools sets the decoded string as an attribute named after the tag
-                    kind = tag.entry.d_tag
-                    if kind == "DT_NEEDED":
-                        needed.append(tag.needed)
-                    elif kind == "DT_RPATH":
-                        rpath.extend(p for p in tag.rpath.split(":") if p)
-                    elif kind == "DT_RUNPATH":
-                        runpath.extend(p for p in tag.runpath.split(":") if p)
-                    elif kind == "DT_SONAME":
-                        soname = tag.soname
-            return ElfInfo(path, elf.elfclass, elf.little_endian, str(elf.header["e_machine"]), etype,
-                           interp, tuple(needed), tuple(rpath), tuple(runpath), soname)
-    except (ELFError, OSError, ValueError, KeyError, AttributeError, IndexError, TypeError, OverflowError,
-            ConstructError, struct.error):
-        return None  # truncated or odd files are not something the loader would map either
+            facts = read_elf(_reader(fh), node.size)
+    except OSError:
+        return None
+    if facts is None:
+        return None
+    return ElfInfo(path, facts.elfclass, facts.little, facts.machine, facts.etype, facts.interp, facts.needed,
+                   facts.rpath, facts.runpath, facts.soname)
+
+
+def _reader(fh: BinaryIO) -> Read:
+    def read(offset: int, size: int) -> bytes:
+        fh.seek(offset)
+        return fh.read(size)
+
+    return read
 
 
 def ld_so_conf_dirs(view: FsView, conf: str = "/etc/ld.so.conf") -> list[str]:
