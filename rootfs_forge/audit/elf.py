@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
-from rootfs_forge.audit.elfread import Read, read_elf
+from rootfs_forge.audit.elfread import ElfInfo, Read, read_elf
 from rootfs_forge.audit.view import FsView, Node, read_bytes, resolve
 
 # (e_machine, class, little-endian) -> (multiarch triplet, $PLATFORM)
@@ -45,33 +45,6 @@ _TRIPLETS: dict[tuple[str, int, bool], tuple[tuple[str, ...], str]] = {
 }
 
 
-@dataclass(frozen=True)
-class ElfInfo:
-    """What the dynamic loader reads from one ELF file."""
-
-    path: str
-    elfclass: int
-    little: bool
-    machine: str
-    etype: str  # ET_EXEC | ET_DYN
-    interp: str = ""
-    needed: tuple[str, ...] = ()
-    rpath: tuple[str, ...] = ()
-    runpath: tuple[str, ...] = ()
-    soname: str = ""
-
-    @property
-    def abi(self) -> tuple[int, bool, str]:
-        return (self.elfclass, self.little, self.machine)
-
-    @property
-    def is_library(self) -> bool:
-        """A shared object meant to be linked against rather than run (libc.so.6 is both, and counts here)."""
-        base = posixpath.basename(self.path)
-        return self.etype == "ET_DYN" and (bool(self.soname) or ".so" in base) and not (
-            self.interp and not self.soname)
-
-
 def parse_elf(view: FsView, path: str) -> ElfInfo | None:
     """The loader-relevant facts of the ELF executable or shared object at ``path``; None for anything else.
 
@@ -83,13 +56,10 @@ def parse_elf(view: FsView, path: str) -> ElfInfo | None:
         return None
     try:
         with view.open(path) as fh:
-            facts = read_elf(_reader(fh), node.size)
+            facts = read_elf(_reader(fh), node.size, path)
     except OSError:
         return None
-    if facts is None:
-        return None
-    return ElfInfo(path, facts.elfclass, facts.little, facts.machine, facts.etype, facts.interp, facts.needed,
-                   facts.rpath, facts.runpath, facts.soname)
+    return facts
 
 
 def _reader(fh: BinaryIO) -> Read:

@@ -21,6 +21,7 @@ too short or inconsistent to parse.
 
 from __future__ import annotations
 
+import posixpath
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -62,10 +63,11 @@ _LAYOUTS: dict[tuple[int, bool], tuple[struct.Struct, struct.Struct, struct.Stru
 }
 
 
-@dataclass(frozen=True, slots=True)
-class ElfFacts:
-    """What :func:`read_elf` finds: the fields of ``audit.elf.ElfInfo`` but the path."""
+@dataclass(frozen=True)
+class ElfInfo:
+    """What the dynamic loader reads from one ELF file."""
 
+    path: str
     elfclass: int
     little: bool
     machine: str
@@ -75,6 +77,17 @@ class ElfFacts:
     rpath: tuple[str, ...] = ()
     runpath: tuple[str, ...] = ()
     soname: str = ""
+
+    @property
+    def abi(self) -> tuple[int, bool, str]:
+        return (self.elfclass, self.little, self.machine)
+
+    @property
+    def is_library(self) -> bool:
+        """A shared object meant to be linked against rather than run (libc.so.6 is both, and counts here)."""
+        base = posixpath.basename(self.path)
+        return self.etype == "ET_DYN" and (bool(self.soname) or ".so" in base) and not (
+            self.interp and not self.soname)
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,8 +151,9 @@ class _File:
         return None
 
 
-def read_elf(read: Read, size: int) -> ElfFacts | None:
-    """The loader-relevant facts of the ELF executable or shared object read by ``read``; None otherwise."""
+def read_elf(read: Read, size: int, path: str = "") -> ElfInfo | None:
+    """The loader-relevant facts of the ELF executable or shared object read by ``read`` (the file ``path``); None
+    otherwise."""
     f = _File(read, size)
     head = f.head
     if len(head) < 16 or head[:4] != ELF_MAGIC or head[4] not in (1, 2) or head[5] not in (1, 2):
@@ -192,8 +206,8 @@ def read_elf(read: Read, size: int) -> ElfFacts | None:
                     runpath.extend(p for p in text.split(":") if p)
                 else:
                     soname = text
-    return ElfFacts(elfclass, little, machine_name(e_machine), "ET_EXEC" if e_type == ET_EXEC else "ET_DYN",
-                    interp, tuple(needed), tuple(rpath), tuple(runpath), soname)
+    return ElfInfo(path, elfclass, little, machine_name(e_machine), "ET_EXEC" if e_type == ET_EXEC else "ET_DYN",
+                   interp, tuple(needed), tuple(rpath), tuple(runpath), soname)
 
 
 def _program_headers(f: _File, phdr_s: struct.Struct, phoff: int, phentsize: int, phnum: int,
