@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
+import functools
 import hashlib
 import os
 import shutil
@@ -169,7 +170,7 @@ def scan(root: Path) -> dict[str, Meta]:
             if kind == "file":
                 h = hashlib.sha256()
                 with open(full, "rb") as f:
-                    for block in iter(lambda f=f: f.read(1 << 20), b""):
+                    for block in iter(functools.partial(f.read, 1 << 20), b""):
                         h.update(block)
                 digest = h.hexdigest()
             out[f"{rel}/{name}"] = Meta(kind, stat.S_IMODE(st.st_mode), f"{st.st_uid}:{st.st_gid}", target,

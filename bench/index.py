@@ -91,8 +91,8 @@ def main() -> int:
     print(f"index benchmark: {entries[0].suite} {','.join(entries[0].components)} {args.arch}, "
           f"median of {args.repeat}")
     print(f"{'case':78} {'forge s':>8} {'apt s':>8} {'apt/forge':>10}")
-    for name, f, a in rows:
-        print(f"{name:78} {f:8.3f} {a:8.3f} {a / f:9.1f}x")
+    for name, forge_s, apt_s in rows:
+        print(f"{name:78} {forge_s:8.3f} {apt_s:8.3f} {apt_s / forge_s:9.1f}x")
     return 0
 
 
