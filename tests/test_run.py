@@ -45,6 +45,7 @@ from tests.support.forge import forge as run_forge
 from tests.support.images import BUSYBOX, DIRS, busybox_root, tar_of_tree, write_layout
 
 REPO = Path(__file__).resolve().parents[1]
+SYSTEM_PYTHON = "/usr/bin/python3"  # readable by an unprivileged user, unlike a pyenv under /root
 APPLETS = ("sh", "echo", "cat", "ps", "hostname", "ip", "mount", "sleep", "true", "false", "kill", "ls", "dd",
            "head", "tail", "yes", "id", "env", "touch", "rm", "mkdir", "chmod", "grep", "wc", "trap", "seq")
 ROOT = os.geteuid() == 0
@@ -617,6 +618,48 @@ def test_signal_sent_while_forge_starts_the_container_is_forwarded_not_lost(worl
 
 
 @pytest.mark.root
+@pytest.mark.skipif(not (os.path.exists(SYSTEM_PYTHON) and shutil.which("setpriv")),
+                    reason="needs /usr/bin/python3 and setpriv to run as an unprivileged user")
+def test_signal_sent_while_a_rootless_forge_starts_the_container_is_forwarded_not_lost(
+        world: dict[str, Path]) -> None:
+    """The same window rootless (uid 65534): forge forks the middle process that creates the user namespace
+    and PID 1; a SIGTERM held up in that window must still reach the command's trap. (Set up as in
+    test_rootless_maps_caller_to_root_in_user_namespace.)"""
+    strace = shutil.which("strace")
+    assert strace, "strace is installed by .ci/setup"
+    base = Path(tempfile.mkdtemp(prefix="forge-rootless-"))
+    proc: subprocess.Popen[str] | None = None
+    try:
+        pkg = base / "pkg"
+        shutil.copytree(REPO / "rootfs_forge", pkg / "rootfs_forge")
+        cache = base / "cache"
+        img.layer_dirs(img.open_layout(str(world["layout"]), "base"), str(cache), rootless=True)
+        layout = base / "layout"
+        shutil.copytree(world["layout"], layout)
+        (base / "xdg").mkdir(mode=0o700)
+        for p in [base, *base.rglob("*")]:
+            os.lchown(p, 65534, 65534)
+        env = {"PATH": "/usr/bin:/bin", "HOME": str(base), "XDG_RUNTIME_DIR": str(base / "xdg"),
+               "XDG_STATE_HOME": str(base / "state"), "PYTHONPATH": str(pkg), "PYTHONDONTWRITEBYTECODE": "1"}
+        proc = subprocess.Popen(
+            [strace, "-D", "-o", "/dev/null", "-e", "trace=clone", "-e", "inject=clone:delay_exit=1500000",
+             "setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", SYSTEM_PYTHON, "-m",
+             "rootfs_forge", "run", "--cache-dir", str(cache), f"{layout}:base", "sh", "-c",
+             'trap "echo got TERM; exit 3" TERM; echo ready; while :; do sleep 0.1; done'],
+            stdout=subprocess.PIPE, text=True, env=env, cwd=base)
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == "ready\n"
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=20)
+    finally:
+        if proc is not None:
+            proc.kill()
+            proc.wait()
+        shutil.rmtree(base)
+    assert (proc.returncode, out) == (3, "got TERM\n")
+
+
+@pytest.mark.root
 def test_container_ignoring_sigterm_is_killed_after_stop_timeout(world: dict[str, Path]) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen(
@@ -779,7 +822,6 @@ def test_nothing_left_on_host(world: dict[str, Path]) -> None:
     assert owned == []
 
 
-SYSTEM_PYTHON = "/usr/bin/python3"
 
 
 @pytest.mark.root
