@@ -198,6 +198,29 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"base": base, "rootfs": rootfs, "layout": layout, "cache": base / "cache", "state": base / "state"}
 
 
+AS_NOBODY = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", SYSTEM_PYTHON, "-m", "rootfs_forge"]
+
+
+def rootless_setup(world: dict[str, Path], base: Path) -> tuple[Path, Path, dict[str, str]]:
+    """A copy of the package, of the world's layout and a layer cache under ``base`` (which must be outside
+    pytest's 0700 tree), all owned by uid 65534; returns the cache, the layout and the environment to run forge
+    as that user (``AS_NOBODY``). The pyenv interpreter under /root is not readable by nobody, so the system
+    Python runs the copy; the layer cache is unpacked in rootless form here because that Python lacks
+    libarchive."""
+    pkg = base / "pkg"
+    shutil.copytree(REPO / "rootfs_forge", pkg / "rootfs_forge")
+    cache = base / "cache"
+    img.layer_dirs(img.open_layout(str(world["layout"]), "base"), str(cache), rootless=True)
+    layout = base / "layout"
+    shutil.copytree(world["layout"], layout)
+    (base / "xdg").mkdir(mode=0o700)  # a real XDG_RUNTIME_DIR (a missing one is not used)
+    for p in [base, *base.rglob("*")]:
+        os.lchown(p, 65534, 65534)
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(base), "XDG_RUNTIME_DIR": str(base / "xdg"),
+           "XDG_STATE_HOME": str(base / "state"), "PYTHONPATH": str(pkg), "PYTHONDONTWRITEBYTECODE": "1"}
+    return cache, layout, env
+
+
 def forge(world: dict[str, Path], *args: str, timeout: float = 60, check: int | None = None,
           **popen: Any) -> subprocess.CompletedProcess[str]:
     """forge against the world's cache and state dir: ``run`` as a real process (it forks into namespaces;
@@ -630,21 +653,10 @@ def test_signal_sent_while_a_rootless_forge_starts_the_container_is_forwarded_no
     base = Path(tempfile.mkdtemp(prefix="forge-rootless-"))
     proc: subprocess.Popen[str] | None = None
     try:
-        pkg = base / "pkg"
-        shutil.copytree(REPO / "rootfs_forge", pkg / "rootfs_forge")
-        cache = base / "cache"
-        img.layer_dirs(img.open_layout(str(world["layout"]), "base"), str(cache), rootless=True)
-        layout = base / "layout"
-        shutil.copytree(world["layout"], layout)
-        (base / "xdg").mkdir(mode=0o700)
-        for p in [base, *base.rglob("*")]:
-            os.lchown(p, 65534, 65534)
-        env = {"PATH": "/usr/bin:/bin", "HOME": str(base), "XDG_RUNTIME_DIR": str(base / "xdg"),
-               "XDG_STATE_HOME": str(base / "state"), "PYTHONPATH": str(pkg), "PYTHONDONTWRITEBYTECODE": "1"}
+        cache, layout, env = rootless_setup(world, base)
         proc = subprocess.Popen(
             [strace, "-D", "-o", "/dev/null", "-e", "trace=clone", "-e", "inject=clone:delay_exit=1500000",
-             "setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", SYSTEM_PYTHON, "-m",
-             "rootfs_forge", "run", "--cache-dir", str(cache), f"{layout}:base", "sh", "-c",
+             *AS_NOBODY, "run", "--cache-dir", str(cache), f"{layout}:base", "sh", "-c",
              'trap "echo got TERM; exit 3" TERM; echo ready; while :; do sleep 0.1; done'],
             stdout=subprocess.PIPE, text=True, env=env, cwd=base)
         assert proc.stdout is not None
@@ -828,25 +840,12 @@ def test_nothing_left_on_host(world: dict[str, Path]) -> None:
 @pytest.mark.skipif(not (os.path.exists(SYSTEM_PYTHON) and shutil.which("setpriv")),
                     reason="needs /usr/bin/python3 and setpriv to run as an unprivileged user")
 def test_rootless_maps_caller_to_root_in_user_namespace(world: dict[str, Path]) -> None:
-    """As uid 65534: a user namespace maps the caller to root inside; overlay, /proc, /dev, lo all work.
-    (The pyenv interpreter under /root is not readable by nobody, so the system Python runs a copy of the
-    package; the layer cache is unpacked in rootless form beforehand because that Python lacks libarchive.)"""
+    """As uid 65534: a user namespace maps the caller to root inside; overlay, /proc, /dev, lo all work."""
     base = Path(tempfile.mkdtemp(prefix="forge-rootless-"))  # outside pytest's 0700 tree, so nobody can enter
     try:
-        pkg = base / "pkg"
-        shutil.copytree(REPO / "rootfs_forge", pkg / "rootfs_forge")
-        cache = base / "cache"
-        img.layer_dirs(img.open_layout(str(world["layout"]), "base"), str(cache), rootless=True)
-        layout = base / "layout"
-        shutil.copytree(world["layout"], layout)
-        (base / "xdg").mkdir(mode=0o700)  # a real XDG_RUNTIME_DIR (a missing one is not used)
-        for p in [base, *base.rglob("*")]:
-            os.lchown(p, 65534, 65534)
-        env = {"PATH": "/usr/bin:/bin", "HOME": str(base), "XDG_RUNTIME_DIR": str(base / "xdg"),
-               "XDG_STATE_HOME": str(base / "state"), "PYTHONPATH": str(pkg), "PYTHONDONTWRITEBYTECODE": "1"}
+        cache, layout, env = rootless_setup(world, base)
         proc = subprocess.run(
-            ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", SYSTEM_PYTHON, "-m",
-             "rootfs_forge", "run", "--cache-dir", str(cache), f"{layout}:base", "sh", "-c",
+            [*AS_NOBODY, "run", "--cache-dir", str(cache), f"{layout}:base", "sh", "-c",
              "id -u; cat /proc/self/uid_map; echo $$; touch /new && echo wrote; ls /data; cat /proc/net/dev | wc -l"],
             capture_output=True, text=True, env=env, timeout=60, cwd=base)
     finally:
