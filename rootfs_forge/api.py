@@ -23,7 +23,7 @@ from typing import Any
 
 from rootfs_forge.archive.chain import make_chain
 from rootfs_forge.archive.fetch import TqdmProgress, fetch_debs
-from rootfs_forge.build import Tree, build_tree, layer_owners, layer_xattrs
+from rootfs_forge.build import Tree, build_tree, layer_record
 from rootfs_forge.errors import ForgeError
 from rootfs_forge.image.configcheck import check_config
 from rootfs_forge.index.context import Context
@@ -274,10 +274,11 @@ def write_output(trees: list[Tree], recipe: Recipe, dest: Path, fmt: str,
             raise ForgeError("compose", f"{recipe.path.name} as a tarball", "a tarball holds one platform; "
                                                                            "choose one with --platform")
         t = trees[0]
+        owners, xattrs = layer_record(t)
         with staged_output(dest, directory=False) as out:
             out.parent.mkdir(parents=True, exist_ok=True)
             blob = write_layer(t.root, out.parent / "blob", epoch=t.epoch, compression="none",
-                               owners=layer_owners(t), xattrs=layer_xattrs(t))
+                               owners=owners, xattrs=xattrs)
             Path(blob.path).rename(out)
         return {"diff_id": blob.diff_id}
     from rootfs_forge.image.write import write_images

@@ -312,21 +312,11 @@ def _add_local_files(tree: Tree, recipe: Recipe) -> None:
                                  "src": os.path.basename(f.src)})
 
 
-def layer_owners(tree: Tree) -> dict[str, tuple[int, int, int]]:
-    """The (uid, gid, mode) of every tree path, for the layer writer: from the tree's one record, which every
-    writer (packages, effects, the dpkg database, the manifest, local files, ``[slim]``) goes through, so a
-    compose run by any user gives the layers a root compose gives."""
-    return {path.lstrip("/"): (e.uid, e.gid, e.mode) for path, e in tree.writer.entries().items() if path != "/"}
-
-
-def layer_xattrs(tree: Tree) -> dict[str, tuple[tuple[str, bytes], ...]]:
-    """The extended attributes (file capabilities) of tree paths, for the layer writer: from the record, so an
-    unprivileged compose, which cannot set ``security.*`` on disk, gives the layers a root compose gives."""
-    return {path.lstrip("/"): e.xattrs for path, e in tree.writer.entries().items() if e.xattrs}
-
-
 def layer_record(tree: Tree) -> tuple[dict[str, tuple[int, int, int]], dict[str, tuple[tuple[str, bytes], ...]]]:
-    """:func:`layer_owners` and :func:`layer_xattrs` from one read of the record."""
+    """For the layer writer, from one read of the tree's record: the (uid, gid, mode) of every tree path, and the
+    extended attributes (file capabilities) of those that have any. The record is what every writer (packages,
+    effects, the dpkg database, the manifest, local files, ``[slim]``) goes through, so a compose run by any user
+    (which may not set owners or ``security.*`` on disk) gives the layers a root compose gives."""
     owners: dict[str, tuple[int, int, int]] = {}
     xattrs: dict[str, tuple[tuple[str, bytes], ...]] = {}
     for path, e in tree.writer.entries().items():

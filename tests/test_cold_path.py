@@ -22,7 +22,7 @@ from rootfs_forge.archive.sources import SourceEntry
 from rootfs_forge.index import scan
 from rootfs_forge.index.packages import PackageIndex
 from rootfs_forge.index.scan import Packed, build_index, scan_stanzas, write_db
-from tests.support.treedump import index_db_dump
+from tests.support.treedump import index_db_dump, wait_for_index_db
 
 ROOT = Path(__file__).resolve().parent.parent
 ORIGIN = IndexFile(SourceEntry("http://x.invalid/debian", "testing", ("main",)), "main", "amd64", "0" * 64, "",
@@ -50,13 +50,6 @@ def _fresh_index(tmp_path: Path, text: bytes) -> tuple[Cache, IndexFile]:
     return cache, dataclasses.replace(ORIGIN, sha256=sha, compression=".gz")
 
 
-def _wait_for(path: Path) -> None:
-    deadline = time.monotonic() + 60
-    while not path.exists() and time.monotonic() < deadline:  # the detached writer renames it into place
-        time.sleep(0.05)
-    assert path.exists()
-
-
 def _open_peak(tmp_path: Path, text: bytes) -> int:
     """The peak of this process's Python allocations while a fresh index of ``text`` is opened and asked."""
     cache, f = _fresh_index(tmp_path, text)
@@ -70,7 +63,7 @@ def _open_peak(tmp_path: Path, text: bytes) -> int:
         assert [p.version for p in index.packages("pkg5999")] == ["1.5999-1"]
     finally:
         index.close()
-    _wait_for(cache.index_path(f.sha256))
+    wait_for_index_db(cache.index_path(f.sha256))
     return peak
 
 
@@ -112,7 +105,7 @@ def test_fresh_index_answers_as_the_database_its_writer_leaves(tmp_path: Path) -
     finally:
         fresh.close()
     db = cache.index_path(f.sha256)
-    _wait_for(db)
+    wait_for_index_db(db)
     again = PackageIndex.open([f], cache)
     try:
         assert type(again._parts[0]).__name__ == "_SqlPart"

@@ -16,7 +16,7 @@ from rootfs_forge.archive.sources import SourceEntry
 from rootfs_forge.errors import IndexError_
 from rootfs_forge.index.packages import stanza_to_package
 from rootfs_forge.index.scan import build_index, build_index_compressed, build_index_streamed, scan_stanzas
-from tests.support.treedump import index_db_dump
+from tests.support.treedump import index_db_dump, wait_for_index_db
 
 ORIGIN = IndexFile(SourceEntry("http://x.invalid/debian", "testing", ("main",)), "main", "amd64", "0" * 64, "",
                    "testing")
@@ -163,7 +163,6 @@ def test_fresh_index_answers_from_its_scan_while_the_database_is_written_in_the_
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, background_from: int) -> None:
     import dataclasses
     import hashlib
-    import time
 
     from rootfs_forge.archive.cache import Cache
     from rootfs_forge.index import scan as index_module
@@ -188,10 +187,7 @@ def test_fresh_index_answers_from_its_scan_while_the_database_is_written_in_the_
     fresh.close()
     assert first == ([("a", "x"), ("a", "")] * 200, ["a", "b"] * 200, ["b"] * 200, ["b"] * 200, 600, 200)
     db = cache.index_path(sha)
-    deadline = time.monotonic() + 30
-    while not db.exists() and time.monotonic() < deadline:  # the detached child renames it into place
-        time.sleep(0.05)
-    assert db.exists()
+    wait_for_index_db(db)
     again = PackageIndex.open([f], cache)
     try:
         assert type(again._parts[0]).__name__ == "_SqlPart"

@@ -39,7 +39,7 @@ def register(sub: Any) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, only errors and the result")
     p.add_argument("-v", "--verbose", action="store_true",
                    help="also list every effect, maintainer script verdict and note")
-    p.add_argument("--parallel", type=int, default=0, metavar="N",
+    p.add_argument("--parallel", type=int, metavar="N",
                    help="with several recipes, compose up to N at once (default: one per core)")
     add_cache_args(p)
     add_json_arg(p)

@@ -21,14 +21,14 @@ def cmd_compose_many(args: argparse.Namespace) -> int:
     if args.output and Path(args.output).exists() and not Path(args.output).is_dir():
         raise ForgeError("compose", f"several recipes to {args.output}",
                          "-o names a file; with several recipes it names a directory of outputs")
-    if args.parallel < 0:
+    if args.parallel is not None and args.parallel < 1:
         raise ForgeError("compose", "the recipes", "--parallel must be at least 1")
     t0 = time.perf_counter()
     reports = compose_many(args.recipe, args.output, format=args.format, cache_dir=args.cache_dir,
                            offline=args.offline, locked=args.locked, use_lock=not args.no_lock, jobs=args.jobs,
                            progress=not args.quiet and not args.json and sys.stderr.isatty(), warn=warn,
                            vendor=args.vendor, insecure=args.insecure, registry_cache=args.registry_cache,
-                           platforms=platforms_of(args), workers=args.parallel or None)
+                           platforms=platforms_of(args), workers=args.parallel)
     failed = [r for r in reports if "error" in r]
     if args.json:
         print_json(reports)

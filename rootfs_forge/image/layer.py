@@ -132,7 +132,8 @@ def tar_header(
     return info
 
 
-_USTAR_MAX = {7: 8**7, 11: 8**11}
+_MAX_ID = 8**7  # uid and gid: 7 octal digits in a ustar header
+_MAX_NUM = 8**11  # size and mtime: 11
 _PLAIN_TYPES = frozenset((tarfile.REGTYPE, tarfile.DIRTYPE, tarfile.SYMTYPE, tarfile.LNKTYPE, tarfile.FIFOTYPE))
 
 
@@ -149,8 +150,8 @@ def header_bytes(info: tarfile.TarInfo) -> bytes:
     uid, gid, size, mtime = info.uid, info.gid, info.size, info.mtime
     if (info.pax_headers or kind not in _PLAIN_TYPES or len(name) > 100 or len(link) > 100
             or len(uname) > 32 or len(gname) > 32 or not (name + link + uname + gname).isascii()
-            or type(mtime) is not int or not (0 <= uid < _USTAR_MAX[7] and 0 <= gid < _USTAR_MAX[7]
-                                              and 0 <= size < _USTAR_MAX[11] and 0 <= mtime < _USTAR_MAX[11])):
+            or type(mtime) is not int or not (0 <= uid < _MAX_ID and 0 <= gid < _MAX_ID
+                                              and 0 <= size < _MAX_NUM and 0 <= mtime < _MAX_NUM)):
         return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
     head = b"%s%07o\0%07o\0%07o\0%011o\0%011o\0        %s%sustar\x0000%s%s" % (
         name.encode().ljust(100, b"\0"), info.mode & 0o7777, uid, gid, size, mtime, kind,
@@ -411,11 +412,8 @@ def write_tar(
     not need."""
     base = os.fspath(root)
     write = sink.write
-    total = sink.tell()
     for info in headers(root, paths=paths, epoch=epoch, owners=owners, xattrs=xattrs):
-        buf = header_bytes(info)
-        write(buf)
-        total += len(buf)
+        write(header_bytes(info))
         if info.type != tarfile.REGTYPE:
             continue
         try:
@@ -435,11 +433,8 @@ def write_tar(
         pad = -info.size % tarfile.BLOCKSIZE
         if pad:
             write(tarfile.NUL * pad)
-        total += info.size + pad
     write(tarfile.NUL * (2 * tarfile.BLOCKSIZE))
-    total += 2 * tarfile.BLOCKSIZE
-    if total % tarfile.RECORDSIZE:
-        write(tarfile.NUL * (tarfile.RECORDSIZE - total % tarfile.RECORDSIZE))
+    write(tarfile.NUL * (-sink.tell() % tarfile.RECORDSIZE))  # empty when the record is full
 
 
 def write_layer(

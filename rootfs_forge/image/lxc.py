@@ -20,7 +20,7 @@ import os
 import tarfile
 from pathlib import Path
 
-from rootfs_forge.build import Tree, layer_owners
+from rootfs_forge.build import Tree, layer_record
 from rootfs_forge.image.layer import write_layer
 from rootfs_forge.recipe import Recipe
 from rootfs_forge.util.arch import DEBIAN_TO_MACHINE, DEBIAN_TO_OCI
@@ -65,7 +65,7 @@ def _meta_tar(files: dict[str, bytes], epoch: int) -> bytes:
 
 def write_lxc(tree: Tree, recipe: Recipe, out: Path) -> dict[str, str]:
     """Write ``out/rootfs.tar.xz`` and ``out/meta.tar.xz`` (``out`` is an empty staged directory)."""
-    blob = write_layer(tree.root, out / ".blob", epoch=tree.epoch, compression="none", owners=layer_owners(tree))
+    blob = write_layer(tree.root, out / ".blob", epoch=tree.epoch, compression="none", owners=layer_record(tree)[0])
     try:
         _xz(Path(blob.path), out / "rootfs.tar.xz")
     finally:

@@ -87,3 +87,14 @@ def index_db_dump(db: Path) -> list[object]:
                                                      "SELECT * FROM provides ORDER BY rowid", "SELECT * FROM meta")]
     finally:
         con.close()
+
+
+def wait_for_index_db(db: Path, timeout: float = 60) -> None:
+    """Wait until the detached database writer has renamed ``db`` into place (it outlives the compose that
+    started it); fail the test when it has not within ``timeout`` seconds."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not db.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert db.exists(), f"{db} was not written within {timeout} s"
