@@ -19,7 +19,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rootfs_forge.archive.chain import make_chain
 from rootfs_forge.archive.fetch import TqdmProgress, fetch_debs
@@ -34,6 +34,9 @@ from rootfs_forge.unpack.debcache import UnpackAhead
 from rootfs_forge.util import workdir as workdir
 from rootfs_forge.util.outputs import check_destination, remove_tree, staged_output
 from rootfs_forge.util.pids import process_alive
+
+if TYPE_CHECKING:
+    from rootfs_forge.image.layershare import LayerShare
 
 DEFAULT_FORMAT = "oci"
 ARCHIVE_FORMATS = ("tar", "oci-archive", "docker-archive")
@@ -199,7 +202,7 @@ class _Job:
                 ctx.optimistic = False
                 raise _IndexChanged()
             with timings.phase("output"):
-                report.update(write_output(trees, recipe, self.dest, self.fmt, ctx.cache.root))
+                report.update(write_output(trees, recipe, self.dest, self.fmt, ctx.cache.root, ctx.layer_share))
         if cached is not None:
             from rootfs_forge.image.regcache import push_cached
 
@@ -247,9 +250,10 @@ def _work_dir(dest: Path, fmt: str, result: Plan) -> tempfile.TemporaryDirectory
 
 
 def write_output(trees: list[Tree], recipe: Recipe, dest: Path, fmt: str,
-                 cache_root: Path | None = None) -> dict[str, Any]:
+                 cache_root: Path | None = None, share: LayerShare | None = None) -> dict[str, Any]:
     """Write the composed ``trees`` to ``dest`` in ``fmt``; return what the report says about the output.
-    ``cache_root``: the download cache, which keeps compressed image layers for the next compose."""
+    ``cache_root``: the download cache, which keeps compressed image layers for the next compose; ``share``:
+    the layers a gallery compose shares between its images."""
     multi = len(trees) > 1
     if fmt == "rootfs":
         with staged_output(dest, directory=True) as out:
@@ -283,4 +287,4 @@ def write_output(trees: list[Tree], recipe: Recipe, dest: Path, fmt: str,
         return {"diff_id": blob.diff_id}
     from rootfs_forge.image.write import write_images
 
-    return write_images(trees, recipe, dest, fmt, cache_root)
+    return write_images(trees, recipe, dest, fmt, cache_root, share)

@@ -14,6 +14,8 @@ Use::
   every recipe is planned and composed against that set (:class:`_SharedIndexes`);
 - one download pool: every recipe is planned first, and the ``.deb`` files all of them miss are fetched
   together, each once, while the unpacked-package cache fills (the same :class:`UnpackAhead` as one compose);
+- the layers: an image whose layer an earlier image of the call already wrote (the gallery's twins share
+  their package layers) copies that blob instead of writing it again (:mod:`rootfs_forge.image.layershare`);
 - the interpreter and its imports: the recipes are composed in forked children of this process, up to
   ``workers`` at a time (one per core by default; the largest first), each child starting from the parent's
   warm memory (its imports, the output modules included). Where a fork is not safe (another thread runs),
@@ -162,18 +164,30 @@ def compose_many(recipes: Sequence[str | os.PathLike[str] | Recipe], output_dir:
                        insecure=insecure, registry_cache=registry_cache, platforms=platforms)
 
     todo = [i for i in items if i.report is None]
-    if format in ("oci", "oci-archive", "docker-archive"):
+    if format in ("oci", "oci-archive", "docker-archive") and todo:
         import rootfs_forge.image.write  # noqa: F401  (imported once here, not in every child)
+        from rootfs_forge.image.layershare import LayerShare
+
+        # next to the first output, named like its staged outputs: a later compose of it removes a killed
+        # call's share
+        first = todo[0].dest
+        assert first is not None
+        ctx.layer_share = LayerShare.create(first.absolute().parent, f".{first.name}.forge-{os.getpid()}-layers-")
     count = workers if workers is not None else len(os.sched_getaffinity(0))
-    if count > 1 and len(todo) > 1 and can_fork():
-        _run_forked(todo, one, count)
-    else:
-        for item in todo:
-            t0 = time.perf_counter()
-            try:
-                item.report = one(item)
-            except ForgeError as exc:
-                item.report = _failure(item, str(exc), time.perf_counter() - t0)
+    try:
+        if count > 1 and len(todo) > 1 and can_fork():
+            _run_forked(todo, one, count)
+        else:
+            for item in todo:
+                t0 = time.perf_counter()
+                try:
+                    item.report = one(item)
+                except ForgeError as exc:
+                    item.report = _failure(item, str(exc), time.perf_counter() - t0)
+    finally:
+        if ctx.layer_share is not None:
+            ctx.layer_share.remove()
+            ctx.layer_share = None
     return [i.report for i in items if i.report is not None]
 
 

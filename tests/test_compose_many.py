@@ -170,3 +170,32 @@ def test_library_compose_many_matches_compose(tmp_path: Path, repo_server: RepoS
         assert report["manifest_digest"] == alone["manifest_digest"]
     with pytest.raises(ForgeError, match="unknown format"):
         rootfs_forge.compose_many(recipes, tmp_path / "x", format="zip")
+
+
+HELLO = 'packages = ["hello"]\n'
+TWINS = {  # one package layer, another top layer (an account): the gallery's base and base-nonroot in small
+    "twin": f'{HELLO}[[layer]]\nname = "hello"\npackages = ["hello", "libc6"]\n',
+    "twin-nonroot": f'{HELLO}[[account]]\nname = "nonroot"\nuid = 65532\n'
+                    '[[layer]]\nname = "hello"\npackages = ["hello", "libc6"]\n',
+}
+
+
+@pytest.mark.parametrize("parallel", ["1", "2"])
+def test_twin_recipes_write_their_shared_layer_once_and_give_separate_digests(
+        tmp_path: Path, repo_server: RepoServer, signer: Signer, parallel: str) -> None:
+    recipes = write_recipes(tmp_path / "r", repo_server, signer, TWINS)
+    done = forge("compose", *map(str, recipes), "-o", str(tmp_path / "many"), "--json", "--parallel", parallel,
+                 cache=tmp_path / "cache", cli=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    reports = json.loads(done.stdout)
+    shared = [r["layer_share"] for r in reports]
+    # (one package layer, one top layer) each: the package layer is written once, then copied
+    assert sum(s["written"] for s in shared) == 3 and sum(s["reused"] for s in shared) == 1, shared
+    for recipe, report in zip(recipes, reports, strict=True):
+        alone = tmp_path / "alone" / recipe.stem
+        single = forge("compose", str(recipe), "-o", str(alone), "-q",
+                       cache=tmp_path / "other-cache")
+        assert single.returncode == 0, single.stderr
+        assert report["manifest_digest"] == index_digest(tmp_path / "many" / f"{recipe.stem}-latest") \
+            == index_digest(alone)
+    assert leftovers(tmp_path / "many") == []  # the share went with the call

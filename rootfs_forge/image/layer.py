@@ -33,9 +33,10 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Literal
+from typing import BinaryIO, Literal, Protocol
 
 from rootfs_forge.errors import ImageError
+from rootfs_forge.util import inflate
 
 Compression = Literal["gzip", "zstd", "none"]
 
@@ -305,7 +306,7 @@ class _ParallelGzip(_Codec):
         out.write(self.HEADER)
 
     def _submit(self, chunk: bytes, last: bool) -> None:
-        self.crc = zlib.crc32(chunk, self.crc)
+        self.crc = inflate.crc32(chunk, self.crc)
         self.isize += len(chunk)
         self.pending.append(self.pool.submit(self.deflate, self.level, chunk, self.prefix, last))
         self.prefix = chunk[-_WINDOW:]
@@ -344,6 +345,12 @@ class _Zstd(_Codec):
     def finish(self, tail: bytes) -> None:
         self.out.write(self.comp.compress(tail))
         self.out.write(self.comp.flush())
+
+
+class _Sink(Protocol):
+    def write(self, data: bytes) -> int: ...
+
+    def tell(self) -> int: ...
 
 
 class _TarSink:
@@ -393,16 +400,19 @@ def _codec(out: _Output, compression: str, level: int, threads: int, deflate: De
 
 
 def write_tar(
-    sink: BinaryIO | _TarSink,
+    sink: BinaryIO | _TarSink | _Sink,
     root: Path,
     *,
-    paths: Iterable[str] | None,
-    epoch: int,
-    owners: Owners | None,
+    paths: Iterable[str] | None = None,
+    epoch: int = 0,
+    owners: Owners | None = None,
     xattrs: Xattrs | None = None,
+    infos: Iterable[tarfile.TarInfo] | None = None,
 ) -> None:
     """Write the layer tar of ``root`` into ``sink`` (anything with ``write`` and ``tell``); ``xattrs``: the
-    extended attributes of paths (from the tree's record, never read from disk).
+    extended attributes of paths (from the tree's record, never read from disk). ``infos``: the headers, when
+    the caller already has them from :func:`headers` (``paths``, ``epoch``, ``owners`` and ``xattrs`` are
+    then not used).
 
     The bytes are those of ``tarfile.TarFile(fileobj=sink, mode="w", format=PAX_FORMAT, encoding="utf-8",
     errors="surrogateescape")`` adding each header (and a regular file's content) and closing: every header is
@@ -412,7 +422,9 @@ def write_tar(
     not need."""
     base = os.fspath(root)
     write = sink.write
-    for info in headers(root, paths=paths, epoch=epoch, owners=owners, xattrs=xattrs):
+    if infos is None:
+        infos = headers(root, paths=paths, epoch=epoch, owners=owners, xattrs=xattrs)
+    for info in infos:
         write(header_bytes(info))
         if info.type != tarfile.REGTYPE:
             continue
@@ -449,13 +461,14 @@ def write_layer(
     level: int | None = None,
     xattrs: Xattrs | None = None,
     deflate: Deflate | None = None,
+    infos: Iterable[tarfile.TarInfo] | None = None,
 ) -> LayerBlob:
     """Write ``root`` (or only ``paths`` and their parent directories) as a layer blob into ``out_dir``.
 
     ``out_dir`` is an OCI layout directory (or its staging copy); the blob lands in ``out_dir/blobs/sha256``.
     ``owners`` overrides (uid, gid, mode) per path; paths it does not name take them from ``lstat``.
     ``deflate``: what deflates a gzip chunk instead of :func:`deflate_chunk` (the same bytes, e.g. from
-    ``layercache.ChunkCache``).
+    ``layercache.ChunkCache``). ``infos``: the layer's headers from :func:`headers`, when the caller has them.
     """
     if compression not in MEDIA_TYPES:
         raise ImageError("write layer", str(root), f"unknown compression {compression!r} (gzip, zstd, none)")
@@ -474,14 +487,14 @@ def write_layer(
             out = _Output(fh, hashed=compression != "none")  # uncompressed: the digest is the diff_id
             codec = _codec(out, compression, lvl, threads, deflate)
             sink = _TarSink(codec)
-            write_tar(sink, root, paths=paths, epoch=epoch, owners=owners, xattrs=xattrs)
+            write_tar(sink, root, paths=paths, epoch=epoch, owners=owners, xattrs=xattrs, infos=infos)
             sink.close()
             fh.flush()
             os.fsync(fh.fileno())
         digest = (out.sha or sink.sha).hexdigest()
         final = blob_dir / digest
         os.replace(tmp, final)
-        _fsync_dir(blob_dir)
+        fsync_dir(blob_dir)
     except BaseException:
         if isinstance(codec, _ParallelGzip):
             codec.close()
@@ -499,7 +512,7 @@ def write_layer(
     )
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)

@@ -20,6 +20,7 @@ from rootfs_forge.image.archives import write_oci_archive as _write_oci_archive
 from rootfs_forge.image.layer import LayerBlob, write_layer
 from rootfs_forge.image.layercache import ChunkCache
 from rootfs_forge.image.layering import LayerGroup, group_layers
+from rootfs_forge.image.layershare import LayerShare
 from rootfs_forge.image.oci import (
     DEFAULT_ENV,
     ImageConfig,
@@ -80,8 +81,10 @@ def image_config(tree: Tree, recipe: Recipe, history: Sequence[str]) -> ImageCon
 
 
 def write_tree_layers(tree: Tree, recipe: Recipe, layout: Path,
-                      chunks: ChunkCache | None = None) -> tuple[list[LayerBlob], list[str]]:
-    """The layers of ``tree`` in ``layout`` and their history lines; gzip layers deflate through ``chunks``."""
+                      chunks: ChunkCache | None = None,
+                      share: LayerShare | None = None) -> tuple[list[LayerBlob], list[str]]:
+    """The layers of ``tree`` in ``layout`` and their history lines; gzip layers deflate through ``chunks``;
+    ``share``: a gallery's layers, one written by an earlier image of the call is copied from there."""
     sizes = {p.name: tree.files[p.name].bytes_kept for p in tree.resolution.packages}
     groups = [(g.name, list(g.packages)) for g in recipe.layers]
     budget = max(recipe.layer_budget, len(groups) + 1) if recipe.layering == "groups" else recipe.layer_budget
@@ -95,21 +98,24 @@ def write_tree_layers(tree: Tree, recipe: Recipe, layout: Path,
     # one layer: the whole tree, walked by the layer writer (no path list to build)
     per_layer = layer_paths(tree, plans) if len(plans) > 1 else [None]
     for plan, paths in zip(plans, per_layer, strict=True):
-        blobs.append(write_layer(tree.root, layout, paths=sorted(paths) if paths is not None else None,
-                                 epoch=tree.epoch, compression=recipe.compression,  # type: ignore[arg-type]
-                                 owners=owners, xattrs=xattrs, deflate=chunks))
+        write = share.write_layer if share is not None else write_layer
+        blobs.append(write(tree.root, layout, paths=sorted(paths) if paths is not None else None,
+                           epoch=tree.epoch, compression=recipe.compression,  # type: ignore[arg-type]
+                           owners=owners, xattrs=xattrs, deflate=chunks))
         listed = ", ".join(plan.packages[:8]) + (" …" if len(plan.packages) > 8 else "")
         history.append(f"forge compose {recipe.name}: layer {plan.name} ({listed})")
     return blobs, history
 
 
 def write_images(trees: Sequence[Tree], recipe: Recipe, dest: Path, fmt: str,
-                 cache_root: Path | None = None) -> dict[str, Any]:
+                 cache_root: Path | None = None, share: LayerShare | None = None) -> dict[str, Any]:
     """Write the image(s) of ``trees`` to ``dest`` in ``fmt``; return digests for the report. ``cache_root``:
-    the download cache, whose ``composed-layers`` keep deflated gzip chunks for the next compose."""
+    the download cache, whose ``composed-layers`` keep deflated gzip chunks for the next compose. ``share``:
+    the layers of a gallery compose (``image/layershare.py``)."""
     chunks = ChunkCache(cache_root) if cache_root is not None and recipe.compression == "gzip" else None
     annotations = {"org.opencontainers.image.title": recipe.name, "org.opencontainers.image.version": recipe.tag}
     epoch = max(t.epoch for t in trees)
+    shared_before = (share.reused, share.written) if share is not None else (0, 0)
 
     def build(layout: Path) -> tuple[str, dict[str, str]]:
         # several platforms: one tagged image index in index.json over the platform manifests, the shape
@@ -118,7 +124,7 @@ def write_images(trees: Sequence[Tree], recipe: Recipe, dest: Path, fmt: str,
         refs = []
         per_arch: dict[str, str] = {}
         for tree in trees:
-            blobs, history = write_tree_layers(tree, recipe, layout, chunks)
+            blobs, history = write_tree_layers(tree, recipe, layout, chunks, share)
             config = image_config(tree, recipe, history)
             ref = write_image(layout, blobs, config, ref_name=None if len(trees) > 1 else recipe.tag,
                               annotations=annotations)
@@ -153,4 +159,7 @@ def write_images(trees: Sequence[Tree], recipe: Recipe, dest: Path, fmt: str,
     report: dict[str, Any] = {"manifest_digest": digest, "manifests": per_arch}
     if chunks is not None:
         report["layer_cache"] = chunks.outcomes()
+    if share is not None:
+        report["layer_share"] = {"reused": share.reused - shared_before[0],
+                                 "written": share.written - shared_before[1]}
     return report

@@ -12,6 +12,7 @@ import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rootfs_forge.archive.cache import Cache, default_cache_dir
 from rootfs_forge.archive.release import IndexFile, update_sources
@@ -24,6 +25,9 @@ from rootfs_forge.util.canonical import canonical_json
 from rootfs_forge.util.env import source_date_epoch
 from rootfs_forge.util.forked import Forked, can_fork
 from rootfs_forge.util.timing import Timings
+
+if TYPE_CHECKING:
+    from rootfs_forge.image.layershare import LayerShare
 
 
 def host_architecture() -> str:
@@ -51,6 +55,8 @@ class Context:
         default_factory=list, init=False, repr=False)
     # suite (as the sources name it) -> (Codename, Version) of its Release, from the index sets handed out
     releases: dict[str, tuple[str, str]] = field(default_factory=dict, init=False, repr=False)
+    # a gallery compose's layers, written once for all its images (rootfs_forge.image.layershare)
+    layer_share: LayerShare | None = field(default=None, repr=False)
 
     @classmethod
     def create(cls, cache_dir: str | None = None, *, offline: bool = False,
