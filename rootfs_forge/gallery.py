@@ -176,6 +176,9 @@ def compose_many(recipes: Sequence[str | os.PathLike[str] | Recipe], output_dir:
     count = workers if workers is not None else len(os.sched_getaffinity(0))
     try:
         if count > 1 and len(todo) > 1 and can_fork():
+            from rootfs_forge.configure.effects.base import HostTools
+
+            HostTools.detect()  # the host's facts are asked once, here: every child inherits the answers
             _run_forked(todo, one, count)
         else:
             for item in todo:

@@ -13,6 +13,7 @@ names the snapshot archive, as it names its mirror: no archive host is built int
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
@@ -116,9 +117,38 @@ def apt_bool(value: str | None) -> bool | None:
     return _APT_BOOL.get(value.strip().strip('"').lower()) if value is not None else None
 
 
+def _apt_conf_state(etc_apt: Path) -> tuple[object, ...]:
+    """What apt-config's answer depends on: the configuration files under ``etc_apt`` (names, sizes, mtimes,
+    inodes) and where ``apt-config`` is found."""
+    state: list[object] = [str(etc_apt.absolute()), os.environ.get("PATH", "")]
+    for path in (etc_apt / "apt.conf", etc_apt / "apt.conf.d"):
+        try:
+            st = path.stat()
+            state.append((path.name, st.st_mtime_ns, st.st_size, st.st_ino))
+        except OSError:
+            state.append((path.name,))
+    with contextlib.suppress(OSError):
+        for part in sorted(os.scandir(etc_apt / "apt.conf.d"), key=lambda e: e.name):
+            st = part.stat()
+            state.append((part.name, st.st_mtime_ns, st.st_size, st.st_ino))
+    return tuple(state)
+
+
+_CHECK_VALID_UNTIL: dict[tuple[object, ...], bool] = {}
+
+
 def apt_check_valid_until(etc_apt: Path = Path("/etc/apt")) -> bool:
     """apt's ``Acquire::Check-Valid-Until`` as apt itself reads it from ``etc_apt`` (apt.conf, apt.conf.d):
-    asked of ``apt-config`` with ``Dir::Etc`` pointed there. True (apt's default) when apt-config is missing."""
+    asked of ``apt-config`` with ``Dir::Etc`` pointed there. True (apt's default) when apt-config is missing.
+    Asked once while the configuration stays the same (every recipe of a gallery compose reads the host's
+    sources; apt-config costs a process and a dpkg of its own)."""
+    state = _apt_conf_state(etc_apt)
+    if state not in _CHECK_VALID_UNTIL:
+        _CHECK_VALID_UNTIL[state] = _ask_apt_config(etc_apt)
+    return _CHECK_VALID_UNTIL[state]
+
+
+def _ask_apt_config(etc_apt: Path) -> bool:
     with tempfile.NamedTemporaryFile("w", prefix="forge-apt-", suffix=".conf") as conf:
         conf.write(f'Dir::Etc "{etc_apt.absolute()}/";\n')
         conf.flush()

@@ -5,6 +5,7 @@ No I/O here except :meth:`HostTools.detect`.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
@@ -82,13 +83,17 @@ class HostTools:
 
     @classmethod
     def detect(cls) -> HostTools:
-        arch: str | None = None
         dpkg = shutil.which("dpkg")
-        if dpkg:
-            done = subprocess.run([dpkg, "--print-architecture"], capture_output=True, text=True, check=False)
-            arch = done.stdout.strip() or None if done.returncode == 0 else None
+        arch = _dpkg_architecture(dpkg) if dpkg else None
         ldconfig = next((p for p in ("/sbin/ldconfig", "/usr/sbin/ldconfig") if Path(p).is_file()), None)
         return cls(arch, ldconfig, shutil.which("openssl"), shutil.which("bwrap"), os.geteuid() == 0)
+
+
+@functools.cache
+def _dpkg_architecture(dpkg: str) -> str | None:
+    """``dpkg --print-architecture``, asked once a process (a compose asks for every tree it builds)."""
+    done = subprocess.run([dpkg, "--print-architecture"], capture_output=True, text=True, check=False)
+    return done.stdout.strip() or None if done.returncode == 0 else None
 
 
 @dataclass(frozen=True, slots=True)
