@@ -156,7 +156,8 @@ class _Job:
     def run(self) -> dict[str, Any]:
         ctx, recipe, timings = self.ctx, self.recipe, self.ctx.timings
         with timings.phase("plan"):
-            result = plan(recipe, ctx, locked=self.locked, use_lock=self.use_lock)
+            result = ctx.planned.pop((str(recipe.path), self.locked, self.use_lock), None) \
+                or plan(recipe, ctx, locked=self.locked, use_lock=self.use_lock)
         cached = self._from_registry_cache(result) if self.registry_cache else None
         if cached is not None and cached.get("cache") == "hit":
             return cached

@@ -11,7 +11,8 @@ Use::
 :func:`rootfs_forge.compose` does (same code, same inputs, so the same digest):
 
 - one verified index set per source list: the suites are verified (and their ``Packages`` loaded) once, and
-  every recipe is planned and composed against that set (:class:`_SharedIndexes`);
+  every recipe is planned (once: its compose starts from that plan) and composed against that set
+  (:class:`_SharedIndexes`);
 - one download pool: every recipe is planned first, and the ``.deb`` files all of them miss are fetched
   together, each once, while the unpacked-package cache fills (the same :class:`UnpackAhead` as one compose);
 - the layers: an image whose layer an earlier image of the call already wrote (the gallery's twins share
@@ -247,7 +248,9 @@ def _prefetch(items: list[_Item], ctx: _SharedIndexes, *, locked: bool, use_lock
     finally:
         ctx.warn = warn
     for item, (result, archs) in plans.items():
+        assert item.recipe is not None
         item.weight = sum(p.installed_size for arch in archs for p in result.resolutions[arch].packages)
+        ctx.planned[(str(item.recipe.path), locked, use_lock)] = result  # its compose starts from this plan
     if not fetch:
         return
     wanted: dict[str, Package] = {}

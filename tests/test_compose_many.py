@@ -199,3 +199,27 @@ def test_twin_recipes_write_their_shared_layer_once_and_give_separate_digests(
         assert report["manifest_digest"] == index_digest(tmp_path / "many" / f"{recipe.stem}-latest") \
             == index_digest(alone)
     assert leftovers(tmp_path / "many") == []  # the share went with the call
+
+
+def test_each_recipe_is_planned_once_not_again_by_its_compose(tmp_path: Path, repo_server: RepoServer,
+                                                              signer: Signer, monkeypatch: pytest.MonkeyPatch) -> None:
+    import rootfs_forge.api
+    import rootfs_forge.resolve.plan
+
+    planned: list[str] = []
+    real = rootfs_forge.resolve.plan.plan
+
+    def counting(recipe, ctx, **kw):  # type: ignore[no-untyped-def]
+        planned.append(recipe.path.name)
+        return real(recipe, ctx, **kw)
+
+    monkeypatch.setattr(rootfs_forge.resolve.plan, "plan", counting)
+    monkeypatch.setattr(rootfs_forge.api, "plan", counting)
+    recipes = write_recipes(tmp_path / "r", repo_server, signer, {"hello": RECIPES["hello"], "gawk": RECIPES["gawk"]})
+    reports = rootfs_forge.compose_many(recipes, tmp_path / "many", cache_dir=tmp_path / "cache",
+                                        epoch=1_700_000_000)
+    assert sorted(planned) == ["gawk.toml", "hello.toml"]
+    for recipe, report in zip(recipes, reports, strict=True):
+        alone = rootfs_forge.compose(recipe, tmp_path / "alone" / recipe.stem, cache_dir=tmp_path / "cache2",
+                                     epoch=1_700_000_000)
+        assert report["manifest_digest"] == alone["manifest_digest"]

@@ -12,7 +12,7 @@ import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rootfs_forge.archive.cache import Cache, default_cache_dir
 from rootfs_forge.archive.release import IndexFile, update_sources
@@ -57,6 +57,9 @@ class Context:
     releases: dict[str, tuple[str, str]] = field(default_factory=dict, init=False, repr=False)
     # a gallery compose's layers, written once for all its images (rootfs_forge.image.layershare)
     layer_share: LayerShare | None = field(default=None, repr=False)
+    # plans a gallery compose made before it forked, (recipe path, locked, use_lock) -> resolve.plan.Plan:
+    # each recipe's compose takes its own (once) instead of resolving it again against the same index set
+    planned: dict[tuple[str, bool, bool], Any] = field(default_factory=dict, repr=False)
 
     @classmethod
     def create(cls, cache_dir: str | None = None, *, offline: bool = False,
