@@ -363,3 +363,18 @@ def test_header_bytes_are_tobufs_bytes(name: str, link: str, kind: bytes, mode: 
     if xattrs:
         info = with_xattrs(info, xattrs)
     assert header_bytes(info) == info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+
+
+@pytest.mark.parametrize("size", [100, (1 << 20) + 100])
+def test_a_file_that_shrinks_while_the_layer_is_written_is_an_error_naming_it(tmp_path: Path, size: int) -> None:
+    """The headers say how many bytes follow: a file cut short after its header was built must fail the layer
+    (no truncated member, no blob left behind), whether it is written in one piece or in several."""
+    from rootfs_forge.image.layer import headers, write_tar
+
+    root = tmp_path / "t"
+    root.mkdir()
+    (root / "shrinks").write_bytes(b"x" * size)
+    infos = list(headers(root, paths=None, epoch=EPOCH, owners=None))
+    (root / "shrinks").write_bytes(b"x" * (size - 10))
+    with pytest.raises(ImageError, match=r"shrinks.*unexpected end of data"):
+        write_tar(io.BytesIO(), root, infos=infos)

@@ -231,6 +231,8 @@ def test_layer_tar_is_byte_for_byte_what_tarfile_writes(tmp_path: Path) -> None:
     (root / "empty").write_bytes(b"")
     (root / "block").write_bytes(b"b" * 512)
     (root / "big").write_bytes(noise(3 * CHUNK_SIZE // 2, b"big"))
+    (root / "one-mib").write_bytes(noise(1 << 20, b"mib"))  # the largest file written in one piece
+    (root / "one-mib-and-one").write_bytes(noise((1 << 20) + 1, b"mib+1"))  # the smallest read in pieces
     (root / "héllo-ünïcode").write_bytes(b"u")
     (root / os.fsdecode(b"raw-\xff-bytes")).write_bytes(b"r")
     (root / "suid").write_bytes(b"s")

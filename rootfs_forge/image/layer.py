@@ -425,13 +425,26 @@ def write_tar(
     if infos is None:
         infos = headers(root, paths=paths, epoch=epoch, owners=owners, xattrs=xattrs)
     for info in infos:
-        write(header_bytes(info))
+        head = header_bytes(info)
         if info.type != tarfile.REGTYPE:
+            write(head)
             continue
+        size = info.size
+        pad = tarfile.NUL * (-size % tarfile.BLOCKSIZE)
         try:
             fd = os.open(os.path.join(base, info.name), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
             try:
-                left = info.size
+                if size <= _COPY_BUFSIZE:  # nearly every file: header, content and padding in one write
+                    data = os.read(fd, size) if size else b""
+                    while len(data) < size:  # a short read: rare for a regular file, but not an error
+                        more = os.read(fd, size - len(data))
+                        if not more:
+                            raise OSError("unexpected end of data")
+                        data += more
+                    write(b"".join((head, data, pad)))
+                    continue
+                write(head)
+                left = size
                 while left:
                     data = os.read(fd, min(left, _COPY_BUFSIZE))
                     if not data:
@@ -442,9 +455,8 @@ def write_tar(
                 os.close(fd)
         except OSError as exc:  # unreadable, or shrank while we read it
             raise ImageError("write layer", info.name, exc.strerror or str(exc)) from exc
-        pad = -info.size % tarfile.BLOCKSIZE
         if pad:
-            write(tarfile.NUL * pad)
+            write(pad)
     write(tarfile.NUL * (2 * tarfile.BLOCKSIZE))
     write(tarfile.NUL * (-sink.tell() % tarfile.RECORDSIZE))  # empty when the record is full
 
