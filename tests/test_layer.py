@@ -369,12 +369,12 @@ def test_header_bytes_are_tobufs_bytes(name: str, link: str, kind: bytes, mode: 
 def test_a_file_that_shrinks_while_the_layer_is_written_is_an_error_naming_it(tmp_path: Path, size: int) -> None:
     """The headers say how many bytes follow: a file cut short after its header was built must fail the layer
     (no truncated member, no blob left behind), whether it is written in one piece or in several."""
-    from rootfs_forge.image.layer import headers, write_tar
+    from rootfs_forge.image.layer import layer_entries, write_tar
 
     root = tmp_path / "t"
     root.mkdir()
     (root / "shrinks").write_bytes(b"x" * size)
-    infos = list(headers(root, paths=None, epoch=EPOCH, owners=None))
+    entries = layer_entries(root, paths=None, epoch=EPOCH, owners=None)
     (root / "shrinks").write_bytes(b"x" * (size - 10))
     with pytest.raises(ImageError, match=r"shrinks.*unexpected end of data"):
-        write_tar(io.BytesIO(), root, infos=infos)
+        write_tar(io.BytesIO(), root, entries=entries)

@@ -233,6 +233,17 @@ def headers(
             yield with_xattrs(info, xattrs.get(rel, ())) if xattrs else info
 
 
+Entry = tuple[tarfile.TarInfo, bytes]  # a header and its bytes in the tar
+
+
+def layer_entries(root: Path, *, paths: Iterable[str] | None, epoch: int, owners: Owners | None,
+                  xattrs: Xattrs | None = None) -> list[Entry]:
+    """Every header of the layer in order, with its bytes: for a caller that needs them before the tar is written
+    (``image/layershare.py`` keys a layer by them), so that the tar does not build them again."""
+    return [(info, header_bytes(info)) for info in headers(root, paths=paths, epoch=epoch, owners=owners,
+                                                           xattrs=xattrs)]
+
+
 # ---------------------------------------------------------------------------------------------------------
 # I/O: tar → compressor → blob file, hashed on the way
 # ---------------------------------------------------------------------------------------------------------
@@ -400,19 +411,19 @@ def _codec(out: _Output, compression: str, level: int, threads: int, deflate: De
 
 
 def write_tar(
-    sink: BinaryIO | _TarSink | _Sink,
+    sink: _Sink,
     root: Path,
     *,
     paths: Iterable[str] | None = None,
     epoch: int = 0,
     owners: Owners | None = None,
     xattrs: Xattrs | None = None,
-    infos: Iterable[tarfile.TarInfo] | None = None,
+    entries: Iterable[Entry] | None = None,
 ) -> None:
     """Write the layer tar of ``root`` into ``sink`` (anything with ``write`` and ``tell``); ``xattrs``: the
-    extended attributes of paths (from the tree's record, never read from disk). ``infos``: the headers, when
-    the caller already has them from :func:`headers` (``paths``, ``epoch``, ``owners`` and ``xattrs`` are
-    then not used).
+    extended attributes of paths (from the tree's record, never read from disk). ``entries``: the headers with
+    their bytes, when the caller already has them from :func:`layer_entries` (``paths``, ``epoch``, ``owners``
+    and ``xattrs`` are then not used).
 
     The bytes are those of ``tarfile.TarFile(fileobj=sink, mode="w", format=PAX_FORMAT, encoding="utf-8",
     errors="surrogateescape")`` adding each header (and a regular file's content) and closing: every header is
@@ -422,10 +433,9 @@ def write_tar(
     not need."""
     base = os.fspath(root)
     write = sink.write
-    if infos is None:
-        infos = headers(root, paths=paths, epoch=epoch, owners=owners, xattrs=xattrs)
-    for info in infos:
-        head = header_bytes(info)
+    if entries is None:
+        entries = ((i, header_bytes(i)) for i in headers(root, paths=paths, epoch=epoch, owners=owners, xattrs=xattrs))
+    for info, head in entries:
         if info.type != tarfile.REGTYPE:
             write(head)
             continue
@@ -473,14 +483,14 @@ def write_layer(
     level: int | None = None,
     xattrs: Xattrs | None = None,
     deflate: Deflate | None = None,
-    infos: Iterable[tarfile.TarInfo] | None = None,
+    entries: Iterable[Entry] | None = None,
 ) -> LayerBlob:
     """Write ``root`` (or only ``paths`` and their parent directories) as a layer blob into ``out_dir``.
 
     ``out_dir`` is an OCI layout directory (or its staging copy); the blob lands in ``out_dir/blobs/sha256``.
     ``owners`` overrides (uid, gid, mode) per path; paths it does not name take them from ``lstat``.
     ``deflate``: what deflates a gzip chunk instead of :func:`deflate_chunk` (the same bytes, e.g. from
-    ``layercache.ChunkCache``). ``infos``: the layer's headers from :func:`headers`, when the caller has them.
+    ``layercache.ChunkCache``). ``entries``: the layer's headers from :func:`layer_entries`, when the caller has them.
     """
     if compression not in MEDIA_TYPES:
         raise ImageError("write layer", str(root), f"unknown compression {compression!r} (gzip, zstd, none)")
@@ -499,7 +509,7 @@ def write_layer(
             out = _Output(fh, hashed=compression != "none")  # uncompressed: the digest is the diff_id
             codec = _codec(out, compression, lvl, threads, deflate)
             sink = _TarSink(codec)
-            write_tar(sink, root, paths=paths, epoch=epoch, owners=owners, xattrs=xattrs, infos=infos)
+            write_tar(sink, root, paths=paths, epoch=epoch, owners=owners, xattrs=xattrs, entries=entries)
             sink.close()
             fh.flush()
             os.fsync(fh.fileno())

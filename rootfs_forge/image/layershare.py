@@ -32,7 +32,6 @@ import hashlib
 import json
 import os
 import shutil
-import tarfile
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -42,25 +41,25 @@ from rootfs_forge.image.layer import (
     MEDIA_TYPES,
     Compression,
     Deflate,
+    Entry,
     LayerBlob,
     Owners,
     Xattrs,
     fsync_dir,
-    header_bytes,
-    headers,
+    layer_entries,
     write_layer,
     write_tar,
 )
-from rootfs_forge.util.files import write_atomic
+from rootfs_forge.util.files import atomic_file, write_atomic
 
 _COPY = 1 << 20
 
 
-def layer_key(compression: str, level: int, threads: int, infos: Sequence[tarfile.TarInfo]) -> str:
+def layer_key(compression: str, level: int, threads: int, entries: Sequence[Entry]) -> str:
     """The key of a layer: its parameters and every tar header, in order (pure)."""
     h = hashlib.sha256(f"forge-layer-share-v1 {compression} {level} {threads}\n".encode())
-    for info in infos:
-        h.update(header_bytes(info))
+    for _, head in entries:
+        h.update(head)
     return h.hexdigest()
 
 
@@ -106,16 +105,16 @@ class LayerShare:
         if compression not in MEDIA_TYPES or not root.is_dir():  # write_layer says what is wrong
             return write_layer(root, out_dir, paths=paths, epoch=epoch, compression=compression, owners=owners,
                                xattrs=xattrs, deflate=deflate, threads=threads)
-        infos = list(headers(root, paths=paths, epoch=epoch, owners=owners, xattrs=xattrs))
-        key = layer_key(compression, DEFAULT_LEVELS[compression], threads, infos)
+        entries = layer_entries(root, paths=paths, epoch=epoch, owners=owners, xattrs=xattrs)
+        key = layer_key(compression, DEFAULT_LEVELS[compression], threads, entries)
         with self._locked(key):
             published = self._published(key)
             if published is not None:
-                blob = self._reuse(key, published, root, infos, out_dir)
+                blob = self._reuse(key, published, root, entries, out_dir)
                 if blob is not None:
                     self.reused += 1
                     return blob
-            blob = write_layer(root, out_dir, infos=infos, epoch=epoch, compression=compression,
+            blob = write_layer(root, out_dir, entries=entries, epoch=epoch, compression=compression,
                                deflate=deflate, threads=threads)
             self.written += 1
             self._publish(key, blob)
@@ -141,10 +140,10 @@ class LayerShare:
             return None
         return entry if isinstance(entry, dict) else None
 
-    def _reuse(self, key: str, published: dict[str, object], root: Path, infos: Sequence[tarfile.TarInfo],
+    def _reuse(self, key: str, published: dict[str, object], root: Path, entries: Sequence[Entry],
                out_dir: Path) -> LayerBlob | None:
         sink = _HashSink()
-        write_tar(sink, root, infos=infos)
+        write_tar(sink, root, entries=entries)
         if f"sha256:{sink.sha.hexdigest()}" != published.get("diff_id") or sink.offset != published.get("diff_size"):
             return None
         digest = published.get("digest")
@@ -173,32 +172,23 @@ class LayerShare:
                 tmp.unlink()
 
 
+class _Mismatch(Exception):
+    """The copied bytes do not hash to the digest they were published under."""
+
+
 def _copy_verified(src: Path, blob_dir: Path, hexdigest: str) -> Path | None:
-    """Copy ``src`` to ``blob_dir/<hexdigest>`` if its bytes hash to ``hexdigest`` (temp name, fsync, rename);
-    None, and nothing left behind, otherwise."""
+    """Copy ``src`` to ``blob_dir/<hexdigest>`` if its bytes hash to ``hexdigest`` (through the one atomic
+    writer: a temp name, fsync, rename); None, and nothing left behind, otherwise."""
+    final = blob_dir / hexdigest
     try:
-        blob_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=".tmp-layer-", dir=blob_dir)
-    except OSError:
-        return None
-    tmp = Path(tmp_name)
-    try:
-        os.fchmod(fd, 0o644)
-        sha = hashlib.sha256()
-        with os.fdopen(fd, "wb") as out, open(src, "rb") as fh:
+        with atomic_file(final, fsync=True) as out, open(src, "rb") as fh:
+            sha = hashlib.sha256()
             while block := fh.read(_COPY):
                 sha.update(block)
                 out.write(block)
-            out.flush()
-            os.fsync(out.fileno())
-        if sha.hexdigest() != hexdigest:
-            tmp.unlink()
-            return None
-        final = blob_dir / hexdigest
-        os.replace(tmp, final)
+            if sha.hexdigest() != hexdigest:
+                raise _Mismatch(src)
         fsync_dir(blob_dir)
-        return final
-    except OSError:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
+    except (OSError, _Mismatch):
         return None
+    return final

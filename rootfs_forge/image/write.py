@@ -97,8 +97,8 @@ def write_tree_layers(tree: Tree, recipe: Recipe, layout: Path,
     history: list[str] = []
     # one layer: the whole tree, walked by the layer writer (no path list to build)
     per_layer = layer_paths(tree, plans) if len(plans) > 1 else [None]
+    write = share.write_layer if share is not None else write_layer
     for plan, paths in zip(plans, per_layer, strict=True):
-        write = share.write_layer if share is not None else write_layer
         blobs.append(write(tree.root, layout, paths=sorted(paths) if paths is not None else None,
                            epoch=tree.epoch, compression=recipe.compression,  # type: ignore[arg-type]
                            owners=owners, xattrs=xattrs, deflate=chunks))

@@ -37,7 +37,6 @@ def decompressobj(wbits: int, zdict: bytes = b"", *, backend: str | None = None)
     return mod.decompressobj(wbits, zdict=zdict) if zdict else mod.decompressobj(wbits)
 
 
-
 def crc32(data: bytes, value: int = 0) -> int:
     """CRC-32 (gzip's trailer) of ``data``, continuing ``value``: ISA-L's folding implementation when installed
     (about ten times zlib's here), the same value by definition (tests compare the two)."""
