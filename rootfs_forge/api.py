@@ -18,12 +18,13 @@ import os
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rootfs_forge.archive.chain import make_chain
 from rootfs_forge.archive.fetch import TqdmProgress, fetch_debs
-from rootfs_forge.build import Tree, build_tree, layer_record
+from rootfs_forge.build import Tree, build_tree, layer_record, retag_tree, tree_key
 from rootfs_forge.errors import ForgeError
 from rootfs_forge.image.configcheck import check_config
 from rootfs_forge.index.context import Context
@@ -34,6 +35,7 @@ from rootfs_forge.unpack.debcache import UnpackAhead
 from rootfs_forge.util import workdir as workdir
 from rootfs_forge.util.outputs import check_destination, remove_tree, staged_output
 from rootfs_forge.util.pids import process_alive
+from rootfs_forge.util.timing import Timings
 
 if TYPE_CHECKING:
     from rootfs_forge.image.layershare import LayerShare
@@ -41,7 +43,25 @@ if TYPE_CHECKING:
 DEFAULT_FORMAT = "oci"
 ARCHIVE_FORMATS = ("tar", "oci-archive", "docker-archive")
 
-__all__ = ["DEFAULT_FORMAT", "FORMATS", "compose", "default_output", "selected_architectures"]
+__all__ = ["DEFAULT_FORMAT", "FORMATS", "Twin", "compose", "default_output", "selected_architectures"]
+# the formats whose output is read from the trees (a rootfs output is the trees themselves, moved into place)
+TWIN_FORMATS = ("oci", "oci-archive", "docker-archive")
+
+
+@dataclass(eq=False)
+class Twin:
+    """A recipe composed from another recipe's trees (``compose(..., twins=[...])``): a gallery's ``:nonroot``
+    tag of an image, say. It is one when it builds the same trees: equal :func:`rootfs_forge.build.tree_key`
+    and an equal plan. Its compose then only rewrites forge's manifest (the tag), checks its config and writes
+    its output: the same bytes a compose of it alone writes. ``report`` is its report, ``error`` what failed it;
+    both None: it was not composed (not a twin after all, or the trees could not be built): compose it alone.
+    """
+
+    recipe: Recipe
+    dest: Path
+    report: dict[str, Any] | None = None
+    error: ForgeError | None = None
+    seconds: float = 0.0  # what its compose took (the output, mostly)
 
 
 def default_output(name: str, tag: str, fmt: str) -> Path:
@@ -56,7 +76,7 @@ def compose(recipe: str | os.PathLike[str] | Recipe, output: str | os.PathLike[s
             offline: bool = False, locked: bool = False, use_lock: bool = True, jobs: int = 8,
             epoch: int | None = None, progress: bool = False, warn: Callable[[str], None] | None = None,
             context: Context | None = None, vendor: Sequence[str] = (), insecure: bool = False,
-            registry_cache: str = "", platforms: Sequence[str] = ()) -> dict[str, Any]:
+            registry_cache: str = "", platforms: Sequence[str] = (), twins: Sequence[Twin] = ()) -> dict[str, Any]:
     """Compose ``recipe`` (a path or a loaded :class:`Recipe`) into ``output`` and return the report.
 
     ``format``: oci (default), oci-archive, docker-archive, rootfs, tar or lxc (``DIR/rootfs.tar.xz`` and
@@ -71,6 +91,9 @@ def compose(recipe: str | os.PathLike[str] | Recipe, output: str | os.PathLike[s
     (rootfs_forge.image.regcache); the report's ``cache`` says ``hit`` or ``miss``.
     ``platforms`` (Docker's spelling: ``linux/amd64``, ``linux/arm64/v8``, or a bare architecture) builds only
     those of the recipe's architectures; every format takes one, tar and docker-archive only one.
+    ``twins`` (image formats, no registry cache): recipes composed from this recipe's trees once its own output
+    is written, each to its own ``dest``, with the same options (see :class:`Twin`); its report or error is set
+    on each, and a failure of this recipe's own config or output does not stop them.
 
     The report holds ``image`` (name:tag), ``output``, ``format``, ``from_lock`` (and ``lock_behind``: the
     locked packages the last index update has newer or no longer has), ``architectures`` (per architecture: packages,
@@ -102,8 +125,12 @@ def compose(recipe: str | os.PathLike[str] | Recipe, output: str | os.PathLike[s
     if registry_cache and format != "oci":
         raise ForgeError("compose", loaded.path.name, "--registry-cache needs --format oci")
     job.registry_cache = registry_cache
+    if format in TWIN_FORMATS and not registry_cache:
+        job.twins = list(twins)
     report = job.run_optimistic()
-    report["seconds"] = round(time.perf_counter() - t0, 3)
+    # this recipe's own seconds: its twins' outputs are in their reports
+    twin_seconds = sum(t.seconds for t in job.twins)
+    report["seconds"] = round(time.perf_counter() - t0 - twin_seconds, 3)
     # where the time went (wall seconds per phase); the start-up before the call is not in it
     report["timings"] = ctx.timings.report()
     return report
@@ -136,6 +163,7 @@ class _Job:
         self.vendor: tuple[str, ...] = ()
         self.insecure = False
         self.registry_cache = ""
+        self.twins: list[Twin] = []
 
     def run_optimistic(self) -> dict[str, Any]:
         """Plan against the index set the last update verified while the suites are verified again in the
@@ -198,12 +226,23 @@ class _Job:
                     "notes": list(res.notes) + list(tree.db_notes),
                     "epoch": tree.epoch,
                 }
-            check_config(trees, recipe)  # the program, working dir and user exist: before anything is written
+            twins = self._twins_of(result)
             if ctx.optimistic and not ctx.confirm():  # nothing is output from an index that is not current
                 ctx.optimistic = False
                 raise _IndexChanged()
-            with timings.phase("output"):
-                report.update(write_output(trees, recipe, self.dest, self.fmt, ctx.cache.root, ctx.layer_share))
+            failure: ForgeError | None = None
+            try:
+                check_config(trees, recipe)  # the program, working dir and user exist: before anything is written
+                with timings.phase("output"):
+                    report.update(write_output(trees, recipe, self.dest, self.fmt, ctx.cache.root, ctx.layer_share))
+            except ForgeError as exc:
+                if not twins:
+                    raise
+                failure = exc  # this recipe's own config or output failing does not fail its twins
+            for twin, twin_plan in twins:
+                self._compose_twin(twin, twin_plan, trees, report["architectures"])
+            if failure is not None:
+                raise failure
         if cached is not None:
             from rootfs_forge.image.regcache import push_cached
 
@@ -212,6 +251,55 @@ class _Job:
                                      insecure=cached["insecure"], epoch=ctx.epoch)
             report.update({"cache": "miss", "cache_key": cached["cache_key"], "cache_push": pushed})
         return report
+
+    def _twins_of(self, result: Plan) -> list[tuple[Twin, Plan]]:
+        """The twins that build this recipe's trees (and their plans); the others are left uncomposed."""
+        out: list[tuple[Twin, Plan]] = []
+        key = tree_key(self.recipe)
+        for twin in self.twins:
+            twin.report, twin.error, twin.seconds = None, None, 0.0
+            if tree_key(twin.recipe) != key:
+                continue
+            planned = (str(twin.recipe.path), self.locked, self.use_lock)
+            try:
+                mine = self.ctx.planned.get(planned) \
+                    or plan(twin.recipe, self.ctx, locked=self.locked, use_lock=self.use_lock)
+            except ForgeError:
+                continue  # composed alone, it meets the error first-hand
+            if mine.resolutions == result.resolutions and mine.entries == result.entries:
+                self.ctx.planned.pop(planned, None)
+                out.append((twin, mine))
+        return out
+
+    def _compose_twin(self, twin: Twin, result: Plan, trees: list[Tree], archs: dict[str, Any]) -> None:
+        t0 = time.perf_counter()
+        timings = Timings()
+        recipe = twin.recipe
+        report: dict[str, Any] = {"recipe": str(recipe.path), "image": f"{recipe.name}:{recipe.tag}",
+                                  "output": str(twin.dest), "format": self.fmt, "from_lock": result.from_lock,
+                                  "trees_of": str(self.recipe.path),
+                                  "architectures": {a: {**r, "downloaded": 0} for a, r in archs.items()}}
+        try:
+            check_destination(twin.dest.absolute(), directory=self.fmt == "oci")
+            if result.from_lock:
+                behind = lock_behind(recipe, result, self.ctx)
+                report["lock_behind"] = behind
+                if behind and self.ctx.warn:
+                    self.ctx.warn(behind_line(recipe.path, behind))
+            for tree in trees:
+                retag_tree(tree, recipe)
+            check_config(trees, recipe)
+            with timings.phase("output"):
+                report.update(write_output(trees, recipe, twin.dest, self.fmt, self.ctx.cache.root,
+                                           self.ctx.layer_share))
+        except ForgeError as exc:
+            twin.error = exc
+            return
+        finally:
+            twin.seconds = round(time.perf_counter() - t0, 3)
+        report["seconds"] = twin.seconds
+        report["timings"] = timings.report()
+        twin.report = report
 
     def _from_registry_cache(self, result: Plan) -> dict[str, Any]:
         """A hit: the report of the image fetched from the registry cache. A miss: what pushing needs."""

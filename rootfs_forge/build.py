@@ -23,7 +23,7 @@ from rootfs_forge.configure.effects.tree import RootDir
 from rootfs_forge.configure.manifest import write_manifest
 from rootfs_forge.errors import ForgeError, RecipeError, RootfsError
 from rootfs_forge.model import InstalledPackage, Package, Resolution
-from rootfs_forge.recipe import Recipe
+from rootfs_forge.recipe import ImageConfigSpec, Recipe
 from rootfs_forge.resolve.relations import RelationSyntaxError, parse_field
 from rootfs_forge.unpack.debcache import cached_control, cached_member_rows, data_tar, deb_build_time, unpack_limit
 from rootfs_forge.unpack.debfile import (
@@ -145,6 +145,28 @@ def build_tree(root: Path, recipe: Recipe, arch: str, resolution: Resolution, de
         write_manifest(tree, recipe)
         writer.finish()  # the directories the writes after the unpack touched: recorded modes and mtimes
     return tree
+
+
+def tree_key(recipe: Recipe) -> Recipe:
+    """``recipe`` with every field its trees do not depend on blanked: two recipes with equal keys and equal
+    plans build the same trees, but for forge's manifest, which names the image's tag (:func:`retag_tree`).
+
+    Blanked: where the recipe file is, the tag, the image's config (unless ``[slim]`` keeps the entrypoint),
+    how the layers are cut and compressed, and the vendor stores (a ``.deb`` is the same file wherever it comes
+    from: it is checked against its SHA-256). Anything else, a field added later included, keeps two recipes
+    apart: a field wrongly kept only costs the sharing, a field wrongly blanked would give a wrong image.
+    The image's name stays: effects read it (``debug`` images get busybox's links).
+    """
+    config = recipe.config if recipe.slim and not recipe.slim_keep else ImageConfigSpec()
+    return replace(recipe, path=Path(), tag="", config=config, layers=(), layering="", layer_budget=0,
+                   compression="", vendor=())
+
+
+def retag_tree(tree: Tree, recipe: Recipe) -> None:
+    """Make ``tree`` (built for a recipe of the same :func:`tree_key`) what ``recipe``'s compose builds: its
+    manifest names ``recipe``'s image, through the writer that keeps the tree's record."""
+    write_manifest(tree, recipe)
+    tree.writer.finish()
 
 
 def sliced_away(tree: Tree, recipe: Recipe) -> dict[str, str]:

@@ -15,6 +15,10 @@ Use::
   (:class:`_SharedIndexes`);
 - one download pool: every recipe is planned first, and the ``.deb`` files all of them miss are fetched
   together, each once, while the unpacked-package cache fills (the same :class:`UnpackAhead` as one compose);
+- the trees of twins: recipes that build the same trees (equal plans, and equal but for the tag, the image's
+  config and how the layers are cut: a ``:nonroot`` tag of an image) are composed in one child, from one
+  build of the trees (:class:`rootfs_forge.api.Twin`); each gets its own manifest, config and output, the
+  bytes a compose of it alone writes;
 - the layers: an image whose layer an earlier image of the call already wrote (the gallery's twins share
   their package layers) copies that blob instead of writing it again (:mod:`rootfs_forge.image.layershare`);
 - the interpreter and its imports: the recipes are composed in forked children of this process, up to
@@ -40,9 +44,10 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from rootfs_forge.api import DEFAULT_FORMAT, compose, default_output, selected_architectures
+from rootfs_forge.api import DEFAULT_FORMAT, TWIN_FORMATS, Twin, compose, default_output, selected_architectures
 from rootfs_forge.archive.release import IndexFile
 from rootfs_forge.archive.sources import SourceEntry
+from rootfs_forge.build import tree_key
 from rootfs_forge.errors import ForgeError
 from rootfs_forge.index.context import Context, state_key
 from rootfs_forge.model import Package
@@ -156,15 +161,35 @@ def compose_many(recipes: Sequence[str | os.PathLike[str] | Recipe], output_dir:
     ctx.pinned = True
     parent = os.getpid()
 
-    def one(item: _Item) -> dict[str, Any]:
+    def alone(item: _Item, twins: Sequence[Twin] = ()) -> dict[str, Any]:
         assert item.recipe is not None
         ctx.timings = Timings()  # this recipe's phases only
+        t0 = time.perf_counter()
+        try:
+            return compose(item.recipe, item.dest, format=format, jobs=jobs, context=ctx, vendor=vendor,
+                           insecure=insecure, registry_cache=registry_cache, platforms=platforms, twins=twins)
+        except ForgeError as exc:
+            return _failure(item, str(exc), time.perf_counter() - t0)
+
+    def one(group: list[_Item]) -> list[dict[str, Any]]:
+        """The reports of a group: its first recipe composed, the others as its twins (or alone)."""
         if os.getpid() != parent:  # a forked child: never share the parent's HTTP connections
             ctx.transport = dataclasses.replace(ctx.transport, session=None)
-        return compose(item.recipe, item.dest, format=format, jobs=jobs, context=ctx, vendor=vendor,
-                       insecure=insecure, registry_cache=registry_cache, platforms=platforms)
+        first, rest = group[0], group[1:]
+        twins = [Twin(i.recipe, i.dest) for i in rest if i.recipe is not None and i.dest is not None]
+        reports = [alone(first, twins)]
+        for item, twin in zip(rest, twins, strict=True):
+            if twin.report is not None:
+                reports.append(twin.report)
+            elif twin.error is not None:
+                reports.append(_failure(item, str(twin.error), twin.seconds))
+            else:  # not composed as a twin after all: as itself
+                reports.append(alone(item))
+        return reports
 
     todo = [i for i in items if i.report is None]
+    groups = _twin_groups(todo, ctx, locked=locked, use_lock=use_lock) \
+        if format in TWIN_FORMATS and not registry_cache else [[i] for i in todo]
     if format in ("oci", "oci-archive", "docker-archive") and todo:
         import rootfs_forge.image.write  # noqa: F401  (imported once here, not in every child)
         from rootfs_forge.image.layershare import LayerShare
@@ -176,18 +201,15 @@ def compose_many(recipes: Sequence[str | os.PathLike[str] | Recipe], output_dir:
         ctx.layer_share = LayerShare.create(first.absolute().parent, f".{first.name}.forge-{os.getpid()}-layers-")
     count = workers if workers is not None else len(os.sched_getaffinity(0))
     try:
-        if count > 1 and len(todo) > 1 and can_fork():
+        if count > 1 and len(groups) > 1 and can_fork():
             from rootfs_forge.configure.effects.base import HostTools
 
             HostTools.detect()  # the host's facts are asked once, here: every child inherits the answers
-            _run_forked(todo, one, count)
+            _run_forked(groups, one, count)
         else:
-            for item in todo:
-                t0 = time.perf_counter()
-                try:
-                    item.report = one(item)
-                except ForgeError as exc:
-                    item.report = _failure(item, str(exc), time.perf_counter() - t0)
+            for group in groups:
+                for item, report in zip(group, one(group), strict=True):
+                    item.report = report
     finally:
         if ctx.layer_share is not None:
             ctx.layer_share.remove()
@@ -283,33 +305,52 @@ def _plan_all(items: list[_Item], ctx: Context, plan: Callable[..., Any], *, loc
     return plans
 
 
-def _run_forked(items: list[_Item], one: Callable[[_Item], dict[str, Any]], workers: int) -> None:
-    """Compose each item in a forked child, up to ``workers`` at a time, collecting each child's report as soon
-    as it is done. A child dies with this process (its compose's staged outputs are then left for the next run
-    to clean, as a killed ``forge compose`` leaves them)."""
+def _twin_groups(items: list[_Item], ctx: Context, *, locked: bool, use_lock: bool) -> list[list[_Item]]:
+    """``items`` in groups of twins (in order; most groups are one recipe): recipes of equal
+    :func:`rootfs_forge.build.tree_key` whose plans (made by :func:`_prefetch`) are equal build the same trees.
+    A recipe without a plan stays alone. Its compose checks the two conditions again (rootfs_forge.api.Twin)."""
+    groups: list[tuple[Recipe, Any, list[_Item]]] = []
+    for item in items:
+        assert item.recipe is not None
+        mine = ctx.planned.get((str(item.recipe.path), locked, use_lock))
+        key = tree_key(item.recipe)
+        for lead_key, lead_plan, group in groups:
+            if mine is not None and lead_plan is not None and lead_key == key \
+                    and lead_plan.resolutions == mine.resolutions and lead_plan.entries == mine.entries:
+                group.append(item)
+                break
+        else:
+            groups.append((key, mine, [item]))
+    return [group for _, _, group in groups]
+
+
+def _run_forked(groups: list[list[_Item]], one: Callable[[list[_Item]], list[dict[str, Any]]],
+                workers: int) -> None:
+    """Compose each group in a forked child, up to ``workers`` at a time, collecting each child's reports as
+    soon as it is done. A child dies with this process (its compose's staged outputs are then left for the
+    next run to clean, as a killed ``forge compose`` leaves them)."""
     sys.stdout.flush()
     sys.stderr.flush()
-    # the largest first, so that no core is left alone with a long compose at the end
-    waiting = sorted(items, key=lambda i: (i.weight, -i.index))
-    running: dict[int, tuple[_Item, Forked, float]] = {}
+    # the largest first, so that no core is left alone with a long compose at the end (a twin adds its output)
+    waiting = sorted(groups, key=lambda g: (g[0].weight + sum(i.weight for i in g[1:]) // 4, -g[0].index))
+    running: dict[int, tuple[list[_Item], Forked, float]] = {}
     try:
         while waiting or running:
             while waiting and len(running) < workers:
-                item = waiting.pop()
-                child = Forked(lambda item=item: one(item), die_with_parent=True)  # type: ignore[misc]
-                running[child.fileno()] = (item, child, time.perf_counter())
+                group = waiting.pop()
+                child = Forked(lambda group=group: one(group), die_with_parent=True)  # type: ignore[misc]
+                running[child.fileno()] = (group, child, time.perf_counter())
             ready, _, _ = select.select(list(running), [], [])
             for fd in ready:
-                item, child, t0 = running.pop(fd)
+                group, child, t0 = running.pop(fd)
                 try:
-                    report = child.result()
+                    reports = child.result()
                 except ForgeError as exc:
-                    item.report = _failure(item, str(exc), time.perf_counter() - t0)
-                    continue
-                if report is None:
-                    item.report = _failure(item, f"cannot compose {item.source}: {child.failure}",
-                                           time.perf_counter() - t0)
-                else:
+                    reports = [_failure(item, str(exc), time.perf_counter() - t0) for item in group]
+                if reports is None:
+                    reports = [_failure(item, f"cannot compose {item.source}: {child.failure}",
+                                        time.perf_counter() - t0) for item in group]
+                for item, report in zip(group, reports, strict=True):
                     item.report = report
     finally:
         for _, child, _ in running.values():

@@ -16,7 +16,7 @@ import pytest
 import rootfs_forge
 from rootfs_forge.errors import ForgeError
 from tests.conftest import source_block
-from tests.support.forge import forge
+from tests.support.forge import EPOCH, forge
 from tests.support.repo import RepoServer, Signer
 
 RECIPES = {
@@ -223,3 +223,107 @@ def test_each_recipe_is_planned_once_not_again_by_its_compose(tmp_path: Path, re
         alone = rootfs_forge.compose(recipe, tmp_path / "alone" / recipe.stem, cache_dir=tmp_path / "cache2",
                                      epoch=1_700_000_000)
         assert report["manifest_digest"] == alone["manifest_digest"]
+
+
+# the gallery's base and base-nonroot in small: one image name, two tags, the second running as nonroot
+TAGGED = 'packages = ["hello"]\n[[account]]\nname = "nonroot"\nuid = 65532\nhome = "/home/nonroot"\n'
+TREE_TWINS = {
+    "img": f'{TAGGED}[image]\nname = "forge/img"\ntag = "root"\n',
+    "img-nonroot": f'{TAGGED}[image]\nname = "forge/img"\ntag = "nonroot"\n'
+                   '[config]\nuser = "nonroot"\nworking_dir = "/home/nonroot"\n',
+}
+
+
+def _separate_digest(recipe: Path, where: Path) -> str:
+    done = forge("compose", str(recipe), "-o", str(where), "-q", cache=where.parent / "separate-cache")
+    assert done.returncode == 0, done.stderr
+    return index_digest(where)
+
+
+@pytest.mark.parametrize("parallel", ["1", "2"])
+def test_recipes_differing_only_in_tag_and_config_are_built_once_and_give_separate_digests(
+        tmp_path: Path, repo_server: RepoServer, signer: Signer, parallel: str) -> None:
+    recipes = write_recipes(tmp_path / "r", repo_server, signer, TREE_TWINS)
+    done = forge("compose", *map(str, recipes), "-o", str(tmp_path / "many"), "--json", "--parallel", parallel,
+                 cache=tmp_path / "cache", cli=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    reports = {Path(r["recipe"]).stem: r for r in json.loads(done.stdout)}
+    # the second recipe's image comes from the first one's trees: no unpack, no effects of its own
+    assert "trees_of" not in reports["img"] and reports["img-nonroot"]["trees_of"] == str(recipes[0])
+    assert set(reports["img-nonroot"]["timings"]) == {"output"}
+    for recipe in recipes:
+        report = reports[recipe.stem]
+        out = Path(report["output"])
+        assert report["manifest_digest"] == index_digest(out) == _separate_digest(recipe, tmp_path / "alone" /
+                                                                                    recipe.stem)
+    assert reports["img"]["manifest_digest"] != reports["img-nonroot"]["manifest_digest"]
+    assert leftovers(tmp_path / "many") == []
+
+
+def test_twins_are_built_once_in_process_and_each_keeps_its_own_manifest(
+        tmp_path: Path, repo_server: RepoServer, signer: Signer, monkeypatch: pytest.MonkeyPatch) -> None:
+    import rootfs_forge.api
+
+    built: list[str] = []
+    real = rootfs_forge.api.build_tree
+
+    def counting(root, recipe, arch, *a, **kw):  # type: ignore[no-untyped-def]
+        built.append(recipe.tag)
+        return real(root, recipe, arch, *a, **kw)
+
+    monkeypatch.setattr(rootfs_forge.api, "build_tree", counting)
+    recipes = write_recipes(tmp_path / "r", repo_server, signer, TREE_TWINS)
+    reports = rootfs_forge.compose_many(recipes, tmp_path / "many", cache_dir=tmp_path / "cache",
+                                        epoch=1_700_000_000)
+    assert built == ["root"]
+    monkeypatch.setattr(rootfs_forge.api, "build_tree", real)
+    for recipe, report in zip(recipes, reports, strict=True):
+        alone = rootfs_forge.compose(recipe, tmp_path / "alone" / recipe.stem, cache_dir=tmp_path / "cache2",
+                                     epoch=1_700_000_000)
+        assert report["manifest_digest"] == alone["manifest_digest"]
+    # forge's manifest inside each image names its own tag (the one file a twin's tree differs in)
+    from rootfs_forge.audit.target import open_target
+    from rootfs_forge.audit.view import read_bytes
+
+    tags = [json.loads(read_bytes(open_target(r["output"]).view, "/var/lib/forge/manifest.json"))["image"]["tag"]
+            for r in reports]
+    assert tags == ["root", "nonroot"]
+
+
+def test_a_twin_whose_config_is_wrong_fails_alone_with_its_own_message(
+        tmp_path: Path, repo_server: RepoServer, signer: Signer) -> None:
+    bodies = {"img": TREE_TWINS["img"],
+              "img-bad": f'{TAGGED}[image]\nname = "forge/img"\ntag = "bad"\n[config]\nuser = "nobody-here"\n'}
+    recipes = write_recipes(tmp_path / "r", repo_server, signer, bodies)
+    out = tmp_path / "many"
+    done = forge("compose", *map(str, recipes), "-o", str(out), "--json", cache=tmp_path / "cache", cli=True,
+                 timeout=300)
+    assert done.returncode == 1
+    good, bad = json.loads(done.stdout)
+    alone = forge("compose", str(recipes[1]), "-o", str(tmp_path / "alone"), cache=tmp_path / "cache")
+    assert alone.returncode != 0
+    assert bad["error"] in alone.stderr and "nobody-here" in bad["error"]
+    assert good["manifest_digest"] == index_digest(out / "img-root")
+    assert sorted(p.name for p in out.iterdir()) == ["img-root"] and leftovers(out) == []
+
+
+def test_the_first_twin_failing_its_config_does_not_fail_the_others(
+        tmp_path: Path, repo_server: RepoServer, signer: Signer) -> None:
+    bodies = {"a-bad": f'{TAGGED}[image]\nname = "forge/img"\ntag = "bad"\n[config]\nuser = "nobody-here"\n',
+              "img": TREE_TWINS["img"]}
+    recipes = write_recipes(tmp_path / "r", repo_server, signer, bodies)
+    reports = rootfs_forge.compose_many(recipes, tmp_path / "many", cache_dir=tmp_path / "cache", epoch=int(EPOCH))
+    assert "nobody-here" in reports[0]["error"] and "trees_of" not in reports[0]
+    assert reports[1]["trees_of"] == str(recipes[0])
+    assert reports[1]["manifest_digest"] == _separate_digest(recipes[1], tmp_path / "alone")
+
+
+@pytest.mark.parametrize("change", ['[paths]\nexclude = ["/usr/share/doc/*"]\n', '[effects]\ntimezone = "Etc/UTC"\n'])
+def test_recipes_whose_trees_differ_are_not_twins(tmp_path: Path, repo_server: RepoServer, signer: Signer,
+                                                 change: str) -> None:
+    bodies = {"img": TREE_TWINS["img"],
+              "img-other": f'{TAGGED}{change}[image]\nname = "forge/img"\ntag = "other"\n'}
+    recipes = write_recipes(tmp_path / "r", repo_server, signer, bodies)
+    reports = rootfs_forge.compose_many(recipes, tmp_path / "many", cache_dir=tmp_path / "cache", epoch=int(EPOCH))
+    assert not any("trees_of" in r for r in reports), reports
+    assert reports[1]["manifest_digest"] == _separate_digest(recipes[1], tmp_path / "alone")
