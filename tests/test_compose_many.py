@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -180,14 +181,20 @@ TWINS = {  # one package layer, another top layer (an account): the gallery's ba
 }
 
 
-@pytest.mark.parametrize("parallel", ["1", "2"])
-def test_twin_recipes_write_their_shared_layer_once_and_give_separate_digests(
-        tmp_path: Path, repo_server: RepoServer, signer: Signer, parallel: str) -> None:
-    recipes = write_recipes(tmp_path / "r", repo_server, signer, TWINS)
+def compose_gallery(tmp_path: Path, server: RepoServer, signer: Signer, bodies: dict[str, str],
+                    parallel: str) -> tuple[list[Path], list[dict[str, Any]]]:
+    """``bodies`` as recipes composed by one ``forge compose`` process into tmp_path/many: (recipes, reports)."""
+    recipes = write_recipes(tmp_path / "r", server, signer, bodies)
     done = forge("compose", *map(str, recipes), "-o", str(tmp_path / "many"), "--json", "--parallel", parallel,
                  cache=tmp_path / "cache", cli=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    reports = json.loads(done.stdout)
+    return recipes, json.loads(done.stdout)
+
+
+@pytest.mark.parametrize("parallel", ["1", "2"])
+def test_twin_recipes_write_their_shared_layer_once_and_give_separate_digests(
+        tmp_path: Path, repo_server: RepoServer, signer: Signer, parallel: str) -> None:
+    recipes, reports = compose_gallery(tmp_path, repo_server, signer, TWINS, parallel)
     shared = [r["layer_share"] for r in reports]
     # (one package layer, one top layer) each: the package layer is written once, then copied
     assert sum(s["written"] for s in shared) == 3 and sum(s["reused"] for s in shared) == 1, shared
@@ -243,11 +250,8 @@ def _separate_digest(recipe: Path, where: Path) -> str:
 @pytest.mark.parametrize("parallel", ["1", "2"])
 def test_recipes_differing_only_in_tag_and_config_are_built_once_and_give_separate_digests(
         tmp_path: Path, repo_server: RepoServer, signer: Signer, parallel: str) -> None:
-    recipes = write_recipes(tmp_path / "r", repo_server, signer, TREE_TWINS)
-    done = forge("compose", *map(str, recipes), "-o", str(tmp_path / "many"), "--json", "--parallel", parallel,
-                 cache=tmp_path / "cache", cli=True, timeout=300)
-    assert done.returncode == 0, done.stderr
-    reports = {Path(r["recipe"]).stem: r for r in json.loads(done.stdout)}
+    recipes, listed = compose_gallery(tmp_path, repo_server, signer, TREE_TWINS, parallel)
+    reports = {Path(r["recipe"]).stem: r for r in listed}
     # the second recipe's image comes from the first one's trees: no unpack, no effects of its own
     assert "trees_of" not in reports["img"] and reports["img-nonroot"]["trees_of"] == str(recipes[0])
     assert set(reports["img-nonroot"]["timings"]) == {"output"}
