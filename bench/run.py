@@ -10,7 +10,9 @@ so nothing the host's interpreter loads at start-up leaks in), once installed th
 line of .ci/setup, an editable install of this checkout) and once with a plain ``pip install .``. ``--venvs DIR``
 keeps the two venvs in DIR (made on first use, rebuilt with ``--reinstall``) instead of a temp dir. All launchers
 run round-robin; it prints medians and minimums, ratios against crun, and forge's own cost: its median minus the
-same venv's bare ``python -c pass`` (the interpreter start it cannot avoid).
+same venv's bare ``python -c pass`` (the interpreter start it cannot avoid), and where the plain install's
+time goes: two more rows run what pip's console script runs before forge's code (``import re``), then that
+and the modules ``forge run`` imports before it forks; the rest is the container's.
 
 crun refuses this host's hybrid cgroup layout, so it runs as
 ``unshare -m sh -c 'umount /sys/fs/cgroup/unified && exec crun run ...'`` (the wrapper's cost is included).
@@ -34,6 +36,13 @@ APPLETS = ("sh", "true", "echo", "cat")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # row name -> target ratio to crun (issue #18)
 TARGETS = {"forge run (README install)": 1.5, "forge run (pip install .)": 1.2}
+# forge run's start, cut where it can be: what pip's console script runs before forge's code, then that plus the
+# modules forge run imports before its fork (both exit at once, as forge does, without the interpreter's teardown)
+WRAPPER = "  python + pip wrapper (import re)"
+WRAPPER_CODE = "import re, sys; sys.argv[0] = re.sub(r'(-script\\.pyw|\\.exe)?$', '', sys.argv[0])"
+IMPORTS = "  + forge run's imports"
+RUN_IMPORTS = ("from rootfs_forge.cli import entry; import rootfs_forge.commands.run_argv, rootfs_forge.commands.run, "
+               "rootfs_forge.run.launcher")
 
 
 def build_rootfs(dest: str) -> str:
@@ -125,8 +134,11 @@ def main() -> int:
                         os.path.join(REPO, "rootfs_forge")], check=True, stdout=subprocess.DEVNULL)
         rootfs = args.rootfs or build_rootfs(os.path.join(tmp, "rootfs"))
         bundle = crun_bundle(rootfs, tmp)
+        py = os.path.join(plain, "bin", "python")
         cases: list[tuple[str, list[str]]] = [
-            ("python -c pass (venv)", [os.path.join(plain, "bin", "python"), "-c", "pass"]),
+            ("python -c pass (venv)", [py, "-c", "pass"]),
+            (WRAPPER, [py, "-c", f"{WRAPPER_CODE}; import os; os._exit(0)"]),
+            (IMPORTS, [py, "-c", f"{WRAPPER_CODE}; {RUN_IMPORTS}; import os; os._exit(0)"]),
             ("forge run (README install)", [os.path.join(readme, "bin", "forge"), "run", rootfs, "/bin/true"]),
             ("forge run (pip install .)", [os.path.join(plain, "bin", "forge"), "run", rootfs, "/bin/true"]),
             ("bwrap", ["bwrap", "--unshare-all", "--die-with-parent", "--ro-bind", rootfs, "/", "--proc", "/proc",
@@ -151,6 +163,11 @@ def main() -> int:
         own_min = low[name] - low["python -c pass (venv)"]
         label = name.replace("forge run", "forge") + " - python"
         print(f"{label:<34}{own_med:>9.1f}{own_min:>9.1f}{own_med / crun:>12.2f}x")
+    pip = "forge run (pip install .)"
+    print(f"where {pip} goes (medians, ms): the interpreter {med['python -c pass (venv)']:.1f}; pip's console-script "
+          f"wrapper (import re) {med[WRAPPER] - med['python -c pass (venv)']:+.1f}; forge's imports for run "
+          f"{med[IMPORTS] - med[WRAPPER]:+.1f}; the container (set-up, /bin/true, teardown) "
+          f"{med[pip] - med[IMPORTS]:+.1f}")
     return 0
 
 
