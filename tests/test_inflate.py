@@ -92,3 +92,10 @@ def test_a_good_packages_gz_gives_the_same_index_with_either_decoder(tmp_path, m
 def test_the_gzip_trailer_crc_is_zlibs_crc32(first: bytes, second: bytes, start: int) -> None:
     """The CRC-32 of a gzip layer's trailer (ISA-L's where installed) is zlib's, continued across chunks."""
     assert inflate.crc32(second, inflate.crc32(first, start)) == zlib.crc32(first + second, start)
+
+
+@settings(max_examples=200, deadline=None)
+@given(first=st.binary(max_size=5000), second=st.binary(max_size=5000), start=st.integers(1, 2**32 - 1))
+def test_the_chunk_keys_adler32_is_zlibs(first: bytes, second: bytes, start: int) -> None:
+    """The Adler-32 in a layer chunk's cache name (ISA-L's where installed) is zlib's, continued across pieces."""
+    assert inflate.adler32(second, inflate.adler32(first, start)) == zlib.adler32(first + second, start)

@@ -278,3 +278,39 @@ class _Collect(_Codec):
 
     def finish(self, tail: bytes) -> None:
         self.data += tail
+
+
+def test_chunks_whose_names_collide_never_lend_each_other_their_bytes(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """An entry's name is a checksum, not a proof: with every chunk given one name, each finds another chunk's
+    entry, rejects it after inflating it, and deflates its own; the layer is the plain one, byte for byte."""
+    root = tmp_path / "tree"
+    (root / "data").mkdir(parents=True)
+    for i in range(3):
+        (root / "data" / f"f{i}").write_bytes(noise(CHUNK_SIZE, bytes([i])))
+    plain = write_layer(root, tmp_path / "plain", epoch=0, compression="gzip")
+    monkeypatch.setattr(layercache, "chunk_key", lambda chunk, prefix, last: "one-name-for-all")
+    for run in ("cold", "warm"):
+        cache = ChunkCache(tmp_path / "cache")
+        layer = write_layer(root, tmp_path / run, epoch=0, compression="gzip", deflate=cache, threads=1)
+        outcomes = cache.outcomes()
+        assert outcomes["chunks_deflated"] >= 4 and outcomes["chunks_rejected"] >= outcomes["chunks_deflated"] - 1
+        assert layer.path.read_bytes() == plain.path.read_bytes()
+
+
+def test_entries_of_an_older_format_are_neither_read_nor_called_corrupt(tmp_path: Path, repo_server: RepoServer,
+                                                                      signer: Signer) -> None:
+    cache = tmp_path / "cache"
+    compose(big_recipe(tmp_path, repo_server, signer), tmp_path / "one", cache)
+    current = entries(cache)
+    old_dir = current[0].parent.with_name(current[0].parent.name.replace(f"-v{layercache.FORMAT_VERSION}", "-v2"))
+    old_dir.mkdir()
+    old = old_dir / ("0" * 64)
+    old.write_bytes(b"an entry of the SHA-256-named format")
+    os.utime(old, (1, 1))
+    assert forge("cache", "verify", cache=cache)["removed"] == []
+    assert old.exists()
+    assert compose(big_recipe(tmp_path, repo_server, signer), tmp_path / "two", cache)["layer_cache"][
+        "chunks_reused"] == len(current)
+    forge("cache", "prune", "--older-than", "30", cache=cache)
+    assert not old.exists() and entries(cache) == current

@@ -37,6 +37,11 @@ def decompressobj(wbits: int, zdict: bytes = b"", *, backend: str | None = None)
     return mod.decompressobj(wbits, zdict=zdict) if zdict else mod.decompressobj(wbits)
 
 
+def adler32(data: bytes, value: int = 1) -> int:
+    """Adler-32 of ``data``, continuing ``value``: ISA-L's when installed, zlib's value by definition."""
+    return _fast.adler32(data, value) if _fast is not None else zlib.adler32(data, value)
+
+
 def crc32(data: bytes, value: int = 0) -> int:
     """CRC-32 (gzip's trailer) of ``data``, continuing ``value``: ISA-L's folding implementation when installed
     (about ten times zlib's here), the same value by definition (tests compare the two)."""
