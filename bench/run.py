@@ -38,6 +38,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGETS = {"forge run (README install)": 1.5, "forge run (pip install .)": 1.2}
 # forge run's start, cut where it can be: what pip's console script runs before forge's code, then that plus the
 # modules forge run imports before its fork (both exit at once, as forge does, without the interpreter's teardown)
+BASELINE = "python -c pass (venv)"
 WRAPPER = "  python + pip wrapper (import re)"
 WRAPPER_CODE = "import re, sys; sys.argv[0] = re.sub(r'(-script\\.pyw|\\.exe)?$', '', sys.argv[0])"
 IMPORTS = "  + forge run's imports"
@@ -136,7 +137,7 @@ def main() -> int:
         bundle = crun_bundle(rootfs, tmp)
         py = os.path.join(plain, "bin", "python")
         cases: list[tuple[str, list[str]]] = [
-            ("python -c pass (venv)", [py, "-c", "pass"]),
+            (BASELINE, [py, "-c", "pass"]),
             (WRAPPER, [py, "-c", f"{WRAPPER_CODE}; import os; os._exit(0)"]),
             (IMPORTS, [py, "-c", f"{WRAPPER_CODE}; {RUN_IMPORTS}; import os; os._exit(0)"]),
             ("forge run (README install)", [os.path.join(readme, "bin", "forge"), "run", rootfs, "/bin/true"]),
@@ -159,13 +160,13 @@ def main() -> int:
         target = f"   (target: <= {TARGETS[name]}x)" if name in TARGETS else ""
         print(f"{name:<34}{med[name]:>9.1f}{low[name]:>9.1f}{med[name] / crun:>12.2f}x{target}")
     for name in TARGETS:
-        own_med = med[name] - med["python -c pass (venv)"]
-        own_min = low[name] - low["python -c pass (venv)"]
+        own_med = med[name] - med[BASELINE]
+        own_min = low[name] - low[BASELINE]
         label = name.replace("forge run", "forge") + " - python"
         print(f"{label:<34}{own_med:>9.1f}{own_min:>9.1f}{own_med / crun:>12.2f}x")
     pip = "forge run (pip install .)"
-    print(f"where {pip} goes (medians, ms): the interpreter {med['python -c pass (venv)']:.1f}; pip's console-script "
-          f"wrapper (import re) {med[WRAPPER] - med['python -c pass (venv)']:+.1f}; forge's imports for run "
+    print(f"where {pip} goes (medians, ms): the interpreter {med[BASELINE]:.1f}; pip's console-script "
+          f"wrapper (import re) {med[WRAPPER] - med[BASELINE]:+.1f}; forge's imports for run "
           f"{med[IMPORTS] - med[WRAPPER]:+.1f}; the container (set-up, /bin/true, teardown) "
           f"{med[pip] - med[IMPORTS]:+.1f}")
     return 0

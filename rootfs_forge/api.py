@@ -24,10 +24,10 @@ from typing import TYPE_CHECKING, Any
 
 from rootfs_forge.archive.chain import make_chain
 from rootfs_forge.archive.fetch import TqdmProgress, fetch_debs
-from rootfs_forge.build import Tree, build_tree, layer_record, retag_tree, tree_key
+from rootfs_forge.build import Tree, build_tree, layer_record, retag_tree, same_trees
 from rootfs_forge.errors import ForgeError
 from rootfs_forge.image.configcheck import check_config
-from rootfs_forge.index.context import Context
+from rootfs_forge.index.context import Context, planned_key
 from rootfs_forge.recipe import FORMATS, Recipe, load_recipe
 from rootfs_forge.resolve.lockcheck import behind_line, lock_behind
 from rootfs_forge.resolve.plan import Plan, plan
@@ -44,8 +44,11 @@ DEFAULT_FORMAT = "oci"
 ARCHIVE_FORMATS = ("tar", "oci-archive", "docker-archive")
 
 __all__ = ["DEFAULT_FORMAT", "FORMATS", "Twin", "compose", "default_output", "selected_architectures"]
-# the formats whose output is read from the trees (a rootfs output is the trees themselves, moved into place)
-TWIN_FORMATS = ("oci", "oci-archive", "docker-archive")
+# the image formats: their output is read from the trees (a rootfs output is the trees themselves, moved into
+# place), so a gallery's images can share their layers and twins their trees
+IMAGE_FORMATS = ("oci", "oci-archive", "docker-archive")
+# the formats whose output is a directory (the others: one file)
+DIRECTORY_FORMATS = ("oci", "rootfs", "lxc")
 
 
 @dataclass(eq=False)
@@ -119,13 +122,13 @@ def compose(recipe: str | os.PathLike[str] | Recipe, output: str | os.PathLike[s
         raise ForgeError("compose", f"{loaded.path.name} as {format}",
                          f"{what} holds one platform and the recipe builds {len(archs)}; choose one with "
                          f"--platform {debian_label(archs[0])} (or use --format oci)")
-    check_destination(dest.absolute(), directory=format in ("oci", "rootfs", "lxc"))  # before any work, not after
+    check_destination(dest.absolute(), directory=format in DIRECTORY_FORMATS)  # before any work, not after
     job = _Job(ctx, loaded, dest, format, locked, use_lock, jobs, progress, archs)
     job.vendor, job.insecure = (*loaded.vendor, *vendor), insecure
     if registry_cache and format != "oci":
         raise ForgeError("compose", loaded.path.name, "--registry-cache needs --format oci")
     job.registry_cache = registry_cache
-    if format in TWIN_FORMATS and not registry_cache:
+    if format in IMAGE_FORMATS and not registry_cache:
         job.twins = list(twins)
     report = job.run_optimistic()
     # this recipe's own seconds: its twins' outputs are in their reports
@@ -159,7 +162,7 @@ class _Job:
         self.archs = archs
         self.ctx, self.recipe, self.dest, self.fmt = ctx, recipe, dest, fmt
         self.locked, self.use_lock, self.jobs, self.progress = locked, use_lock, jobs, progress
-        self.warned = False
+        self.warned: set[str] = set()  # recipes whose stale lock was reported (once, even when composed again)
         self.vendor: tuple[str, ...] = ()
         self.insecure = False
         self.registry_cache = ""
@@ -184,22 +187,14 @@ class _Job:
     def run(self) -> dict[str, Any]:
         ctx, recipe, timings = self.ctx, self.recipe, self.ctx.timings
         with timings.phase("plan"):
-            result = ctx.planned.pop((str(recipe.path), self.locked, self.use_lock), None) \
+            result = ctx.planned.pop(planned_key(recipe.path, self.locked, self.use_lock), None) \
                 or plan(recipe, ctx, locked=self.locked, use_lock=self.use_lock)
         cached = self._from_registry_cache(result) if self.registry_cache else None
         if cached is not None and cached.get("cache") == "hit":
             return cached
         chain = make_chain(result.entries, self.vendor, insecure=self.insecure)
         trees: list[Tree] = []
-        report: dict[str, Any] = {"recipe": str(recipe.path), "image": f"{recipe.name}:{recipe.tag}",
-                                  "output": str(self.dest), "format": self.fmt,
-                                  "from_lock": result.from_lock, "architectures": {}}
-        if result.from_lock:
-            behind = lock_behind(recipe, result, ctx)
-            report["lock_behind"] = behind
-            if behind and ctx.warn and not self.warned:  # once, even when the compose runs again
-                self.warned = True
-                ctx.warn(behind_line(recipe.path, behind))
+        report = self._report(recipe, self.dest, result)
         with _work_dir(self.dest, self.fmt, result) as work:
             for arch in self.archs:
                 res = result.resolutions[arch]
@@ -252,22 +247,32 @@ class _Job:
             report.update({"cache": "miss", "cache_key": cached["cache_key"], "cache_push": pushed})
         return report
 
+    def _report(self, recipe: Recipe, dest: Path, result: Plan) -> dict[str, Any]:
+        """The head of ``recipe``'s report (its architectures come later); a stale lock is warned about once."""
+        report: dict[str, Any] = {"recipe": str(recipe.path), "image": f"{recipe.name}:{recipe.tag}",
+                                  "output": str(dest), "format": self.fmt, "from_lock": result.from_lock,
+                                  "architectures": {}}
+        if result.from_lock:
+            behind = lock_behind(recipe, result, self.ctx)
+            report["lock_behind"] = behind
+            if behind and self.ctx.warn and str(recipe.path) not in self.warned:
+                self.warned.add(str(recipe.path))
+                self.ctx.warn(behind_line(recipe.path, behind))
+        return report
+
     def _twins_of(self, result: Plan) -> list[tuple[Twin, Plan]]:
         """The twins that build this recipe's trees (and their plans); the others are left uncomposed."""
         out: list[tuple[Twin, Plan]] = []
-        key = tree_key(self.recipe)
         for twin in self.twins:
             twin.report, twin.error, twin.seconds = None, None, 0.0
-            if tree_key(twin.recipe) != key:
-                continue
-            planned = (str(twin.recipe.path), self.locked, self.use_lock)
+            key = planned_key(twin.recipe.path, self.locked, self.use_lock)
             try:
-                mine = self.ctx.planned.get(planned) \
+                mine = self.ctx.planned.get(key) \
                     or plan(twin.recipe, self.ctx, locked=self.locked, use_lock=self.use_lock)
             except ForgeError:
                 continue  # composed alone, it meets the error first-hand
-            if mine.resolutions == result.resolutions and mine.entries == result.entries:
-                self.ctx.planned.pop(planned, None)
+            if same_trees(self.recipe, result, twin.recipe, mine):
+                self.ctx.planned.pop(key, None)
                 out.append((twin, mine))
         return out
 
@@ -275,17 +280,11 @@ class _Job:
         t0 = time.perf_counter()
         timings = Timings()
         recipe = twin.recipe
-        report: dict[str, Any] = {"recipe": str(recipe.path), "image": f"{recipe.name}:{recipe.tag}",
-                                  "output": str(twin.dest), "format": self.fmt, "from_lock": result.from_lock,
-                                  "trees_of": str(self.recipe.path),
-                                  "architectures": {a: {**r, "downloaded": 0} for a, r in archs.items()}}
         try:
-            check_destination(twin.dest.absolute(), directory=self.fmt == "oci")
-            if result.from_lock:
-                behind = lock_behind(recipe, result, self.ctx)
-                report["lock_behind"] = behind
-                if behind and self.ctx.warn:
-                    self.ctx.warn(behind_line(recipe.path, behind))
+            check_destination(twin.dest.absolute(), directory=self.fmt in DIRECTORY_FORMATS)
+            report = self._report(recipe, twin.dest, result)
+            report["trees_of"] = str(self.recipe.path)
+            report["architectures"] = {a: {**r, "downloaded": 0} for a, r in archs.items()}
             for tree in trees:
                 retag_tree(tree, recipe)
             check_config(trees, recipe)

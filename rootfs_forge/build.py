@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rootfs_forge.archive.cache import Cache
 from rootfs_forge.configure.dpkgwriter import write_dpkg_db
@@ -37,6 +37,9 @@ from rootfs_forge.unpack.filters import PathFilter
 from rootfs_forge.unpack.writer import PackageFiles, PackageJob, TreeWriter
 from rootfs_forge.util.canonical import canonical_json
 from rootfs_forge.util.timing import Timings
+
+if TYPE_CHECKING:
+    from rootfs_forge.resolve.plan import Plan
 
 
 @dataclass
@@ -170,6 +173,12 @@ def tree_key(recipe: Recipe) -> Recipe:
     config = recipe.config if recipe.slim and not recipe.slim_keep else ImageConfigSpec()
     return replace(recipe, path=Path(), tag="", config=config, layers=(), layering="", layer_budget=0,
                    compression="", vendor=())
+
+
+def same_trees(recipe: Recipe, plan: Plan, other: Recipe, other_plan: Plan) -> bool:
+    """Whether two recipes build the same trees but for forge's manifest: equal :func:`tree_key` and plans."""
+    return (tree_key(recipe) == tree_key(other) and plan.resolutions == other_plan.resolutions
+            and plan.entries == other_plan.entries)
 
 
 def retag_tree(tree: Tree, recipe: Recipe) -> None:

@@ -44,12 +44,12 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from rootfs_forge.api import DEFAULT_FORMAT, TWIN_FORMATS, Twin, compose, default_output, selected_architectures
+from rootfs_forge.api import DEFAULT_FORMAT, IMAGE_FORMATS, Twin, compose, default_output, selected_architectures
 from rootfs_forge.archive.release import IndexFile
 from rootfs_forge.archive.sources import SourceEntry
-from rootfs_forge.build import tree_key
+from rootfs_forge.build import same_trees
 from rootfs_forge.errors import ForgeError
-from rootfs_forge.index.context import Context, state_key
+from rootfs_forge.index.context import Context, planned_key, state_key
 from rootfs_forge.model import Package
 from rootfs_forge.recipe import FORMATS, Recipe, load_recipe
 from rootfs_forge.util.forked import Forked, can_fork
@@ -176,7 +176,10 @@ def compose_many(recipes: Sequence[str | os.PathLike[str] | Recipe], output_dir:
         if os.getpid() != parent:  # a forked child: never share the parent's HTTP connections
             ctx.transport = dataclasses.replace(ctx.transport, session=None)
         first, rest = group[0], group[1:]
-        twins = [Twin(i.recipe, i.dest) for i in rest if i.recipe is not None and i.dest is not None]
+        twins = []
+        for item in rest:
+            assert item.recipe is not None and item.dest is not None  # loaded: its report is not set yet
+            twins.append(Twin(item.recipe, item.dest))
         reports = [alone(first, twins)]
         for item, twin in zip(rest, twins, strict=True):
             if twin.report is not None:
@@ -189,8 +192,8 @@ def compose_many(recipes: Sequence[str | os.PathLike[str] | Recipe], output_dir:
 
     todo = [i for i in items if i.report is None]
     groups = _twin_groups(todo, ctx, locked=locked, use_lock=use_lock) \
-        if format in TWIN_FORMATS and not registry_cache else [[i] for i in todo]
-    if format in ("oci", "oci-archive", "docker-archive") and todo:
+        if format in IMAGE_FORMATS and not registry_cache else [[i] for i in todo]
+    if format in IMAGE_FORMATS and todo:
         import rootfs_forge.image.write  # noqa: F401  (imported once here, not in every child)
         from rootfs_forge.image.layershare import LayerShare
 
@@ -272,7 +275,7 @@ def _prefetch(items: list[_Item], ctx: _SharedIndexes, *, locked: bool, use_lock
     for item, (result, archs) in plans.items():
         assert item.recipe is not None
         item.weight = sum(p.installed_size for arch in archs for p in result.resolutions[arch].packages)
-        ctx.planned[(str(item.recipe.path), locked, use_lock)] = result  # its compose starts from this plan
+        ctx.planned[planned_key(item.recipe.path, locked, use_lock)] = result  # its compose starts from this plan
     if not fetch:
         return
     wanted: dict[str, Package] = {}
@@ -306,22 +309,22 @@ def _plan_all(items: list[_Item], ctx: Context, plan: Callable[..., Any], *, loc
 
 
 def _twin_groups(items: list[_Item], ctx: Context, *, locked: bool, use_lock: bool) -> list[list[_Item]]:
-    """``items`` in groups of twins (in order; most groups are one recipe): recipes of equal
-    :func:`rootfs_forge.build.tree_key` whose plans (made by :func:`_prefetch`) are equal build the same trees.
-    A recipe without a plan stays alone. Its compose checks the two conditions again (rootfs_forge.api.Twin)."""
-    groups: list[tuple[Recipe, Any, list[_Item]]] = []
+    """``items`` in groups of twins (in order; most groups are one recipe): recipes that build the same trees
+    (:func:`rootfs_forge.build.same_trees`, from the plans :func:`_prefetch` made). A recipe without a plan stays
+    alone. Its compose checks again (rootfs_forge.api.Twin)."""
+    groups: list[tuple[Any, list[_Item]]] = []
     for item in items:
         assert item.recipe is not None
-        mine = ctx.planned.get((str(item.recipe.path), locked, use_lock))
-        key = tree_key(item.recipe)
-        for lead_key, lead_plan, group in groups:
-            if mine is not None and lead_plan is not None and lead_key == key \
-                    and lead_plan.resolutions == mine.resolutions and lead_plan.entries == mine.entries:
+        mine = ctx.planned.get(planned_key(item.recipe.path, locked, use_lock))
+        for lead_plan, group in groups:
+            assert group[0].recipe is not None
+            if mine is not None and lead_plan is not None \
+                    and same_trees(group[0].recipe, lead_plan, item.recipe, mine):
                 group.append(item)
                 break
         else:
-            groups.append((key, mine, [item]))
-    return [group for _, _, group in groups]
+            groups.append((mine, [item]))
+    return [group for _, group in groups]
 
 
 def _run_forked(groups: list[list[_Item]], one: Callable[[list[_Item]], list[dict[str, Any]]],

@@ -57,8 +57,8 @@ class Context:
     releases: dict[str, tuple[str, str]] = field(default_factory=dict, init=False, repr=False)
     # a gallery compose's layers, written once for all its images (rootfs_forge.image.layershare)
     layer_share: LayerShare | None = field(default=None, repr=False)
-    # plans a gallery compose made before it forked, (recipe path, locked, use_lock) -> resolve.plan.Plan:
-    # each recipe's compose takes its own (once) instead of resolving it again against the same index set
+    # plans a gallery compose made before it forked, planned_key(...) -> resolve.plan.Plan: each recipe's
+    # compose takes its own (once) instead of resolving it again against the same index set
     planned: dict[tuple[str, bool, bool], Any] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -138,6 +138,11 @@ class Context:
         files = self.index_files(entries, architectures)
         with self.timings.phase("plan:index"):
             return PackageIndex.open(files, self.cache)
+
+
+def planned_key(recipe_path: str | Path, locked: bool, use_lock: bool) -> tuple[str, bool, bool]:
+    """The key of :attr:`Context.planned` for a recipe's plan made with these options."""
+    return (str(recipe_path), locked, use_lock)
 
 
 def state_key(entries: Sequence[SourceEntry], architectures: Sequence[str]) -> str:

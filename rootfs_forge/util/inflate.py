@@ -1,4 +1,4 @@
-"""Inflate (raw deflate, zlib and gzip streams) and CRC-32 with the fastest implementation installed.
+"""Inflate (raw deflate, zlib and gzip streams), CRC-32 and Adler-32 with the fastest implementation installed.
 
 forge inflates a lot on its hot paths: every compressed layer chunk it reuses is inflated to check it (warm OCI
 composes, ``image/layercache.py``), and a cold index decompresses ``Packages.gz`` (``index/scan.py``). Python's
@@ -8,7 +8,8 @@ faster and, like ``zlib``, releases the GIL. Inflating is fully specified (RFC 1
 gives the same bytes for a stream and rejects the same malformed ones, so the choice changes speed, never an
 output. Deflating stays with ``zlib`` everywhere: a compressor's bytes are part of an image's digest. The
 CRC-32 of a gzip layer's trailer comes from ISA-L too (one pass over every tar byte, on the thread that builds
-the tar: 2 ms a 4 MiB chunk with zlib 1.2.13, 0.2 ms with ISA-L); a CRC is a function of its input.
+the tar: 2 ms a 4 MiB chunk with zlib 1.2.13, 0.2 ms with ISA-L), and it and Adler-32 name the layer cache's
+chunks; a checksum is a function of its input.
 
 Both decoders' objects answer ``decompress(data, max_length)``, ``flush()``, ``eof``, ``unused_data`` and
 ``unconsumed_tail`` alike (how much of the input a ``max_length``-bounded call leaves unconsumed may differ;
