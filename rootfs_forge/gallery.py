@@ -197,11 +197,13 @@ def compose_many(recipes: Sequence[str | os.PathLike[str] | Recipe], output_dir:
         import rootfs_forge.image.write  # noqa: F401  (imported once here, not in every child)
         from rootfs_forge.image.layershare import LayerShare
 
-        # next to the first output, named like its staged outputs: a later compose of it removes a killed
-        # call's share
+        # the download cache's, which also keeps the layers for the next call; if the cache cannot take them,
+        # one for this call, next to the first output, named like its staged outputs (a later compose of it
+        # removes a killed call's share)
         first = todo[0].dest
         assert first is not None
-        ctx.layer_share = LayerShare.create(first.absolute().parent, f".{first.name}.forge-{os.getpid()}-layers-")
+        ctx.layer_share = LayerShare.in_cache(ctx.cache.root) \
+            or LayerShare.create(first.absolute().parent, f".{first.name}.forge-{os.getpid()}-layers-")
     count = workers if workers is not None else len(os.sched_getaffinity(0))
     try:
         if count > 1 and len(groups) > 1 and can_fork():

@@ -1,4 +1,8 @@
-"""The compressed-chunk cache of gzip layers (image/layercache.py): reuse, verification, invalidation, maintenance."""
+"""The compressed-chunk cache of gzip layers (image/layercache.py): reuse, verification, invalidation, maintenance.
+
+A compose first looks for the whole layer among the cache's layer blobs (image/layershare.py, tested in
+tests/test_layer_blobs.py); the chunk cache is what it falls back to. So that these tests reach it, ``compose``
+clears the layer blobs first."""
 
 from __future__ import annotations
 
@@ -6,12 +10,13 @@ import gzip
 import hashlib
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from rootfs_forge.image import layercache
+from rootfs_forge.image import layercache, layershare
 from rootfs_forge.image.layer import CHUNK_SIZE, _Codec, deflate_chunk, write_layer
 from rootfs_forge.image.layercache import ChunkCache
 from tests.conftest import source_block
@@ -27,6 +32,7 @@ def forge(*args: str, cache: Path) -> dict[str, Any]:
 
 
 def compose(recipe: Path, out: Path, cache: Path) -> dict[str, Any]:
+    shutil.rmtree(cache / layershare.LAYER_BLOBS_DIR, ignore_errors=True)
     return forge("compose", str(recipe), "-o", str(out), cache=cache)
 
 

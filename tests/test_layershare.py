@@ -117,3 +117,27 @@ def test_two_images_writing_one_layer_at_once_write_it_once(tmp_path: Path) -> N
         assert p.exitcode == 0
     assert sorted((w, r) for w, r, _ in results) == [(0, 1), (1, 0)]
     assert len({d for _, _, d in results}) == 1
+
+
+def test_the_cache_share_outlives_its_compose_and_a_cache_that_cannot_hold_one_gives_none(tmp_path: Path) -> None:
+    from rootfs_forge.image.layershare import LAYER_BLOBS_DIR
+
+    share = LayerShare.in_cache(tmp_path / "cache")
+    assert share is not None and share.persistent
+    write(share, make_tree(tmp_path / "one"), tmp_path / "o1")
+    share.remove()  # a compose ends: the cache's entries stay for the next one
+    again = LayerShare.in_cache(tmp_path / "cache")
+    assert again is not None and again.root == share.root
+    two = make_tree(tmp_path / "two")
+    same_blob(write(again, two, tmp_path / "o2"), write(None, two, tmp_path / "plain"))
+    assert (again.written, again.reused) == (0, 1)
+
+    blocked = tmp_path / "blocked"
+    blocked.mkdir()
+    (blocked / LAYER_BLOBS_DIR).write_text("a file where the directory belongs\n")
+    assert LayerShare.in_cache(blocked) is None
+    planted = tmp_path / "planted"
+    planted.mkdir()
+    (planted / LAYER_BLOBS_DIR).symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    (tmp_path / "elsewhere" / "v1").mkdir(parents=True)
+    assert LayerShare.in_cache(planted) is None  # entries are never written through a planted link

@@ -9,6 +9,7 @@ Layout under the cache root::
     unpacked/<hex>.control.json  the files of its control.tar (a warm compose decompresses no control.tar)
     state/<hex>.json        the last verified index set of a source list (offline composes use it)
     composed-layers/        deflated chunks of gzip image layers (rootfs_forge.image.layercache)
+    layer-blobs/v1/         whole layer blobs of earlier composes, keyed by their tar (rootfs_forge.image.layershare)
     bytecode/, cacerts/     what effects derive from packages: compiled .pycs, openssl rehash answers
                             (rootfs_forge.configure.effects.pycompile, .cacerts)
     tmp/                    temp names; a file enters blobs/ only after its digest was checked

@@ -11,6 +11,7 @@ from rootfs_forge.archive.cache import Cache, default_cache_dir
 from rootfs_forge.archive.cachemaint import prune, usage, verify
 from rootfs_forge.commands.common import add_json_arg, human_size, print_json
 from rootfs_forge.image.layercache import entries_size, prune_entries, verify_entries
+from rootfs_forge.image.layershare import layers_size, prune_layers, verify_layers
 
 
 def register(sub: Any) -> None:
@@ -38,7 +39,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     cache = _cache(args)
     checked, bad = verify(cache)
     layer_checked, layer_bad = verify_entries(cache.root)  # deflated layer chunks (image/layercache.py)
-    checked, bad = checked + layer_checked, bad + layer_bad
+    blobs_checked, blobs_bad = verify_layers(cache.root)  # whole layer blobs (image/layershare.py)
+    checked, bad = checked + layer_checked + blobs_checked, bad + layer_bad + blobs_bad
     if args.json:
         print_json({"checked": checked, "removed": bad})
     else:
@@ -52,8 +54,10 @@ def cmd_prune(args: argparse.Namespace) -> int:
     locks = [Path(p) for p in args.lock] or sorted(Path("recipes").glob("*.lock"))
     cache = _cache(args)
     removed, freed = prune(cache, locks, args.older_than)
-    layer_removed, layer_freed = prune_entries(cache.root, args.older_than, time.time())
-    removed, freed = removed + layer_removed, freed + layer_freed
+    now = time.time()
+    layer_removed, layer_freed = prune_entries(cache.root, args.older_than, now)
+    blobs_removed, blobs_freed = prune_layers(cache.root, args.older_than, now)
+    removed, freed = removed + layer_removed + blobs_removed, freed + layer_freed + blobs_freed
     if args.json:
         print_json({"removed": removed, "freed_bytes": freed})
     else:
@@ -64,13 +68,17 @@ def cmd_prune(args: argparse.Namespace) -> int:
 def cmd_du(args: argparse.Namespace) -> int:
     cache = _cache(args)
     u = usage(cache)
-    chunks, chunk_bytes = entries_size(cache.root)  # counted in other_bytes by usage(): shown on their own
+    # both counted in other_bytes by usage(): shown on their own
+    chunks, chunk_bytes = entries_size(cache.root)
+    layers, layer_bytes = layers_size(cache.root)  # a blob linked from an output counts here in full
     if args.json:
         print_json({"blobs": u.blobs, "blob_bytes": u.blob_bytes, "index_bytes": u.index_bytes,
                     "layer_chunks": chunks, "layer_chunk_bytes": chunk_bytes,
-                    "other_bytes": max(0, u.other_bytes - chunk_bytes), "total_bytes": u.total})
+                    "layers": layers, "layer_bytes": layer_bytes,
+                    "other_bytes": max(0, u.other_bytes - chunk_bytes - layer_bytes), "total_bytes": u.total})
     else:
         print(f"{u.blobs} entries, {human_size(u.blob_bytes)} downloads, "
               f"{human_size(u.index_bytes)} indexes and unpacked data, "
-              f"{human_size(chunk_bytes)} compressed layer chunks, {human_size(u.total)} in all")
+              f"{human_size(chunk_bytes)} compressed layer chunks, {human_size(layer_bytes)} in {layers} "
+              f"composed layers, {human_size(u.total)} in all")
     return 0

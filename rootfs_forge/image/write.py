@@ -113,6 +113,8 @@ def write_images(trees: Sequence[Tree], recipe: Recipe, dest: Path, fmt: str,
     the download cache, whose ``composed-layers`` keep deflated gzip chunks for the next compose. ``share``:
     the layers of a gallery compose (``image/layershare.py``)."""
     chunks = ChunkCache(cache_root) if cache_root is not None and recipe.compression == "gzip" else None
+    if share is None and cache_root is not None:
+        share = LayerShare.in_cache(cache_root)  # the layers earlier composes left: copied, not compressed again
     annotations = {"org.opencontainers.image.title": recipe.name, "org.opencontainers.image.version": recipe.tag}
     epoch = max(t.epoch for t in trees)
     shared_before = (share.reused, share.written) if share is not None else (0, 0)
