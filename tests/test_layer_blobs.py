@@ -81,7 +81,7 @@ def _flip(path: Path) -> None:
 
 
 @pytest.mark.parametrize("how", ["flipped-byte", "truncated", "symlink", "fifo-blob", "fifo-entry", "other-digest",
-                                 "other-diff-id", "garbage-entry"])
+                                 "other-diff-id", "other-media-type", "digest-with-a-path", "garbage-entry"])
 def test_tampered_cached_layer_never_enters_the_image(tmp_path: Path, repo_server: RepoServer, signer: Signer,
                                                       how: str) -> None:
     recipe = recipe_of(tmp_path, repo_server, signer)
@@ -115,6 +115,10 @@ def test_tampered_cached_layer_never_enters_the_image(tmp_path: Path, repo_serve
         entry.write_text(json.dumps({**published, "digest": "sha256:" + "0" * 64}))
     elif how == "other-diff-id":  # the entry says it holds another tar
         entry.write_text(json.dumps({**published, "diff_id": "sha256:" + "1" * 64}))
+    elif how == "other-media-type":  # the right blob, labelled as another compression in the manifest
+        entry.write_text(json.dumps({**published, "media_type": "application/vnd.oci.image.layer.v1.tar+zstd"}))
+    elif how == "digest-with-a-path":  # a name that would leave the layout's blob directory
+        entry.write_text(json.dumps({**published, "digest": "sha256:../../../escaped"}))
     else:
         entry.write_bytes(b"\x00not json" * 10)
     second = compose(recipe, tmp_path / "two", cache)
@@ -123,6 +127,7 @@ def test_tampered_cached_layer_never_enters_the_image(tmp_path: Path, repo_serve
     assert digest_of(tmp_path / "two") == digest_of(tmp_path / "one") == GOLDEN_MANIFEST
     leftovers = [p.name for p in (tmp_path / "two/blobs/sha256").iterdir() if p.name.startswith(".")]
     assert leftovers == []
+    assert not (tmp_path / "escaped").exists()
     # the bad entry was replaced by a good one
     assert compose(recipe, tmp_path / "three", cache)["layer_share"] == {"reused": 1, "written": 0}
 

@@ -141,3 +141,23 @@ def test_the_cache_share_outlives_its_compose_and_a_cache_that_cannot_hold_one_g
     (planted / LAYER_BLOBS_DIR).symlink_to(tmp_path / "elsewhere", target_is_directory=True)
     (tmp_path / "elsewhere" / "v1").mkdir(parents=True)
     assert LayerShare.in_cache(planted) is None  # entries are never written through a planted link
+
+
+def test_a_tree_that_fails_while_its_tar_is_hashed_leaves_no_staged_copy(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file that vanishes under the tar (ImageError) fails the layer; the blob copied meanwhile goes too."""
+    import rootfs_forge.image.layershare as layershare
+    from rootfs_forge.errors import ImageError
+
+    share = LayerShare.create(tmp_path, ".share-")
+    write(share, make_tree(tmp_path / "one"), tmp_path / "o1")
+    real = layershare.write_tar
+
+    def failing(sink, root, **kw):  # type: ignore[no-untyped-def]
+        real(sink, root, **kw)
+        raise ImageError("write layer", "usr/lib/libx.so.1", "no such path in the tree")
+
+    monkeypatch.setattr(layershare, "write_tar", failing)
+    with pytest.raises(ImageError):
+        write(share, make_tree(tmp_path / "two"), tmp_path / "o2")
+    assert list((tmp_path / "o2" / "blobs" / "sha256").iterdir()) == []

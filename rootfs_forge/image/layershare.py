@@ -47,6 +47,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import stat
 import tempfile
@@ -79,6 +80,7 @@ FORMAT_VERSION = 1
 _COPY = 1 << 20
 _ENTRY_MAX = 64 << 10  # a published entry's JSON is ~300 bytes
 _STALE_TEMP = 86400  # a temp name this old belongs to no live compose
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 
 
 def layer_params(compression: str, level: int, threads: int) -> str:
@@ -183,7 +185,7 @@ class LayerShare:
         with self._locked(key):
             published = self._published(key)
             if published is not None:
-                blob = self._reuse(key, published, root, entries, out_dir)
+                blob = self._reuse(key, published, root, entries, out_dir, compression)
                 if blob is not None:
                     self.reused += 1
                     return blob
@@ -215,40 +217,46 @@ class LayerShare:
         return entry if isinstance(entry, dict) else None
 
     def _reuse(self, key: str, published: dict[str, object], root: Path, entries: Sequence[Entry],
-               out_dir: Path) -> LayerBlob | None:
+               out_dir: Path, compression: Compression) -> LayerBlob | None:
         digest, diff_id = published.get("digest"), published.get("diff_id")
-        if not (isinstance(digest, str) and digest.startswith("sha256:") and isinstance(diff_id, str)):
+        if not (isinstance(digest, str) and _DIGEST.fullmatch(digest) and isinstance(diff_id, str)
+                and published.get("media_type") == MEDIA_TYPES[compression]):
             return None
+        hexdigest = digest[len("sha256:"):]
         source = self.root / f"{key}.blob"
         blob_dir = out_dir / "blobs" / "sha256"
         blob_dir.mkdir(parents=True, exist_ok=True)
         # the copy is made (and checked) while the tree's tar is hashed, and kept only if the tar is the same
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="forge-layer-copy") as pool:
-            staged = pool.submit(_stage_verified, source, blob_dir, digest[len("sha256:"):])
+            staged = pool.submit(_stage_verified, source, blob_dir, hexdigest)
             sink = _HashSink()
             try:
                 write_tar(sink, root, entries=entries)
-            finally:
-                tar_sha = sink.hexdigest()
+            except BaseException:
+                sink.close()
+                _discard(staged.result())
+                raise
+            tar_sha = sink.hexdigest()
             tmp = staged.result()
         if tmp is None:
             return None
-        final = blob_dir / digest[len("sha256:"):]
+        if f"sha256:{tar_sha}" != diff_id or sink.offset != published.get("diff_size"):
+            _discard(tmp)
+            return None
+        final = blob_dir / hexdigest
         try:
-            if f"sha256:{tar_sha}" != diff_id or sink.offset != published.get("diff_size"):
-                return None
             os.replace(tmp, final)
             fsync_dir(blob_dir)
-        finally:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
+        except OSError:
+            _discard(tmp)
+            return None
         if self.persistent:
             now = time.time()
             for used in (source, self.root / f"{key}.json"):
                 with contextlib.suppress(OSError):
                     os.utime(used, (now, now), follow_symlinks=False)
         return LayerBlob(digest=digest, diff_id=diff_id, size=final.stat().st_size,
-                         media_type=str(published.get("media_type")), path=final, diff_size=sink.offset)
+                         media_type=MEDIA_TYPES[compression], path=final, diff_size=sink.offset)
 
     def _publish(self, key: str, blob: LayerBlob) -> None:
         """Leave ``blob`` for the next image (best effort: a share that cannot take it is simply not used)."""
@@ -265,6 +273,12 @@ class LayerShare:
         except OSError:
             with contextlib.suppress(OSError):
                 tmp.unlink()
+
+
+def _discard(tmp: Path | None) -> None:
+    if tmp is not None:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
 
 
 class _Mismatch(Exception):
