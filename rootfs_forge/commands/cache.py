@@ -79,6 +79,6 @@ def cmd_du(args: argparse.Namespace) -> int:
     else:
         print(f"{u.blobs} entries, {human_size(u.blob_bytes)} downloads, "
               f"{human_size(u.index_bytes)} indexes and unpacked data, "
-              f"{human_size(chunk_bytes)} compressed layer chunks, {human_size(layer_bytes)} in {layers} "
-              f"composed layers, {human_size(u.total)} in all")
+              f"{human_size(chunk_bytes)} compressed layer chunks, {human_size(layer_bytes)} whole layers "
+              f"({layers}), {human_size(u.total)} in all")
     return 0
