@@ -6,7 +6,9 @@ that primer, whether it is the last chunk, the level and the zlib that deflated 
 layer. This cache keeps them, so a warm compose whose tar is unchanged, or changed in a few places (one
 package's files, a regenerated cache file), deflates only the chunks that differ. It is a cache of the
 compressor's output, below the layer: the tar, its diff_id, the blob and its digest are produced exactly as
-without it, byte for byte.
+without it, byte for byte. A layer whose tar did not change at all does not get here: the cache's whole
+layer blobs (``image/layershare.py``) are copied before any chunk is looked up; chunks serve a layer that
+changed in places.
 
 Layout under the download cache's root::
 
