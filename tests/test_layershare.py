@@ -161,3 +161,38 @@ def test_a_tree_that_fails_while_its_tar_is_hashed_leaves_no_staged_copy(tmp_pat
     with pytest.raises(ImageError):
         write(share, make_tree(tmp_path / "two"), tmp_path / "o2")
     assert list((tmp_path / "o2" / "blobs" / "sha256").iterdir()) == []
+
+
+def test_hashing_a_large_tar_holds_a_few_blocks_not_the_tar(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The diff_id hasher may fall behind the tar: the blocks waiting for it stay bounded (a 1 GB layer is not
+    buffered whole), and the digest is the tar's."""
+    import hashlib
+    import threading
+    import time
+
+    from rootfs_forge.image.layershare import _HashSink
+
+    sink = _HashSink()
+    real = sink.sha
+    waiting = {"now": 0, "most": 0}
+    lock = threading.Lock()
+
+    class Slow:
+        def update(self, data: bytes) -> None:
+            time.sleep(0.002)  # slower than the writer below
+            real.update(data)
+            with lock:
+                waiting["now"] -= 1
+
+        def hexdigest(self) -> str:
+            return real.hexdigest()
+
+    sink.sha = Slow()  # type: ignore[assignment]
+    block = bytes(range(256)) * 4096  # 1 MiB
+    for _ in range(64):
+        with lock:
+            waiting["now"] += 1
+            waiting["most"] = max(waiting["most"], waiting["now"])
+        sink.write(block)
+    assert sink.hexdigest() == hashlib.sha256(block * 64).hexdigest()
+    assert waiting["most"] <= _HashSink.PENDING + 2

@@ -41,6 +41,7 @@ long; a reuse touches them); ``forge cache du`` counts them.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import errno
 import fcntl
@@ -54,7 +55,7 @@ import tempfile
 import time
 import zlib
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -107,20 +108,28 @@ def layer_key(compression: str, level: int, threads: int, entries: Sequence[Entr
 class _HashSink:
     """Where :func:`write_tar` writes to compute a tar's diff_id without keeping or compressing it: the tar is
     hashed in 1 MiB blocks on a thread of its own (sha256 lets go of the interpreter lock), in order, while
-    this one goes on building it."""
+    this one goes on building it; at most a few blocks wait, so a large layer is never held in memory."""
+
+    PENDING = 4
 
     def __init__(self) -> None:
         self.sha = hashlib.sha256()
         self.offset = 0
         self.buf = bytearray()
         self.hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="forge-diff-id")
+        self.pending: collections.deque[Future[None]] = collections.deque()
+
+    def _submit(self) -> None:
+        self.pending.append(self.hasher.submit(self.sha.update, bytes(self.buf)))
+        self.buf.clear()
+        while len(self.pending) > self.PENDING:
+            self.pending.popleft().result()
 
     def write(self, data: bytes) -> int:
         self.buf += data
         self.offset += len(data)
         if len(self.buf) >= _COPY:
-            self.hasher.submit(self.sha.update, bytes(self.buf))
-            self.buf.clear()
+            self._submit()
         return len(data)
 
     def tell(self) -> int:
@@ -133,9 +142,9 @@ class _HashSink:
 
     def close(self) -> None:
         if self.buf:
-            self.hasher.submit(self.sha.update, bytes(self.buf))
-            self.buf.clear()
+            self._submit()
         self.hasher.shutdown(wait=True)
+        self.pending.clear()
 
 
 class LayerShare:

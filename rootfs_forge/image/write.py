@@ -111,7 +111,8 @@ def write_images(trees: Sequence[Tree], recipe: Recipe, dest: Path, fmt: str,
                  cache_root: Path | None = None, share: LayerShare | None = None) -> dict[str, Any]:
     """Write the image(s) of ``trees`` to ``dest`` in ``fmt``; return digests for the report. ``cache_root``:
     the download cache, whose ``composed-layers`` keep deflated gzip chunks for the next compose. ``share``:
-    the layers of a gallery compose (``image/layershare.py``)."""
+    the layers of a gallery compose (``image/layershare.py``); without one, the cache's (its ``layer-blobs``:
+    a layer an earlier compose wrote is copied, not compressed again)."""
     chunks = ChunkCache(cache_root) if cache_root is not None and recipe.compression == "gzip" else None
     if share is None and cache_root is not None:
         share = LayerShare.in_cache(cache_root)  # the layers earlier composes left: copied, not compressed again
