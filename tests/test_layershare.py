@@ -163,36 +163,39 @@ def test_a_tree_that_fails_while_its_tar_is_hashed_leaves_no_staged_copy(tmp_pat
     assert list((tmp_path / "o2" / "blobs" / "sha256").iterdir()) == []
 
 
-def test_hashing_a_large_tar_holds_a_few_blocks_not_the_tar(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The diff_id hasher may fall behind the tar: the blocks waiting for it stay bounded (a 1 GB layer is not
-    buffered whole), and the digest is the tar's."""
+@pytest.mark.parametrize("path", ["reuse", "write"])
+def test_hashing_a_large_tar_holds_a_few_blocks_not_the_tar(path: str) -> None:
+    """The diff_id hasher may fall behind the tar (a reuse only hashes it; an uncompressed layer's writer never
+    waits for a compressor): the blocks waiting for it stay bounded, so a 1 GB layer is not buffered whole,
+    and the digest is the tar's."""
     import hashlib
+    import io
     import threading
     import time
 
+    from rootfs_forge.image.layer import _Output, _Plain, _TarSink
     from rootfs_forge.image.layershare import _HashSink
 
-    sink = _HashSink()
+    sink: _HashSink | _TarSink = _HashSink() if path == "reuse" else _TarSink(_Plain(_Output(io.BytesIO(),
+                                                                                          hashed=False)))
     real = sink.sha
     waiting = {"now": 0, "most": 0}
     lock = threading.Lock()
 
     class Slow:
         def update(self, data: bytes) -> None:
-            time.sleep(0.002)  # slower than the writer below
+            time.sleep(0.004)  # slower than the writer below
             real.update(data)
             with lock:
-                waiting["now"] -= 1
-
-        def hexdigest(self) -> str:
-            return real.hexdigest()
+                waiting["now"] -= len(data)
 
     sink.sha = Slow()  # type: ignore[assignment]
     block = bytes(range(256)) * 4096  # 1 MiB
-    for _ in range(64):
+    for _ in range(96):
         with lock:
-            waiting["now"] += 1
+            waiting["now"] += len(block)
             waiting["most"] = max(waiting["most"], waiting["now"])
         sink.write(block)
-    assert sink.hexdigest() == hashlib.sha256(block * 64).hexdigest()
-    assert waiting["most"] <= _HashSink.PENDING + 2
+    sink.close()
+    assert real.hexdigest() == hashlib.sha256(block * 96).hexdigest()
+    assert waiting["most"] <= 24 << 20  # a few blocks of 1 MiB (reuse) or 4 MiB (write), not the 96 MiB tar

@@ -366,14 +366,24 @@ class _Sink(Protocol):
 
 class _TarSink:
     """The file object ``tarfile`` writes to: hashes the tar and hands fixed-size chunks to the codec. The
-    diff_id is hashed in a thread of its own (in order: one worker), while this one goes on writing the tar."""
+    diff_id is hashed in a thread of its own (in order: one worker), while this one goes on writing the tar;
+    at most ``PENDING`` chunks wait for it (an uncompressed layer's codec never makes this one wait, so
+    without the bound a hasher that falls behind would hold the layer in memory)."""
+
+    PENDING = 4
 
     def __init__(self, codec: _Codec) -> None:
         self.codec = codec
         self.sha = hashlib.sha256()
         self.hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="forge-diff-id")
+        self.hashing: collections.deque[Future[None]] = collections.deque()
         self.offset = 0
         self.buf = bytearray()
+
+    def _hash(self, chunk: bytes) -> None:
+        self.hashing.append(self.hasher.submit(self.sha.update, chunk))
+        while len(self.hashing) > self.PENDING:
+            self.hashing.popleft().result()
 
     def write(self, data: bytes) -> int:
         self.buf += data
@@ -383,7 +393,7 @@ class _TarSink:
             whole = len(self.buf) - len(self.buf) % CHUNK_SIZE
             for start in range(0, whole, CHUNK_SIZE):
                 chunk = bytes(view[start : start + CHUNK_SIZE])
-                self.hasher.submit(self.sha.update, chunk)
+                self._hash(chunk)
                 self.codec.feed(chunk)
             view.release()
             del self.buf[:whole]
@@ -395,11 +405,12 @@ class _TarSink:
     def close(self) -> None:
         tail = bytes(self.buf)
         self.buf.clear()
-        self.hasher.submit(self.sha.update, tail)
+        self._hash(tail)
         try:
             self.codec.finish(tail)
         finally:
             self.hasher.shutdown(wait=True)
+            self.hashing.clear()
 
 
 def _codec(out: _Output, compression: str, level: int, threads: int, deflate: Deflate | None = None) -> _Codec:
