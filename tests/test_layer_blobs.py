@@ -174,3 +174,21 @@ def test_cache_du_verify_and_prune_know_the_layer_blobs(tmp_path: Path, repo_ser
     forge("cache", "prune", "--older-than", "1", cache=cache)
     assert cached(cache, "") == []
     assert forge("cache", "du", cache=cache)["layers"] == 0
+
+
+def test_a_second_gallery_call_copies_every_layer_the_first_wrote(tmp_path: Path, repo_server: RepoServer,
+                                                                  signer: Signer) -> None:
+    import rootfs_forge
+    from tests.test_compose_many import TWINS, write_recipes
+
+    recipes = write_recipes(tmp_path / "r", repo_server, signer, TWINS)
+    cache = tmp_path / "cache"
+    first = rootfs_forge.compose_many(recipes, tmp_path / "one", cache_dir=cache, epoch=1_700_000_000)
+    second = rootfs_forge.compose_many(recipes, tmp_path / "two", cache_dir=cache, epoch=1_700_000_000)
+    assert sum(r["layer_share"]["written"] for r in first) == 3  # the shared package layer once, two tops
+    assert [r["layer_share"]["written"] for r in second] == [0, 0]
+    assert sum(r["layer_share"]["reused"] for r in second) == 4
+    assert [r["manifest_digest"] for r in second] == [r["manifest_digest"] for r in first]
+    # and no share of the call's own was left beside the outputs
+    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == sorted(
+        f"{r.stem}-latest" for r in recipes)
