@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from rootfs_forge.configure.effects.tree import RootDir
 from rootfs_forge.errors import RecipeError
-from rootfs_forge.image.oci import DEFAULT_ENV
+from rootfs_forge.image import DEFAULT_ENV
 from rootfs_forge.recipe import Recipe
 from rootfs_forge.util.passwd import table
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from rootfs_forge.errors import ImageError
+from rootfs_forge.image import DEFAULT_ENV
 from rootfs_forge.image.layer import LayerBlob
 from rootfs_forge.util.arch import oci_platform
 from rootfs_forge.util.canonical import canonical_json
@@ -33,7 +34,6 @@ DOCKER_MANIFEST_TYPE = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_LIST_TYPE = "application/vnd.docker.distribution.manifest.list.v2+json"
 REF_NAME = "org.opencontainers.image.ref.name"
 CREATED = "org.opencontainers.image.created"
-DEFAULT_ENV = ("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",)
 LAYOUT_FILE = b'{"imageLayoutVersion":"1.0.0"}'
 
 

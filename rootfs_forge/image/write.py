@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from rootfs_forge.build import Tree, check_user, layer_record
+from rootfs_forge.image import DEFAULT_ENV
 from rootfs_forge.image.archives import write_docker_archive
 from rootfs_forge.image.archives import write_oci_archive as _write_oci_archive
 from rootfs_forge.image.layer import LayerBlob, write_layer
@@ -22,7 +23,6 @@ from rootfs_forge.image.layercache import ChunkCache
 from rootfs_forge.image.layering import LayerGroup, group_layers
 from rootfs_forge.image.layershare import LayerShare
 from rootfs_forge.image.oci import (
-    DEFAULT_ENV,
     ImageConfig,
     platform_for,
     write_image,
