@@ -267,7 +267,7 @@ def test_layer_tar_is_byte_for_byte_what_tarfile_writes(tmp_path: Path) -> None:
             else:
                 tar.addfile(info)
     assert bytes(layer_codec.data) == ref.getvalue()
-    assert ours.sha.hexdigest() == hashlib.sha256(ref.getvalue()).hexdigest()
+    assert ours.hasher.sha.hexdigest() == hashlib.sha256(ref.getvalue()).hexdigest()
     with tarfile.open(fileobj=io.BytesIO(ref.getvalue())) as back:
         names = back.getnames()
     assert "block-link" in names and "long-symlink" in names and "fifo" in names

@@ -178,7 +178,7 @@ def test_hashing_a_large_tar_holds_a_few_blocks_not_the_tar(path: str) -> None:
 
     sink: _HashSink | _TarSink = _HashSink() if path == "reuse" else _TarSink(_Plain(_Output(io.BytesIO(),
                                                                                           hashed=False)))
-    real = sink.sha
+    real = sink.hasher.sha
     waiting = {"now": 0, "most": 0}
     lock = threading.Lock()
 
@@ -189,7 +189,7 @@ def test_hashing_a_large_tar_holds_a_few_blocks_not_the_tar(path: str) -> None:
             with lock:
                 waiting["now"] -= len(data)
 
-    sink.sha = Slow()  # type: ignore[assignment]
+    sink.hasher.sha = Slow()  # type: ignore[assignment]
     block = bytes(range(256)) * 4096  # 1 MiB
     for _ in range(96):
         with lock:

@@ -364,26 +364,39 @@ class _Sink(Protocol):
     def tell(self) -> int: ...
 
 
-class _TarSink:
-    """The file object ``tarfile`` writes to: hashes the tar and hands fixed-size chunks to the codec. The
-    diff_id is hashed in a thread of its own (in order: one worker), while this one goes on writing the tar;
-    at most ``PENDING`` chunks wait for it (an uncompressed layer's codec never makes this one wait, so
-    without the bound a hasher that falls behind would hold the layer in memory)."""
+class OrderedSha256:
+    """sha256 of the blocks given to :meth:`update`, in order, computed on a thread of its own (sha256 lets go
+    of the interpreter lock) while the caller goes on producing them. At most ``PENDING`` blocks wait: a
+    producer faster than the hash waits for it instead of holding the whole stream in memory."""
 
     PENDING = 4
 
+    def __init__(self) -> None:
+        self.sha = hashlib.sha256()
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="forge-diff-id")
+        self._pending: collections.deque[Future[None]] = collections.deque()
+
+    def update(self, block: bytes) -> None:
+        self._pending.append(self._pool.submit(self.sha.update, block))
+        while len(self._pending) > self.PENDING:
+            self._pending.popleft().result()
+
+    def close(self) -> None:
+        """Wait for every block: ``sha`` then holds the digest of all of them."""
+        self._pool.shutdown(wait=True)
+        self._pending.clear()
+
+
+class _TarSink:
+    """The file object ``tarfile`` writes to: hashes the tar (the diff_id, an :class:`OrderedSha256`: an
+    uncompressed layer's codec never makes this one wait, so the hash's own bound is what keeps a large layer
+    out of memory) and hands fixed-size chunks to the codec."""
+
     def __init__(self, codec: _Codec) -> None:
         self.codec = codec
-        self.sha = hashlib.sha256()
-        self.hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="forge-diff-id")
-        self.hashing: collections.deque[Future[None]] = collections.deque()
+        self.hasher = OrderedSha256()
         self.offset = 0
         self.buf = bytearray()
-
-    def _hash(self, chunk: bytes) -> None:
-        self.hashing.append(self.hasher.submit(self.sha.update, chunk))
-        while len(self.hashing) > self.PENDING:
-            self.hashing.popleft().result()
 
     def write(self, data: bytes) -> int:
         self.buf += data
@@ -393,7 +406,7 @@ class _TarSink:
             whole = len(self.buf) - len(self.buf) % CHUNK_SIZE
             for start in range(0, whole, CHUNK_SIZE):
                 chunk = bytes(view[start : start + CHUNK_SIZE])
-                self._hash(chunk)
+                self.hasher.update(chunk)
                 self.codec.feed(chunk)
             view.release()
             del self.buf[:whole]
@@ -405,12 +418,11 @@ class _TarSink:
     def close(self) -> None:
         tail = bytes(self.buf)
         self.buf.clear()
-        self._hash(tail)
+        self.hasher.update(tail)
         try:
             self.codec.finish(tail)
         finally:
-            self.hasher.shutdown(wait=True)
-            self.hashing.clear()
+            self.hasher.close()
 
 
 def _codec(out: _Output, compression: str, level: int, threads: int, deflate: Deflate | None = None) -> _Codec:
@@ -524,7 +536,7 @@ def write_layer(
             sink.close()
             fh.flush()
             os.fsync(fh.fileno())
-        digest = (out.sha or sink.sha).hexdigest()
+        digest = (out.sha or sink.hasher.sha).hexdigest()
         final = blob_dir / digest
         os.replace(tmp, final)
         fsync_dir(blob_dir)
@@ -532,12 +544,12 @@ def write_layer(
         if isinstance(codec, _ParallelGzip):
             codec.close()
         if sink is not None:
-            sink.hasher.shutdown(wait=True)
+            sink.hasher.close()
         tmp.unlink(missing_ok=True)
         raise
     return LayerBlob(
         digest="sha256:" + digest,
-        diff_id="sha256:" + sink.sha.hexdigest(),
+        diff_id="sha256:" + sink.hasher.sha.hexdigest(),
         size=out.size,
         media_type=MEDIA_TYPES[compression],
         path=final,

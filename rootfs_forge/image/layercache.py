@@ -43,15 +43,15 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import stat
 import threading
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from rootfs_forge.image.layer import CHUNK_SIZE, deflate_chunk
 from rootfs_forge.util import inflate
-from rootfs_forge.util.files import write_atomic
+from rootfs_forge.util.files import NotARegularFile, open_cache_entry, write_atomic
 
 LAYER_CACHE_DIR = "composed-layers"
 FORMAT_VERSION = 3  # 3: entries named by checksums (2: by SHA-256; its directory is skipped, pruned by age)
@@ -128,14 +128,15 @@ class ChunkCache:
         entry = self.root / params_name(level) / chunk_key(chunk, prefix, last)
         try:
             # no symlink followed, no FIFO waited on: a planted entry can neither redirect nor stall a compose
-            fd = os.open(entry, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-        except OSError:
-            fd = -1
-        if fd >= 0:
+            fh: BinaryIO | None = open_cache_entry(entry)
+        except NotARegularFile:
+            fh = None
+            self._reject(entry)
+        except OSError:  # no entry (or a symlink, which is never read)
+            fh = None
+        if fh is not None:
             try:
-                with os.fdopen(fd, "rb") as fh:
-                    if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
-                        raise ValueError("not a regular file")
+                with fh:
                     data = fh.read(CHUNK_SIZE * 2)
                 stored_prefix, stored_last, deflated = decode_entry(data)
                 if (stored_prefix, stored_last) != (prefix, last):
@@ -143,9 +144,7 @@ class ChunkCache:
                 if inflate_entry(prefix, last, deflated, len(chunk)) != chunk:
                     raise ValueError("another chunk's content")
             except (OSError, ValueError):
-                self._count("rejected")
-                with contextlib.suppress(OSError):
-                    entry.unlink()
+                self._reject(entry)
             else:
                 self._count("reused")
                 with contextlib.suppress(OSError):
@@ -155,6 +154,12 @@ class ChunkCache:
         self._count("deflated")
         self._store(entry, encode_entry(prefix, last, deflated))
         return deflated
+
+    def _reject(self, entry: Path) -> None:
+        """A bad entry is counted and removed (the chunk is deflated again and entered in its place)."""
+        self._count("rejected")
+        with contextlib.suppress(OSError):
+            entry.unlink()
 
     def _store(self, entry: Path, data: bytes) -> None:
         """Enter ``data`` under ``entry``; a compose never fails for its cache (read-only, full: no entry)."""

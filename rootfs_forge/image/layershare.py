@@ -41,21 +41,18 @@ long; a reuse touches them); ``forge cache du`` counts them.
 
 from __future__ import annotations
 
-import collections
 import contextlib
-import errno
 import fcntl
 import hashlib
 import json
 import os
 import re
 import shutil
-import stat
 import tempfile
 import time
 import zlib
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +64,7 @@ from rootfs_forge.image.layer import (
     Deflate,
     Entry,
     LayerBlob,
+    OrderedSha256,
     Owners,
     Xattrs,
     fsync_dir,
@@ -74,7 +72,7 @@ from rootfs_forge.image.layer import (
     write_layer,
     write_tar,
 )
-from rootfs_forge.util.files import write_atomic
+from rootfs_forge.util.files import open_cache_entry, write_atomic
 
 LAYER_BLOBS_DIR = "layer-blobs"
 FORMAT_VERSION = 1
@@ -106,30 +104,20 @@ def layer_key(compression: str, level: int, threads: int, entries: Sequence[Entr
 
 
 class _HashSink:
-    """Where :func:`write_tar` writes to compute a tar's diff_id without keeping or compressing it: the tar is
-    hashed in 1 MiB blocks on a thread of its own (sha256 lets go of the interpreter lock), in order, while
-    this one goes on building it; at most a few blocks wait, so a large layer is never held in memory."""
-
-    PENDING = 4
+    """Where :func:`write_tar` writes to compute a tar's diff_id without keeping or compressing it: hashed in
+    1 MiB blocks by an :class:`OrderedSha256` while this thread goes on building the tar."""
 
     def __init__(self) -> None:
-        self.sha = hashlib.sha256()
+        self.hasher = OrderedSha256()
         self.offset = 0
         self.buf = bytearray()
-        self.hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="forge-diff-id")
-        self.pending: collections.deque[Future[None]] = collections.deque()
-
-    def _submit(self) -> None:
-        self.pending.append(self.hasher.submit(self.sha.update, bytes(self.buf)))
-        self.buf.clear()
-        while len(self.pending) > self.PENDING:
-            self.pending.popleft().result()
 
     def write(self, data: bytes) -> int:
         self.buf += data
         self.offset += len(data)
         if len(self.buf) >= _COPY:
-            self._submit()
+            self.hasher.update(bytes(self.buf))
+            self.buf.clear()
         return len(data)
 
     def tell(self) -> int:
@@ -138,13 +126,13 @@ class _HashSink:
     def hexdigest(self) -> str:
         """The tar's sha256, once it is all written."""
         self.close()
-        return self.sha.hexdigest()
+        return self.hasher.sha.hexdigest()
 
     def close(self) -> None:
         if self.buf:
-            self._submit()
-        self.hasher.shutdown(wait=True)
-        self.pending.clear()
+            self.hasher.update(bytes(self.buf))
+            self.buf.clear()
+        self.hasher.close()
 
 
 class LayerShare:
@@ -294,18 +282,8 @@ class _Mismatch(Exception):
     """The copied bytes do not hash to the digest they were published under."""
 
 
-def open_entry_file(path: Path) -> int:
-    """A read-only descriptor of ``path``: never through a symlink, never waiting on a FIFO, only a regular
-    file (an entry of a cache directory can be anything someone put there)."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise OSError(errno.EINVAL, "not a regular file", str(path))
-    return fd
-
-
 def read_entry_file(path: Path, limit: int) -> bytes:
-    with os.fdopen(open_entry_file(path), "rb") as fh:
+    with open_cache_entry(path) as fh:
         data = fh.read(limit + 1)
     if len(data) > limit:
         raise ValueError(f"{path} is larger than an entry")
@@ -315,11 +293,14 @@ def read_entry_file(path: Path, limit: int) -> bytes:
 def _stage_verified(src: Path, blob_dir: Path, hexdigest: str) -> Path | None:
     """A copy of ``src`` under a temp name in ``blob_dir``, made durable, if its bytes hash to ``hexdigest``;
     None, and nothing left behind, otherwise. The caller renames it to ``hexdigest`` or removes it."""
-    fd, name = tempfile.mkstemp(prefix=".tmp-layer-", dir=blob_dir)
+    try:
+        fd, name = tempfile.mkstemp(prefix=".tmp-layer-", dir=blob_dir)
+    except OSError:
+        return None
     tmp = Path(name)
     try:
         os.fchmod(fd, 0o644)
-        with os.fdopen(fd, "wb") as out, os.fdopen(open_entry_file(src), "rb") as fh:
+        with os.fdopen(fd, "wb") as out, open_cache_entry(src) as fh:
             sha = hashlib.sha256()
             while block := fh.read(_COPY):
                 sha.update(block)
@@ -362,7 +343,7 @@ def blob_matches(blob: Path, entry: dict[str, Any]) -> bool:
     digest, tar_sha, size = hashlib.sha256(), hashlib.sha256(), 0
     caught: tuple[type[Exception], ...] = (OSError, ValueError, *_decode_errors())
     try:
-        with os.fdopen(open_entry_file(blob), "rb") as fh:
+        with open_cache_entry(blob) as fh:
             d = _decompressor(media)
             while block := fh.read(_COPY):
                 digest.update(block)

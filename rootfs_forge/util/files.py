@@ -2,16 +2,19 @@
 
 The content goes to a temporary name in the destination's directory (or in ``tmp_dir``, on the same
 filesystem) and is renamed over the destination when complete; on any failure the temporary file is removed.
+Also the one reader of derived cache entries (:func:`open_cache_entry`), which can be anything someone put there.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, BinaryIO
 
 
 @contextlib.contextmanager
@@ -43,3 +46,20 @@ def write_atomic(dest: Path, data: bytes, *, mode: int | None = 0o644, fsync: bo
     """Write ``data`` to ``dest`` through :func:`atomic_file`."""
     with atomic_file(dest, mode=mode, fsync=fsync, tmp_dir=tmp_dir) as fh:
         fh.write(data)
+
+
+class NotARegularFile(OSError):
+    """A cache entry's name holds a FIFO, a device, a directory: something planted, never an entry."""
+
+
+def open_cache_entry(path: Path) -> BinaryIO:
+    """``path`` opened for reading, never through a symlink (ELOOP, like a missing entry) and never waiting on a
+    FIFO; :class:`NotARegularFile` when it is not a regular file."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise NotARegularFile(errno.EINVAL, "not a regular file", str(path))
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
